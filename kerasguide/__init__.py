@@ -1,0 +1,49 @@
+"""kerasguide: the training recipes practitioners follow, for Keras 3.
+
+Importing `kerasguide` is cheap: the names that need TensorFlow are loaded
+on first use, so the desktop app can import `kerasguide.config` and
+`kerasguide.rundir` without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it (imported lazily, PEP 562).
+_LAZY = {
+    "RunConfig": "kerasguide.config",
+    "load_config": "kerasguide.config",
+    "save_config": "kerasguide.config",
+    "ConfigError": "kerasguide.config",
+    "RunDir": "kerasguide.rundir",
+    "list_runs": "kerasguide.rundir",
+    "read_run": "kerasguide.rundir",
+    "Preprocessor": "kerasguide.data",
+    "load_dataset": "kerasguide.data",
+    "Dataset": "kerasguide.data",
+    "build_model": "kerasguide.models",
+    "SparseInitializer": "kerasguide.initializers",
+    "MulticlassHinge": "kerasguide.losses",
+    "run": "kerasguide.pipeline",
+    "RunResult": "kerasguide.pipeline",
+    "BestCheckpoint": "kerasguide.callbacks",
+    "set_verbosity": "kerasguide._logging",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kerasguide' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

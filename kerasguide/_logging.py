@@ -1,0 +1,40 @@
+"""The library logger: `logging.getLogger("kerasguide")`, one handler, `set_verbosity`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+__all__ = ["get_logger", "set_verbosity", "quiet_tensorflow"]
+
+_LOGGER = logging.getLogger("kerasguide")
+_HANDLER: logging.Handler | None = None
+
+
+def get_logger() -> logging.Logger:
+    """The kerasguide logger, with a stderr handler added once."""
+    global _HANDLER
+    if _HANDLER is None:
+        _HANDLER = logging.StreamHandler(sys.stderr)
+        _HANDLER.setFormatter(logging.Formatter("kerasguide: %(message)s"))
+        _LOGGER.addHandler(_HANDLER)
+        _LOGGER.setLevel(logging.INFO)
+        _LOGGER.propagate = False
+    return _LOGGER
+
+
+def set_verbosity(level: int | str) -> None:
+    """Set the kerasguide logger's level (`logging.INFO`, `"WARNING"`, ...)."""
+    get_logger().setLevel(level)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ and Python chatter out of the user's way.
+
+    Must run before TensorFlow is imported to silence the C++ side.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)

@@ -1,0 +1,160 @@
+"""Callbacks that record a run: metrics.csv, run.json, checkpoints, JSON progress."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kerasguide.pipeline import Progress, RunContext
+
+__all__ = ["RunRecorder", "BestCheckpoint", "JsonProgress", "save_model_atomic", "current_lr"]
+
+
+def current_lr(model: keras.Model) -> float:
+    """The optimizer's learning rate now (a schedule is evaluated at its step)."""
+    optimizer = model.optimizer
+    if optimizer is None:
+        return math.nan
+    try:
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    except (TypeError, ValueError):  # pragma: no cover
+        return math.nan
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike[str]) -> None:
+    """`model.save` to a temporary file beside `path`, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _better(mode: str, value: float, best: float) -> bool:
+    return value < best if mode == "min" else value > best
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keep one best checkpoint, the validation score in its file name.
+
+    Written here because Keras' `ModelCheckpoint(save_best_only=True)` with a
+    formatted file name leaves one file per improvement; a run directory
+    keeps exactly one best (`best-epoch=012-val_accuracy=0.9812.keras`) and
+    writes it atomically.
+
+    Args:
+        directory: Where the checkpoint goes.
+        monitor: The logged metric to maximize (or minimize for losses).
+            Defaults to `"val_accuracy"`.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], monitor: str = "val_accuracy"):
+        super().__init__()
+        self.directory = Path(directory)
+        self.monitor = monitor
+        self.mode = "min" if "loss" in monitor else "max"
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_path: Path | None = None
+        self.best_epoch: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None:
+            return
+        value = float(value)
+        if not math.isfinite(value) or not _better(self.mode, value, self.best):
+            return
+        self.best = value
+        self.best_epoch = epoch + 1
+        target = self.directory / f"best-epoch={epoch + 1:03d}-{self.monitor}={value:.4f}.keras"
+        save_model_atomic(self.model, target)
+        if self.best_path is not None and self.best_path != target and self.best_path.exists():
+            self.best_path.unlink()
+        self.best_path = target
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Append each epoch to metrics.csv and keep run.json's progress and best current."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__()
+        self.ctx = ctx
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._epoch_start = self._start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        now = time.perf_counter()
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        for key, value in logs.items():
+            if key == "learning_rate":
+                continue
+            row[key] = float(np.asarray(value))
+        row["lr"] = current_lr(self.model)
+        row["seconds"] = round(now - self._epoch_start, 4)
+        self.ctx.history.append(row)
+        self.ctx.run_dir.write_metrics(self.ctx.history)
+        monitor = self.ctx.config.train.monitor_metric
+        mode = "min" if "loss" in monitor else "max"
+        values = [(r.get(monitor), r["epoch"]) for r in self.ctx.history if r.get(monitor) is not None and math.isfinite(r.get(monitor))]
+        best = {}
+        if values:
+            value, best_epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
+            best = {"metric": monitor, "value": value, "epoch": best_epoch,
+                    "metrics": next(r for r in self.ctx.history if r["epoch"] == best_epoch)}
+        self.ctx.update_run(epochs_done=epoch + 1, best=best, train_seconds=round(now - self._start, 3))
+
+
+class JsonProgress(keras.callbacks.Callback):
+    """Emit `epoch` events (and throttled `step` events) as JSON lines."""
+
+    def __init__(self, progress: Progress, epochs: int, steps_per_epoch: int, step_interval: float = 0.5):
+        super().__init__()
+        self.progress = progress
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.step_interval = step_interval
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._last_step = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self._last_step >= self.step_interval:
+            self._last_step = now
+            self.progress.emit("step", epoch=self._epoch + 1, step=batch + 1, steps=self.steps_per_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        done = epoch + 1
+        elapsed = now - self._start
+        eta = elapsed / done * (self.epochs - done)
+        metrics = {k: float(np.asarray(v)) for k, v in (logs or {}).items()}
+        self.progress.emit(
+            "epoch", epoch=done, total=self.epochs, metrics=metrics,
+            seconds=round(now - self._epoch_start, 4), elapsed=round(elapsed, 3), eta=round(eta, 3),
+        )

@@ -1,0 +1,250 @@
+"""The `kerasguide` command line: one module, a function per subcommand, `main() -> int`.
+
+Exit codes: 0 ok, 1 the run failed (or was interrupted / diverged),
+2 bad input (config, paths), 3 a sanity check failed.
+
+TensorFlow is imported only by the subcommands that train, so `--help`,
+`config` and `runs` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Callable
+
+from kerasguide._logging import get_logger, quiet_tensorflow, set_verbosity
+from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+
+__all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_CHECK_FAILED = 3
+
+logger = get_logger()
+
+STATUS_EXIT = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "interrupted": EXIT_FAILED,
+    "diverged": EXIT_FAILED,
+    "checks_failed": EXIT_CHECK_FAILED,
+}
+
+
+class CliError(Exception):
+    """Bad input found by the CLI itself; printed as one line, exit 2."""
+
+
+def _resolve_config(value: str | None) -> tuple[RunConfig, str | None]:
+    """A config from a path, a run directory, a preset name, or the digits default."""
+    from kerasguide.presets import preset_path, preset_names
+
+    if value is None:
+        return RunConfig(), None
+    path = Path(value)
+    if not path.exists() and value in preset_names():
+        path = preset_path(value)
+    if not path.exists():
+        raise ConfigError(
+            f"{value}: no such config file or preset (presets: {', '.join(preset_names())})"
+        )
+    return load_config(path), str(path)
+
+
+def _install_sigterm() -> None:
+    # SIGTERM is turned into KeyboardInterrupt so the pipeline records the run
+    # as interrupted and keeps what was written, exactly as for Ctrl-C.
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _prepare_tf_env(args) -> None:
+    quiet_tensorflow()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+# ----------------------------------------------------------------- commands
+def cmd_run(args) -> int:
+    config, path = _resolve_config(args.config)
+    if args.epochs is not None:
+        config.train.epochs = args.epochs
+    _prepare_tf_env(args)
+    _install_sigterm()
+    from kerasguide.pipeline import run
+
+    result = run(config, out=args.out, json_progress=args.json_progress,
+                 verbose=0 if args.quiet else 1, config_path=path)
+    code = STATUS_EXIT.get(result.status, EXIT_FAILED)
+    out = sys.stderr if args.json_progress else sys.stdout
+    if result.status == "completed":
+        metrics = result.final_metrics
+        line = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("val_", "test_")))
+        print(f"run completed: {line}", file=out)
+    else:
+        print(f"run {result.status}: {result.error or ''}".rstrip(": "), file=out)
+    print(f"run directory: {result.path}", file=out)
+    print(f"  report:      {result.path / 'report.md'}", file=out)
+    print(f"  TensorBoard: kerasguide board {result.path}", file=out)
+    print("  desktop app: kerasguide gui", file=out)
+    return code
+
+
+def cmd_config(args) -> int:
+    if args.schema:
+        print(json.dumps(RunConfig.model_json_schema(), indent=2))
+        return EXIT_OK
+    config, _ = _resolve_config(args.config)
+    print(dump_config(config), end="")
+    return EXIT_OK
+
+
+def cmd_presets(args) -> int:
+    from kerasguide.presets import preset_names, preset_path
+
+    for name in preset_names():
+        config = load_config(preset_path(name))
+        print(f"{name:20s} {config.description}")
+    return EXIT_OK
+
+
+def cmd_runs(args) -> int:
+    from kerasguide.rundir import list_runs
+
+    runs = list_runs(args.dir)
+    if not runs:
+        print(f"no runs in {args.dir}")
+        return EXIT_OK
+    for info in runs:
+        status = "killed?" if info.is_stale() else info.status
+        best = info.best
+        score = f"{best.get('metric')}={best.get('value'):.4f}@{best.get('epoch')}" if best.get("value") is not None else ""
+        print(f"{info.path.name:50s} {status:13s} {score}")
+    return EXIT_OK
+
+
+def cmd_board(args) -> int:
+    from kerasguide.board import start_tensorboard
+
+    path = Path(args.path)
+    if not path.exists():
+        raise CliError(f"{path}: no such run directory or folder")
+    logdir = path / "tb" if (path / "tb").is_dir() else path
+    server = start_tensorboard(logdir, port=args.port)
+    print(f"TensorBoard for {logdir}: {server.url}  (Ctrl-C to stop)", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def cmd_gui(args) -> int:
+    try:
+        from kerasguide_gui.app import main as gui_main
+    except ImportError as error:
+        raise CliError(f"the desktop app is not available: {error}; install kerasguide with PySide6") from None
+    return gui_main(args.config)
+
+
+# --------------------------------------------------------------- the parser
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run a config: data, model, checks, training, diagnosis, report",
+                       description="Run a config end to end and record it in a new run directory.")
+    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
+    p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="print a config resolved with every default (or the schema)")
+    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of the config")
+    p.set_defaults(func=cmd_config)
+
+
+def _add_presets(sub) -> None:
+    p = sub.add_parser("presets", help="list the bundled example configs")
+    p.set_defaults(func=cmd_presets)
+
+
+def _add_runs(sub) -> None:
+    p = sub.add_parser("runs", help="list the runs in a folder")
+    p.add_argument("dir", nargs="?", default="runs", help="folder of run directories (default: runs)")
+    p.set_defaults(func=cmd_runs)
+
+
+def _add_board(sub) -> None:
+    p = sub.add_parser("board", help="start TensorBoard on 127.0.0.1 for a run or a folder of runs")
+    p.add_argument("path", help="a run directory or a folder of runs")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.set_defaults(func=cmd_board)
+
+
+def _add_gui(sub) -> None:
+    p = sub.add_parser("gui", help="start the desktop app")
+    p.add_argument("config", nargs="?", help="a config to open")
+    p.set_defaults(func=cmd_gui)
+
+
+# Each later capability adds its `_add_*` function here.
+_COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kerasguide import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kerasguide",
+        description="Training recipes for Keras: sanity checks, LR range test, schedules, "
+        "monitors, diagnosis, search, ensembles; every run recorded.",
+        epilog="Exit codes: 0 ok, 1 run failed, 2 bad input, 3 a check failed.",
+    )
+    parser.add_argument("--version", action="version", version=f"kerasguide {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        set_verbosity("DEBUG")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return args.func(args)
+    except (ConfigError, CliError) as error:
+        print(f"kerasguide: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("kerasguide: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:  # e.g. `kerasguide config | head`
+        return EXIT_OK
+
+
+def _entry() -> None:  # pragma: no cover - console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,483 @@
+"""The run config: one typed schema, stored as TOML, the single source of truth.
+
+Everything that *does* something in kerasguide (the CLI, the pipeline, the
+desktop app, the search) reads or edits a `RunConfig`. Loading a config never
+executes code: the only user code that ever runs is an explicit
+`model.kind = "python:PATH:FUNCTION"` builder, and the run record says so.
+
+This module must stay free of TensorFlow/Keras imports: the desktop app
+imports it to build its form.
+
+Example:
+
+```python
+from kerasguide.config import RunConfig, load_config
+cfg = RunConfig()                       # the bundled digits default
+cfg = load_config("resources/configs/digits.toml")
+cfg.optimizer.learning_rate             # 0.001
+```
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "ChecksConfig",
+    "MonitorConfig",
+    "LRFindConfig",
+    "load_config",
+    "loads_config",
+    "dump_config",
+    "save_config",
+    "config_from_dict",
+    "format_validation_error",
+    "DEFAULT_CONFIG_NAME",
+]
+
+DEFAULT_CONFIG_NAME = "digits"
+
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+BUNDLED_DATASETS = ("digits", "mnist1d")
+SOURCE_PREFIXES = ("npz:", "csv:", "images:")
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
+INITIALIZERS = (
+    "he_normal",
+    "he_uniform",
+    "glorot_normal",
+    "glorot_uniform",
+    "normal",
+    "zeros",
+    "sparse",
+)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used. Its message is one line meant for a user."""
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are errors, assignment is validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class DataConfig(_Section):
+    """Where the data come from, how they are split and preprocessed (recipes A1-A3)."""
+
+    source: str = Field(
+        "digits",
+        description=(
+            "digits | mnist1d | mnist | fashion_mnist | cifar10 | npz:PATH | "
+            "csv:PATH | images:DIR"
+        ),
+    )
+    label_column: str = Field("label", description="csv: the column holding the labels.")
+    image_size: tuple[PositiveInt, PositiveInt] = Field(
+        (32, 32), description="images: every image is resized to (height, width)."
+    )
+    color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="images: channels.")
+    validation_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="One stratified validation split, shuffled with the seed (recipe A3).",
+    )
+    subset: PositiveInt | None = Field(
+        None, description="Keep only this many training examples (after the split)."
+    )
+    preprocess: Literal["none", "center", "standardize", "pca", "whiten"] = Field(
+        "standardize",
+        description="Fitted on the training split only, then applied everywhere (A1, A2).",
+    )
+    pca_k: PositiveInt | None = Field(
+        None, description="pca/whiten: keep this many components (all if unset)."
+    )
+    epsilon: float = Field(
+        1e-5, gt=0.0, description="whiten: added to the eigenvalues; larger damps noise."
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if value in BUNDLED_DATASETS or value in KERAS_DATASETS:
+            return value
+        for prefix in SOURCE_PREFIXES:
+            if value.startswith(prefix):
+                if not value[len(prefix) :].strip():
+                    raise ValueError(f"`{prefix}` needs a path after the colon")
+                return value
+        allowed = ", ".join(BUNDLED_DATASETS + KERAS_DATASETS)
+        raise ValueError(f"unknown data source; allowed: {allowed}, npz:PATH, csv:PATH, images:DIR")
+
+
+class ModelConfig(_Section):
+    """The network: an MLP, a CNN, or the user's own builder (recipes B4-B8, C9-C11)."""
+
+    kind: str = Field(
+        "mlp", description="mlp | cnn | python:PATH:FUNCTION (runs that file's code)."
+    )
+    hidden: list[PositiveInt] = Field(
+        [256, 128], description="mlp: hidden layer sizes; cnn: dense layers after the convs."
+    )
+    filters: list[PositiveInt] = Field([32, 64], description="cnn: filters per conv block.")
+    kernel_size: PositiveInt = Field(3, description="cnn: kernel size (k, or k x k for images).")
+    pool: int = Field(2, ge=0, description="cnn: max-pool size after each block (0 = none).")
+    strides: PositiveInt = Field(1, description="cnn: conv strides.")
+    conv_dims: Literal["auto", "1d", "2d"] = Field(
+        "auto", description="cnn: 1d for sequences, 2d for images; auto from the data shape."
+    )
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear"] = (
+        "relu"
+    )
+    kernel_initializer: Literal[
+        "he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "normal", "zeros", "sparse"
+    ] = Field("he_normal", description="He for ReLU, Glorot for tanh (recipe B4).")
+    init_stddev: float = Field(0.01, gt=0.0, description="normal: its standard deviation.")
+    sparse_k: PositiveInt = Field(10, description="sparse: inputs connected per unit (B6).")
+    bias_init: float = Field(0.0, description="Constant bias initial value (B7: 0, or 0.01).")
+    batch_norm: bool = Field(False, description="BatchNorm after dense/conv, before the nonlinearity.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Inverted dropout rate (C11).")
+    l1: float = Field(0.0, ge=0.0, description="L1 strength on weights (C9).")
+    l2: float = Field(0.0, ge=0.0, description="L2 strength on weights (C9).")
+    regularize_bias: bool = Field(False, description="Also regularize biases (usually not).")
+    max_norm: float | None = Field(None, gt=0.0, description="Max-norm c, about 3 or 4 (C10).")
+
+    @field_validator("kind")
+    @classmethod
+    def _check_kind(cls, value: str) -> str:
+        if value in ("mlp", "cnn"):
+            return value
+        if value.startswith("python:"):
+            parts = value.split(":")
+            # Windows drive letters ("python:C:/x.py:build") keep working.
+            if len(parts) >= 3 and parts[-1].isidentifier() and ":".join(parts[1:-1]).strip():
+                return value
+            raise ValueError("a user builder is written python:PATH:FUNCTION")
+        raise ValueError("allowed: mlp, cnn, python:PATH:FUNCTION")
+
+    @property
+    def builder(self) -> tuple[str, str] | None:
+        """`(path, function)` of a user's builder, or None for the built-in kinds."""
+        if not self.kind.startswith("python:"):
+            return None
+        parts = self.kind.split(":")
+        return ":".join(parts[1:-1]), parts[-1]
+
+
+class OptimizerConfig(_Section):
+    """The parameter update (recipe F21): SGD + Nesterov and Adam are the defaults to try."""
+
+    name: Literal["sgd", "adagrad", "rmsprop", "adam", "adamw"] = "adam"
+    learning_rate: float | Literal["auto"] = Field(
+        1e-3,
+        description='Initial (or maximum) learning rate; "auto" runs the LR range test first.',
+    )
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd: momentum.")
+    nesterov: bool = Field(True, description="sgd: Nesterov momentum.")
+    beta_1: float = Field(0.9, ge=0.0, lt=1.0, description="adam/adamw: beta_1.")
+    beta_2: float = Field(0.999, ge=0.0, lt=1.0, description="adam/adamw: beta_2.")
+    weight_decay: float | None = Field(None, ge=0.0, description="Decoupled weight decay.")
+    ema: bool = Field(False, description="Keep an exponential moving average of the weights (J35).")
+    ema_momentum: float = Field(0.99, gt=0.0, lt=1.0, description="ema: its momentum.")
+    clipnorm: float | None = Field(None, gt=0.0, description="Clip each gradient's norm.")
+    global_clipnorm: float | None = Field(None, gt=0.0, description="Clip the global norm.")
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _check_lr(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            return value
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("must be a positive number or \"auto\"")
+        return value
+
+
+ScheduleKind = Literal[
+    "constant",
+    "step",
+    "exponential",
+    "inverse_time",
+    "piecewise",
+    "cosine",
+    "cosine_restarts",
+    "cyclical",
+    "one_cycle",
+]
+
+
+class ScheduleConfig(_Section):
+    """How the learning rate moves over training (recipes G22-G23). Durations in epochs."""
+
+    kind: ScheduleKind = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warm-up before any schedule.")
+    # step decay
+    every_epochs: float = Field(5.0, gt=0.0, description="step: decay every N epochs.")
+    factor: float = Field(0.5, gt=0.0, description="step/exponential/inverse_time: the factor.")
+    # exponential / inverse time: lr = a0 * exp(-k t), a0 / (1 + k t), t in epochs
+    decay_rate: float = Field(0.1, ge=0.0, description="exponential/inverse_time: k per epoch.")
+    # piecewise
+    boundaries_epochs: list[float] = Field([], description="piecewise: epoch boundaries.")
+    values: list[float] = Field([], description="piecewise: one more value than boundaries.")
+    # cosine
+    alpha: float = Field(0.0, ge=0.0, le=1.0, description="cosine: final fraction of the LR.")
+    first_decay_epochs: float = Field(10.0, gt=0.0, description="cosine_restarts: first cycle.")
+    # cyclical (Smith 2015)
+    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular"
+    min_lr: float | None = Field(None, gt=0.0, description="cyclical: lower bound (max/10 if unset).")
+    step_size_epochs: float = Field(2.0, gt=0.0, description="cyclical: half a cycle, in epochs.")
+    gamma: float = Field(0.99994, gt=0.0, le=1.0, description="cyclical exp_range: decay per step.")
+    # one-cycle
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="one_cycle: warm-up fraction.")
+    div_factor: float = Field(25.0, gt=1.0, description="one_cycle: start LR = max / div_factor.")
+    div_final: float = Field(1e4, gt=1.0, description="one_cycle: end LR = max / div_final.")
+    cycle_momentum: bool = Field(True, description="one_cycle: cycle momentum inversely.")
+    max_momentum: float = Field(0.95, gt=0.0, lt=1.0)
+    min_momentum: float = Field(0.85, gt=0.0, lt=1.0)
+    # reduce on plateau (Keras' callback), may combine with constant
+    reduce_on_plateau: bool = Field(False, description="Multiply the LR on a val_loss plateau.")
+    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    plateau_patience: PositiveInt = 3
+
+    @model_validator(mode="after")
+    def _check_piecewise(self) -> ScheduleConfig:
+        if self.kind == "piecewise" and len(self.values) != len(self.boundaries_epochs) + 1:
+            raise ValueError(
+                "piecewise: `values` needs exactly one more entry than `boundaries_epochs`"
+            )
+        return self
+
+
+class TrainConfig(_Section):
+    """The fit itself: loss, metrics, epochs, batch size, seed, speed and distribution."""
+
+    loss: Literal[
+        "sparse_categorical_crossentropy",
+        "categorical_hinge",
+        "mse",
+    ] = "sparse_categorical_crossentropy"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    metrics: list[Literal["accuracy", "top3_accuracy", "mae"]] = ["accuracy"]
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    seed: int = Field(0, ge=0)
+    steps_per_execution: PositiveInt | Literal["auto"] = Field(
+        "auto", description='Steps per compiled call; "auto" = one epoch up to 64 (speed).'
+    )
+    jit_compile: bool = False
+    mixed_precision: bool = False
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    early_stopping_patience: int | None = Field(
+        None, gt=0, description="Stop when val_loss has not improved for N epochs."
+    )
+    monitor_metric: str = Field(
+        "val_accuracy", description="The metric that picks the best checkpoint."
+    )
+
+
+class ChecksConfig(_Section):
+    """Sanity checks before training (recipes B5, D12-D15, A2)."""
+
+    enabled: bool = True
+    stop_on_failure: bool = Field(True, description="Stop before training when a check fails.")
+    initial_loss_tolerance: float = Field(0.25, gt=0.0, description="Relative tolerance.")
+    overfit_examples: PositiveInt = 20
+    overfit_steps: PositiveInt = 200
+    gradcheck_examples: PositiveInt = 4
+    gradcheck_coords: PositiveInt = Field(4, description="Coordinates per parameter tensor.")
+
+
+class MonitorConfig(_Section):
+    """Babysitting monitors (recipes E16-E20) and the divergence guard."""
+
+    enabled: bool = True
+    update_ratio_every: PositiveInt = Field(1, description="Update ratios every N executions.")
+    histogram_every_epochs: PositiveInt = 1
+    images_every_epochs: PositiveInt = 5
+    probe_batch: PositiveInt = 256
+    divergence_factor: float = Field(4.0, gt=1.0, description="Stop if smoothed loss > x start.")
+
+
+class LRFindConfig(_Section):
+    """The LR range test (recipe G24)."""
+
+    start_lr: float = Field(1e-7, gt=0.0)
+    end_lr: float = Field(10.0, gt=0.0)
+    steps: PositiveInt = 100
+    smoothing: float = Field(0.98, ge=0.0, lt=1.0, description="EMA factor of the loss.")
+    diverge_factor: float = Field(4.0, gt=1.0)
+    max_epochs: float = Field(1.0, gt=0.0, description="Never sweep more data than this.")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> LRFindConfig:
+        if self.end_lr <= self.start_lr:
+            raise ValueError(
+                f"`end_lr` must be greater than `start_lr`. Received: "
+                f"start_lr={self.start_lr}, end_lr={self.end_lr}"
+            )
+        return self
+
+
+class RunConfig(_Section):
+    """A whole run. Every field has a default: `RunConfig()` is the digits recipe."""
+
+    name: str = Field("digits-mlp", description="Used in the run directory's name.")
+    description: str = ""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    checks: ChecksConfig = ChecksConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    lr_find: LRFindConfig = LRFindConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-', starting alphanumeric")
+        return value
+
+    @field_validator("checks", "monitor", mode="before")
+    @classmethod
+    def _bool_shorthand(cls, value: Any) -> Any:
+        # `checks = false` at the top level is shorthand for `[checks] enabled = false`.
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, defaults filled in, in TOML-friendly types (None dropped)."""
+        return _drop_none(self.model_dump(mode="json"))
+
+
+def _drop_none(value: Any) -> Any:
+    # TOML has no null: an unset optional is simply absent.
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if not isinstance(part, int)) or "(top level)"
+
+
+def format_validation_error(error: ValidationError, source: str = "config") -> str:
+    """One line naming the key, the bad value and what is allowed."""
+    parts = []
+    for item in error.errors():
+        key = _loc(item["loc"])
+        kind = item["type"]
+        value = item.get("input")
+        if kind == "extra_forbidden":
+            parts.append(f"unknown key `{key}` (check its spelling; `kerasguide config --schema` lists them)")
+            continue
+        msg = item["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if kind == "missing":
+            parts.append(f"`{key}` is missing")
+        else:
+            parts.append(f"`{key}` = {value!r}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a plain dict as a `RunConfig`, raising `ConfigError` with one line."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+    except (TypeError, ValueError, RecursionError) as error:  # pragma: no cover - defensive
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def loads_config(text: str, source: str = "config") -> RunConfig:
+    """Parse TOML text into a `RunConfig`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    return config_from_dict(data, source)
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read a TOML run config. Raises `ConfigError` with one line naming what is wrong."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "config.toml"
+        if not candidate.is_file():
+            raise ConfigError(f"{path}: is a directory without a config.toml")
+        path = candidate
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return loads_config(text, str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as TOML text (every default filled in)."""
+    return tomli_w.dumps(config.to_dict())
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as TOML, atomically."""
+    atomic_write_bytes(path, dump_config(config).encode("utf-8"))

@@ -1,0 +1,485 @@
+"""Data sources, the validation split and preprocessing fitted on train only.
+
+Recipes A1-A3. The rule that matters most here (A2): preprocessing statistics
+are computed on the training split and only then applied to validation and
+test. `load_dataset` makes the other order impossible: it splits first, then
+fits a `Preprocessor` on `x_train` alone, and records the fingerprint of the
+data it was fitted on so that a check can prove it afterwards.
+
+This module imports NumPy and scikit-learn; TensorFlow/Keras only inside the
+loaders that need them (images, keras.datasets).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasguide.config import ConfigError, DataConfig
+
+__all__ = [
+    "Dataset",
+    "Preprocessor",
+    "DataError",
+    "load_dataset",
+    "load_arrays",
+    "fingerprint",
+]
+
+logger = logging.getLogger("kerasguide")
+
+
+class DataError(ConfigError):
+    """Data that cannot be loaded or used. Its message is one line for a user."""
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A sha256 over the arrays' dtypes, shapes and bytes (data identity, recipe I32)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Preprocessor:
+    """Per-feature preprocessing fitted on training data only (recipes A1, A2).
+
+    Modes: `none`, `center` (subtract the mean), `standardize` (and divide by
+    the std), `pca` (project the centered data on the top `k` eigenvectors of
+    its covariance) and `whiten` (PCA, then divide each component by
+    `sqrt(eigenvalue + epsilon)`).
+
+    Written with NumPy rather than scikit-learn's scalers because whitening
+    with an additive epsilon on the eigenvalues (the form the recipe gives)
+    and one save format for all five modes are not what sklearn offers.
+
+    Args:
+        mode: One of the modes above. Defaults to `"standardize"`.
+        k: Components kept by `pca`/`whiten`; all if None. Defaults to `None`.
+        epsilon: Added to eigenvalues (whiten) and to the std (standardize).
+            Defaults to `1e-5`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> pre = Preprocessor("standardize").fit(np.array([[0.0], [2.0]]))
+    >>> pre.transform(np.array([[1.0]])).tolist()
+    [[0.0]]
+    """
+
+    MODES = ("none", "center", "standardize", "pca", "whiten")
+
+    def __init__(self, mode: str = "standardize", k: int | None = None, epsilon: float = 1e-5):
+        if mode not in self.MODES:
+            raise ValueError(f"Argument `mode` must be one of {self.MODES}. Received: mode={mode!r}")
+        if epsilon <= 0:
+            raise ValueError(f"Argument `epsilon` must be > 0. Received: epsilon={epsilon}")
+        self.mode = mode
+        self.k = k
+        self.epsilon = epsilon
+        self.mean: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+        self.components: np.ndarray | None = None
+        self.eigenvalues: np.ndarray | None = None
+        self.fitted_on: str | None = None
+        self.fitted_n: int = 0
+        self.input_shape: tuple[int, ...] | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.input_shape is not None
+
+    def fit(self, x: np.ndarray) -> Preprocessor:
+        """Compute the statistics from `x` (the training split) and nothing else."""
+        x = np.asarray(x)
+        self.input_shape = tuple(x.shape[1:])
+        self.fitted_on = fingerprint(x)
+        self.fitted_n = int(x.shape[0])
+        if self.mode == "none":
+            return self
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        self.mean = flat.mean(axis=0)
+        if self.mode == "standardize":
+            # A feature constant on the training split keeps scale 1: dividing
+            # by epsilon would blow up any non-zero value it takes elsewhere.
+            std = flat.std(axis=0)
+            self.scale = np.where(std > self.epsilon, std, 1.0)
+        if self.mode in ("pca", "whiten"):
+            centered = flat - self.mean
+            cov = centered.T @ centered / max(len(flat) - 1, 1)
+            eigenvalues, vectors = np.linalg.eigh(cov)
+            order = np.argsort(eigenvalues)[::-1]
+            k = self.k or flat.shape[1]
+            if k > flat.shape[1]:
+                raise DataError(
+                    f"data.pca_k = {k} exceeds the {flat.shape[1]} features of the data; "
+                    f"use at most {flat.shape[1]}"
+                )
+            self.components = vectors[:, order[:k]]
+            self.eigenvalues = np.maximum(eigenvalues[order[:k]], 0.0)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Apply the fitted statistics; the output is float32."""
+        if not self.fitted:
+            raise RuntimeError("Preprocessor.transform called before fit")
+        x = np.asarray(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"Expected examples of shape {self.input_shape}. Received: {tuple(x.shape[1:])}"
+            )
+        if self.mode == "none":
+            return x.astype(np.float32)
+        flat = x.reshape(len(x), -1).astype(np.float64) - self.mean
+        if self.mode == "standardize":
+            flat = flat / self.scale
+        if self.mode in ("center", "standardize"):
+            return flat.reshape(x.shape).astype(np.float32)
+        projected = flat @ self.components
+        if self.mode == "whiten":
+            projected = projected / np.sqrt(self.eigenvalues + self.epsilon)
+        return projected.astype(np.float32)
+
+    def output_shape(self) -> tuple[int, ...]:
+        if self.mode in ("pca", "whiten"):
+            return (int(self.components.shape[1]),)
+        return tuple(self.input_shape)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays to save with the run (`preprocess.npz`)."""
+        state: dict[str, Any] = {
+            "mode": np.array(self.mode),
+            "epsilon": np.array(self.epsilon),
+            "k": np.array(-1 if self.k is None else self.k),
+            "input_shape": np.array(self.input_shape, dtype=np.int64),
+            "fitted_on": np.array(self.fitted_on or ""),
+            "fitted_n": np.array(self.fitted_n),
+        }
+        for name in ("mean", "scale", "components", "eigenvalues"):
+            value = getattr(self, name)
+            if value is not None:
+                state[name] = value
+        return state
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save atomically as .npz so that inference applies the same transform."""
+        from kerasguide.config import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.state())
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Preprocessor:
+        with np.load(path, allow_pickle=False) as data:
+            k = int(data["k"])
+            pre = cls(str(data["mode"]), None if k < 0 else k, float(data["epsilon"]))
+            pre.input_shape = tuple(int(v) for v in data["input_shape"])
+            pre.fitted_on = str(data["fitted_on"]) or None
+            pre.fitted_n = int(data["fitted_n"])
+            for name in ("mean", "scale", "components", "eigenvalues"):
+                if name in data:
+                    setattr(pre, name, data[name])
+        return pre
+
+
+@dataclass
+class Dataset:
+    """The split, preprocessed arrays of a run, and what is known about them."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    num_classes: int = 0
+    image_shape: tuple[int, ...] | None = None
+    preprocessor: Preprocessor | None = None
+    raw_train: np.ndarray | None = field(default=None, repr=False)
+    raw_val: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def fingerprints(self) -> dict[str, str]:
+        prints = {
+            "train": fingerprint(self.x_train, self.y_train),
+            "validation": fingerprint(self.x_val, self.y_val),
+        }
+        if self.x_test is not None:
+            prints["test"] = fingerprint(self.x_test, self.y_test)
+        return prints
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "train": int(len(self.x_train)),
+            "validation": int(len(self.x_val)),
+            "test": 0 if self.x_test is None else int(len(self.x_test)),
+            "input_shape": list(self.input_shape),
+            "num_classes": int(self.num_classes),
+        }
+
+
+# ---------------------------------------------------------------- raw sources
+@dataclass
+class _Raw:
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None
+
+
+def _load_digits() -> _Raw:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    return _Raw(x, bunch.target.astype(np.int64), image_shape=(8, 8, 1))
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
+    # Generated offline from the package's templates (never `get_dataset`,
+    # which downloads). Cached for the process: generation takes ~1.5 s.
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    data = make_dataset(get_dataset_args())
+    return (
+        data["x"].astype(np.float32),
+        data["y"].astype(np.int64),
+        data["x_test"].astype(np.float32),
+        data["y_test"].astype(np.int64),
+    )
+
+
+def _load_mnist1d() -> _Raw:
+    x, y, x_test, y_test = _mnist1d_arrays()
+    return _Raw(x.copy(), y.copy(), x_test.copy(), y_test.copy())
+
+
+def _require_file(path: str, what: str) -> Path:
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise DataError(f"data.source: {what} {path!r} does not exist")
+    return file
+
+
+def _load_npz(path: str) -> _Raw:
+    file = _require_file(path, "npz file")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            keys = set(data.files)
+            if {"x_train", "y_train"} <= keys:
+                raw = _Raw(data["x_train"], data["y_train"])
+                if {"x_test", "y_test"} <= keys:
+                    raw.x_test, raw.y_test = data["x_test"], data["y_test"]
+                return raw
+            if {"x", "y"} <= keys:
+                return _Raw(data["x"], data["y"])
+    except (OSError, ValueError) as error:
+        raise DataError(f"data.source: cannot read npz file {path!r}: {error}") from None
+    raise DataError(
+        f"data.source: npz file {path!r} has arrays {sorted(keys)}; "
+        "it needs x and y, or x_train, y_train (and optionally x_test, y_test)"
+    )
+
+
+def _load_csv(path: str, label_column: str) -> _Raw:
+    import csv
+
+    file = _require_file(path, "csv file")
+    try:
+        with open(file, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows = [row for row in reader if row]
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"data.source: cannot read csv file {path!r}: {error}") from None
+    if not header:
+        raise DataError(f"data.source: csv file {path!r} is empty")
+    if label_column not in header:
+        raise DataError(
+            f"data.label_column = {label_column!r} is not a column of {path!r}; "
+            f"columns: {', '.join(header[:20])}"
+        )
+    index = header.index(label_column)
+    labels_raw = [row[index] for row in rows]
+    try:
+        features = np.array(
+            [[float(v) for i, v in enumerate(row) if i != index] for row in rows], dtype=np.float32
+        )
+    except ValueError as error:
+        raise DataError(f"data.source: csv file {path!r} has a non-numeric feature: {error}") from None
+    # Labels may be names: map them to 0..C-1 in sorted order.
+    try:
+        labels = np.array([int(float(v)) for v in labels_raw], dtype=np.int64)
+    except ValueError:
+        names = sorted(set(labels_raw))
+        labels = np.array([names.index(v) for v in labels_raw], dtype=np.int64)
+    return _Raw(features, labels)
+
+
+def _load_images(directory: str, config: DataConfig) -> _Raw:
+    folder = _require_file(directory, "image folder")
+    if not folder.is_dir():
+        raise DataError(f"data.source: {directory!r} is not a folder of class subfolders")
+    import keras
+
+    try:
+        dataset = keras.utils.image_dataset_from_directory(
+            folder,
+            labels="inferred",
+            label_mode="int",
+            color_mode=config.color_mode,
+            image_size=tuple(config.image_size),
+            shuffle=False,
+            batch_size=None,
+            verbose=False,
+        )
+    except ValueError as error:
+        raise DataError(f"data.source: {directory!r}: {error}") from None
+    xs, ys = [], []
+    for image, label in dataset.as_numpy_iterator():
+        xs.append(image)
+        ys.append(label)
+    if not xs:
+        raise DataError(f"data.source: no images found in {directory!r}")
+    x = np.stack(xs).astype(np.float32) / 255.0
+    return _Raw(x, np.asarray(ys, dtype=np.int64), image_shape=tuple(x.shape[1:]))
+
+
+def _load_keras_dataset(name: str) -> _Raw:
+    import keras
+
+    module = getattr(keras.datasets, name)
+    try:
+        (x, y), (x_test, y_test) = module.load_data()
+    except Exception as error:  # Keras raises many kinds when it cannot fetch.
+        raise DataError(
+            f"data.source = {name!r}: Keras could not load it ({type(error).__name__}); it is "
+            f"downloaded on first use and cached in ~/.keras/datasets, and this machine seems "
+            f"offline. Put the file there, or use digits, mnist1d or npz:PATH"
+        ) from None
+    x = x.astype(np.float32) / 255.0
+    x_test = x_test.astype(np.float32) / 255.0
+    if x.ndim == 3:
+        x, x_test = x[..., None], x_test[..., None]
+    return _Raw(x, y.reshape(-1).astype(np.int64), x_test, y_test.reshape(-1).astype(np.int64),
+                image_shape=tuple(x.shape[1:]))
+
+
+def _load_raw(config: DataConfig) -> _Raw:
+    source = config.source
+    if source == "digits":
+        return _load_digits()
+    if source == "mnist1d":
+        return _load_mnist1d()
+    if source.startswith("npz:"):
+        return _load_npz(source[4:])
+    if source.startswith("csv:"):
+        return _load_csv(source[4:], config.label_column)
+    if source.startswith("images:"):
+        return _load_images(source[7:], config)
+    return _load_keras_dataset(source)
+
+
+def load_arrays(config: DataConfig) -> _Raw:
+    """The raw arrays of a source, unsplit and unprocessed (for checks and tools)."""
+    return _load_raw(config)
+
+
+def _validate_raw(raw: _Raw, source: str) -> None:
+    if raw.x.shape[0] != raw.y.shape[0]:
+        raise DataError(
+            f"data.source {source!r}: {raw.x.shape[0]} examples but {raw.y.shape[0]} labels"
+        )
+    if raw.x.shape[0] < 2:
+        raise DataError(f"data.source {source!r}: needs at least 2 examples")
+    if not np.issubdtype(raw.y.dtype, np.integer):
+        if np.all(np.mod(raw.y, 1) == 0):
+            raw.y = raw.y.astype(np.int64)
+        else:
+            raise DataError(f"data.source {source!r}: labels must be integer class ids")
+    if raw.y.ndim != 1:
+        raw.y = raw.y.reshape(-1)
+    if raw.y.min() < 0:
+        raise DataError(f"data.source {source!r}: labels must be >= 0")
+
+
+def split(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One stratified, shuffled validation split (recipe A3)."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    try:
+        x_train, x_val, y_train, y_val = train_test_split(
+            x, y, test_size=fraction, random_state=seed, shuffle=True, stratify=stratify
+        )
+    except ValueError:
+        x_train, x_val, y_train, y_val = train_test_split(
+            x, y, test_size=fraction, random_state=seed, shuffle=True, stratify=None
+        )
+    return x_train, x_val, y_train, y_val
+
+
+def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
+    """Load, split, subset and preprocess a source; statistics from train only.
+
+    Args:
+        config: The config's `data` section.
+        seed: Shuffles the split and picks the subset. Defaults to `0`.
+
+    Example:
+
+    >>> from kerasguide.config import DataConfig
+    >>> ds = load_dataset(DataConfig(source="digits"))
+    >>> ds.x_train.shape[1], ds.num_classes
+    (64, 10)
+    """
+    raw = _load_raw(config)
+    _validate_raw(raw, config.source)
+    x_train, x_val, y_train, y_val = split(raw.x, raw.y, config.validation_fraction, seed)
+    if config.subset is not None and config.subset < len(x_train):
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(len(x_train), size=config.subset, replace=False))
+        x_train, y_train = x_train[keep], y_train[keep]
+    pre = Preprocessor(config.preprocess, config.pca_k, config.epsilon)
+    pre.fit(x_train)  # training split only: recipe A2, by construction.
+    labels = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
+    num_classes = int(max(int(v.max()) for v in labels) + 1)
+    x_test = pre.transform(raw.x_test) if raw.x_test is not None else None
+    image_shape = raw.image_shape
+    if image_shape is None and raw.x.ndim == 4:
+        image_shape = tuple(raw.x.shape[1:])
+    return Dataset(
+        name=config.source,
+        x_train=pre.transform(x_train),
+        y_train=y_train.astype(np.int64),
+        x_val=pre.transform(x_val),
+        y_val=y_val.astype(np.int64),
+        x_test=x_test,
+        y_test=None if raw.y_test is None else raw.y_test.astype(np.int64),
+        num_classes=num_classes,
+        image_shape=image_shape if config.preprocess not in ("pca", "whiten") else None,
+        preprocessor=pre,
+        raw_train=x_train,
+        raw_val=x_val,
+    )

@@ -1,0 +1,469 @@
+"""The run: data -> model -> checks -> [LR range test] -> fit -> evaluate -> diagnosis -> report.
+
+`run(config)` is what `kerasguide run` does. Each stage writes to the run
+directory as it goes, so a run stopped at any point (Ctrl-C, SIGTERM, a
+crash, SIGKILL) leaves files every kerasguide tool can read.
+
+Stages that later capabilities plug in (checks, LR range test, schedules,
+monitors, diagnosis) are functions taking the `RunContext`; each lives in
+its own module and is called from `_STAGES` below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from kerasguide._logging import get_logger, quiet_tensorflow
+from kerasguide.config import ConfigError, RunConfig, load_config
+from kerasguide.rundir import RunDir, new_run_dir, utc_now
+
+quiet_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerasguide.data import Dataset, load_dataset  # noqa: E402
+from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
+
+__all__ = ["run", "RunContext", "RunResult", "Progress", "prepare", "compile_model", "make_tf_dataset"]
+
+logger = get_logger()
+
+
+class Progress:
+    """Progress events: JSON lines on stdout for the desktop app, or nothing.
+
+    Every event is one JSON object per line with an `event` key:
+    `start` (run_dir, epochs), `stage` (stage), `step` (epoch, step, steps),
+    `epoch` (epoch, total, metrics, seconds, eta), `check` (a check result),
+    `end` (status, run_dir, exit_code), `message` (level, text).
+    """
+
+    def __init__(self, json_lines: bool = False, stream=None):
+        self.json_lines = json_lines
+        self.stream = stream or sys.stdout
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if not self.json_lines:
+            return
+        from kerasguide.rundir import _finite, _json_default
+
+        line = json.dumps(_finite(json.loads(json.dumps({"event": event, **fields}, default=_json_default))))
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+@dataclass
+class RunContext:
+    """What every stage of a run can read and add to."""
+
+    config: RunConfig
+    run_dir: RunDir
+    progress: Progress
+    dataset: Dataset | None = None
+    model: keras.Model | None = None
+    strategy: Any = None
+    steps_per_epoch: int = 0
+    learning_rate: Any = None  # float, or a LearningRateSchedule
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    status: str = "running"
+    stop_reason: str | None = None
+    verbose: int = 1
+
+    def update_run(self, **fields: Any) -> None:
+        self.record.update(fields)
+        self.run_dir.update_run(**fields)
+
+
+@dataclass
+class RunResult:
+    """The outcome of `run`: its directory, status and metrics."""
+
+    run_dir: RunDir
+    status: str
+    final_metrics: dict[str, float]
+    best: dict[str, Any]
+    error: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir.path
+
+
+# ----------------------------------------------------------------- records
+def _versions() -> dict[str, str]:
+    from kerasguide import __version__
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "kerasguide": __version__,
+    }
+
+
+def _git_commit(cwd: Path) -> dict[str, Any] | None:
+    """The git commit of the working directory (code identity, recipe I32), if any."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=5,
+        )
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ------------------------------------------------------------------ pieces
+def make_tf_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
+    """A cached, shuffled (with the seed), batched, prefetched `tf.data` pipeline."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _strategy(config: RunConfig):
+    kind = config.train.strategy
+    if kind == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
+    """`train.steps_per_execution`, with "auto" = one epoch per call, at most 64.
+
+    Fewer Python round trips per step is most of the speed-up over a plain
+    `fit` on small models (see benchmarks/README.md).
+    """
+    value = config.train.steps_per_execution
+    if value == "auto":
+        return max(1, min(steps_per_epoch, 64))
+    return int(value)
+
+
+def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, steps_per_exec: int = 1) -> None:
+    """Compile with the config's optimizer, loss and metrics."""
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, learning_rate),
+        loss=make_loss(config),
+        metrics=make_metrics(config),
+        steps_per_execution=steps_per_exec,
+        jit_compile=config.train.jit_compile,
+    )
+
+
+def prepare(config: RunConfig, seed: int | None = None) -> tuple[Dataset, keras.Model]:
+    """Load the data and build the model of a config (for checks and tools)."""
+    seed = config.train.seed if seed is None else seed
+    keras.utils.set_random_seed(seed)
+    dataset = load_dataset(config.data, seed)
+    model = build_model(config, dataset.input_shape, dataset.num_classes, dataset.image_shape)
+    return dataset, model
+
+
+def initial_learning_rate(config: RunConfig) -> float:
+    lr = config.optimizer.learning_rate
+    return 1e-3 if lr == "auto" else float(lr)
+
+
+# ------------------------------------------------------------------ stages
+def _stage_data(ctx: RunContext) -> None:
+    cfg = ctx.config
+    ctx.dataset = load_dataset(cfg.data, cfg.train.seed)
+    ds = ctx.dataset
+    if ds.preprocessor is not None:
+        ds.preprocessor.save(ctx.run_dir.file("preprocess.npz"))
+    ctx.steps_per_epoch = math.ceil(len(ds.x_train) / cfg.train.batch_size)
+    ctx.update_run(data=ds.summary(), fingerprints=ds.fingerprints())
+    logger.info(
+        "data %s: %d train, %d validation%s, input %s, %d classes",
+        ds.name, len(ds.x_train), len(ds.x_val),
+        f", {len(ds.x_test)} test" if ds.x_test is not None else "",
+        ds.input_shape, ds.num_classes,
+    )
+
+
+def _stage_model(ctx: RunContext) -> None:
+    cfg = ctx.config
+    if cfg.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    ctx.strategy = _strategy(cfg)
+    ds = ctx.dataset
+    with ctx.strategy.scope():
+        ctx.model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
+    ctx.update_run(
+        parameters=int(ctx.model.count_params()),
+        user_code=cfg.model.builder is not None and {"path": cfg.model.builder[0], "function": cfg.model.builder[1]},
+    )
+
+
+def _stage_schedule(ctx: RunContext) -> None:
+    """Resolve the learning rate (a float or a schedule) and schedule callbacks."""
+    from kerasguide.schedules import schedule_from_config
+
+    lr, callbacks = schedule_from_config(ctx.config, ctx.steps_per_epoch, initial_learning_rate(ctx.config))
+    ctx.learning_rate = lr
+    ctx.callbacks.extend(callbacks)
+
+
+def _stage_compile(ctx: RunContext) -> None:
+    spe = steps_per_execution(ctx.config, ctx.steps_per_epoch)
+    with ctx.strategy.scope():
+        compile_model(ctx.model, ctx.config, ctx.learning_rate, spe)
+    ctx.update_run(steps_per_execution=spe, steps_per_epoch=ctx.steps_per_epoch)
+
+
+def _stage_fit(ctx: RunContext) -> None:
+    from kerasguide.callbacks import BestCheckpoint, JsonProgress, RunRecorder
+
+    cfg = ctx.config
+    ds = ctx.dataset
+    ctx.progress.emit("stage", stage="fit")
+    train = make_tf_dataset(ds.x_train, ds.y_train, cfg.train.batch_size, True, cfg.train.seed)
+    val = make_tf_dataset(ds.x_val, ds.y_val, cfg.train.batch_size, False, cfg.train.seed)
+    # Stage callbacks (schedules, monitors) come first, so that what they add
+    # to `logs` reaches metrics.csv, the checkpoints and TensorBoard.
+    callbacks: list[keras.callbacks.Callback] = [*ctx.callbacks, RunRecorder(ctx)]
+    callbacks.append(BestCheckpoint(ctx.run_dir.checkpoints_dir, monitor=cfg.train.monitor_metric))
+    callbacks.append(
+        keras.callbacks.TensorBoard(
+            log_dir=str(ctx.run_dir.tb_dir), histogram_freq=0, write_graph=False,
+            update_freq="epoch", profile_batch=0,
+        )
+    )
+    if cfg.train.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.train.early_stopping_patience,
+                restore_best_weights=False,
+            )
+        )
+    if ctx.progress.json_lines:
+        callbacks.append(JsonProgress(ctx.progress, cfg.train.epochs, ctx.steps_per_epoch))
+    verbose = 0 if ctx.progress.json_lines or not ctx.verbose else (1 if sys.stdout.isatty() else 2)
+    logger.info("training %d epochs, batch %d, %d steps/epoch", cfg.train.epochs, cfg.train.batch_size, ctx.steps_per_epoch)
+    ctx.model.fit(train, validation_data=val, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+
+
+def _stage_evaluate(ctx: RunContext) -> None:
+    ctx.progress.emit("stage", stage="evaluate")
+    cfg = ctx.config
+    ds = ctx.dataset
+    final: dict[str, float] = {}
+    for prefix, x, y in (("val_", ds.x_val, ds.y_val), ("test_", ds.x_test, ds.y_test)):
+        if x is None:
+            continue
+        values = ctx.model.evaluate(
+            make_tf_dataset(x, y, cfg.train.batch_size, False, 0), verbose=0, return_dict=True
+        )
+        final.update({prefix + k: float(v) for k, v in values.items()})
+    if ctx.history:
+        last = ctx.history[-1]
+        for key in ("loss", "accuracy"):
+            if key in last:
+                final[key] = float(last[key])
+    ctx.update_run(final_metrics=final)
+
+
+def _hparams(config: RunConfig) -> dict[str, Any]:
+    """The config flattened to scalar HParams (lists as text)."""
+    flat: dict[str, Any] = {}
+    for section, values in config.to_dict().items():
+        if not isinstance(values, dict):
+            flat[section] = values
+            continue
+        for key, value in values.items():
+            if isinstance(value, (list, tuple)):
+                value = str(value)
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _stage_tensorboard(ctx: RunContext) -> None:
+    """The config as text and as HParams, so runs compare in TensorBoard (recipe I33)."""
+    from tensorboard.plugins.hparams import api as hp
+
+    from kerasguide.config import dump_config
+
+    writer = tf.summary.create_file_writer(str(ctx.run_dir.tb_dir / "train"))
+    with writer.as_default():
+        tf.summary.text("config", "```toml\n" + dump_config(ctx.config) + "\n```", step=0)
+        hp.hparams(_hparams(ctx.config), trial_id=ctx.run_dir.path.name)
+    writer.flush()
+
+
+def _stage_report(ctx: RunContext) -> None:
+    from kerasguide.report import write_report
+
+    write_report(ctx.run_dir)
+
+
+# (name, function). Stages that later issues add slot in here in order.
+_STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
+    ("data", _stage_data),
+    ("model", _stage_model),
+    ("schedule", _stage_schedule),
+    ("compile", _stage_compile),
+    ("tensorboard", _stage_tensorboard),
+    ("fit", _stage_fit),
+    ("evaluate", _stage_evaluate),
+]
+_FINAL_STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
+    ("report", _stage_report),
+]
+
+
+class StopRun(Exception):
+    """Raised by a stage to end the run early with a status (e.g. checks_failed)."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _save_last(ctx: RunContext) -> None:
+    if ctx.model is None or not ctx.model.built or ctx.model.optimizer is None:
+        return
+    from kerasguide.callbacks import save_model_atomic
+
+    try:
+        save_model_atomic(ctx.model, ctx.run_dir.checkpoints_dir / "last.keras")
+    except Exception as error:  # a failed save must not hide the run's own outcome
+        logger.warning("could not save last checkpoint: %s", error)
+
+
+def run(
+    config: RunConfig | str | os.PathLike[str],
+    out: str | os.PathLike[str] = "runs",
+    json_progress: bool = False,
+    verbose: int = 1,
+    config_path: str | None = None,
+) -> RunResult:
+    """Run a config end to end and record everything in a new run directory.
+
+    Args:
+        config: A `RunConfig` or the path of a TOML run config.
+        out: The folder that receives the run directory. Defaults to `"runs"`.
+        json_progress: Emit one JSON object per line on stdout (for the
+            desktop app) instead of Keras' progress bar. Defaults to `False`.
+        verbose: 0 for no progress bar. Defaults to `1`.
+        config_path: Recorded in run.json. Defaults to `None`.
+
+    Returns:
+        A `RunResult`; `status` is `completed`, `failed`, `interrupted`,
+        `diverged` or `checks_failed`. Bad input raises `ConfigError`.
+
+    Example:
+
+    ```python
+    result = kerasguide.run("resources/configs/digits.toml", out="runs")
+    print(result.status, result.final_metrics["val_accuracy"])
+    ```
+    """
+    if not isinstance(config, RunConfig):
+        config_path = config_path or str(config)
+        config = load_config(config)
+    run_dir = new_run_dir(out, config)
+    progress = Progress(json_progress)
+    ctx = RunContext(config=config, run_dir=run_dir, progress=progress, verbose=verbose)
+    run_dir.write_text("config.toml", _dump(config))
+    ctx.update_run(
+        format_version=1,
+        name=config.name,
+        status="running",
+        started=utc_now(),
+        ended=None,
+        seed=config.train.seed,
+        config_path=config_path,
+        command=" ".join(sys.argv),
+        versions=_versions(),
+        platform=platform.platform(),
+        git=_git_commit(Path.cwd()),
+        pid=os.getpid(),
+    )
+    progress.emit("start", run_dir=str(run_dir.path), epochs=config.train.epochs, name=config.name)
+    logger.info("run directory %s", run_dir.path)
+    started = time.perf_counter()
+    error_text = None
+    try:
+        for name, stage in _STAGES:
+            progress.emit("stage", stage=name)
+            stage(ctx)
+        ctx.status = ctx.status if ctx.status not in ("running",) else "completed"
+    except StopRun as stop:
+        ctx.status = stop.status
+        ctx.stop_reason = stop.reason
+        error_text = stop.reason
+    except KeyboardInterrupt:
+        ctx.status = "interrupted"
+        error_text = "interrupted by the user (Ctrl-C or SIGTERM)"
+        logger.warning("interrupted: keeping what was written in %s", run_dir.path)
+    except ConfigError as error:
+        ctx.status = "failed"
+        error_text = str(error)
+        ctx.update_run(status="failed", error=error_text, ended=utc_now())
+        raise
+    except Exception as error:
+        ctx.status = "failed"
+        error_text = f"{type(error).__name__}: {error}"
+        run_dir.write_text("error.txt", traceback.format_exc())
+        logger.error("run failed: %s (traceback in %s)", error_text, run_dir.file("error.txt"))
+    _save_last(ctx)
+    ctx.update_run(
+        status=ctx.status,
+        ended=utc_now(),
+        seconds=round(time.perf_counter() - started, 3),
+        error=error_text,
+        stop_reason=ctx.stop_reason,
+    )
+    for name, stage in _FINAL_STAGES:
+        try:
+            progress.emit("stage", stage=name)
+            stage(ctx)
+        except KeyboardInterrupt:
+            break
+        except Exception as error:  # a report failure must not turn a good run bad
+            logger.warning("%s stage failed: %s: %s", name, type(error).__name__, error)
+    record = run_dir.read_run()
+    progress.emit("end", status=ctx.status, run_dir=str(run_dir.path), error=error_text)
+    return RunResult(
+        run_dir=run_dir,
+        status=ctx.status,
+        final_metrics=record.get("final_metrics") or {},
+        best=record.get("best") or {},
+        error=error_text,
+    )
+
+
+def _dump(config: RunConfig) -> str:
+    from kerasguide.config import dump_config
+
+    header = "# The resolved run config: every default filled in. Re-run with `kerasguide run` on this file.\n"
+    return header + dump_config(config)

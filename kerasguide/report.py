@@ -1,0 +1,128 @@
+"""report.md and its plots, written from a run directory alone.
+
+matplotlib is imported lazily (only when a report is written) with the Agg
+backend, so nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from kerasguide.rundir import RunDir, read_json
+
+__all__ = ["write_report", "plot_history", "SECTIONS"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "—"
+        return f"{value:.4g}"
+    if value is None:
+        return "—"
+    return str(value)
+
+
+def plot_history(rows: list[dict[str, float]], path: str | Path) -> Path | None:
+    """Loss and accuracy against epochs (train and validation), saved as PNG."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    keys = rows[0].keys()
+    panels = [("loss", "Loss")] + [(k, k.replace("_", " ").title()) for k in ("accuracy",) if k in keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        ax.plot(epochs, [r.get(key, math.nan) for r in rows], label="train", color="#1f77b4")
+        if f"val_{key}" in keys:
+            ax.plot(epochs, [r.get(f"val_{key}", math.nan) for r in rows], label="validation", color="#d62728")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        if key == "loss":
+            values = [r.get(key, math.nan) for r in rows]
+            if all(v > 0 for v in values if math.isfinite(v)):
+                ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _section_outcome(run_dir: RunDir, record: dict[str, Any]) -> str:
+    lines = ["## Outcome", "", "| | |", "|---|---|"]
+    lines.append(f"| status | **{record.get('status', 'unknown')}** |")
+    if record.get("error"):
+        lines.append(f"| error | {record['error']} |")
+    data = record.get("data") or {}
+    if data:
+        lines.append(
+            f"| data | {data.get('name')}: {data.get('train')} train / {data.get('validation')} validation"
+            f"{' / ' + str(data['test']) + ' test' if data.get('test') else ''} |"
+        )
+    if record.get("parameters"):
+        lines.append(f"| parameters | {record['parameters']:,} |")
+    lines.append(f"| epochs run | {record.get('epochs_done', 0)} |")
+    lines.append(f"| seconds | {_fmt(record.get('seconds'))} |")
+    best = record.get("best") or {}
+    if best:
+        lines.append(f"| best {best.get('metric')} | {_fmt(best.get('value'))} at epoch {best.get('epoch')} |")
+    for key, value in sorted((record.get("final_metrics") or {}).items()):
+        lines.append(f"| final {key} | {_fmt(value)} |")
+    lines.append(f"| seed | {record.get('seed')} |")
+    return "\n".join(lines)
+
+
+def _section_curves(run_dir: RunDir, record: dict[str, Any]) -> str:
+    rows = run_dir.read_metrics()
+    if not rows:
+        return ""
+    plot_history(rows, run_dir.file("loss.png"))
+    return "## Learning curves\n\n![loss and accuracy per epoch](loss.png)"
+
+
+def _section_reproduce(run_dir: RunDir, record: dict[str, Any]) -> str:
+    versions = record.get("versions") or {}
+    git = record.get("git") or {}
+    lines = ["## Reproduce", "", "```", f"kerasguide run {run_dir.config_path}", "```", ""]
+    lines.append(", ".join(f"{k} {v}" for k, v in versions.items()))
+    if git:
+        lines.append(f"\ngit commit {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}")
+    prints = record.get("fingerprints") or {}
+    if prints:
+        lines.append("\ndata fingerprints: " + ", ".join(f"{k} `{v}`" for k, v in prints.items()))
+    if record.get("user_code"):
+        uc = record["user_code"]
+        lines.append(f"\n**User code ran**: {uc.get('function')}() from `{uc.get('path')}`")
+    return "\n".join(lines)
+
+
+# Each section renders itself from the run directory, or returns "" to skip.
+SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
+    _section_outcome,
+    _section_curves,
+    _section_reproduce,
+]
+
+
+def write_report(run_dir: RunDir | str | Path) -> Path:
+    """Write report.md (and its PNGs) from what the run directory holds."""
+    if not isinstance(run_dir, RunDir):
+        run_dir = RunDir(Path(run_dir))
+    record = read_json(run_dir.run_json, default={}) or {}
+    parts = [f"# Run {record.get('name', run_dir.path.name)}", "", f"`{run_dir.path}`"]
+    for section in SECTIONS:
+        text = section(run_dir, record)
+        if text:
+            parts += ["", text]
+    return run_dir.write_text("report.md", "\n".join(parts) + "\n")
