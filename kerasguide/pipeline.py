@@ -268,7 +268,10 @@ def _stage_fit(ctx: RunContext) -> None:
         callbacks.append(JsonProgress(ctx.progress, cfg.train.epochs, ctx.steps_per_epoch))
     verbose = 0 if ctx.progress.json_lines or not ctx.verbose else (1 if sys.stdout.isatty() else 2)
     logger.info("training %d epochs, batch %d, %d steps/epoch", cfg.train.epochs, cfg.train.batch_size, ctx.steps_per_epoch)
-    ctx.model.fit(train, validation_data=val, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+    ctx.model.fit(
+        train, validation_data=val, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles, with the seed
+    )
 
 
 def _stage_evaluate(ctx: RunContext) -> None:

@@ -1,0 +1,193 @@
+"""The run config schema: defaults, round trips, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kerasguide.config import (
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    dump_config,
+    load_config,
+    loads_config,
+    save_config,
+)
+from kerasguide.presets import preset_names, preset_path
+
+
+def test_defaults_are_the_digits_recipe():
+    cfg = RunConfig()
+    assert cfg.data.source == "digits"
+    assert cfg.model.kind == "mlp"
+    assert cfg.optimizer.name == "adam"
+    assert cfg.data.epsilon == 1e-5
+
+
+def test_minimal_config_is_a_few_lines():
+    cfg = loads_config('name = "x"\n[train]\nepochs = 3\n')
+    assert cfg.train.epochs == 3
+    assert cfg.train.batch_size == RunConfig().train.batch_size
+
+
+def test_round_trip_through_toml(tmp_path):
+    cfg = RunConfig()
+    cfg.model.kind = "cnn"
+    cfg.model.filters = [8, 16]
+    cfg.model.max_norm = 3.0
+    cfg.optimizer.learning_rate = "auto"
+    path = tmp_path / "c.toml"
+    save_config(cfg, path)
+    again = load_config(path)
+    assert again == cfg
+    assert dump_config(again) == dump_config(cfg)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_presets_load(name):
+    cfg = load_config(preset_path(name))
+    assert cfg.name
+
+
+def test_required_presets_ship():
+    assert {"digits", "mnist1d_cnn"} <= set(preset_names())
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[train]\nepochs = 0\n", "train.epochs"),
+        ("[train]\nepoch = 3\n", "unknown key `train.epoch`"),
+        ("[traon]\nepochs = 3\n", "unknown key `traon`"),
+        ("[train]\nepochs = 'ten'\n", "train.epochs"),
+        ("[data]\nsource = 'imagenet'\n", "data.source"),
+        ("[data]\nvalidation_fraction = 1.5\n", "data.validation_fraction"),
+        ("[model]\nactivation = 'swish'\n", "model.activation"),
+        ("[model]\nkind = 'python:only'\n", "python:PATH:FUNCTION"),
+        ("[optimizer]\nlearning_rate = -1\n", "optimizer.learning_rate"),
+        ("[optimizer]\nlearning_rate = 'fast'\n", "optimizer.learning_rate"),
+        ("name = 'has space'\n", "name"),
+        ("[train\nepochs = 3\n", "not valid TOML"),
+        ("train = 3\n", "train"),
+        ("[schedule]\nkind = 'piecewise'\nboundaries_epochs = [1]\nvalues = [1.0]\n", "one more entry"),
+        ("[lr_find]\nstart_lr = 1.0\nend_lr = 0.1\n", "end_lr"),
+    ],
+)
+def test_bad_configs_give_one_line_naming_the_key(text, needle):
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, "c.toml")
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+    assert message.startswith("c.toml: ")
+
+
+def test_bad_value_is_echoed():
+    with pytest.raises(ConfigError, match="= 0"):
+        loads_config("[train]\nepochs = 0\n")
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="without a config.toml"):
+        load_config(tmp_path)
+
+
+def test_binary_file(tmp_path):
+    path = tmp_path / "b.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)
+
+
+def test_checks_shorthand():
+    assert loads_config("checks = false\n").checks.enabled is False
+    assert loads_config("[checks]\nenabled = true\n").checks.enabled is True
+
+
+def test_loading_never_runs_code(tmp_path):
+    marker = tmp_path / "ran"
+    builder = tmp_path / "b.py"
+    builder.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef build(**kw):\n    pass\n")
+    cfg = loads_config(f'[model]\nkind = "python:{builder}:build"\n')
+    assert cfg.model.builder == (str(builder), "build")
+    assert not marker.exists()
+
+
+def test_assignment_is_validated():
+    cfg = RunConfig()
+    with pytest.raises(Exception):
+        cfg.train.epochs = -1
+
+
+def test_dump_has_no_nulls():
+    text = dump_config(RunConfig())
+    data = tomllib.loads(text)
+    assert "max_norm" not in data["model"]
+
+
+# Malformed configs generated with hypothesis: nothing but ConfigError may escape.
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+)
+_values = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_known = {
+    section: list(type(getattr(RunConfig(), section)).model_fields)
+    for section in ("data", "model", "optimizer", "schedule", "train", "checks", "monitor", "lr_find")
+}
+
+
+@st.composite
+def _configs(draw):
+    config = {}
+    for section, keys in _known.items():
+        if draw(st.booleans()):
+            chosen = draw(st.lists(st.sampled_from(keys + ["bogus"]), max_size=4))
+            config[section] = {k: draw(_values) for k in chosen}
+    if draw(st.booleans()):
+        config[draw(st.text(max_size=8))] = draw(_values)
+    return config
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_configs())
+def test_malformed_dicts_raise_only_config_error(data):
+    try:
+        config_from_dict(data)
+    except ConfigError as error:
+        assert "\n" not in str(error)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_malformed_toml_text_raises_only_config_error(text):
+    try:
+        loads_config(text)
+    except ConfigError:
+        pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_configs())
+def test_valid_configs_round_trip(data):
+    try:
+        cfg = config_from_dict(data)
+    except ConfigError:
+        return
+    assert loads_config(tomli_w.dumps(cfg.to_dict())) == cfg
