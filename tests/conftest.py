@@ -45,5 +45,6 @@ def tiny_config():
     cfg.model.dropout = 0.0
     cfg.train.epochs = 2
     cfg.train.batch_size = 128
+    cfg.optimizer.learning_rate = 1e-2
     cfg.checks.enabled = False
     return cfg

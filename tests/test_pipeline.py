@@ -1,0 +1,249 @@
+"""The run pipeline and the run directory: contents, reproducibility, signals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerasguide.config import load_config, save_config
+from kerasguide.pipeline import run
+from kerasguide.rundir import RunDir, list_runs, read_json, read_metrics, read_run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_run_directory_contents(tmp_path, tiny_config):
+    result = run(tiny_config, out=tmp_path, verbose=0)
+    assert result.status == "completed"
+    path = result.path
+    assert path.parent == tmp_path
+    assert path.name.split("-")[2] == "tiny"  # <date>-<time>-<name>-<hash>
+
+    # config.toml: the resolved config, every default filled in
+    resolved = tomllib.loads((path / "config.toml").read_text())
+    assert resolved["train"]["epochs"] == 2
+    assert "batch_size" in resolved["train"] and "epsilon" in resolved["data"]
+    assert load_config(path / "config.toml") == tiny_config
+
+    record = json.loads((path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["format_version"] == 1
+    for key in ("started", "ended", "seed", "versions", "platform", "fingerprints", "final_metrics", "best"):
+        assert record[key] is not None, key
+    assert {"python", "tensorflow", "keras", "kerasguide"} <= set(record["versions"])
+    assert set(record["fingerprints"]) == {"train", "validation"}
+    assert record["best"]["metric"] == "val_accuracy"
+    assert 1 <= record["best"]["epoch"] <= 2
+    assert record["final_metrics"]["val_accuracy"] > 0.6
+
+    rows = list(csv.DictReader((path / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "lr", "seconds"):
+        assert column in rows[0]
+    assert float(rows[0]["lr"]) == pytest.approx(1e-2)
+
+    checkpoints = sorted(p.name for p in (path / "checkpoints").iterdir())
+    assert "last.keras" in checkpoints
+    best = [c for c in checkpoints if c.startswith("best-")]
+    assert len(best) == 1 and "val_accuracy=" in best[0]
+    assert f"{record['best']['value']:.4f}" in best[0]
+
+    assert (path / "preprocess.npz").exists()
+    report = (path / "report.md").read_text()
+    assert "## Outcome" in report and "loss.png" in report
+    assert (path / "loss.png").stat().st_size > 1000
+
+    events = [p for p in (path / "tb").rglob("events.out.tfevents*")]
+    assert events, "no TensorBoard event files"
+    _assert_tb_has(path / "tb", {"epoch_loss", "config"})
+
+
+def _assert_tb_has(tb: Path, wanted: set[str]):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for sub in [tb, *[p for p in tb.iterdir() if p.is_dir()]]:
+        acc = EventAccumulator(str(sub), size_guidance={"tensors": 0})
+        acc.Reload()
+        for values in acc.Tags().values():
+            if isinstance(values, list):
+                tags.update(values)
+    assert wanted <= tags, tags
+
+
+def test_checkpoint_loads_and_predicts(tmp_path, tiny_config):
+    import keras
+
+    result = run(tiny_config, out=tmp_path, verbose=0)
+    best = next((result.path / "checkpoints").glob("best-*.keras"))
+    model = keras.models.load_model(best)
+    assert model.predict(np.zeros((1, 64), np.float32), verbose=0).shape == (1, 10)
+
+
+def test_reproducible_from_its_own_config(tmp_path, tiny_config):
+    tiny_config.model.dropout = 0.2  # randomness in training too
+    first = run(tiny_config, out=tmp_path / "a", verbose=0)
+    again = run(first.path / "config.toml", out=tmp_path / "b", verbose=0)
+    a = read_metrics(first.path / "metrics.csv")
+    b = read_metrics(again.path / "metrics.csv")
+    for row_a, row_b in zip(a, b, strict=True):
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert row_a[key] == pytest.approx(row_b[key], rel=1e-4, abs=1e-6), key
+    assert read_run(first.path).record["fingerprints"] == read_run(again.path).record["fingerprints"]
+    # and a different seed gives a different run
+    tiny_config.train.seed = 1
+    other = run(tiny_config, out=tmp_path / "c", verbose=0)
+    assert read_metrics(other.path / "metrics.csv")[0]["loss"] != a[0]["loss"]
+
+
+def test_run_dirs_are_never_reused(tmp_path, tiny_config):
+    tiny_config.train.epochs = 1
+    a = run(tiny_config, out=tmp_path, verbose=0)
+    b = run(tiny_config, out=tmp_path, verbose=0)
+    assert a.path != b.path
+    assert len(list_runs(tmp_path)) == 2
+
+
+def test_failure_is_recorded(tmp_path, tiny_config):
+    tiny_config.data.source = "npz:/no/such/file.npz"
+    from kerasguide.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        run(tiny_config, out=tmp_path, verbose=0)
+    (info,) = list_runs(tmp_path)
+    assert info.status == "failed"
+    assert "does not exist" in info.record["error"]
+
+
+def test_user_builder_is_recorded(tmp_path, tiny_config):
+    builder = tmp_path / "mine.py"
+    builder.write_text(
+        "import keras\n"
+        "def build(config, input_shape, num_classes):\n"
+        "    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(8, activation='relu'),\n"
+        "                             keras.layers.Dense(num_classes, activation='softmax')])\n"
+    )
+    tiny_config.model.kind = f"python:{builder}:build"
+    result = run(tiny_config, out=tmp_path / "runs", verbose=0)
+    assert result.status == "completed"
+    assert read_run(result.path).record["user_code"] == {"path": str(builder), "function": "build"}
+    assert "User code ran" in (result.path / "report.md").read_text()
+
+
+def test_json_progress_lines(tmp_path, tiny_config, capsys):
+    run(tiny_config, out=tmp_path, json_progress=True, verbose=0)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    events = [line["event"] for line in lines]
+    assert events[0] == "start" and events[-1] == "end"
+    epochs = [line for line in lines if line["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"total", "metrics", "seconds", "eta"} <= set(epochs[0])
+    assert lines[-1]["status"] == "completed"
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_config):
+    """`strategy = "mirrored"` trains over two logical CPU devices (a fresh process)."""
+    tiny_config.train.strategy = "mirrored"
+    config = tmp_path / "m.toml"
+    save_config(tiny_config, config)
+    code = (
+        "import sys, tensorflow as tf\n"
+        "from kerasguide.config import load_config\n"
+        "from kerasguide.pipeline import run, _strategy\n"
+        f"r = run({str(config)!r}, out={str(tmp_path / 'runs')!r}, verbose=0)\n"
+        "s = _strategy(load_config(" + repr(str(config)) + "))\n"
+        "print('REPLICAS', s.num_replicas_in_sync, r.status)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert "REPLICAS 2 completed" in out.stdout, out.stderr[-2000:]
+
+
+def _start_long_run(tmp_path) -> tuple[subprocess.Popen, Path]:
+    config = tmp_path / "long.toml"
+    config.write_text(
+        'name = "long"\nchecks = false\n[model]\nhidden = [32]\n'
+        "[train]\nepochs = 500\nbatch_size = 32\nsteps_per_execution = 1\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasguide.cli", "run", str(config), "--out", str(tmp_path / "runs"), "--json-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    run_dir = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        if event["event"] == "start":
+            run_dir = Path(event["run_dir"])
+        if event["event"] == "epoch" and event["epoch"] >= 2:
+            return proc, run_dir
+    proc.kill()
+    raise AssertionError(f"run did not reach epoch 2: {proc.stderr.read()[-2000:]}")
+
+
+def test_sigterm_marks_interrupted_and_keeps_files(tmp_path):
+    proc, run_dir = _start_long_run(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    record = read_json(run_dir / "run.json")
+    assert record["status"] == "interrupted"
+    assert record["ended"]
+    assert len(read_metrics(run_dir / "metrics.csv")) >= 2
+    assert (run_dir / "checkpoints" / "last.keras").exists()
+    assert (run_dir / "report.md").exists()
+    assert "Traceback" not in err
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "interrupted"
+
+
+def test_sigkill_leaves_a_readable_directory(tmp_path):
+    proc, run_dir = _start_long_run(tmp_path)
+    time.sleep(0.3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    info = read_run(run_dir)
+    assert info.status == "running"  # never finished; readers still parse everything
+    assert read_json(run_dir / "run.json") is not None
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert rows and all(not math.isnan(r["loss"]) for r in rows)
+    assert load_config(run_dir / "config.toml").name == "long"
+    assert not list(run_dir.rglob(".*.tmp"))
+    listed = subprocess.run([sys.executable, "-m", "kerasguide.cli", "runs", str(tmp_path / "runs")],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert listed.returncode == 0 and run_dir.name in listed.stdout
+
+
+def test_rundir_writes_are_atomic(tmp_path, monkeypatch):
+    """A crash in the middle of a write leaves the old file whole."""
+    rd = RunDir(tmp_path)
+    rd.write_json("run.json", {"status": "running"})
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        rd.write_json("run.json", {"status": "completed"})
+    monkeypatch.undo()
+    assert read_json(tmp_path / "run.json") == {"status": "running"}
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_nan_is_written_as_null(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.write_json("x.json", {"a": float("nan"), "b": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [None, 1.0]}
