@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-__all__ = ["get_logger", "set_verbosity", "quiet_tensorflow"]
+__all__ = ["get_logger", "set_verbosity", "quiet_tensorflow", "import_tensorflow"]
 
 _LOGGER = logging.getLogger("kerasguide")
 _HANDLER: logging.Handler | None = None
@@ -38,3 +38,36 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def import_tensorflow():
+    """Import TensorFlow and Keras with their start-up chatter hidden.
+
+    TensorFlow's C++ side prints "Could not find cuda drivers" and absl's
+    "All log messages before absl::InitializeLog()" on a CPU machine before
+    `TF_CPP_MIN_LOG_LEVEL` takes effect, straight to file descriptor 2. The
+    only way to keep them from the user is to point fd 2 at /dev/null for
+    the duration of the import (Python errors raised by it still show).
+    """
+    quiet_tensorflow()
+    if "tensorflow" in sys.modules:
+        import tensorflow
+
+        return tensorflow
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. some embedded hosts)
+        import tensorflow
+
+        return tensorflow
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow

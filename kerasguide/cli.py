@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from kerasguide._logging import get_logger, quiet_tensorflow, set_verbosity
+from kerasguide._logging import get_logger, set_verbosity
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED"]
@@ -67,9 +67,12 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _prepare_tf_env(args) -> None:
-    quiet_tensorflow()
+def _prepare_tf_env(args=None) -> None:
+    """Call before importing anything that imports TensorFlow: hides its start-up chatter."""
+    from kerasguide._logging import import_tensorflow
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    import_tensorflow()
 
 
 # ----------------------------------------------------------------- commands

@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from kerasguide._logging import get_logger, quiet_tensorflow
+from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import ConfigError, RunConfig, load_config
 from kerasguide.rundir import RunDir, new_run_dir, utc_now
 
-quiet_tensorflow()
+import_tensorflow()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
