@@ -49,42 +49,67 @@ class BestCheckpoint(keras.callbacks.Callback):
     """Keep one best checkpoint, the validation score in its file name.
 
     Written here because Keras' `ModelCheckpoint(save_best_only=True)` with a
-    formatted file name leaves one file per improvement; a run directory
-    keeps exactly one best (`best-epoch=012-val_accuracy=0.9812.keras`) and
-    writes it atomically.
+    formatted file name leaves one file per improvement, and saves a `.keras`
+    file at every improvement: on a small model that costs more than the
+    epoch itself. This callback keeps the best weights in memory, writes
+    `best-epoch=012-val_accuracy=0.9812.keras` atomically at most every
+    `flush_seconds` and at the end of training (also when it is
+    interrupted), and removes the previous best file.
 
     Args:
         directory: Where the checkpoint goes.
         monitor: The logged metric to maximize (or minimize for losses).
             Defaults to `"val_accuracy"`.
+        flush_seconds: Longest time an improvement stays only in memory.
+            Defaults to `30.0`.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], monitor: str = "val_accuracy"):
+    def __init__(self, directory: str | os.PathLike[str], monitor: str = "val_accuracy",
+                 flush_seconds: float = 30.0):
         super().__init__()
         self.directory = Path(directory)
         self.monitor = monitor
         self.mode = "min" if "loss" in monitor else "max"
+        self.flush_seconds = flush_seconds
 
     def on_train_begin(self, logs=None):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_path: Path | None = None
         self.best_epoch: int | None = None
+        self._pending: list[np.ndarray] | None = None
+        self._last_flush = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         value = logs.get(self.monitor)
-        if value is None:
+        if value is not None:
+            value = float(value)
+            if math.isfinite(value) and _better(self.mode, value, self.best):
+                self.best = value
+                self.best_epoch = epoch + 1
+                self._pending = [np.array(w) for w in self.model.get_weights()]
+        if self._pending is not None and time.perf_counter() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def on_train_end(self, logs=None):
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the best weights seen so far, if not yet on disk."""
+        if self._pending is None:
             return
-        value = float(value)
-        if not math.isfinite(value) or not _better(self.mode, value, self.best):
-            return
-        self.best = value
-        self.best_epoch = epoch + 1
-        target = self.directory / f"best-epoch={epoch + 1:03d}-{self.monitor}={value:.4f}.keras"
-        save_model_atomic(self.model, target)
+        current = self.model.get_weights()
+        try:
+            self.model.set_weights(self._pending)
+            target = self.directory / f"best-epoch={self.best_epoch:03d}-{self.monitor}={self.best:.4f}.keras"
+            save_model_atomic(self.model, target)
+        finally:
+            self.model.set_weights(current)
         if self.best_path is not None and self.best_path != target and self.best_path.exists():
             self.best_path.unlink()
         self.best_path = target
+        self._pending = None
+        self._last_flush = time.perf_counter()
 
 
 class RunRecorder(keras.callbacks.Callback):

@@ -312,6 +312,11 @@ class ChecksConfig(_Section):
     overfit_steps: PositiveInt = 200
     gradcheck_examples: PositiveInt = 4
     gradcheck_coords: PositiveInt = Field(4, description="Coordinates per parameter tensor.")
+    overfit_accuracy: float = Field(0.99, gt=0.0, le=1.0, description="Train accuracy the overfit check must reach.")
+    probe_examples: PositiveInt = Field(256, description="Examples in the probe batch (init stats, losses).")
+    skip: list[Literal["data", "initialization", "initial_loss", "regularization", "overfit", "gradients"]] = Field(
+        [], description="Checks not to run."
+    )
 
 
 class MonitorConfig(_Section):
@@ -467,8 +472,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        # No fsync: the rename alone guarantees that a killed process leaves
+        # the old or the new file, never a torn one; fsync on every epoch's
+        # record would cost more than a small model's epoch (only a power cut
+        # could lose the last write).
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -83,6 +83,7 @@ class RunContext:
     status: str = "running"
     stop_reason: str | None = None
     verbose: int = 1
+    best_checkpoint: Any = None
 
     def update_run(self, **fields: Any) -> None:
         self.record.update(fields)
@@ -269,7 +270,8 @@ def _stage_fit(ctx: RunContext) -> None:
     # Stage callbacks (schedules, monitors) come first, so that what they add
     # to `logs` reaches metrics.csv, the checkpoints and TensorBoard.
     callbacks: list[keras.callbacks.Callback] = [*ctx.callbacks, RunRecorder(ctx)]
-    callbacks.append(BestCheckpoint(ctx.run_dir.checkpoints_dir, monitor=cfg.train.monitor_metric))
+    ctx.best_checkpoint = BestCheckpoint(ctx.run_dir.checkpoints_dir, monitor=cfg.train.monitor_metric)
+    callbacks.append(ctx.best_checkpoint)
     callbacks.append(
         keras.callbacks.TensorBoard(
             log_dir=str(ctx.run_dir.tb_dir), histogram_freq=0, write_graph=False,
@@ -376,6 +378,8 @@ def _save_last(ctx: RunContext) -> None:
     from kerasguide.callbacks import save_model_atomic
 
     try:
+        if ctx.best_checkpoint is not None and getattr(ctx.best_checkpoint, "_pending", None) is not None:
+            ctx.best_checkpoint.flush()  # interrupted: on_train_end never ran
         save_model_atomic(ctx.model, ctx.run_dir.checkpoints_dir / "last.keras")
     except Exception as error:  # a failed save must not hide the run's own outcome
         logger.warning("could not save last checkpoint: %s", error)
