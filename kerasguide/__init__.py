@@ -31,6 +31,14 @@ _LAZY = {
     "RunResult": "kerasguide.pipeline",
     "BestCheckpoint": "kerasguide.callbacks",
     "set_verbosity": "kerasguide._logging",
+    "CheckResult": "kerasguide.checks",
+    "run_checks": "kerasguide.checks",
+    "check_initial_loss": "kerasguide.checks",
+    "check_regularization": "kerasguide.checks",
+    "check_overfit": "kerasguide.checks",
+    "check_gradients": "kerasguide.checks",
+    "check_initialization": "kerasguide.checks",
+    "check_data": "kerasguide.checks",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -203,8 +203,36 @@ def _add_gui(sub) -> None:
     p.set_defaults(func=cmd_gui)
 
 
+def cmd_check(args) -> int:
+    """Sanity checks of a config's model and data (recipes B5, D12-D15, A2); exit 3 on failure."""
+    config, path = _resolve_config(args.config)
+    _prepare_tf_env(args)
+    from kerasguide.checks import check_config, failure_lines, format_table
+
+    run_dir, results = check_config(config, out=args.out, config_path=path)
+    if args.json:
+        print(run_dir.file("checks.json").read_text(encoding="utf-8"), end="")  # NaN already null
+    else:
+        print(format_table(results))
+        for line in failure_lines(results):
+            print(line)
+        print(f"checks.json: {run_dir.file('checks.json')}")
+    return EXIT_OK if all(r.passed for r in results) else EXIT_CHECK_FAILED
+
+
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="sanity checks before training: initial loss, overfit, gradients, ...",
+                       description="Run the sanity checks on a config's fresh model and data and write "
+                       "checks.json into a new run directory. Exit 0 all pass, 3 a check failed.")
+    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
+    p.set_defaults(func=cmd_check)
+
+
 # Each later capability adds its `_add_*` function here.
 _COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui]
+_COMMANDS.append(_add_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -243,6 +243,13 @@ def _stage_model(ctx: RunContext) -> None:
     )
 
 
+def _stage_checks(ctx: RunContext) -> None:
+    """Sanity checks on the fresh model (recipes B5, D12-D15, A2); may StopRun("checks_failed")."""
+    from kerasguide.checks.runner import pipeline_stage
+
+    pipeline_stage(ctx)
+
+
 def _stage_schedule(ctx: RunContext) -> None:
     """Resolve the learning rate (a float or a schedule) and schedule callbacks."""
     from kerasguide.schedules import schedule_from_config
@@ -352,6 +359,7 @@ def _stage_report(ctx: RunContext) -> None:
 _STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
     ("data", _stage_data),
     ("model", _stage_model),
+    ("checks", _stage_checks),
     ("schedule", _stage_schedule),
     ("compile", _stage_compile),
     ("tensorboard", _stage_tensorboard),
@@ -373,7 +381,7 @@ class StopRun(Exception):
 
 
 def _save_last(ctx: RunContext) -> None:
-    if ctx.model is None or not ctx.model.built or ctx.model.optimizer is None:
+    if ctx.model is None or not ctx.model.built or getattr(ctx.model, "optimizer", None) is None:
         return
     from kerasguide.callbacks import save_model_atomic
 

@@ -107,9 +107,33 @@ def _section_reproduce(run_dir: RunDir, record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _section_checks(run_dir: RunDir, record: dict[str, Any]) -> str:
+    """The sanity checks of checks.json (recipes B5, D12-D15, A2), one row per check."""
+    results = run_dir.read("checks.json", default=None)
+    if not isinstance(results, list) or not results:
+        return ""
+    lines = ["## Sanity checks", "", "| check | result | measured | expected | advice |", "|---|---|---|---|---|"]
+    for item in results:
+        if not isinstance(item, dict):
+            continue
+        if not item.get("passed", True):
+            status = "**FAIL**"
+        elif (item.get("details") or {}).get("skipped"):
+            status = "skipped"
+        else:
+            status = "warn" if item.get("severity") == "warning" else "pass"
+        advice = str(item.get("advice", "")).replace("|", "\\|")
+        lines.append(
+            f"| {item.get('name')} | {status} | {_fmt(item.get('measured'))} | "
+            f"{_fmt(item.get('expected'))} | {advice} |"
+        )
+    return "\n".join(lines)
+
+
 # Each section renders itself from the run directory, or returns "" to skip.
 SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
     _section_outcome,
+    _section_checks,
     _section_curves,
     _section_reproduce,
 ]
