@@ -165,6 +165,9 @@ class ModelConfig(_Section):
     bias_init: float = Field(0.0, description="Constant bias initial value (B7: 0, or 0.01).")
     batch_norm: bool = Field(False, description="BatchNorm after dense/conv, before the nonlinearity.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Inverted dropout rate (C11).")
+    dropconnect: float = Field(
+        0.0, ge=0.0, lt=1.0, description="DropConnect: fraction of hidden weights dropped (C11)."
+    )
     l1: float = Field(0.0, ge=0.0, description="L1 strength on weights (C9).")
     l2: float = Field(0.0, ge=0.0, description="L2 strength on weights (C9).")
     regularize_bias: bool = Field(False, description="Also regularize biases (usually not).")

@@ -19,6 +19,7 @@ import keras
 
 from kerasguide.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig
 from kerasguide.initializers import SparseInitializer
+from kerasguide.layers import DropConnectDense
 from kerasguide.losses import MulticlassHinge, SparseMeanSquaredError
 
 __all__ = [
@@ -149,7 +150,11 @@ def build_model(
     elif len(input_shape) > 1:
         x = keras.layers.Flatten()(x)
     for units in mc.hidden:
-        layer = keras.layers.Dense(units, use_bias=not mc.batch_norm, **_layer_kwargs(mc, seed, index))
+        if mc.dropconnect > 0:
+            layer = DropConnectDense(units, rate=mc.dropconnect, seed=seed + index,
+                                     use_bias=not mc.batch_norm, **_layer_kwargs(mc, seed, index))
+        else:
+            layer = keras.layers.Dense(units, use_bias=not mc.batch_norm, **_layer_kwargs(mc, seed, index))
         index += 1
         x = _block(x, layer, mc)
     head = _layer_kwargs(mc, seed, index)

@@ -201,3 +201,26 @@ def test_multiclass_hinge_at_chance_is_c_minus_1():
 def test_sparse_mse():
     value = float(SparseMeanSquaredError()(np.array([0]), np.array([[0.0, 1.0]], np.float32)))
     assert value == pytest.approx(1.0)
+
+
+def test_dropconnect_drops_weights_with_inverted_scaling():
+    """Recipe C11 (DropConnect): weights dropped in training, identity scaling at inference."""
+    from kerasguide.layers import DropConnectDense
+
+    layer = DropConnectDense(200, rate=0.5, seed=0, use_bias=False, kernel_initializer="ones")
+    x = np.ones((1, 100), np.float32)
+    np.testing.assert_allclose(np.asarray(layer(x, training=False)), 100.0)
+    trained = np.asarray(layer(x, training=True))
+    assert trained.mean() == pytest.approx(100.0, rel=0.05)  # inverted scaling keeps the mean
+    assert trained.std() > 5  # but individual units see different weights
+    again = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert again.rate == 0.5
+    with pytest.raises(ValueError, match="Received: rate=1.0"):
+        DropConnectDense(3, rate=1.0)
+
+
+def test_dropconnect_from_config():
+    from kerasguide.layers import DropConnectDense
+
+    model = build_model(_cfg(dropconnect=0.3, hidden=[8]), (5,), 3)
+    assert any(isinstance(layer, DropConnectDense) for layer in model.layers)
