@@ -49,6 +49,8 @@ __all__ = [
     "ChecksConfig",
     "MonitorConfig",
     "LRFindConfig",
+    "SearchConfig",
+    "EnsembleConfig",
     "load_config",
     "loads_config",
     "dump_config",
@@ -353,6 +355,21 @@ class LRFindConfig(_Section):
         return self
 
 
+class SearchConfig(_Section):
+    """Hyperparameter search (recipes H25-H31). Filled in by `kerasguide tune`."""
+
+    algorithm: Literal["random", "grid", "bayesian", "hyperband"] = Field(
+        "random", description="random is preferred to grid (Bergstra & Bengio; recipe H26)."
+    )
+    trials: PositiveInt = Field(20, description="Trials in the first (coarse) stage.")
+
+
+class EnsembleConfig(_Section):
+    """Ensembles, weight averaging and distillation (recipes J34-J36)."""
+
+    members: PositiveInt = Field(5, description="Models in the ensemble.")
+
+
 class RunConfig(_Section):
     """A whole run. Every field has a default: `RunConfig()` is the digits recipe."""
 
@@ -366,6 +383,8 @@ class RunConfig(_Section):
     checks: ChecksConfig = ChecksConfig()
     monitor: MonitorConfig = MonitorConfig()
     lr_find: LRFindConfig = LRFindConfig()
+    search: SearchConfig = SearchConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
 
     @field_validator("name")
     @classmethod

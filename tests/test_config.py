@@ -149,7 +149,7 @@ _values = st.recursive(
 )
 _known = {
     section: list(type(getattr(RunConfig(), section)).model_fields)
-    for section in ("data", "model", "optimizer", "schedule", "train", "checks", "monitor", "lr_find")
+    for section in RunConfig.model_fields if section not in ("name", "description")
 }
 
 
