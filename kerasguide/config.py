@@ -436,7 +436,9 @@ def format_validation_error(error: ValidationError, source: str = "config") -> s
             parts.append(f"`{key}` is missing")
         else:
             parts.append(f"`{key}` = {value!r}: {msg}")
-    return f"{source}: " + "; ".join(parts)
+    text = f"{source}: " + "; ".join(parts)
+    # One line, always: a key or value may itself hold line breaks.
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
