@@ -141,6 +141,7 @@ def cmd_board(args) -> int:
     if not path.exists():
         raise CliError(f"{path}: no such run directory or folder")
     logdir = path / "tb" if (path / "tb").is_dir() else path
+    _install_sigterm()  # SIGTERM, like Ctrl-C, stops the TensorBoard child too: no orphan
     server = start_tensorboard(logdir, port=args.port)
     print(f"TensorBoard for {logdir}: {server.url}  (Ctrl-C to stop)", flush=True)
     try:

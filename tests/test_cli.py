@@ -114,3 +114,33 @@ def test_run_exit_0_and_where_to_look(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "run directory:" in out.stdout and "kerasguide board" in out.stdout
     assert "Traceback" not in out.stderr
+
+
+def test_board_serves_tensorboard_on_loopback(tmp_path):
+    """`kerasguide board RUN_DIR` binds 127.0.0.1 on a free port and prints the URL."""
+    import re
+    import signal
+    import urllib.request
+
+    (tmp_path / "tb").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasguide.cli", "board", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line + proc.stderr.read()[-2000:] if proc.poll() is not None else line
+        with urllib.request.urlopen(match.group(0), timeout=10) as response:
+            assert "TensorBoard" in response.read().decode("utf-8", "replace")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    # the TensorBoard child went with it: nothing listens on that port any more
+    import socket
+
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", int(match.group(1)))) != 0

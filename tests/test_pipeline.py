@@ -66,7 +66,7 @@ def test_run_directory_contents(tmp_path, tiny_config):
 
     events = [p for p in (path / "tb").rglob("events.out.tfevents*")]
     assert events, "no TensorBoard event files"
-    _assert_tb_has(path / "tb", {"epoch_loss", "config"})
+    _assert_tb_has(path / "tb", {"epoch_loss", "config", "_hparams_/session_start_info"})
 
 
 def _assert_tb_has(tb: Path, wanted: set[str]):
