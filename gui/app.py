@@ -1,0 +1,582 @@
+"""The desktop app's main window and entry points (`kerasguide gui`, `kerasguide-gui`).
+
+The window owns the models (the config document, the job queue, the
+TensorBoard child) and the views that observe them: the config editor, the
+jobs, the runs browser and the TensorBoard tab. Work runs in child
+processes of the `kerasguide` CLI; this process never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["MainWindow", "main", "create_application", "prepare_environment"]
+
+
+def prepare_environment() -> None:
+    """Environment QtWebEngine needs, set before the QApplication exists.
+
+    Chromium refuses to run as root with its sandbox on: only then (effective
+    uid 0) is `--no-sandbox` added.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+        if "--no-sandbox" not in flags.split():
+            os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+prepare_environment()
+
+from PySide6.QtCore import QCoreApplication, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSizePolicy,
+    QStyle,
+    QTabWidget,
+    QToolBar,
+    QWidget,
+)
+
+from kerasguide.config import atomic_write_bytes  # noqa: E402
+from kerasguide.presets import preset_names, preset_path  # noqa: E402
+
+from . import icons  # noqa: E402
+from .board import BoardView, TensorBoardProcess  # noqa: E402
+from .commands import JOB_COMMANDS, CommandProbe, CommandSet, job_args  # noqa: E402
+from .config_doc import ConfigDocument  # noqa: E402
+from .config_form import ConfigEditor  # noqa: E402
+from .jobs import COMPLETED, FAILED, Job, JobQueue, cli_program, workspace_config_dir  # noqa: E402
+from .jobs_view import JobsView  # noqa: E402
+from .runs_view import RunsBrowser  # noqa: E402
+from .settings import AppSettings  # noqa: E402
+from .style import STYLESHEET, apply_palette  # noqa: E402
+
+# After a job, which tab of the runs browser shows its result.
+_RESULT_TAB = {"check": "Checks", "lr-find": "LR finder", "diagnose": "Diagnosis", "run": "Curves"}
+
+
+class MainWindow(QMainWindow):
+    """The kerasguide desktop app.
+
+    Args:
+        settings: Persisted settings. Defaults to the user's (`QSettings`).
+        program: The argv prefix that runs the CLI. Defaults to
+            `[python, -m, kerasguide.cli]` (tests pass a replaying fake).
+        commands: The CLI's subcommands. Defaults to asking the CLI in a child.
+        ask_before_close: Ask before cancelling running jobs on close. Defaults to `True`.
+    """
+
+    TABS = ["Config", "Jobs", "Runs", "TensorBoard"]
+
+    def __init__(self, settings: AppSettings | None = None, program: list[str] | None = None,
+                 commands: CommandSet | None = None, ask_before_close: bool = True):
+        super().__init__()
+        self.settings = settings or AppSettings()
+        self.program = list(program or cli_program())
+        self.ask_before_close = ask_before_close
+        self.commands = commands or CommandSet({"run": ("--out", "--json-progress")})
+        self.setWindowIcon(icons.app_icon())
+        self.setMinimumSize(960, 640)
+
+        self.document = ConfigDocument(self)
+        self.queue = JobQueue(self)
+        self.board_server = TensorBoardProcess(parent=self)
+
+        self.editor = ConfigEditor(self.document)
+        self.jobs_view = JobsView(self.queue)
+        self.runs = RunsBrowser()
+        self.board = BoardView(self.board_server)
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.setDocumentMode(True)
+        for name, widget in zip(self.TABS, (self.editor, self.jobs_view, self.runs, self.board), strict=False):
+            self.tabs.addTab(widget, name)
+        self.setCentralWidget(self.tabs)
+
+        self._make_actions()
+        self._make_menus()
+        self._make_toolbar()
+        self._make_statusbar()
+        self._connect()
+
+        self.set_workspace(self.settings.workspace(), remember=False)
+        self._restore_layout()
+        if "digits" in preset_names():
+            self.document.load_preset("digits")
+        self._update_title()
+        self._update_actions()
+
+        self.probe: CommandProbe | None = None
+        if commands is None:
+            self.probe = CommandProbe(self)
+            self.probe.ready.connect(self.set_commands)
+            QTimer.singleShot(0, self.probe.start)
+        else:
+            self.set_commands(commands)
+
+    # ------------------------------------------------------------ building
+    def _make_actions(self) -> None:
+        style = self.style()
+
+        def action(text, slot, shortcut=None, icon=None, tip=None) -> QAction:
+            act = QAction(text, self)
+            if icon is not None:
+                act.setIcon(style.standardIcon(icon))
+            if shortcut:
+                act.setShortcut(QKeySequence(shortcut))
+            if tip:
+                act.setStatusTip(tip)
+                act.setToolTip(f"{tip} ({QKeySequence(shortcut).toString()})" if shortcut else tip)
+            act.triggered.connect(slot)
+            return act
+
+        sp = QStyle.StandardPixmap
+        self.open_action = action("&Open…", self.open_dialog, QKeySequence.StandardKey.Open,
+                                  sp.SP_DialogOpenButton, "Open a TOML config")
+        self.save_action = action("&Save", self.save, QKeySequence.StandardKey.Save,
+                                  sp.SP_DialogSaveButton, "Save the config")
+        self.save_as_action = action("Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs,
+                                     None, "Save the config to a new file")
+        self.workspace_action = action("Set &workspace…", self.choose_workspace, None, sp.SP_DirIcon,
+                                       "Choose the folder where runs are written and read")
+        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.job_actions: dict[str, QAction] = {}
+        job_icons = {"check": sp.SP_DialogApplyButton, "lr-find": sp.SP_FileDialogContentsView,
+                     "run": sp.SP_MediaPlay, "tune": sp.SP_BrowserReload, "ensemble": sp.SP_FileDialogListView}
+        shortcuts = {"run": "Ctrl+R", "check": "Ctrl+K", "lr-find": "Ctrl+L"}
+        for command, label, tip in JOB_COMMANDS:
+            act = action(label, lambda checked=False, c=command: self.start_job(c), shortcuts.get(command),
+                         job_icons.get(command), tip)
+            act.setObjectName(f"job:{command}")
+            self.job_actions[command] = act
+        self.cancel_action = action("&Cancel job", self.cancel_job, "Ctrl+.", sp.SP_BrowserStop,
+                                    "Cancel the running job (the run is recorded as interrupted)")
+        self.view_actions = []
+        group = QActionGroup(self)
+        for index, name in enumerate(self.TABS):
+            act = action(name, lambda checked=False, i=index: self.tabs.setCurrentIndex(i), f"Ctrl+{index + 1}")
+            act.setCheckable(True)
+            group.addAction(act)
+            self.view_actions.append(act)
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.preset_menu = file_menu.addMenu("&New from preset")
+        for name in preset_names():
+            self.preset_menu.addAction(name, lambda n=name: self.load_preset(n))
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        file_menu.addAction(self.save_action)
+        file_menu.addAction(self.save_as_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.workspace_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        jobs_menu = bar.addMenu("&Jobs")
+        for act in self.job_actions.values():
+            jobs_menu.addAction(act)
+        jobs_menu.addSeparator()
+        jobs_menu.addAction(self.cancel_action)
+        view_menu = bar.addMenu("&View")
+        for act in self.view_actions:
+            view_menu.addAction(act)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction("&About kerasguide", self.about)
+
+    def _make_toolbar(self) -> None:
+        bar = QToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        bar.addAction(self.open_action)
+        bar.addAction(self.save_action)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Preset "))
+        self.preset_combo = QComboBox()
+        self.preset_combo.setObjectName("presetCombo")
+        self.preset_combo.addItem("—")
+        self.preset_combo.addItems(preset_names())
+        self.preset_combo.setToolTip("Start from a bundled example config")
+        self.preset_combo.textActivated.connect(lambda n: n != "—" and self.load_preset(n))
+        bar.addWidget(self.preset_combo)
+        bar.addSeparator()
+        for act in self.job_actions.values():
+            bar.addAction(act)
+        bar.addSeparator()
+        bar.addAction(self.cancel_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        bar.addAction(self.workspace_action)
+        self.addToolBar(bar)
+        self.toolbar = bar
+
+    def _make_statusbar(self) -> None:
+        status = self.statusBar()
+        self.valid_label = QLabel()
+        self.workspace_status = QLabel()
+        status.addPermanentWidget(self.valid_label)
+        status.addPermanentWidget(self.workspace_status)
+
+    def _connect(self) -> None:
+        self.document.validityChanged.connect(lambda *_: self._update_actions())
+        self.document.changed.connect(lambda *_: self._update_title())
+        self.document.dirtyChanged.connect(lambda *_: self._update_title())
+        self.document.pathChanged.connect(lambda *_: self._update_title())
+        self.queue.busyChanged.connect(self._busy_changed)
+        self.queue.jobChanged.connect(lambda *_: self._update_actions())
+        self.queue.jobFinished.connect(self._job_finished)
+        self.jobs_view.openRun.connect(lambda path: self.show_run(path))
+        self.runs.selectionChanged.connect(self.board.set_selected)
+        self.runs.loadConfig.connect(self.load_run_config)
+        self.runs.diagnoseRun.connect(self.diagnose)
+        self.runs.boardRequested.connect(self.show_board)
+        self.runs.useLearningRate.connect(self.use_learning_rate)
+        self.runs.workspaceRequested.connect(self.choose_workspace)
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+    # ------------------------------------------------------------ config
+    def load_preset(self, name: str) -> None:
+        if not self._discard_ok():
+            return
+        self.document.load_preset(name)
+        self.preset_combo.setCurrentText(name)
+        self.statusBar().showMessage(f"Preset {name}: {preset_path(name)}", 5000)
+
+    def open_config(self, path: str | Path) -> bool:
+        """Open a TOML config (or a preset name); False with a message when it cannot be read."""
+        path = Path(path)
+        if not path.exists() and str(path) in preset_names():
+            self.load_preset(str(path))
+            return True
+        try:
+            self.document.load_file(path)
+        except OSError as error:
+            self._warn("Cannot open config", f"{path}: {error.strerror or error}")
+            return False
+        self.settings.add_recent(self.document.path)
+        self.preset_combo.setCurrentIndex(0)
+        if not self.document.valid:
+            self.statusBar().showMessage(f"{path.name} opened with problems: see the marked fields", 8000)
+        return True
+
+    def load_run_config(self, run_dir: Path) -> None:
+        """Open a run's recorded config, unbound (saving asks for a new file)."""
+        if not self._discard_ok():
+            return
+        try:
+            self.document.load_file(Path(run_dir) / "config.toml", bind=False)
+        except OSError as error:
+            self._warn("Cannot open config", str(error))
+            return
+        self.tabs.setCurrentIndex(self.TABS.index("Config"))
+
+    def open_dialog(self) -> None:
+        if not self._discard_ok():
+            return
+        start = str(self.document.path.parent) if self.document.path else str(Path.cwd())
+        path, _ = QFileDialog.getOpenFileName(self, "Open config", start, "TOML configs (*.toml);;All files (*)")
+        if path:
+            self.open_config(path)
+
+    def save(self) -> bool:
+        if self.document.path is None:
+            return self.save_as()
+        self._commit_text()
+        try:
+            self.document.save()
+        except OSError as error:
+            self._warn("Cannot save", f"{self.document.path}: {error.strerror or error}")
+            return False
+        self.settings.add_recent(self.document.path)
+        self.statusBar().showMessage(f"Saved {self.document.path}", 4000)
+        return True
+
+    def save_as(self) -> bool:
+        name = f"{self.document.config.name if self.document.config else 'config'}.toml"
+        start = str((self.document.path.parent if self.document.path else Path.cwd()) / name)
+        path, _ = QFileDialog.getSaveFileName(self, "Save config", start, "TOML configs (*.toml)")
+        if not path:
+            return False
+        self._commit_text()
+        try:
+            self.document.save(path)
+        except OSError as error:
+            self._warn("Cannot save", f"{path}: {error.strerror or error}")
+            return False
+        self.settings.add_recent(self.document.path)
+        self.statusBar().showMessage(f"Saved {self.document.path}", 4000)
+        return True
+
+    def use_learning_rate(self, lr: float) -> None:
+        self.document.set_value(("optimizer", "learning_rate"), float(f"{lr:.3g}"))
+        self.editor.form.show_section("optimizer")
+        self.tabs.setCurrentIndex(self.TABS.index("Config"))
+        self.statusBar().showMessage(f"optimizer.learning_rate set to {lr:.3g}", 6000)
+
+    def _commit_text(self) -> None:
+        if self.editor.toml._timer.isActive():
+            self.editor.toml.commit()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_configs()
+        for path in recent:
+            self.recent_menu.addAction(str(path), lambda p=path: self._discard_ok() and self.open_config(p))
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def _discard_ok(self) -> bool:
+        if not self.document.dirty or not self.ask_before_close:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Discard the unsaved changes to {self.document.title}?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Discard
+
+    # ------------------------------------------------------------ workspace
+    def set_workspace(self, path: str | Path, remember: bool = True) -> None:
+        path = Path(path).expanduser().resolve()
+        self.workspace = path
+        if remember:
+            self.settings.set_workspace(path)
+        self.runs.set_workspace(path)
+        self.board.set_workspace(path)
+        self.workspace_status.setText(f"Workspace: {path}")
+
+    def choose_workspace(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Workspace: the folder of runs", str(self.workspace))
+        if path:
+            self.set_workspace(path)
+
+    # ------------------------------------------------------------ jobs
+    def set_commands(self, commands: CommandSet) -> None:
+        """Enable the job buttons whose CLI command exists."""
+        self.commands = commands
+        for command, act in self.job_actions.items():
+            act.setVisible(commands.has(command) or command in ("run", "check", "lr-find"))
+        self.runs.set_diagnose_available(commands.has("diagnose"))
+        self._update_actions()
+
+    def start_job(self, command: str) -> Job | None:
+        """Queue a CLI command on the current config; returns the job (None if refused)."""
+        self._commit_text()
+        if not self.document.valid:
+            self.tabs.setCurrentIndex(self.TABS.index("Config"))
+            self.statusBar().showMessage("Fix the config first: " + "; ".join(self.document.error_messages()[:2]), 8000)
+            return None
+        if not self.commands.has(command):
+            self.statusBar().showMessage(f"this kerasguide has no `{command}` command", 6000)
+            return None
+        try:
+            config_path = self._config_for_job()
+        except OSError as error:
+            self._warn("Cannot write the config", str(error))
+            return None
+        label = dict((c, lbl) for c, lbl, _ in JOB_COMMANDS).get(command, command)
+        name = self.document.config.name if self.document.config else "config"
+        job = Job(command, job_args(self.commands, command, config_path, self.workspace),
+                  title=f"{label} {name}", program=self.program)
+        return self._submit(job)
+
+    def diagnose(self, run_dir: Path) -> Job | None:
+        if not self.commands.has("diagnose"):
+            return None
+        args = [str(run_dir)]
+        if self.commands.accepts("diagnose", "--json-progress"):
+            args.append("--json-progress")
+        return self._submit(Job("diagnose", args, title=f"Diagnose {Path(run_dir).name}", program=self.program))
+
+    def cancel_job(self) -> None:
+        job = self.jobs_view.current_job()
+        if job is None or job.finished_state:
+            job = self.queue.running()
+        if job is not None:
+            job.cancel()
+
+    def _submit(self, job: Job) -> Job:
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.queue.submit(job)
+        self.tabs.setCurrentIndex(self.TABS.index("Jobs"))
+        self.jobs_view.select_job(job)
+        self.runs.set_live(True)
+        return job
+
+    def _config_for_job(self) -> Path:
+        # The job runs a snapshot, so later edits never change a queued job.
+        doc = self.document
+        if doc.path is not None and not doc.dirty:
+            return doc.path
+        folder = workspace_config_dir(self.workspace)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        name = doc.config.name if doc.config else "config"
+        target = folder / f"{stamp}-{name}.toml"
+        atomic_write_bytes(target, doc.text.encode("utf-8"))
+        return target
+
+    def _job_finished(self, job: Job) -> None:
+        self._update_actions()
+        if job.run_dir and Path(job.run_dir).is_dir():
+            self.runs.show_run(job.run_dir, _RESULT_TAB.get(job.kind))
+        else:
+            self.runs.refresh()
+        if job.state == COMPLETED:
+            self.statusBar().showMessage(f"{job.title}: completed" + (f" — {job.run_dir}" if job.run_dir else ""), 8000)
+            if job.kind in ("lr-find", "check", "diagnose") and job.run_dir:
+                self.tabs.setCurrentIndex(self.TABS.index("Runs"))
+        elif job.state == FAILED:
+            self.statusBar().showMessage(f"{job.title} failed: {job.error}", 10000)
+            self.tabs.setCurrentIndex(self.TABS.index("Jobs"))
+            self.jobs_view.select_job(job)
+
+    def _busy_changed(self, busy: bool) -> None:
+        self.runs.set_live(busy)
+        self._update_actions()
+
+    # ------------------------------------------------------------ runs, board
+    def show_run(self, path: str | Path, tab: str | None = None) -> None:
+        self.runs.show_run(path, tab)
+        self.tabs.setCurrentIndex(self.TABS.index("Runs"))
+
+    def show_board(self, paths: list[Path]) -> None:
+        self.board.set_selected(paths)
+        self.tabs.setCurrentIndex(self.TABS.index("TensorBoard"))
+
+    # ------------------------------------------------------------ state
+    def _update_actions(self) -> None:
+        valid = self.document.valid
+        for command, act in self.job_actions.items():
+            act.setEnabled(valid and self.commands.has(command))
+            if not self.commands.has(command):
+                act.setToolTip(f"this kerasguide has no `{command}` command yet")
+        self.cancel_action.setEnabled(bool(self.queue.active()))
+        problems = len(self.document.error_messages())
+        self.valid_label.setText("config valid" if valid else f"config: {problems} problem{'s' * (problems != 1)}")
+        self.valid_label.setProperty("ok", valid)
+        self.valid_label.style().unpolish(self.valid_label)
+        self.valid_label.style().polish(self.valid_label)
+
+    def _update_title(self) -> None:
+        doc = self.document
+        star = "*" if doc.dirty else ""
+        self.setWindowTitle(f"{doc.title}{star} — kerasguide")
+        self.save_action.setEnabled(True)
+        self._update_actions()
+
+    def _tab_changed(self, index: int) -> None:
+        if 0 <= index < len(self.view_actions):
+            self.view_actions[index].setChecked(True)
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.geometry("geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 820)
+        state = self.settings.geometry("state")
+        if state is not None:
+            self.restoreState(state)
+        tab = self.settings.value("window/tab")
+        if tab in self.TABS:
+            self.tabs.setCurrentIndex(self.TABS.index(tab))
+        else:
+            self.tabs.setCurrentIndex(0)
+        self._tab_changed(self.tabs.currentIndex())
+
+    def _save_layout(self) -> None:
+        self.settings.set_geometry("geometry", self.saveGeometry())
+        self.settings.set_geometry("state", self.saveState())
+        self.settings.set_value("window/tab", self.TABS[self.tabs.currentIndex()])
+        self.settings.sync()
+
+    def _warn(self, title: str, text: str) -> None:
+        self.statusBar().showMessage(f"{title}: {text}", 10000)
+        if self.ask_before_close:  # interactive use; tests read the status bar
+            QMessageBox.warning(self, title, text)
+
+    def about(self) -> None:
+        from kerasguide import __version__
+
+        QMessageBox.about(self, "About kerasguide",
+                          f"<b>kerasguide {__version__}</b><br>The training recipes practitioners follow, "
+                          "for Keras 3: sanity checks, LR range test, schedules, monitors, diagnosis, "
+                          "search and ensembles — every run recorded.")
+
+    # ------------------------------------------------------------ closing
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self.queue.active() and self.ask_before_close:
+            answer = QMessageBox.question(
+                self, "Jobs are running", "Cancel the running jobs and quit? "
+                "A running training is recorded as interrupted.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        if not self._discard_ok():
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop every child process (jobs, TensorBoard, the command probe) and save the layout."""
+        self._save_layout()
+        self.runs.live_timer.stop()
+        self.queue.shutdown()
+        self.board.shutdown()
+        if self.probe is not None:
+            self.probe.stop()
+
+
+def create_application(argv: list[str] | None = None) -> QApplication:
+    """The QApplication (existing or new) with kerasguide's names, icon, style and palette."""
+    prepare_environment()
+    QCoreApplication.setOrganizationName("kerasguide")
+    QCoreApplication.setApplicationName("kerasguide-gui")
+    app = QApplication.instance() or QApplication(argv if argv is not None else [sys.argv[0]])
+    app.setApplicationDisplayName("kerasguide")
+    app.setWindowIcon(icons.app_icon())
+    app.setStyle("Fusion")
+    apply_palette(app)
+    app.setStyleSheet(STYLESHEET)
+    return app
+
+
+def main(config_path: str | None = None) -> int:
+    """Start the desktop app, optionally on a config; returns the exit code.
+
+    A config that does not exist (and is no preset name) is bad input: one
+    line on stderr, exit code 2. A config that exists but is invalid opens,
+    with the problems marked in the form.
+    """
+    if config_path is not None:
+        path = Path(config_path)
+        if not path.exists() and config_path not in preset_names():
+            print(f"kerasguide gui: error: {config_path}: no such config file or preset "
+                  f"(presets: {', '.join(preset_names())})", file=sys.stderr)
+            return 2
+    app = create_application()
+    window = MainWindow()
+    if config_path is not None:
+        window.open_config(config_path)
+    window.show()
+    return app.exec()
+
+
+def _entry() -> None:  # pragma: no cover - gui-script
+    parser = argparse.ArgumentParser(prog="kerasguide-gui", description="The kerasguide desktop app.")
+    parser.add_argument("config", nargs="?", help="a TOML config or preset name to open")
+    args = parser.parse_args()
+    sys.exit(main(args.config))

@@ -1,0 +1,363 @@
+"""The config editor: a form generated from the schema, beside the raw TOML.
+
+Pages come from `schema.form_sections` (one per section of `RunConfig`,
+whatever sections the schema has today); each field gets the editor its
+type calls for. The form observes a `ConfigDocument`: it writes each edit
+into it and shows the schema's verdict under the field (red frame, the
+message), and the section list marks the pages that hold a problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QFontDatabase
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import icons
+from .config_doc import FORM, ConfigDocument
+from .schema import BOOL, CHOICE, NUMBER_OR_CHOICE, UNSET, FieldSpec, SectionSpec, format_value, parse_text
+
+__all__ = ["ConfigForm", "ConfigEditor", "TomlView"]
+
+
+class _FieldRow(QWidget):
+    """One field: its editor, its description and (when invalid) the schema's message."""
+
+    edited = Signal(tuple, object)
+
+    def __init__(self, spec: FieldSpec, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.spec = spec
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.editor = self._make_editor()
+        self.editor.setObjectName(f"field:{spec.key}")
+        self.editor.setToolTip(f"{spec.key}\n{spec.description}".strip())
+        layout.addWidget(self.editor)
+        if spec.description:
+            hint = QLabel(spec.description)
+            hint.setObjectName("hint")
+            hint.setWordWrap(True)
+            layout.addWidget(hint)
+        self.error = QLabel()
+        self.error.setObjectName("fieldError")
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error.hide()
+        layout.addWidget(self.error)
+
+    def _make_editor(self) -> QWidget:
+        spec = self.spec
+        if spec.kind == BOOL:
+            editor = QCheckBox()
+            editor.toggled.connect(lambda on: self.edited.emit(spec.path, bool(on)))
+            return editor
+        if spec.kind == CHOICE:
+            editor = QComboBox()
+            editor.addItems(list(spec.choices))
+            editor.textActivated.connect(lambda text: self.edited.emit(spec.path, text))
+            return editor
+        if spec.kind == NUMBER_OR_CHOICE:
+            editor = QComboBox()
+            editor.setEditable(True)
+            editor.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            editor.addItems(list(spec.choices))
+            editor.lineEdit().textEdited.connect(self._text_edited)
+            editor.textActivated.connect(self._text_edited)
+            return editor
+        editor = QLineEdit()
+        if spec.optional:
+            editor.setPlaceholderText("unset")
+        elif spec.kind == "list":
+            editor.setPlaceholderText("comma-separated; empty for none")
+        editor.textEdited.connect(self._text_edited)
+        return editor
+
+    def _text_edited(self, text: str) -> None:
+        self.edited.emit(self.spec.path, parse_text(self.spec, text))
+
+    def text(self) -> str:
+        """What the editor shows, as text (tests and round trips read this)."""
+        editor = self.editor
+        if isinstance(editor, QCheckBox):
+            return "true" if editor.isChecked() else "false"
+        if isinstance(editor, QComboBox):
+            return editor.currentText()
+        return editor.text()
+
+    def value(self) -> Any:
+        """The editor's content parsed as the schema expects it."""
+        if isinstance(self.editor, QCheckBox):
+            return self.editor.isChecked()
+        return parse_text(self.spec, self.text())
+
+    def show_value(self, value: Any) -> None:
+        editor = self.editor
+        blocker = QSignalBlocker(editor)
+        if isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, QComboBox):
+            text = format_value(value)
+            if editor.isEditable():
+                editor.setEditText(text)
+            else:
+                index = editor.findText(text)
+                if index < 0:  # a value the schema will reject: show it anyway
+                    editor.addItem(text)
+                    index = editor.count() - 1
+                editor.setCurrentIndex(index)
+        else:
+            text = format_value(value)
+            if editor.text() != text:
+                editor.setText(text)
+        del blocker
+
+    def show_error(self, message: str | None) -> None:
+        self.error.setText(message or "")
+        self.error.setVisible(bool(message))
+        if self.editor.property("invalid") != bool(message):
+            self.editor.setProperty("invalid", bool(message))
+            self.editor.style().unpolish(self.editor)
+            self.editor.style().polish(self.editor)
+
+
+class _SectionPage(QScrollArea):
+    def __init__(self, section: SectionSpec, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.section = section
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        body.setObjectName("formPage")
+        outer = QVBoxLayout(body)
+        outer.setContentsMargins(18, 14, 18, 14)
+        title = QLabel(section.title)
+        title.setObjectName("pageTitle")
+        outer.addWidget(title)
+        if section.description:
+            about = QLabel(section.description)
+            about.setObjectName("pageAbout")
+            about.setWordWrap(True)
+            outer.addWidget(about)
+        self.error = QLabel()
+        self.error.setObjectName("sectionError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        outer.addWidget(self.error)
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setHorizontalSpacing(14)
+        form.setVerticalSpacing(10)
+        self.rows: dict[tuple[str, ...], _FieldRow] = {}
+        for spec in section.fields:
+            row = _FieldRow(spec)
+            label = QLabel(spec.label)
+            label.setToolTip(spec.key)
+            label.setObjectName("fieldLabel")
+            form.addRow(label, row)
+            self.rows[spec.path] = row
+        outer.addLayout(form)
+        outer.addStretch(1)
+        self.setWidget(body)
+
+
+class ConfigForm(QWidget):
+    """The generated form: a list of sections and one page per section."""
+
+    def __init__(self, document: ConfigDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.sections = QListWidget()
+        self.sections.setObjectName("sectionList")
+        self.sections.setFixedWidth(170)
+        self.pages = QStackedWidget()
+        self.rows: dict[tuple[str, ...], _FieldRow] = {}
+        self._pages: list[_SectionPage] = []
+        for section in document.sections:
+            page = _SectionPage(section)
+            self._pages.append(page)
+            self.pages.addWidget(page)
+            QListWidgetItem(section.title, self.sections)
+            for path, row in page.rows.items():
+                self.rows[path] = row
+                row.edited.connect(self._edited)
+        self.sections.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.sections.setCurrentRow(0)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.sections)
+        layout.addWidget(self.pages, 1)
+        document.changed.connect(self._document_changed)
+        self._document_changed("load")
+
+    def row(self, key: str) -> _FieldRow:
+        """The row of a field by its dotted key, e.g. `"train.epochs"`."""
+        return self.rows[tuple(key.split("."))]
+
+    def show_section(self, key: str) -> None:
+        for index, page in enumerate(self._pages):
+            if page.section.key == key:
+                self.sections.setCurrentRow(index)
+                return
+
+    def collect(self) -> dict[str, Any]:
+        """The config as the editors show it now (every field, nested)."""
+        data: dict[str, Any] = {}
+        for path, row in self.rows.items():
+            value = row.value()
+            if value is None or value is UNSET:
+                continue
+            node = data
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return data
+
+    def _edited(self, path: tuple[str, ...], value: Any) -> None:
+        self.document.set_value(path, value)
+
+    def _document_changed(self, origin: str) -> None:
+        doc = self.document
+        if origin != FORM:
+            for path, row in self.rows.items():
+                row.show_value(doc.value(path))
+        for path, row in self.rows.items():
+            row.show_error(doc.errors.get(path))
+        for index, page in enumerate(self._pages):
+            own = doc.errors.get(page.section.path)
+            page.error.setText(own or "")
+            page.error.setVisible(bool(own))
+            bad = bool(own) or any(p in doc.errors for p in page.rows)
+            item = self.sections.item(index)
+            item.setIcon(icons.status_icon("failed") if bad else icons.blank_icon())
+            item.setToolTip("this section has a problem" if bad else "")
+
+
+class TomlView(QWidget):
+    """The config as TOML text, editable, kept in sync with the form."""
+
+    def __init__(self, document: ConfigDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        title = QLabel("TOML")
+        title.setObjectName("paneTitle")
+        self.editor = QPlainTextEdit()
+        self.editor.setObjectName("tomlEditor")
+        font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        self.editor.setFont(font)
+        self.editor.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.error = QLabel()
+        self.error.setObjectName("fieldError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(title)
+        layout.addWidget(self.editor, 1)
+        layout.addWidget(self.error)
+        # Parse after a short pause in typing, not on every key.
+        self._timer = QTimer(self, singleShot=True, interval=300)
+        self._timer.timeout.connect(self.commit)
+        self.editor.textChanged.connect(self._timer.start)
+        document.changed.connect(self._document_changed)
+        self._document_changed("load")
+
+    def commit(self) -> None:
+        """Hand the typed text to the document now."""
+        self._timer.stop()
+        self.document.set_text(self.editor.toPlainText())
+
+    def _document_changed(self, origin: str) -> None:
+        if origin != "text" and self.editor.toPlainText() != self.document.text:
+            blocker = QSignalBlocker(self.editor)
+            self.editor.setPlainText(self.document.text)
+            del blocker
+        message = self.document.toml_error
+        self.error.setText(f"Not valid TOML: {message}" if message else "")
+        self.error.setVisible(bool(message))
+
+
+class ConfigEditor(QWidget):
+    """The config tab: the form, the TOML beside it and a one-line verdict."""
+
+    def __init__(self, document: ConfigDocument, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.form = ConfigForm(document)
+        self.toml = TomlView(document)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.form)
+        self.splitter.addWidget(self.toml)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(True)
+        self.verdict = QLabel()
+        self.verdict.setObjectName("verdict")
+        self.verdict.setWordWrap(True)
+        self.verdict.linkActivated.connect(self._go_to)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.verdict)
+        document.changed.connect(self._update_verdict)
+        self._update_verdict()
+
+    def _update_verdict(self, *_: Any) -> None:
+        doc = self.document
+        if doc.valid:
+            self.verdict.setProperty("ok", True)
+            cfg = doc.config
+            summary = ""
+            if cfg is not None:
+                summary = (f" — {cfg.data.source}, {cfg.model.kind}, {cfg.optimizer.name} "
+                           f"lr {cfg.optimizer.learning_rate}, {cfg.train.epochs} epochs")
+            self.verdict.setText(f"✔ Valid config{summary}")
+        else:
+            self.verdict.setProperty("ok", False)
+            problems = doc.error_messages()
+            links = []
+            for path in doc.errors:
+                key = ".".join(path) or "config"
+                links.append(f'<a href="{key}">{key}</a>: {doc.errors[path]}')
+            if doc.toml_error:
+                links.insert(0, f"TOML: {doc.toml_error}")
+            noun = "problem" if len(problems) == 1 else "problems"
+            self.verdict.setText(f"✖ {len(problems)} {noun} — Run is disabled until fixed. "
+                                 + " · ".join(links[:4]))
+        self.verdict.style().unpolish(self.verdict)
+        self.verdict.style().polish(self.verdict)
+
+    def _go_to(self, key: str) -> None:
+        parts = tuple(key.split("."))
+        for section in self.document.sections:
+            if parts[: len(section.path)] == section.path and (
+                parts in {f.path for f in section.fields} or parts == section.path
+            ):
+                self.form.show_section(section.key)
+                row = self.form.rows.get(parts)
+                if row is not None:
+                    row.editor.setFocus()
+                return

@@ -1,0 +1,560 @@
+"""The runs browser: the run directories of the workspace, and what each recorded.
+
+`RunsModel` is a table over `kerasguide.rundir.list_runs` (status, key
+metrics, best score, date), re-read when the folder changes and every two
+seconds while a run is live. `RunsBrowser` shows the selected run's curves,
+config, report, checks, LR range test and diagnosis; with two runs selected
+it compares their curves and their configs key by key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QFileSystemWatcher,
+    QItemSelectionModel,
+    QModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QDesktopServices, QFont, QFontDatabase
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kerasguide.rundir import (
+    CHECKS_JSON,
+    CONFIG,
+    DIAGNOSIS_JSON,
+    LR_FIND_JSON,
+    REPORT_MD,
+    RunInfo,
+    list_runs,
+    read_json,
+    read_metrics,
+)
+
+from . import icons
+from .panels import ChecksPanel, DiagnosisPanel, LRFindPanel, ReportPanel, fmt
+from .plots import RUN_COLORS, PlotWidget, draw_curves
+from .schema import config_diff
+
+__all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time"]
+
+_PREFERRED = ["val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss"]
+
+
+def key_metrics(runs: list[RunInfo], limit: int = 3) -> list[str]:
+    """The metric columns worth a column: validation accuracy and loss first."""
+    seen: list[str] = []
+    for info in runs:
+        for key in info.final:
+            if key not in seen:
+                seen.append(key)
+    ordered = [k for k in _PREFERRED if k in seen] + sorted(k for k in seen if k not in _PREFERRED)
+    return ordered[:limit]
+
+
+def _parse_time(text: str | None) -> _dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def local_time(text: str | None) -> str:
+    """An ISO timestamp as local `YYYY-MM-DD HH:MM`."""
+    when = _parse_time(text)
+    if when is None:
+        return ""
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def run_duration(info: RunInfo) -> float | None:
+    """Seconds the run took (or has taken so far)."""
+    seconds = info.record.get("seconds")
+    if isinstance(seconds, (int, float)):
+        return float(seconds)
+    start, end = _parse_time(info.started), _parse_time(info.ended)
+    if start is None:
+        return None
+    if end is None:
+        if info.status != "running":
+            return None
+        end = _dt.datetime.now(start.tzinfo)
+    return max(0.0, (end - start).total_seconds())
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class RunsModel(QAbstractTableModel):
+    """The runs of a workspace folder as a table (newest first)."""
+
+    FIXED_HEAD = ["Run", "Status"]
+    FIXED_TAIL = ["Best", "Epochs", "Started", "Duration"]
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.workspace: Path | None = None
+        self.runs: list[RunInfo] = []
+        self.metrics: list[str] = []
+
+    @property
+    def headers(self) -> list[str]:
+        return self.FIXED_HEAD + self.metrics + self.FIXED_TAIL
+
+    def refresh(self, workspace: str | Path | None = None) -> bool:
+        """Re-read the workspace; returns True when the set of runs changed."""
+        if workspace is not None:
+            self.workspace = Path(workspace)
+        runs = list_runs(self.workspace) if self.workspace else []
+        metrics = key_metrics(runs)
+        same = [r.path for r in runs] == [r.path for r in self.runs] and metrics == self.metrics
+        if same:
+            self.runs = runs
+            if runs:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(runs) - 1, len(self.headers) - 1))
+            return False
+        self.beginResetModel()
+        self.runs, self.metrics = runs, metrics
+        self.endResetModel()
+        return True
+
+    def any_running(self) -> bool:
+        return any(r.status == "running" and not r.is_stale() for r in self.runs)
+
+    def row_of(self, path: str | Path) -> int:
+        path = Path(path).resolve()
+        for index, info in enumerate(self.runs):
+            if info.path.resolve() == path:
+                return index
+        return -1
+
+    # Qt model API
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
+        return 0 if parent.isValid() else len(self.runs)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.headers)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.headers[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        info = self.runs[index.row()]
+        column = self.headers[index.column()]
+        status = "killed?" if info.is_stale() else info.status
+        if role == Qt.ItemDataRole.UserRole:
+            return info
+        if role == Qt.ItemDataRole.DecorationRole and column == "Status":
+            return icons.status_icon("failed" if status == "killed?" else status)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column == "Status" and info.record.get("error"):
+                return str(info.record["error"])
+            return str(info.path)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in self.metrics + ["Epochs", "Duration"]:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.UserRole + 1:  # sort key
+            return self._sort_key(info, column)
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if column == "Run":
+            return info.path.name
+        if column == "Status":
+            return status.replace("_", " ")
+        if column in self.metrics:
+            value = info.final.get(column)
+            return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else ""
+        if column == "Best":
+            best = info.best
+            value = best.get("value")
+            if isinstance(value, (int, float)):
+                return f"{best.get('metric', '')} {value:.4f} @ {best.get('epoch', '?')}"
+            return ""
+        if column == "Epochs":
+            done = info.record.get("epochs_done")
+            return str(done) if done is not None else ""
+        if column == "Started":
+            return local_time(info.started)
+        if column == "Duration":
+            return _duration_text(run_duration(info))
+        return None
+
+    def _sort_key(self, info: RunInfo, column: str):
+        if column in self.metrics:
+            value = info.final.get(column)
+            return value if isinstance(value, (int, float)) else -math.inf
+        if column == "Started":
+            return info.started or ""
+        if column == "Duration":
+            return run_duration(info) or 0.0
+        if column == "Epochs":
+            return info.record.get("epochs_done") or 0
+        return str(self.data(self.index(self.runs.index(info), self.headers.index(column))) or "")
+
+
+class _ConfigPane(QStackedWidget):
+    """One run: its config.toml. Two runs: the keys that differ, side by side."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = QPlainTextEdit()
+        self.text.setReadOnly(True)
+        font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        self.text.setFont(font)
+        self.diff = QTableWidget(0, 3)
+        self.diff.setObjectName("configDiff")
+        self.diff.verticalHeader().hide()
+        self.diff.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.diff.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.diff.setAlternatingRowColors(True)
+        self.addWidget(self.text)
+        self.addWidget(self.diff)
+
+    def show_one(self, run: Path) -> None:
+        try:
+            self.text.setPlainText((run / CONFIG).read_text(encoding="utf-8"))
+        except OSError:
+            self.text.setPlainText("(this run has no config.toml)")
+        self.setCurrentWidget(self.text)
+
+    def show_two(self, a: Path, b: Path) -> list[tuple[str, Any, Any]]:
+        import tomllib
+
+        def load(run: Path) -> dict:
+            try:
+                return tomllib.loads((run / CONFIG).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+
+        rows = config_diff(load(a), load(b))
+        self.diff.setHorizontalHeaderLabels(["Key", a.name, b.name])
+        self.diff.setRowCount(max(1, len(rows)))
+        if not rows:
+            self.diff.setItem(0, 0, QTableWidgetItem("the two configs are identical"))
+            self.diff.setItem(0, 1, QTableWidgetItem(""))
+            self.diff.setItem(0, 2, QTableWidgetItem(""))
+        for index, (key, va, vb) in enumerate(rows):
+            self.diff.setItem(index, 0, QTableWidgetItem(key))
+            for column, value in ((1, va), (2, vb)):
+                item = QTableWidgetItem(fmt(value) if value is not None else "(unset)")
+                item.setForeground(Qt.GlobalColor.darkBlue if column == 1 else Qt.GlobalColor.darkRed)
+                self.diff.setItem(index, column, item)
+        self.setCurrentWidget(self.diff)
+        return rows
+
+
+class RunsBrowser(QWidget):
+    """The Runs tab: the table of runs and the selected run(s) in detail.
+
+    Signals:
+        selectionChanged(list): the selected run directories (Paths).
+        loadConfig(Path): "load this run's config into the editor".
+        diagnoseRun(Path), boardRequested(list), useLearningRate(float),
+        workspaceRequested(): the user wants another workspace folder.
+    """
+
+    selectionChanged = Signal(list)
+    loadConfig = Signal(object)
+    diagnoseRun = Signal(object)
+    boardRequested = Signal(list)
+    useLearningRate = Signal(float)
+    workspaceRequested = Signal()
+
+    TABS = ["Curves", "Config", "Report", "Checks", "LR finder", "Diagnosis"]
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = RunsModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole + 1)
+        self.table = QTableView()
+        self.table.setObjectName("runsTable")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setHighlightSections(False)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.doubleClicked.connect(lambda *_: self.tabs.setCurrentIndex(self.TABS.index("Report")))
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+
+        self.workspace_label = QLabel()
+        self.workspace_label.setObjectName("workspaceLabel")
+        self.workspace_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        change = QPushButton("Change…")
+        change.clicked.connect(self.workspaceRequested)
+        refresh = QPushButton("Refresh")
+        refresh.setShortcut("F5")
+        refresh.clicked.connect(self.refresh)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Workspace:"))
+        top.addWidget(self.workspace_label, 1)
+        top.addWidget(change)
+        top.addWidget(refresh)
+
+        self.load_button = QPushButton("Load config")
+        self.load_button.setToolTip("Open this run's config in the editor")
+        self.load_button.clicked.connect(lambda: self._emit_current(self.loadConfig))
+        self.diagnose_button = QPushButton("Diagnose")
+        self.diagnose_button.setToolTip("kerasguide diagnose RUN_DIR")
+        self.diagnose_button.clicked.connect(lambda: self._emit_current(self.diagnoseRun))
+        self.diagnose_button.setVisible(False)
+        self.board_button = QPushButton("Show in TensorBoard")
+        self.board_button.clicked.connect(lambda: self.boardRequested.emit(self.selected_paths()))
+        self.folder_button = QPushButton("Open folder")
+        self.folder_button.clicked.connect(self._open_folder)
+        self.title = QLabel("Select a run")
+        self.title.setObjectName("runTitle")
+        actions = QHBoxLayout()
+        actions.addWidget(self.title, 1)
+        for button in (self.load_button, self.diagnose_button, self.board_button, self.folder_button):
+            actions.addWidget(button)
+
+        self.curves = PlotWidget(height=3.0)
+        self.config_pane = _ConfigPane()
+        self.report = ReportPanel()
+        self.checks = ChecksPanel()
+        self.lr_find = LRFindPanel()
+        self.lr_find.useLearningRate.connect(self.useLearningRate)
+        self.diagnosis = DiagnosisPanel()
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("runTabs")
+        self.tabs.setDocumentMode(True)
+        for name, widget in zip(self.TABS, (self.curves, self.config_pane, self.report, self.checks,
+                                            self.lr_find, self.diagnosis), strict=False):
+            self.tabs.addTab(widget, name)
+        self.tabs.currentChanged.connect(lambda *_: self._show_details())
+
+        detail = QWidget()
+        detail_layout = QVBoxLayout(detail)
+        detail_layout.setContentsMargins(0, 6, 0, 0)
+        detail_layout.addLayout(actions)
+        detail_layout.addWidget(self.tabs, 1)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(detail)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addLayout(top)
+        layout.addWidget(self.splitter, 1)
+
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.directoryChanged.connect(lambda *_: self._schedule_refresh())
+        self._refresh_timer = QTimer(self, singleShot=True, interval=300)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self.live_timer = QTimer(self, interval=2000)
+        self.live_timer.timeout.connect(self._live_tick)
+        self._shown_key: tuple | None = None
+        self._jobs_active = False
+        self._mtimes: dict[Path, float] = {}
+        self._update_actions()
+
+    # ------------------------------------------------------------ public
+    def set_workspace(self, path: str | Path) -> None:
+        path = Path(path)
+        if self.watcher.directories():
+            self.watcher.removePaths(self.watcher.directories())
+        if path.is_dir():
+            self.watcher.addPath(str(path))
+        self.workspace_label.setText(str(path))
+        self.model.refresh(path)
+        self._after_refresh(changed=True)
+
+    def set_diagnose_available(self, available: bool) -> None:
+        self.diagnose_button.setVisible(available)
+
+    def set_live(self, live: bool) -> None:
+        """Re-read run files every 2 s while jobs run (and while runs are running)."""
+        self._jobs_active = live
+        if live and not self.live_timer.isActive():
+            self.live_timer.start()
+        elif not live:
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self.model.workspace is None:
+            return
+        if self.model.workspace.is_dir() and not self.watcher.directories():
+            self.watcher.addPath(str(self.model.workspace))
+        selected = self.selected_paths()
+        changed = self.model.refresh()
+        if changed:
+            self.select_paths(selected)
+        self._after_refresh(changed)
+
+    def selected_paths(self) -> list[Path]:
+        rows = sorted(self.table.selectionModel().selectedRows(), key=lambda i: i.row())
+        return [self.proxy.mapToSource(i).data(Qt.ItemDataRole.UserRole).path for i in rows]
+
+    def select_paths(self, paths: list[Path | str]) -> None:
+        selection = self.table.selectionModel()
+        selection.clearSelection()
+        for path in paths:
+            row = self.model.row_of(path)
+            if row < 0:
+                continue
+            index = self.proxy.mapFromSource(self.model.index(row, 0))
+            selection.select(index, QItemSelectionModel.SelectionFlag.Select
+                             | QItemSelectionModel.SelectionFlag.Rows)
+            self.table.scrollTo(index)
+
+    def show_run(self, path: str | Path, tab: str | None = None) -> None:
+        """Select a run (re-reading the folder first) and optionally open one tab."""
+        self.refresh()
+        self.select_paths([path])
+        if tab is not None and tab in self.TABS:
+            self.tabs.setCurrentIndex(self.TABS.index(tab))
+
+    # ------------------------------------------------------------ internals
+    def _schedule_refresh(self) -> None:
+        self._refresh_timer.start()
+
+    def _live_tick(self) -> None:
+        self.refresh()
+        if not self.model.any_running() and not self._jobs_active:
+            self.live_timer.stop()
+
+    def _after_refresh(self, changed: bool) -> None:
+        if self.model.any_running() and not self.live_timer.isActive():
+            self.live_timer.start()
+        for column in range(self.model.columnCount() - 1):
+            if changed:
+                self.table.resizeColumnToContents(column)
+        self._show_details(force=changed)
+
+    def _selection_changed(self, *_: Any) -> None:
+        self._update_actions()
+        self._show_details(force=True)
+        self.selectionChanged.emit(self.selected_paths())
+
+    def _emit_current(self, signal) -> None:
+        paths = self.selected_paths()
+        if paths:
+            signal.emit(paths[0])
+
+    def _open_folder(self) -> None:
+        paths = self.selected_paths()
+        target = paths[0] if paths else self.model.workspace
+        if target is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(target)))
+
+    def _update_actions(self) -> None:
+        paths = self.selected_paths()
+        for button in (self.load_button, self.diagnose_button, self.folder_button):
+            button.setEnabled(len(paths) >= 1)
+        self.board_button.setEnabled(True)
+
+    def _file_state(self, paths: list[Path]) -> tuple:
+        # What the detail view depends on: redraw only when one of these changes.
+        state = []
+        for path in paths:
+            for name in ("metrics.csv", "run.json", CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON, REPORT_MD):
+                try:
+                    state.append((str(path), name, (path / name).stat().st_mtime_ns))
+                except OSError:
+                    state.append((str(path), name, None))
+        return tuple(state)
+
+    def _show_details(self, force: bool = False) -> None:
+        paths = self.selected_paths()
+        key = (tuple(paths), self.tabs.currentIndex(), self._file_state(paths))
+        if not force and key == self._shown_key:
+            return
+        self._shown_key = key
+        if not paths:
+            self.title.setText("Select a run — or two, to compare them" if self.model.runs else
+                               "No runs in this workspace yet: edit a config and press Run (Ctrl+R).")
+            for index in range(self.tabs.count()):
+                self.tabs.setTabEnabled(index, index in (0, 1))
+            if self.curves.canvas is not None:
+                draw_curves(self.curves.figure, [])
+                self.curves.draw()
+            return
+        run = paths[0]
+        info = self.model.runs[self.model.row_of(run)] if self.model.row_of(run) >= 0 else None
+        if len(paths) >= 2:
+            self.title.setText(
+                f"Comparing <span style='color:{RUN_COLORS[0]}'>■</span> {paths[0].name} and "
+                f"<span style='color:{RUN_COLORS[1]}'>■</span> {paths[1].name}"
+                + (f" (+{len(paths) - 2} more)" if len(paths) > 2 else "")
+            )
+        elif info is not None:
+            error = info.record.get("error")
+            self.title.setText(f"<b>{run.name}</b> — {info.status.replace('_', ' ')}"
+                               + (f": {error}" if error else ""))
+        exists = {name: (run / name).is_file() for name in (REPORT_MD, CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON)}
+        self.tabs.setTabEnabled(self.TABS.index("Report"), exists[REPORT_MD])
+        self.tabs.setTabEnabled(self.TABS.index("Checks"), exists[CHECKS_JSON])
+        self.tabs.setTabEnabled(self.TABS.index("LR finder"), exists[LR_FIND_JSON])
+        self.tabs.setTabEnabled(self.TABS.index("Diagnosis"), exists[DIAGNOSIS_JSON])
+        current = self.TABS[self.tabs.currentIndex()]
+        if not self.tabs.isTabEnabled(self.tabs.currentIndex()):
+            current = "Curves"
+            self.tabs.setCurrentIndex(0)
+            return  # setCurrentIndex re-enters with the right tab
+        if current == "Curves":
+            series = [(p.name, read_metrics(p / "metrics.csv")) for p in paths[:6]]
+            draw_curves(self.curves.figure, series)
+            self.curves.draw()
+        elif current == "Config":
+            if len(paths) >= 2:
+                self.config_pane.show_two(paths[0], paths[1])
+            else:
+                self.config_pane.show_one(run)
+        elif current == "Report":
+            self.report.show_file(run / REPORT_MD)
+        elif current == "Checks":
+            self.checks.show_data(read_json(run / CHECKS_JSON))
+        elif current == "LR finder":
+            self.lr_find.show_data(read_json(run / LR_FIND_JSON))
+        elif current == "Diagnosis":
+            self.diagnosis.show_data(read_json(run / DIAGNOSIS_JSON))
