@@ -158,10 +158,19 @@ def build_model(
         index += 1
         x = _block(x, layer, mc)
     head = _layer_kwargs(mc, seed, index)
-    if mc.kernel_initializer in ("he_normal", "he_uniform"):
-        # The softmax layer has no ReLU after it: Glorot keeps its initial
-        # scores small, so the initial loss sits at ln(C) (recipe D12).
-        head["kernel_initializer"] = keras.initializers.GlorotUniform(seed=seed + index)
+    if mc.kernel_initializer in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform"):
+        # The output layer has no ReLU after it and its scores should start
+        # small, so that the initial loss sits at chance (recipe D12: ln C,
+        # C - 1 for the hinge). Plain Glorot gives scores of std ~1.4 after a
+        # He-initialized ReLU stack: initial losses of 2.8-4.8 instead of
+        # 2.30 (measured by `kerasguide check`). Glorot at 0.03x its std
+        # (about CS231n's `0.01 * randn`) keeps them near 0.05: initial loss
+        # within 0.5 % of chance for cross-entropy, hinge and MSE on both
+        # presets, with the same accuracy (digits 0.975-0.981, mnist1d
+        # 0.91-0.93 over two seeds, as with plain Glorot).
+        head["kernel_initializer"] = keras.initializers.VarianceScaling(
+            scale=1e-3, mode="fan_avg", distribution="uniform", seed=seed + index
+        )
     head["bias_initializer"] = "zeros"
     activation = "softmax" if config.train.loss == "sparse_categorical_crossentropy" else None
     outputs = keras.layers.Dense(num_classes, activation=activation, name="output", dtype="float32", **head)(x)

@@ -243,16 +243,23 @@ def clone_float64(model: keras.Model, sample: np.ndarray) -> keras.Model:
             recursive=True,
         )
     else:
-        previous = keras.config.floatx()
+        # Layers made in a subclassed model's __init__ take the global dtype
+        # policy: set it (and floatx) to float64 while the model is rebuilt.
+        previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
         keras.config.set_floatx("float64")
+        keras.config.set_dtype_policy("float64")
         try:
             try:
-                clone = model.__class__.from_config(model.get_config())
+                config = model.get_config()
+                if isinstance(config, dict) and "dtype" in config:
+                    config["dtype"] = "float64"
+                clone = model.__class__.from_config(config)
             except (NotImplementedError, TypeError) as error:
                 raise ValueError(f"cannot rebuild {type(model).__name__} from its config: {error}") from None
             clone(sample[:1].astype(np.float64) if _is_floating(sample.dtype) else sample[:1], training=False)
         finally:
-            keras.config.set_floatx(previous)
+            keras.config.set_floatx(previous_floatx)
+            keras.config.set_dtype_policy(previous_policy)
     source, target = model.weights, clone.weights
     if len(source) != len(target):
         raise ValueError(f"the float64 clone has {len(target)} weights, the model {len(source)}")

@@ -145,6 +145,8 @@ def check_gradients(
         f0 = float(loss_value())  # the same graph as the perturbed evaluations
         for variable, grad in zip(variables, grads):
             name = variable_name(variable)
+            if name in not_float64:
+                continue  # a float32 difference cannot resolve a float64 step: reported apart
             values = np.array(variable.numpy(), dtype=np.float64)
             analytic_all = np.zeros_like(values) if grad is None else np.asarray(as_array(grad), dtype=np.float64)
             h = gradient_step(values)

@@ -163,12 +163,14 @@ def check_overfit(
         "curve": curve,
     }
     if final_acc is not None:
-        passed = final_acc >= min_accuracy
+        # Trainable tensors that get no gradient at all are a bug even when the
+        # layers after them can still memorize 20 examples.
+        passed = final_acc >= min_accuracy and not no_gradient
         measured, expected, tolerance = final_acc, 1.0, 1.0 - min_accuracy
         reached = f"train accuracy {final_acc:.3f}, loss {final_loss:.4g}"
     else:
         ratio = final_loss / initial if initial > 0 else math.inf
-        passed = math.isfinite(ratio) and ratio <= loss_ratio
+        passed = math.isfinite(ratio) and ratio <= loss_ratio and not no_gradient
         measured, expected, tolerance = ratio, 0.0, loss_ratio
         details["loss_ratio"] = ratio
         reached = f"loss {initial:.4g} -> {final_loss:.4g}"
@@ -179,15 +181,24 @@ def check_overfit(
     if not trained:
         cause = f"no trainable tensor receives a gradient ({', '.join(no_gradient[:3]) or 'none exist'})"
     elif no_gradient:
-        cause = f"{', '.join(no_gradient[:3])} receive no gradient (a stop_gradient or a disconnected path?)"
+        cause = (
+            f"{', '.join(no_gradient[:3])} receive{'s' if len(no_gradient) == 1 else ''} no gradient "
+            "(a stop_gradient or a disconnected path?); make frozen weights trainable=False"
+        )
     elif losses and not math.isfinite(losses[-1]):
         cause = "the loss became NaN/Inf: lower the learning rate"
     else:
         cause = "check that the inputs reach the output, the labels match the inputs, and the learning rate"
-    advice = (
-        f"Cannot overfit {len(x)} examples in {details['steps']} steps ({reached}; last losses {last}): "
-        f"{cause} (recipe D14)."
+    fitted = (final_acc is not None and final_acc >= min_accuracy) or (
+        final_acc is None and details.get("loss_ratio", math.inf) <= loss_ratio
     )
+    if fitted:  # only the layers after a stop_gradient learned
+        advice = f"Only part of the model learns ({reached} on {len(x)} examples): {cause} (recipe D14)."
+    else:
+        advice = (
+            f"Cannot overfit {len(x)} examples in {details['steps']} steps ({reached}; last losses {last}): "
+            f"{cause} (recipe D14)."
+        )
     return CheckResult("overfit", False, measured, expected, tolerance, advice, "D14", "error", details)
 
 

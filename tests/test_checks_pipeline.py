@@ -1,0 +1,136 @@
+"""Sanity checks, part 3: the pipeline stage, `kerasguide check`, checks.json and the report."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from kerasguide.cli import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, main
+from kerasguide.config import RunConfig, save_config
+from kerasguide.pipeline import run
+
+CHECKS_KEYS = {"name", "passed", "measured", "expected", "tolerance", "advice", "recipe", "severity", "details"}
+
+# A user builder whose output layer starts with large weights (breaks D12).
+BIG_HEAD = textwrap.dedent(
+    """
+    import keras
+
+    def build(config, input_shape, num_classes):
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.Dense(16, activation="relu")(inputs)
+        outputs = keras.layers.Dense(
+            num_classes, activation="softmax",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=5.0))(x)
+        return keras.Model(inputs, outputs)
+    """
+)
+
+
+@pytest.fixture
+def small_config():
+    cfg = RunConfig()
+    cfg.name = "checks"
+    cfg.model.hidden = [16]
+    cfg.model.dropout = 0.1
+    cfg.model.l2 = 1e-4
+    cfg.train.epochs = 1
+    cfg.train.batch_size = 128
+    cfg.checks.overfit_steps = 100
+    return cfg
+
+
+@pytest.fixture
+def broken_config(small_config, tmp_path):
+    builder = tmp_path / "big_head.py"
+    builder.write_text(BIG_HEAD)
+    small_config.model.kind = f"python:{builder}:build"
+    return small_config
+
+
+def test_run_with_checks_writes_checks_json_and_report(small_config, tmp_path, capsys):
+    result = run(small_config, out=tmp_path, json_progress=True, verbose=0)
+    assert result.status == "completed", result.error
+    checks = json.loads((result.path / "checks.json").read_text())
+    assert [c["name"] for c in checks] == ["data", "initialization", "initial_loss", "regularization",
+                                           "overfit", "gradients"]
+    assert all(set(c) == CHECKS_KEYS for c in checks)
+    assert all(c["passed"] for c in checks), [c["advice"] for c in checks if not c["passed"]]
+    init = next(c for c in checks if c["name"] == "initialization")
+    assert all({"std", "dead_fraction", "saturated_fraction", "activation"} <= set(v)
+               for v in init["details"]["layers"].values())
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    check_events = [e for e in events if e["event"] == "check"]
+    assert [e["name"] for e in check_events] == [c["name"] for c in checks]
+    stages = [e["stage"] for e in events if e["event"] == "stage"]
+    assert stages.index("checks") == stages.index("model") + 1
+    report = (result.path / "report.md").read_text()
+    assert "## Sanity checks" in report and "| initial_loss | pass |" in report
+    assert result.run_dir.read_run()["checks"] == {"passed": True, "failed": []}
+
+
+def test_run_stops_before_training_when_a_check_fails(broken_config, tmp_path):
+    result = run(broken_config, out=tmp_path, verbose=0)
+    assert result.status == "checks_failed"
+    assert "initial_loss" in result.error
+    record = result.run_dir.read_run()
+    assert record["status"] == "checks_failed" and record["stop_reason"]
+    assert not (result.path / "metrics.csv").exists()  # no epoch was trained
+    checks = json.loads((result.path / "checks.json").read_text())
+    failed = {c["name"]: c for c in checks if not c["passed"]}
+    assert "initial_loss" in failed and failed["initial_loss"]["severity"] == "error"
+    assert failed["initial_loss"]["details"]["loss"] > 4
+    assert "| initial_loss | **FAIL** |" in (result.path / "report.md").read_text()
+
+
+def test_run_goes_on_when_told_to(broken_config, tmp_path):
+    broken_config.checks.stop_on_failure = False
+    result = run(broken_config, out=tmp_path, verbose=0)
+    assert result.status == "completed", result.error
+    assert (result.path / "metrics.csv").exists()
+    assert "initial_loss" in result.run_dir.read_run()["checks"]["failed"]
+
+
+def test_checks_false_skips_the_stage(small_config, tmp_path):
+    cfg = RunConfig.model_validate({**small_config.model_dump(), "checks": False})
+    assert cfg.checks.enabled is False
+    result = run(cfg, out=tmp_path, verbose=0)
+    assert result.status == "completed"
+    assert not (result.path / "checks.json").exists()
+
+
+def test_cli_check_passes_on_a_healthy_config(small_config, tmp_path, capsys):
+    path = tmp_path / "ok.toml"
+    save_config(small_config, path)
+    assert main(["check", str(path), "--out", str(tmp_path / "runs")]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["check", "result", "measured", "expected", "recipe"]
+    assert "FAILED" not in out and "checks.json:" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert (run_dir / "config.toml").exists() and (run_dir / "report.md").exists()
+
+
+def test_cli_check_fails_with_exit_3_and_one_line_per_failure(broken_config, tmp_path, capsys):
+    path = tmp_path / "broken.toml"
+    save_config(broken_config, path)
+    assert main(["check", str(path), "--out", str(tmp_path / "runs")]) == EXIT_CHECK_FAILED
+    out = capsys.readouterr().out
+    failed_lines = [line for line in out.splitlines() if line.startswith("FAILED ")]
+    assert failed_lines and failed_lines[0].startswith("FAILED initial_loss: Initial loss")
+    assert all("(recipe" in line for line in failed_lines)
+    assert main(["check", str(path), "--json", "--out", str(tmp_path / "runs")]) == EXIT_CHECK_FAILED
+    data = json.loads(capsys.readouterr().out)
+    assert all(set(c) == CHECKS_KEYS for c in data)
+    assert {c["name"] for c in data if not c["passed"]} >= {"initial_loss"}
+
+
+def test_cli_check_bad_input_exits_2(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "missing.toml")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("kerasguide: error:") and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[checks]\nskip = ['nope']\n")
+    assert main(["check", str(bad)]) == EXIT_BAD_INPUT
