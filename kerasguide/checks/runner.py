@@ -213,9 +213,18 @@ def pipeline_stage(ctx) -> None:
     def emit(result: CheckResult) -> None:
         ctx.progress.emit("check", **result.to_dict())
 
-    with ctx.strategy.scope() if ctx.strategy is not None else _null():
-        results = run_checks(ctx.model, ctx.dataset, loss=loss, optimizer=optimizer, config=cfg.checks,
-                             seed=cfg.train.seed, on_result=emit)
+    model = ctx.model
+    if cfg.train.strategy != "default":
+        # Distributed variables cannot be assigned or differentiated outside a
+        # replica context: check a plain twin with the same weights (the
+        # checks test the model's maths, not its distribution).
+        from kerasguide.models import build_model
+
+        ds = ctx.dataset
+        model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
+        model.set_weights(ctx.model.get_weights())
+    results = run_checks(model, ctx.dataset, loss=loss, optimizer=optimizer, config=cfg.checks,
+                         seed=cfg.train.seed, on_result=emit)
     write_checks(ctx.run_dir, results)
     failed = [r.name for r in results if not r.passed]
     ctx.update_run(checks={"passed": not failed, "failed": failed})
@@ -230,10 +239,3 @@ def pipeline_stage(ctx) -> None:
     if not all_passed(results):
         logger.warning("sanity checks failed (%s); training anyway (stop_on_failure = false)", ", ".join(failed))
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
