@@ -330,8 +330,8 @@ def _hparams(config: RunConfig) -> dict[str, Any]:
             flat[section] = values
             continue
         for key, value in values.items():
-            if isinstance(value, (list, tuple)):
-                value = str(value)
+            if not isinstance(value, (bool, int, float, str)):
+                value = json.dumps(value, sort_keys=True)  # HParams take scalars only
             flat[f"{section}.{key}"] = value
     return flat
 

@@ -247,3 +247,23 @@ def test_nan_is_written_as_null(tmp_path):
     rd = RunDir(tmp_path)
     rd.write_json("x.json", {"a": float("nan"), "b": [float("inf"), 1.0]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [None, 1.0]}
+
+
+def test_predictor_applies_the_saved_preprocessing(tmp_path, tiny_config):
+    """Inference uses the statistics fitted on the training split (recipe A2)."""
+    import kerasguide
+    from kerasguide.data import load_dataset
+
+    result = run(tiny_config, out=tmp_path, verbose=0)
+    predictor = kerasguide.load_predictor(result.path)
+    ds = load_dataset(tiny_config.data, tiny_config.train.seed)
+    expected = predictor.model.predict(ds.x_val, verbose=0)
+    np.testing.assert_allclose(predictor.predict(ds.raw_val), expected, rtol=1e-5, atol=1e-6)
+    assert np.mean(predictor.predict_classes(ds.raw_val) == ds.y_val) > 0.6
+    # planted bug: statistics refitted on the inputs at hand give other predictions
+    from kerasguide.data import Preprocessor
+
+    refitted = Preprocessor("standardize").fit(ds.raw_val).transform(ds.raw_val)
+    assert not np.allclose(predictor.model.predict(refitted, verbose=0), expected, atol=1e-3)
+    with pytest.raises(Exception, match="no preprocess.npz|no best"):
+        kerasguide.load_predictor(tmp_path)
