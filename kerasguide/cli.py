@@ -96,7 +96,7 @@ def cmd_run(args) -> int:
         print(f"run {result.status}: {result.error or ''}".rstrip(": "), file=out)
     print(f"run directory: {result.path}", file=out)
     print(f"  report:      {result.path / 'report.md'}", file=out)
-    print(f"  TensorBoard: kerasguide board {result.path}", file=out)
+    print(f"  TensorBoard: {result.path / 'tb'}  (look: kerasguide board {result.path})", file=out)
     print("  desktop app: kerasguide gui", file=out)
     return code
 
