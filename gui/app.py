@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.ask_before_close = ask_before_close
         self.commands = commands or CommandSet({"run": ("--out", "--json-progress")})
         self.setWindowIcon(icons.app_icon())
-        self.setMinimumSize(960, 640)
+        self.setMinimumSize(760, 520)
 
         self.document = ConfigDocument(self)
         self.queue = JobQueue(self)
@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
         return True
 
     def use_learning_rate(self, lr: float) -> None:
-        self.document.set_value(("optimizer", "learning_rate"), float(f"{lr:.3g}"))
+        self.document.set_value(("optimizer", "learning_rate"), float(f"{lr:.3g}"), origin="external")
         self.editor.form.show_section("optimizer")
         self.tabs.setCurrentIndex(self.TABS.index("Config"))
         self.statusBar().showMessage(f"optimizer.learning_rate set to {lr:.3g}", 6000)

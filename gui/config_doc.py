@@ -106,8 +106,15 @@ class ConfigDocument(QObject):
         return lines
 
     # ----------------------------------------------------------- editing
-    def set_value(self, path: tuple[str, ...], value: Any) -> None:
-        """Set one field from the form (`UNSET` removes the key)."""
+    def set_value(self, path: tuple[str, ...], value: Any, origin: str = FORM) -> None:
+        """Set one field (`UNSET` removes the key).
+
+        Args:
+            path: The field, e.g. `("train", "epochs")`.
+            value: Its new value.
+            origin: Who sets it; `"form"` (the default) tells the form not to
+                rewrite the editor being typed in, anything else refreshes it.
+        """
         data = copy.deepcopy(self.data)
         node = data
         for part in path[:-1]:
@@ -120,7 +127,7 @@ class ConfigDocument(QObject):
             node.pop(path[-1], None)
         else:
             node[path[-1]] = value
-        self._set_data(data, FORM)
+        self._set_data(data, origin)
         self._mark_dirty()
 
     def set_text(self, text: str) -> None:

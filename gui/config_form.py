@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from . import icons
 from .config_doc import FORM, ConfigDocument
-from .schema import BOOL, CHOICE, NUMBER_OR_CHOICE, UNSET, FieldSpec, SectionSpec, format_value, parse_text
+from .schema import BOOL, CHOICE, NUMBER_OR_CHOICE, UNSET, FieldSpec, SectionSpec, format_field, parse_text
 
 __all__ = ["ConfigForm", "ConfigEditor", "TomlView"]
 
@@ -116,7 +116,7 @@ class _FieldRow(QWidget):
         if isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
         elif isinstance(editor, QComboBox):
-            text = format_value(value)
+            text = format_field(self.spec, value)
             if editor.isEditable():
                 editor.setEditText(text)
             else:
@@ -126,7 +126,7 @@ class _FieldRow(QWidget):
                     index = editor.count() - 1
                 editor.setCurrentIndex(index)
         else:
-            text = format_value(value)
+            text = format_field(self.spec, value)
             if editor.text() != text:
                 editor.setText(text)
         del blocker

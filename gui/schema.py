@@ -30,6 +30,7 @@ __all__ = [
     "form_sections",
     "parse_text",
     "format_value",
+    "format_field",
     "validate",
     "humanize",
     "flatten",
@@ -252,7 +253,7 @@ def parse_text(spec: FieldSpec, text: str) -> Any:
         return items
     if spec.kind == JSON:
         if not text:
-            return UNSET if spec.optional else ""
+            return UNSET  # back to the schema's default
         try:
             return json.loads(text)
         except ValueError:
@@ -277,6 +278,13 @@ def format_value(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value)
     return str(value)
+
+
+def format_field(spec: FieldSpec, value: Any) -> str:
+    """The text a field's editor shows for `value` (JSON for structured fields)."""
+    if spec.kind == JSON and value is not None and value is not UNSET:
+        return json.dumps(value, default=str)
+    return format_value(value)
 
 
 def validate(model: type[BaseModel], data: dict[str, Any], known: set[tuple[str, ...]]) -> tuple[Any, dict]:

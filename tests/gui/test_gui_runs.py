@@ -1,0 +1,230 @@
+"""The runs browser over run directories written on disk: metrics, compare, result panels."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from kerasguide.config import RunConfig, save_config
+from kerasguide.rundir import RunDir
+from kerasguide_gui.panels import check_items, finding_items, fmt
+
+CHECKS = [
+    {"name": "initial_loss", "passed": True, "measured": 2.31, "expected": 2.3026, "tolerance": 0.25,
+     "advice": "", "recipe": "D12", "severity": "info", "details": {"classes": 10}},
+    {"name": "overfit", "passed": False, "measured": 0.41, "expected": 1.0, "tolerance": 0.05,
+     "advice": "The model cannot overfit 20 examples: raise the learning rate or check the labels (D14).",
+     "recipe": "D14", "severity": "error", "details": {}},
+]
+LR_FIND = {
+    "lrs": [1e-6 * 10 ** (i / 10) for i in range(60)],
+    "losses": [2.3 - 1.5 / (1 + math.exp(-(i - 30) / 4)) + (0.0 if i < 55 else (i - 55) * 2) for i in range(60)],
+    "smoothed": [2.3 - 1.4 / (1 + math.exp(-(i - 30) / 4)) for i in range(60)],
+    "suggestions": {"steepest": 1e-3, "minimum_div_10": 3e-4},
+    "chosen": 1e-3, "chosen_rule": "steepest", "reason": "the loss falls fastest here", "steps": 60, "seconds": 4.2,
+}
+DIAGNOSIS = {"findings": [
+    {"code": "overfitting", "severity": "warning", "evidence": {"train_accuracy": 1.0, "val_accuracy": 0.81},
+     "advice": "Train and validation accuracy are far apart: raise L2 or dropout (E17).", "recipe": "E17"},
+    {"code": "update_ratio_low", "severity": "error", "evidence": {"ratio": 1e-6},
+     "advice": "Updates are 1e-6 of the weights: the learning rate is too low (E18).", "recipe": "E18"},
+    {"code": "healthy_init", "severity": "info", "evidence": {}, "advice": "Initial loss at chance.", "recipe": "D12"},
+]}
+
+
+def make_run(root: Path, name: str, *, lr: float = 1e-3, status: str = "completed", epochs: int = 5,
+             started: str = "2026-01-02T03:04:05+00:00", files: dict | None = None) -> Path:
+    run = RunDir(root / f"20260102-030405-{name}")
+    run.path.mkdir(parents=True)
+    cfg = RunConfig()
+    cfg.name = name
+    cfg.optimizer.learning_rate = lr
+    save_config(cfg, run.config_path)
+    rows = [{"epoch": e, "loss": 2.0 / e, "accuracy": 1 - 0.5 / e, "val_loss": 2.2 / e,
+             "val_accuracy": 0.95 - 0.5 / e, "lr": lr} for e in range(1, epochs + 1)]
+    run.write_metrics(rows)
+    run.write_json("run.json", {
+        "name": name, "status": status, "started": started, "ended": started, "epochs_done": epochs,
+        "final_metrics": {k: v for k, v in rows[-1].items() if k not in ("epoch", "lr")},
+        "best": {"metric": "val_accuracy", "value": rows[-1]["val_accuracy"], "epoch": epochs},
+    })
+    run.write_text("report.md", f"# Run {name}\n\nStatus: **{status}**\n")
+    for file_name, data in (files or {}).items():
+        if isinstance(data, str):
+            run.write_text(file_name, data)
+        else:
+            run.write_json(file_name, data)
+    return run.path
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    return root
+
+
+def _runs_window(make_window, settings, workspace):
+    settings.set_workspace(workspace)
+    window = make_window()
+    window.tabs.setCurrentIndex(window.TABS.index("Runs"))
+    return window
+
+
+def test_runs_table_shows_status_metrics_and_best(make_window, settings, workspace):
+    make_run(workspace, "alpha", status="completed")
+    make_run(workspace, "beta", status="interrupted", epochs=3, started="2026-01-03T03:04:05+00:00")
+    window = _runs_window(make_window, settings, workspace)
+    model = window.runs.model
+    assert model.rowCount() == 2
+    assert model.runs[0].name == "beta"  # newest first
+    headers = model.headers
+    assert headers[:4] == ["Run", "Status", "val_accuracy", "val_loss"]
+    beta = [model.index(0, c).data() for c in range(len(headers))]
+    assert beta[1] == "interrupted" and beta[headers.index("Epochs")] == "3"
+    assert beta[headers.index("val_accuracy")] == f"{0.95 - 0.5 / 3:.4f}"
+    assert beta[headers.index("Best")].startswith("val_accuracy 0.7833 @ 3")
+
+
+def test_a_new_run_appears_without_a_click(make_window, settings, workspace, qtbot):
+    window = _runs_window(make_window, settings, workspace)
+    assert window.runs.model.rowCount() == 0
+    make_run(workspace, "late")
+    qtbot.waitUntil(lambda: window.runs.model.rowCount() == 1, timeout=5000)
+
+
+def test_two_runs_compare_curves_and_config(make_window, settings, workspace):
+    a = make_run(workspace, "alpha", lr=1e-3)
+    b = make_run(workspace, "beta", lr=3e-2, started="2026-01-03T03:04:05+00:00")
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    runs.select_paths([a, b])
+    assert runs.selected_paths() == [b, a] or set(runs.selected_paths()) == {a, b}
+    axes = runs.curves.figure.axes
+    titles = [ax.get_title() for ax in axes]
+    assert titles[:2] == ["loss", "accuracy"]
+    assert len(axes[0].lines) == 4  # two runs x train/validation
+    assert "Comparing" in runs.title.text()
+    runs.tabs.setCurrentIndex(runs.TABS.index("Config"))
+    diff = runs.config_pane.diff
+    keys = {diff.item(r, 0).text() for r in range(diff.rowCount())}
+    assert {"name", "optimizer.learning_rate"} <= keys
+    assert "data.source" not in keys  # equal keys are not listed
+    row = [r for r in range(diff.rowCount()) if diff.item(r, 0).text() == "optimizer.learning_rate"][0]
+    values = {diff.item(row, 1).text(), diff.item(row, 2).text()}
+    assert values == {"0.001", "0.03"}
+
+
+def test_checks_panel(make_window, settings, workspace):
+    run = make_run(workspace, "checked", files={"checks.json": CHECKS})
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    runs.show_run(run, "Checks")
+    assert runs.tabs.isTabEnabled(runs.TABS.index("Checks"))
+    tree = runs.checks.tree
+    assert tree.topLevelItemCount() == 2
+    assert runs.checks.summary.text() == "1 of 2 checks passed."
+    failed = tree.topLevelItem(1)
+    assert failed.text(1) == "FAILED" and failed.isExpanded()
+    assert "cannot overfit 20 examples" in failed.child(0).text(0)
+    assert tree.topLevelItem(0).text(2) == "2.31"
+
+
+def test_lr_finder_panel_plots_and_puts_the_lr_into_the_config(make_window, settings, workspace):
+    run = make_run(workspace, "swept", files={"lr_find.json": LR_FIND})
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    runs.show_run(run, "LR finder")
+    panel = runs.lr_find
+    ax = panel.plot.figure.axes[0]
+    assert ax.get_xscale() == "log"
+    labels = [line.get_label() for line in ax.lines]
+    assert "smoothed loss" in labels and any(lbl.startswith("steepest: 0.001") for lbl in labels)
+    assert panel.table.rowCount() == 2
+    assert panel.selected_lr() == pytest.approx(1e-3)  # the chosen rule is preselected
+    panel.table.selectRow([panel.table.item(r, 0).text() for r in range(2)].index("minimum_div_10"))
+    assert "0.0003" in panel.use_button.text()
+    panel.use_button.click()
+    assert window.document.config.optimizer.learning_rate == pytest.approx(3e-4)
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Config"
+    assert window.editor.form.row("optimizer.learning_rate").text() == "0.0003"
+
+
+def test_diagnosis_panel(make_window, settings, workspace):
+    run = make_run(workspace, "diagnosed", files={"diagnosis.json": DIAGNOSIS})
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    runs.show_run(run, "Diagnosis")
+    tree = runs.diagnosis.tree
+    codes = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert codes == ["update_ratio_low", "overfitting", "healthy_init"]  # errors first
+    assert runs.diagnosis.summary.text() == "1 error, 1 warning, 1 info."
+    evidence = {tree.topLevelItem(1).child(i).text(0): tree.topLevelItem(1).child(i).text(1)
+                for i in range(tree.topLevelItem(1).childCount())}
+    assert evidence["val_accuracy"] == "0.81" and evidence["recipe"] == "E17"
+    assert not tree.topLevelItem(0).icon(0).isNull()
+
+
+def test_report_tab_and_missing_files(make_window, settings, workspace):
+    run = make_run(workspace, "plain")
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    runs.show_run(run, "Report")
+    assert "Run plain" in runs.report.browser.toPlainText()
+    for tab in ("Checks", "LR finder", "Diagnosis"):
+        assert not runs.tabs.isTabEnabled(runs.TABS.index(tab))
+
+
+def test_garbled_and_partial_files_degrade_gracefully(make_window, settings, workspace):
+    run = make_run(workspace, "odd", files={
+        "checks.json": "{not json",
+        "lr_find.json": {"lrs": [1e-3, None, "x"], "suggestions": {"steepest": "fast"}},
+        "diagnosis.json": {"findings": [{"severity": "weird"}, "junk", {"code": "x", "evidence": [1, 2]}]},
+    })
+    (run / "metrics.csv").write_text("epoch,loss\n1,abc\n2,\n")
+    broken = workspace / "20260101-000000-broken"
+    broken.mkdir()
+    (broken / "run.json").write_text("{truncated")
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    assert runs.model.rowCount() == 2
+    assert runs.model.index(runs.model.row_of(broken), 1).data() == "unknown"
+    for tab in ("Curves", "Config", "Checks", "LR finder", "Diagnosis"):
+        runs.show_run(run, tab)
+    assert runs.checks.summary.text() == "checks.json holds no check results."
+    assert runs.diagnosis.tree.topLevelItemCount() == 2
+    assert runs.lr_find.table.rowCount() == 0 and not runs.lr_find.use_button.isEnabled()
+    runs.show_run(broken, "Curves")
+
+
+def test_pure_readers():
+    assert [c["name"] for c in check_items({"checks": CHECKS})] == ["initial_loss", "overfit"]
+    assert check_items({"initial_loss": {"passed": True}})[0]["name"] == "initial_loss"
+    assert check_items(None) == [] and finding_items("x") == []
+    assert fmt(None) == "—" and fmt(0.000123456) == "0.0001235" and fmt([1, 2]) == "[1, 2]"
+    assert fmt(list(range(10))).endswith("… (10)]")
+
+
+def test_settings_are_persisted(make_window, tmp_path, workspace):
+    from kerasguide_gui.settings import AppSettings
+
+    path = tmp_path / "persist.ini"
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\n')
+    first = AppSettings(QSettings(str(path), QSettings.Format.IniFormat))
+    window = make_window(settings_=first)
+    window.set_workspace(workspace)
+    window.open_config(config)
+    window.resize(781, 699)  # the offscreen screen is 800 x 800
+    window.tabs.setCurrentIndex(window.TABS.index("Runs"))
+    window.close()
+    second = AppSettings(QSettings(str(path), QSettings.Format.IniFormat))
+    assert second.workspace() == workspace.resolve()
+    assert second.recent_configs() == [config.resolve()]
+    again = make_window(settings_=second)
+    assert again.workspace == workspace.resolve()
+    assert (again.width(), again.height()) == (781, 699)
+    assert again.tabs.tabText(again.tabs.currentIndex()) == "Runs"
