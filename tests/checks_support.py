@@ -42,8 +42,13 @@ def mlp(
     """Input -> Dense(hidden) -> activation [-> dropout] [-> extra layer] -> Dense(classes)."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input((inputs,), name="inputs")
-    x = keras.layers.Dense(hidden, kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-                           kernel_regularizer=regularizer, name="hidden")(inp)
+    x = keras.layers.Dense(
+        hidden,
+        kernel_initializer=kernel_initializer,
+        bias_initializer=bias_initializer,
+        kernel_regularizer=regularizer,
+        name="hidden",
+    )(inp)
     x = keras.layers.Activation(activation, name="act")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="drop")(x)
@@ -105,8 +110,9 @@ class HandDense(keras.layers.Layer):
         self.bias_factor = bias_factor
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform",
-                                      name="kernel")
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), initializer="glorot_uniform", name="kernel"
+        )
         self.bias = self.add_weight(shape=(self.units,), initializer="random_normal", name="bias")
 
     def call(self, x):
@@ -125,8 +131,12 @@ class HandDense(keras.layers.Layer):
         return affine(x, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "kernel_factor": self.kernel_factor,
-                "bias_factor": self.bias_factor}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_factor": self.kernel_factor,
+            "bias_factor": self.bias_factor,
+        }
 
 
 def hand_model(kernel_factor: float = 1.0, bias_factor: float = 1.0, inputs: int = 8, classes: int = 3):
@@ -143,4 +153,4 @@ def weights_of(model: keras.Model) -> list[np.ndarray]:
 
 
 def same_weights(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
-    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=False))

@@ -51,7 +51,8 @@ def test_label_smoothing_adjusts_the_prior_end_only():
     assert high == pytest.approx(math.log(3))  # uniform scores: smoothing changes nothing
     # balanced classes: still exactly ln C
     assert expected_initial_loss("crossentropy", np.full(4, 0.25), label_smoothing=0.3) == pytest.approx(
-        (math.log(4), math.log(4)))
+        (math.log(4), math.log(4))
+    )
 
 
 def test_hinge_and_mse_expectations():
@@ -140,8 +141,17 @@ def test_check_result_roundtrip_and_severity():
     r = CheckResult("x", False, 3, 1, 0.5, "advice (recipe D12)", "D12", "info", {"a": 1})
     assert r.severity == "error"  # a failure is always an error
     data = json.loads(json.dumps(r.to_dict()))
-    assert set(data) == {"name", "passed", "measured", "expected", "tolerance", "advice", "recipe",
-                         "severity", "details"}
+    assert set(data) == {
+        "name",
+        "passed",
+        "measured",
+        "expected",
+        "tolerance",
+        "advice",
+        "recipe",
+        "severity",
+        "details",
+    }
     assert CheckResult.from_dict({**data, "extra": 1}) == r
     with pytest.raises(ValueError, match="severity"):
         CheckResult("x", True, severity="fatal")
@@ -204,8 +214,15 @@ def test_data_check_flags_validation_leaked_into_normalization(digits):
     # The planted bug of recipe A2: statistics fitted on train + validation.
     raw_train, raw_val = digits.raw_train, digits.raw_val
     leaky = Preprocessor("standardize").fit(np.concatenate([raw_train, raw_val]))
-    r = check_data(leaky.transform(raw_train), digits.y_train, leaky.transform(raw_val), digits.y_val,
-                   preprocessor=leaky, raw_train=raw_train, raw_val=raw_val)
+    r = check_data(
+        leaky.transform(raw_train),
+        digits.y_train,
+        leaky.transform(raw_val),
+        digits.y_val,
+        preprocessor=leaky,
+        raw_train=raw_train,
+        raw_val=raw_val,
+    )
     assert not r.passed
     pre = r.details["preprocessing"]
     assert pre["train_only"] is False and pre["matches_train_plus_validation"] is True
@@ -213,8 +230,15 @@ def test_data_check_flags_validation_leaked_into_normalization(digits):
     assert "not fitted on the training split alone (they match train + validation)" in r.advice
     # the same arrays with train-only statistics pass
     honest = Preprocessor("standardize").fit(raw_train)
-    assert check_data(honest.transform(raw_train), digits.y_train, honest.transform(raw_val), digits.y_val,
-                      preprocessor=honest, raw_train=raw_train, raw_val=raw_val).passed
+    assert check_data(
+        honest.transform(raw_train),
+        digits.y_train,
+        honest.transform(raw_val),
+        digits.y_val,
+        preprocessor=honest,
+        raw_train=raw_train,
+        raw_val=raw_val,
+    ).passed
 
 
 @pytest.mark.parametrize("mode", ["center", "pca", "whiten"])

@@ -208,14 +208,16 @@ def test_gradient_check_conv_models_and_dropout():
     rng = np.random.default_rng(1)
     x2 = rng.normal(size=(8, 6, 6, 2)).astype("float32")
     y = rng.integers(0, 3, 8)
-    conv2d = keras.Sequential([
-        keras.Input((6, 6, 2)),
-        keras.layers.Conv2D(3, 3, activation="tanh"),
-        keras.layers.GaussianNoise(1.0),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dropout(0.5),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    conv2d = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3, activation="tanh"),
+            keras.layers.GaussianNoise(1.0),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     r = check_gradients(compiled(conv2d), x2, y)
     assert r.passed and r.measured < 1e-6, r.advice  # noise layers off, or they would fail it
     assert len(r.details["tensors"]) == 4
@@ -309,11 +311,13 @@ def test_initialization_warns_on_dead_relus_saturated_tanh_and_collapse(data):
     assert dead.details["layers"]["act"]["dead_fraction"] == 1.0
     assert "ReLUs are dead" in dead.advice
     saturated = check_initialization(
-        mlp(activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=2.0)), x)
+        mlp(activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=2.0)), x
+    )
     assert saturated.severity == "warning"
     assert saturated.details["layers"]["act"]["saturated_fraction"] > 0.5
     collapsed = check_initialization(
-        mlp(activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=1e-4)), x)
+        mlp(activation="tanh", kernel_initializer=keras.initializers.RandomNormal(stddev=1e-4)), x
+    )
     assert collapsed.severity == "warning" and "collapsed" in collapsed.advice
 
 
@@ -323,8 +327,14 @@ def test_run_checks_on_a_healthy_compiled_model_restores_it(data):
     before = weights_of(model)
     seen = []
     results = run_checks(model, data, on_result=seen.append)
-    assert [r.name for r in results] == ["data", "initialization", "initial_loss", "regularization",
-                                         "overfit", "gradients"]
+    assert [r.name for r in results] == [
+        "data",
+        "initialization",
+        "initial_loss",
+        "regularization",
+        "overfit",
+        "gradients",
+    ]
     assert seen == results
     assert all(r.passed for r in results), [r.advice for r in results if not r.passed]
     assert all("seconds" in r.details for r in results)
@@ -332,4 +342,7 @@ def test_run_checks_on_a_healthy_compiled_model_restores_it(data):
     with pytest.raises(ValueError, match="skip"):
         run_checks(model, data, skip=["nope"])
     assert [r.name for r in run_checks(model, data[:2], skip=["overfit", "gradients", "initialization"])] == [
-        "data", "initial_loss", "regularization"]
+        "data",
+        "initial_loss",
+        "regularization",
+    ]

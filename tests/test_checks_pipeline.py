@@ -11,7 +11,17 @@ from kerasguide.cli import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, main
 from kerasguide.config import RunConfig, save_config
 from kerasguide.pipeline import run
 
-CHECKS_KEYS = {"name", "passed", "measured", "expected", "tolerance", "advice", "recipe", "severity", "details"}
+CHECKS_KEYS = {
+    "name",
+    "passed",
+    "measured",
+    "expected",
+    "tolerance",
+    "advice",
+    "recipe",
+    "severity",
+    "details",
+}
 
 # A user builder whose output layer starts with large weights (breaks D12).
 BIG_HEAD = textwrap.dedent(
@@ -54,13 +64,21 @@ def test_run_with_checks_writes_checks_json_and_report(small_config, tmp_path, c
     result = run(small_config, out=tmp_path, json_progress=True, verbose=0)
     assert result.status == "completed", result.error
     checks = json.loads((result.path / "checks.json").read_text())
-    assert [c["name"] for c in checks] == ["data", "initialization", "initial_loss", "regularization",
-                                           "overfit", "gradients"]
+    assert [c["name"] for c in checks] == [
+        "data",
+        "initialization",
+        "initial_loss",
+        "regularization",
+        "overfit",
+        "gradients",
+    ]
     assert all(set(c) == CHECKS_KEYS for c in checks)
     assert all(c["passed"] for c in checks), [c["advice"] for c in checks if not c["passed"]]
     init = next(c for c in checks if c["name"] == "initialization")
-    assert all({"std", "dead_fraction", "saturated_fraction", "activation"} <= set(v)
-               for v in init["details"]["layers"].values())
+    assert all(
+        {"std", "dead_fraction", "saturated_fraction", "activation"} <= set(v)
+        for v in init["details"]["layers"].values()
+    )
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     check_events = [e for e in events if e["event"] == "check"]
     assert [e["name"] for e in check_events] == [c["name"] for c in checks]

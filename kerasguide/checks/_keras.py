@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def preserve_state(model: keras.Model, optimizer: Any = None) -> Iterator[None]:
     try:
         yield
     finally:
-        for variable, value in zip(variables, saved):
+        for variable, value in zip(variables, saved, strict=False):
             variable.assign(value)
 
 
@@ -194,7 +195,9 @@ def noise_off(model: keras.Model) -> Iterator[list[str]]:
 
 def predict_batches(model: keras.Model, x: np.ndarray, batch_size: int = 256, training: bool = True):
     """Model outputs on `x` in batches, as one NumPy array."""
-    outputs = [as_array(model(x[i : i + batch_size], training=training)) for i in range(0, len(x), batch_size)]
+    outputs = [
+        as_array(model(x[i : i + batch_size], training=training)) for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(outputs, axis=0)
 
 
@@ -263,7 +266,7 @@ def clone_float64(model: keras.Model, sample: np.ndarray) -> keras.Model:
     source, target = model.weights, clone.weights
     if len(source) != len(target):
         raise ValueError(f"the float64 clone has {len(target)} weights, the model {len(source)}")
-    for src, dst in zip(source, target):
+    for src, dst in zip(source, target, strict=False):
         if tuple(src.shape) != tuple(dst.shape):
             raise ValueError(f"weight {variable_name(src)} has shape {src.shape} but its clone {dst.shape}")
         dst.assign(np.asarray(src.numpy()).astype(dst.dtype))

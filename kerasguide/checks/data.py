@@ -75,7 +75,9 @@ def _stats(pre: Any, refit_on: np.ndarray) -> tuple[dict[str, Any], dict[str, An
         from sklearn.base import clone
 
         fresh = clone(pre).fit(refit_on.reshape(len(refit_on), -1))
-        names = [n for n in ("mean_", "scale_", "var_", "min_", "data_min_", "components_") if hasattr(pre, n)]
+        names = [
+            n for n in ("mean_", "scale_", "var_", "min_", "data_min_", "components_") if hasattr(pre, n)
+        ]
         stored = {n: getattr(pre, n) for n in names}
         refit = {n: getattr(fresh, n) for n in names}
         if "components_" in stored:  # eigenvectors are defined up to sign
@@ -85,7 +87,9 @@ def _stats(pre: Any, refit_on: np.ndarray) -> tuple[dict[str, Any], dict[str, An
     return None
 
 
-def preprocessing_fitted_on_train(pre: Any, raw_train: np.ndarray, raw_val: np.ndarray | None = None) -> dict[str, Any]:
+def preprocessing_fitted_on_train(
+    pre: Any, raw_train: np.ndarray, raw_val: np.ndarray | None = None
+) -> dict[str, Any]:
     """Recompute the preprocessing statistics on the raw training split and compare (recipe A2).
 
     Supports kerasguide's `Preprocessor`, a Keras `Normalization` layer and
@@ -219,8 +223,11 @@ def check_data(
         )
     details["classification"] = bool(classification)
     if classification:
-        labels = {k: y.reshape(-1) if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(axis=-1)
-                  for k, (_, y) in splits.items() if y is not None}
+        labels = {
+            k: y.reshape(-1) if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(axis=-1)
+            for k, (_, y) in splits.items()
+            if y is not None
+        }
         all_labels = np.concatenate(list(labels.values()))
         if not np.all(np.mod(all_labels, 1) == 0):
             problems.append("labels are not integer class ids")
@@ -240,7 +247,9 @@ def check_data(
             absent = [int(i) for i in np.flatnonzero(c == 0)]
             if absent:
                 missing[split] = absent
-                problems.append(f"class{'es' if len(absent) > 1 else ''} {_ids(absent)} missing from the {split} split")
+                problems.append(
+                    f"class{'es' if len(absent) > 1 else ''} {_ids(absent)} missing from the {split} split"
+                )
         details["class_counts"] = counts
         details["missing_classes"] = missing
 
@@ -260,11 +269,19 @@ def check_data(
 
     # duplicates shared between training and validation
     if "validation" in splits:
-        source_train = _array(raw_train) if raw_train is not None and raw_val is not None else splits["train"][0]
-        source_val = _array(raw_val) if raw_train is not None and raw_val is not None else splits["validation"][0]
+        source_train = (
+            _array(raw_train) if raw_train is not None and raw_val is not None else splits["train"][0]
+        )
+        source_val = (
+            _array(raw_val) if raw_train is not None and raw_val is not None else splits["validation"][0]
+        )
         shared = shared_duplicates(source_train, source_val)
         n_val = max(len(source_val), 1)
-        details["duplicates"] = {"count": len(shared), "fraction": len(shared) / n_val, "examples": shared[:10]}
+        details["duplicates"] = {
+            "count": len(shared),
+            "fraction": len(shared) / n_val,
+            "examples": shared[:10],
+        }
         if shared:
             warnings.append(
                 f"{len(shared)} validation examples ({len(shared) / n_val:.1%}) also appear in training"
@@ -280,8 +297,14 @@ def check_data(
             f"Data: {warnings[0]}: validation accuracy is optimistic; deduplicate across splits (recipe A2)."
         )
         return CheckResult("data", True, 0, 0, 0, advice, "A2", "warning", details)
-    checked = "fitted on the training split only" if (details.get("preprocessing") or {}).get("checked") else "not checked"
-    advice = f"Data: finite, labels in range, every class in both splits, preprocessing {checked} (recipe A2)."
+    checked = (
+        "fitted on the training split only"
+        if (details.get("preprocessing") or {}).get("checked")
+        else "not checked"
+    )
+    advice = (
+        f"Data: finite, labels in range, every class in both splits, preprocessing {checked} (recipe A2)."
+    )
     return CheckResult("data", True, 0, 0, 0, advice, "A2", "info", details)
 
 

@@ -200,9 +200,7 @@ def gradient_step(values: np.ndarray, dtype_eps: float = float(np.finfo(np.float
     return float(np.cbrt(dtype_eps) * max(1.0, rms))
 
 
-def is_kink(
-    forward: float, backward: float, noise: float, rtol: float = 1e-3
-) -> bool:
+def is_kink(forward: float, backward: float, noise: float, rtol: float = 1e-3) -> bool:
     """Whether a non-differentiable point lies within +-h of the coordinate.
 
     `forward = (f(w+h) - f(w)) / h` and `backward = (f(w) - f(w-h)) / h`

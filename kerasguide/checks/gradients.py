@@ -120,10 +120,16 @@ def check_gradients(
         clone = clone_float64(model, x)
     except Exception as error:  # an exotic model: say so, do not stop the run
         return CheckResult(
-            "gradients", True, None, good, bug,
+            "gradients",
+            True,
+            None,
+            good,
+            bug,
             f"Could not clone the model to float64 ({type(error).__name__}: {error}); "
             "gradient check skipped: give the custom layers get_config (recipe D15).",
-            "D15", "warning", {"skipped": True, "error": str(error)},
+            "D15",
+            "warning",
+            {"skipped": True, "error": str(error)},
         )
     variables = list(clone.trainable_variables)
     not_float64 = [variable_name(v) for v in variables if str(v.dtype) != "float64"]
@@ -143,12 +149,14 @@ def check_gradients(
             f0_tensor = data_loss(loss, yt, clone(xt, training=training))
         grads = tape.gradient(f0_tensor, variables)
         f0 = float(loss_value())  # the same graph as the perturbed evaluations
-        for variable, grad in zip(variables, grads):
+        for variable, grad in zip(variables, grads, strict=False):
             name = variable_name(variable)
             if name in not_float64:
                 continue  # a float32 difference cannot resolve a float64 step: reported apart
             values = np.array(variable.numpy(), dtype=np.float64)
-            analytic_all = np.zeros_like(values) if grad is None else np.asarray(as_array(grad), dtype=np.float64)
+            analytic_all = (
+                np.zeros_like(values) if grad is None else np.asarray(as_array(grad), dtype=np.float64)
+            )
             h = gradient_step(values)
             flat = values.reshape(-1)
             entries = []
@@ -175,18 +183,31 @@ def check_gradients(
                 counts[status] += 1
                 kinks += kink
                 coordinate = [int(i) for i in np.unravel_index(index, values.shape)] if values.ndim else []
-                entries.append({
-                    "index": coordinate, "analytic": analytic, "numeric": numeric,
-                    "error": error, "status": status,
-                })
+                entries.append(
+                    {
+                        "index": coordinate,
+                        "analytic": analytic,
+                        "numeric": numeric,
+                        "error": error,
+                        "status": status,
+                    }
+                )
                 if not kink:
                     worst_here = max(worst_here, error)
                     if worst is None or error > worst["error"]:
-                        worst = {"tensor": name, "index": coordinate, "analytic": analytic,
-                                 "numeric": numeric, "error": error}
+                        worst = {
+                            "tensor": name,
+                            "index": coordinate,
+                            "analytic": analytic,
+                            "numeric": numeric,
+                            "error": error,
+                        }
             tensors[name] = {
-                "shape": list(values.shape), "step": h, "max_error": worst_here,
-                "no_gradient": grad is None, "coords": entries,
+                "shape": list(values.shape),
+                "step": h,
+                "max_error": worst_here,
+                "no_gradient": grad is None,
+                "coords": entries,
             }
     bad = [n for n, t in tensors.items() if any(c["status"] == "bug" for c in t["coords"])]
     measured = worst["error"] if worst else 0.0

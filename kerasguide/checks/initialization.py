@@ -168,7 +168,9 @@ def check_initialization(
     layers: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
     probed = [(layer, _activation_name(layer)) for layer in getattr(model, "layers", [])]
-    probed = [(layer, name) for layer, name in probed if name is not None and not isinstance(layer, keras.Model)]
+    probed = [
+        (layer, name) for layer, name in probed if name is not None and not isinstance(layer, keras.Model)
+    ]
     input_std = float(np.std(x)) if np.issubdtype(x.dtype, np.number) else 1.0
     note = None
     if probed:
@@ -183,7 +185,7 @@ def check_initialization(
                 outputs = probe(x, training=True)
             if not isinstance(outputs, (list, tuple)):
                 outputs = [outputs]
-            for (layer, name), out in zip(probed, outputs):
+            for (layer, name), out in zip(probed, outputs, strict=False):
                 layers[layer.name] = activation_stats(as_array(out), name, saturation)
     last = probed[-1][0].name if probed else None
     for layer_name, stats in layers.items():
@@ -192,11 +194,15 @@ def check_initialization(
         if stats["dead_fraction"] > max_dead:
             warnings.append(f"{stats['dead_fraction']:.0%} of {layer_name}'s ReLUs are dead")
         if stats["saturated_fraction"] > max_saturated:
-            warnings.append(f"{stats['saturated_fraction']:.0%} of {layer_name}'s {stats['activation']} units are saturated")
+            warnings.append(
+                f"{stats['saturated_fraction']:.0%} of {layer_name}'s {stats['activation']} units are saturated"
+            )
         if input_std > 0 and stats["std"] < collapse * input_std:
             warnings.append(f"{layer_name}'s activations collapsed (std {stats['std']:.2g})")
     if output_problem:
-        warnings.append(f"the output layer's {output_problem} starts {problems[output_problem].replace('_', ' ')}")
+        warnings.append(
+            f"the output layer's {output_problem} starts {problems[output_problem].replace('_', ' ')}"
+        )
     details: dict[str, Any] = {
         "layers": layers,
         "tensors": problems,
@@ -213,7 +219,9 @@ def check_initialization(
             f"{name} is initialized {kind.replace('_', ' ')}{more}: its units stay identical and never "
             "break symmetry; use small random weights, e.g. he_normal for ReLU (recipe B5)."
         )
-        return CheckResult("initialization", False, len(hidden_problems), 0, 0, advice, "B5", "error", details)
+        return CheckResult(
+            "initialization", False, len(hidden_problems), 0, 0, advice, "B5", "error", details
+        )
     if warnings:
         more = f" (and {len(warnings) - 1} more)" if len(warnings) > 1 else ""
         advice = (

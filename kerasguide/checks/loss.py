@@ -117,10 +117,16 @@ def check_initial_loss(
     }
     if kind is None:
         return CheckResult(
-            "initial_loss", True, measured, None, tolerance,
+            "initial_loss",
+            True,
+            measured,
+            None,
+            tolerance,
             f"No expected initial value is known for the loss {details['loss_function']!r}; "
             "check by hand that it starts at chance (recipe D12).",
-            "D12", "warning", {**details, "skipped": True},
+            "D12",
+            "warning",
+            {**details, "skipped": True},
         )
     y_arr = np.asarray(y)
     if kind == "mse":
@@ -136,7 +142,9 @@ def check_initial_loss(
         )
     ok, expected = within_tolerance(measured, low, high, tolerance)
     details.update(
-        expected_loss=expected, expected_low=low, expected_high=high,
+        expected_loss=expected,
+        expected_low=low,
+        expected_high=high,
         uniform_loss=high if kind == "crossentropy" else None,
         prior_loss=low if kind == "crossentropy" else None,
         label_smoothing=params.get("label_smoothing"),
@@ -145,7 +153,9 @@ def check_initial_loss(
         details["class_prior"] = [round(float(p), 6) for p in prior]
     if ok:
         advice = f"Initial loss {measured:.4g} is at chance ({_range(low, high)}) (recipe D12)."
-        return CheckResult("initial_loss", True, measured, expected, tolerance, advice, "D12", "info", details)
+        return CheckResult(
+            "initial_loss", True, measured, expected, tolerance, advice, "D12", "info", details
+        )
     if not math.isfinite(measured):
         advice = (
             f"Initial loss is {measured}: the network produces NaN or Inf before any training; "
@@ -236,14 +246,18 @@ def check_regularization(
     if not extra:
         details["skipped"] = True
         return CheckResult(
-            "regularization", True, base, base, 0.0,
+            "regularization",
+            True,
+            base,
+            base,
+            0.0,
             "The model has no regularizer: nothing to compare (recipe D13).",
-            "D13", "info", details,
+            "D13",
+            "info",
+            details,
         )
     if scaled > base and reg > 0:
-        advice = (
-            f"Regularization x{factor:g} raises the loss from {base:.4g} to {scaled:.4g} (recipe D13)."
-        )
+        advice = f"Regularization x{factor:g} raises the loss from {base:.4g} to {scaled:.4g} (recipe D13)."
         return CheckResult("regularization", True, scaled, base, 0.0, advice, "D13", "info", details)
     negative = [name for name, value in penalties.items() if value < 0]
     if negative:

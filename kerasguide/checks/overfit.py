@@ -115,8 +115,8 @@ def check_overfit(
             pred = model(xt, training=True)
             value = data_loss(loss, yt, pred)
         grads = tape.gradient(value, variables)
-        no_gradient = [variable_name(v) for v, g in zip(variables, grads) if g is None]
-        trained = [v for v, g in zip(variables, grads) if g is not None]
+        no_gradient = [variable_name(v) for v, g in zip(variables, grads, strict=False) if g is None]
+        trained = [v for v, g in zip(variables, grads, strict=False) if g is not None]
         if trained:
             opt.build(trained)
 
@@ -126,14 +126,15 @@ def check_overfit(
                 out = model(xt, training=True)
                 step_loss = data_loss(loss, yt, out)
             gradients = tape.gradient(step_loss, trained)
-            opt.apply_gradients(zip(gradients, trained))
+            opt.apply_gradients(zip(gradients, trained, strict=False))
             return step_loss, out
 
         done = 0
         initial = float(value)
-        for done in range(1, steps + 1):
+        for step_number in range(1, steps + 1):
             if not trained:
                 break
+            done = step_number
             step_loss, out = step()
             losses.append(float(step_loss))
             acc = accuracy(y, as_array(out))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["CheckResult", "SEVERITIES", "format_table", "failure_lines", "all_passed"]
 
@@ -108,7 +109,9 @@ def format_table(results: Iterable[CheckResult]) -> str:
     for r in results:
         rows.append((r.name, _status(r), _num(r.measured), _num(r.expected), r.recipe))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in rows
+    )
 
 
 def failure_lines(results: Iterable[CheckResult], warnings: bool = True) -> list[str]:

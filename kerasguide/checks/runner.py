@@ -7,7 +7,8 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from kerasguide.checks._keras import keras
 from kerasguide.checks.data import check_data
@@ -30,11 +31,22 @@ CHECK_NAMES = ("data", "initialization", "initial_loss", "regularization", "over
 
 def _unpack(data: Any) -> dict[str, Any]:
     if hasattr(data, "x_train"):
-        return {"dataset": data, "x": data.x_train, "y": data.y_train, "num_classes": data.num_classes or None}
+        return {
+            "dataset": data,
+            "x": data.x_train,
+            "y": data.y_train,
+            "num_classes": data.num_classes or None,
+        }
     if isinstance(data, (tuple, list)) and len(data) in (2, 4):
         x, y = data[0], data[1]
-        return {"dataset": None, "x": x, "y": y, "x_val": data[2] if len(data) == 4 else None,
-                "y_val": data[3] if len(data) == 4 else None, "num_classes": None}
+        return {
+            "dataset": None,
+            "x": x,
+            "y": y,
+            "x_val": data[2] if len(data) == 4 else None,
+            "y_val": data[3] if len(data) == 4 else None,
+            "num_classes": None,
+        }
     raise ValueError(
         "Argument `data` must be a kerasguide Dataset or a tuple (x_train, y_train[, x_val, y_val]). "
         f"Received: {type(data).__name__}"
@@ -89,19 +101,39 @@ def run_checks(
     d = _unpack(data)
     x, y = d["x"], d["y"]
     calls: dict[str, Callable[[], CheckResult]] = {
-        "data": lambda: check_data(d["dataset"]) if d["dataset"] is not None else check_data(
-            x, y, d.get("x_val"), d.get("y_val")),
+        "data": lambda: (
+            check_data(d["dataset"])
+            if d["dataset"] is not None
+            else check_data(x, y, d.get("x_val"), d.get("y_val"))
+        ),
         "initialization": lambda: check_initialization(model, x, examples=cfg.probe_examples, seed=seed),
         "initial_loss": lambda: check_initial_loss(
-            model, x, y, loss=loss, num_classes=d["num_classes"], tolerance=cfg.initial_loss_tolerance,
-            examples=cfg.probe_examples * 2, seed=seed),
+            model,
+            x,
+            y,
+            loss=loss,
+            num_classes=d["num_classes"],
+            tolerance=cfg.initial_loss_tolerance,
+            examples=cfg.probe_examples * 2,
+            seed=seed,
+        ),
         "regularization": lambda: check_regularization(
-            model, x, y, loss=loss, examples=cfg.probe_examples, seed=seed),
+            model, x, y, loss=loss, examples=cfg.probe_examples, seed=seed
+        ),
         "overfit": lambda: check_overfit(
-            model, x, y, loss=loss, optimizer=optimizer, examples=cfg.overfit_examples,
-            steps=cfg.overfit_steps, min_accuracy=cfg.overfit_accuracy, seed=seed),
+            model,
+            x,
+            y,
+            loss=loss,
+            optimizer=optimizer,
+            examples=cfg.overfit_examples,
+            steps=cfg.overfit_steps,
+            min_accuracy=cfg.overfit_accuracy,
+            seed=seed,
+        ),
         "gradients": lambda: check_gradients(
-            model, x, y, loss=loss, examples=cfg.gradcheck_examples, coords=cfg.gradcheck_coords, seed=seed),
+            model, x, y, loss=loss, examples=cfg.gradcheck_examples, coords=cfg.gradcheck_coords, seed=seed
+        ),
     }
     results = []
     for name in CHECK_NAMES:
@@ -114,9 +146,15 @@ def run_checks(
             logger.warning("check %s could not run: %s: %s", name, type(error).__name__, error)
             logger.debug("%s", traceback.format_exc())
             result = CheckResult(
-                name, True, None, None, None,
+                name,
+                True,
+                None,
+                None,
+                None,
                 f"The {name} check could not run on this model ({type(error).__name__}: {error}).",
-                "", "warning", {"skipped": True, "error": f"{type(error).__name__}: {error}"},
+                "",
+                "warning",
+                {"skipped": True, "error": f"{type(error).__name__}: {error}"},
             )
         result.details["seconds"] = round(time.perf_counter() - started, 3)
         results.append(result)
@@ -176,17 +214,35 @@ def check_config(
 
     run_dir.write_text("config.toml", dump_config(config))
     run_dir.update_run(
-        format_version=1, kind="check", name=config.name, status="running", started=utc_now(),
-        ended=None, seed=config.train.seed, config_path=config_path, command=" ".join(sys.argv),
-        versions=_versions(), data=dataset.summary(), fingerprints=dataset.fingerprints(),
-        parameters=int(model.count_params()), pid=os.getpid(),
+        format_version=1,
+        kind="check",
+        name=config.name,
+        status="running",
+        started=utc_now(),
+        ended=None,
+        seed=config.train.seed,
+        config_path=config_path,
+        command=" ".join(sys.argv),
+        versions=_versions(),
+        data=dataset.summary(),
+        fingerprints=dataset.fingerprints(),
+        parameters=int(model.count_params()),
+        pid=os.getpid(),
     )
-    results = run_checks(model, dataset, loss=loss, optimizer=optimizer, config=config.checks,
-                         seed=config.train.seed, on_result=on_result)
+    results = run_checks(
+        model,
+        dataset,
+        loss=loss,
+        optimizer=optimizer,
+        config=config.checks,
+        seed=config.train.seed,
+        on_result=on_result,
+    )
     write_checks(run_dir, results)
     failed = [r.name for r in results if not r.passed]
     run_dir.update_run(
-        status="checks_failed" if failed else "completed", ended=utc_now(),
+        status="checks_failed" if failed else "completed",
+        ended=utc_now(),
         seconds=round(time.perf_counter() - started, 3),
         error=f"sanity checks failed: {', '.join(failed)}" if failed else None,
         stop_reason="checks_failed" if failed else None,
@@ -223,8 +279,15 @@ def pipeline_stage(ctx) -> None:
         ds = ctx.dataset
         model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
         model.set_weights(ctx.model.get_weights())
-    results = run_checks(model, ctx.dataset, loss=loss, optimizer=optimizer, config=cfg.checks,
-                         seed=cfg.train.seed, on_result=emit)
+    results = run_checks(
+        model,
+        ctx.dataset,
+        loss=loss,
+        optimizer=optimizer,
+        config=cfg.checks,
+        seed=cfg.train.seed,
+        on_result=emit,
+    )
     write_checks(ctx.run_dir, results)
     failed = [r.name for r in results if not r.passed]
     ctx.update_run(checks={"passed": not failed, "failed": failed})
@@ -237,5 +300,6 @@ def pipeline_stage(ctx) -> None:
             "set [checks] stop_on_failure = false to train anyway)",
         )
     if not all_passed(results):
-        logger.warning("sanity checks failed (%s); training anyway (stop_on_failure = false)", ", ".join(failed))
-
+        logger.warning(
+            "sanity checks failed (%s); training anyway (stop_on_failure = false)", ", ".join(failed)
+        )
