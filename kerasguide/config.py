@@ -358,10 +358,74 @@ class LRFindConfig(_Section):
 class SearchConfig(_Section):
     """Hyperparameter search (recipes H25-H31). Filled in by `kerasguide tune`."""
 
+    class Param(_Section):
+        """One searched key: a numeric range `low`..`high` (log scale with `log`) or `choices`."""
+
+        low: float | None = Field(None, description="Lower bound of the range.")
+        high: float | None = Field(None, description="Upper bound of the range.")
+        log: bool = Field(False, description="Sample 10 ** uniform(log10 low, log10 high) (H27).")
+        step: float | None = Field(None, gt=0.0, description="grid: spacing (a factor when log).")
+        choices: list[bool | int | float | str] | None = Field(
+            None, description="A list of values instead of a range."
+        )
+
+        @model_validator(mode="after")
+        def _check_param(self) -> SearchConfig.Param:
+            if self.choices is not None:
+                if self.low is not None or self.high is not None:
+                    raise ValueError("give either `choices` or `low` and `high`, not both")
+                if not self.choices:
+                    raise ValueError("`choices` must not be empty")
+                return self
+            if self.low is None or self.high is None:
+                raise ValueError("a searched key needs `low` and `high` (or `choices`)")
+            if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+                raise ValueError(
+                    f"`low` must be less than `high`. Received: low={self.low}, high={self.high}"
+                )
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log range needs `low` > 0. Received: low={self.low}")
+            if self.log and self.step is not None and self.step <= 1:
+                raise ValueError(f"a log range's `step` is a factor > 1. Received: step={self.step}")
+            return self
+
+    class Stage(_Section):
+        """One stage of a coarse-to-fine search (recipe H29)."""
+
+        epochs: PositiveInt = Field(description="Epochs each trial of this stage trains.")
+        trials: PositiveInt = Field(description="Trials in this stage (hyperband: ignored).")
+
     algorithm: Literal["random", "grid", "bayesian", "hyperband"] = Field(
         "random", description="random is preferred to grid (Bergstra & Bengio; recipe H26)."
     )
     trials: PositiveInt = Field(20, description="Trials in the first (coarse) stage.")
+    space: dict[str, Param] = Field(
+        {},
+        description='Dotted config key -> range, e.g. "optimizer.learning_rate" = {low = 1e-5, '
+        "high = 1e-1, log = true}. Empty: learning rate and L2 (log) and dropout (H25).",
+    )
+    stages: list[Stage] = Field(
+        [],
+        description="Coarse to fine (H29). Empty: 1 epoch x trials, 5 epochs x trials/2, "
+        "train.epochs x trials/4 (hyperband: one stage of train.epochs).",
+    )
+    objective: str | None = Field(
+        None, description="Metric the search maximizes (minimizes for losses); train.monitor_metric if unset."
+    )
+    top_k: PositiveInt = Field(3, description="A later stage narrows each range around this many best trials.")
+    border_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Best value in this outer fraction of its range = on the border (H28)."
+    )
+    widen_on_border: bool = Field(True, description="Run one more stage with a border range widened (H28).")
+    workers: int = Field(
+        1, ge=0, description="Trials run at once, each a child process (H30); 0 = in this process."
+    )
+    trial_timeout: float | None = Field(
+        None, gt=0.0, description="Seconds before a worker is killed (child processes only)."
+    )
+    grid_points: int = Field(4, ge=2, description="grid: values per numeric key without a `step`.")
+    hyperband_factor: int = Field(3, ge=2, description="hyperband: reduction factor between rounds.")
+    seed: int | None = Field(None, ge=0, description="Sampling seed; train.seed if unset.")
 
 
 class EnsembleConfig(_Section):

@@ -1,0 +1,419 @@
+"""`tune`: a hyperparameter search, coarse to fine, recorded in a search directory.
+
+What `kerasguide tune CONFIG` does (recipes H25-H31):
+
+1. Read the space from `[search.space]` (default: learning rate and L2 on
+   log scales, dropout) and check every key against the run config.
+2. Run the stages (`[[search.stages]]`, default: 1 epoch, 5 epochs, then
+   `train.epochs`), each with a keras-tuner oracle (random by default) and
+   `SearchTuner` running every trial as a whole kerasguide run. The first
+   trial of each stage is the config as given (the baseline).
+3. Between stages, narrow each range around the best trials; where the best
+   value sat on the border of its range, widen that side instead.
+4. After the last stage, warn in plain words about a best value on a border
+   and (with `widen_on_border`) run one more stage with the range widened.
+5. Write `search.json`, `search.md` (table and plots) and `best.toml`.
+
+The search directory (format version 1)::
+
+    <out>/<YYYYmmdd-HHMMSS>-<name>-search/
+        config.toml      the config searched, resolved
+        search.json      stages, ranges, trials (values, score, status, run dir), best, warnings
+        search.md        the report: best, warnings, a table per stage, search.png
+        search.png       score vs each hyperparameter (log axes where log, borders marked)
+        best.toml        the config with the best trial's values
+        trials/          one run directory per trial (best checkpoint's score in its file name)
+        tuner/stageN/    keras-tuner's state (oracle.json, trial_*/trial.json) + kerasguide.json
+
+Running `tune` again on the same config and `--out` resumes the newest
+unfinished search of that config (keras-tuner reloads its oracles; a trial
+that was running is run again).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerasguide._logging import get_logger
+from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+from kerasguide.rundir import atomic_write_json, atomic_write_text, read_json, utc_now
+from kerasguide.search.ranges import BorderFinding, border_findings, next_ranges, rank_trials
+from kerasguide.search.space import (
+    ParamRange,
+    StagePlan,
+    apply_values,
+    baseline_values,
+    objective_of,
+    resolve_space,
+    resolve_stages,
+    with_baseline_choices,
+)
+
+__all__ = ["tune", "SearchResult", "find_search", "FORMAT_VERSION"]
+
+logger = get_logger()
+
+FORMAT_VERSION = 1
+SEARCH_JSON = "search.json"
+BEST_TOML = "best.toml"
+
+
+class SearchAborted(Exception):
+    """The search cannot go on (e.g. the baseline run itself failed)."""
+
+
+@dataclass
+class SearchResult:
+    """The outcome of `tune`: its directory, status, best trial and warnings."""
+
+    path: Path
+    status: str
+    best: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    resumed: bool = False
+
+    @property
+    def best_config(self) -> Path | None:
+        path = self.path / BEST_TOML
+        return path if path.is_file() else None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return read_json(self.path / SEARCH_JSON, default={}) or {}
+
+
+def _search_hash(config: RunConfig) -> str:
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def find_search(out: str | os.PathLike[str], config: RunConfig) -> Path | None:
+    """The newest search directory of exactly this config under `out`, if any."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    digest = _search_hash(config)
+    found = []
+    for path in out.glob("*-search"):
+        state = read_json(path / SEARCH_JSON, default=None)
+        if isinstance(state, dict) and state.get("config_hash") == digest:
+            found.append(path)
+    return max(found, key=lambda p: p.name) if found else None
+
+
+def _new_search_dir(out: Path, config: RunConfig) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        path = out / (f"{stamp}-{config.name}-search" if attempt == 0 else f"{stamp}-{config.name}-{attempt}-search")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"{out}: could not create a search directory")  # pragma: no cover
+
+
+class _Search:
+    """One search: its config, directory, state (search.json) and progress events."""
+
+    def __init__(self, config: RunConfig, path: Path, state: dict[str, Any], progress, config_path: str | None):
+        self.config = config
+        self.search = config.search
+        self.path = path
+        self.state = state
+        self.progress = progress
+        self.config_path = config_path
+        self.metric, self.direction = objective_of(config)
+        seed = self.search.seed if self.search.seed is not None else config.train.seed
+        self.seed = 1 + 1000 * seed  # keras-tuner draws a random seed for 0
+
+    # ---------------------------------------------------------- state
+    def save(self) -> None:
+        self.state["updated"] = utc_now()
+        atomic_write_json(self.path / SEARCH_JSON, self.state)
+
+    def stage_state(self, index: int, plan: StagePlan, ranges: list[ParamRange]) -> dict[str, Any]:
+        stages = self.state["stages"]
+        for stage in stages:
+            if stage["index"] == index:
+                return stage
+        stage = {
+            "index": index, "label": plan.label, "epochs": plan.epochs, "trials_planned": plan.trials,
+            "algorithm": self.search.algorithm, "ranges": [r.to_dict() for r in ranges],
+            "status": "pending", "trials": [], "best": None, "findings": [],
+        }
+        stages.append(stage)
+        return stage
+
+    def _rel(self, path: str | None) -> str | None:
+        if not path:
+            return None
+        try:
+            return os.path.relpath(Path(path).resolve(), self.path.resolve())
+        except ValueError:  # another drive (Windows)
+            return str(path)
+
+    def on_trial(self, stage: dict[str, Any], kind: str, record: dict[str, Any]) -> None:
+        record = dict(record, run_dir=self._rel(record.get("run_dir")))
+        trials = [t for t in stage["trials"] if t["trial_id"] != record["trial_id"]]
+        trials.append(record)
+        trials.sort(key=lambda t: t["trial_id"])
+        stage["trials"] = trials
+        ranked = rank_trials(trials, self.direction)
+        stage["best"] = _brief(ranked[0]) if ranked else None
+        self.save()
+        self.progress.emit("trial", **{k: record.get(k) for k in (
+            "stage", "trial_id", "status", "values", "score", "metric", "epochs", "baseline",
+            "run_dir", "checkpoint", "seconds", "error")}, stage_best=stage["best"])
+        if kind == "begin":
+            logger.info("stage %d trial %s%s: %s", record["stage"], record["trial_id"],
+                        " (baseline)" if record.get("baseline") else "", _values_text(record["values"]))
+            return
+        score = f"{self.metric} {record['score']:.4f}" if record.get("score") is not None else "no score"
+        logger.info("stage %d trial %s: %s, %s (%.1f s)%s", record["stage"], record["trial_id"],
+                    record["status"], score, record.get("seconds") or 0.0,
+                    f": {record['error']}" if record.get("error") and record["status"] != "completed" else "")
+        if record.get("baseline") and record["stage"] == 1 and record["status"] == "failed":
+            raise SearchAborted(
+                f"the baseline trial (the config as given) failed: {record.get('error')}; "
+                "fix the config first (`kerasguide run CONFIG`)"
+            )
+
+    # ---------------------------------------------------------- stages
+    def run_stage(self, index: int, plan: StagePlan, ranges: list[ParamRange], baseline: dict[str, Any]) -> dict[str, Any]:
+        from kerasguide.search.oracle import build_hyperparameters, make_oracle
+        from kerasguide.search.tuner import SearchTuner
+
+        stage = self.stage_state(index, plan, ranges)
+        ranges = [ParamRange.from_dict(r) for r in stage["ranges"]]  # resuming: the stage's own ranges
+        ranges, _ = with_baseline_choices(ranges, baseline)
+        stage["status"] = "running"
+        self.save()
+        self.progress.emit("stage", stage=index, label=stage["label"], epochs=stage["epochs"],
+                           trials=stage["trials_planned"], ranges=stage["ranges"])
+        logger.info("stage %d (%s): %s trials of %d epoch%s; %s", index, stage["label"],
+                    "hyperband's" if self.search.algorithm == "hyperband" else stage["trials_planned"],
+                    stage["epochs"], "" if stage["epochs"] == 1 else "s",
+                    "; ".join(f"{r.key} {r.describe()}" for r in ranges))
+        hp = build_hyperparameters(ranges, baseline, self.search.grid_points if self.search.algorithm == "grid" else None)
+        oracle = make_oracle(self.search.algorithm, hp, self.metric, self.direction, stage["trials_planned"],
+                             seed=self.seed + index, max_epochs=stage["epochs"], factor=self.search.hyperband_factor)
+        try:
+            tuner = SearchTuner(
+                oracle, base_config=self.config, stage=index, epochs=stage["epochs"],
+                trials_dir=self.path / "trials", workers=self.search.workers,
+                trial_timeout=self.search.trial_timeout,
+                on_event=lambda kind, record: self.on_trial(stage, kind, record),
+                directory=str(self.path / "tuner"), project_name=f"stage{index}",
+            )
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise ConfigError(
+                f"{self.path / 'tuner' / f'stage{index}'}: keras-tuner cannot reload its state ({error}); "
+                "start a new search with --new"
+            ) from None
+        # Trials finished before a resume are read back from keras-tuner's trial folders.
+        for record_path in sorted((self.path / "tuner" / f"stage{index}").glob("trial_*/kerasguide.json")):
+            record = read_json(record_path, default=None)
+            if isinstance(record, dict) and record.get("status") not in (None, "running"):
+                record = dict(record, run_dir=self._rel(record.get("run_dir")))
+                stage["trials"] = [t for t in stage["trials"] if t["trial_id"] != record["trial_id"]] + [record]
+        tuner.search()
+        stage["trials"].sort(key=lambda t: t["trial_id"])
+        stage["status"] = "completed"
+        ranked = rank_trials(stage["trials"], self.direction)
+        stage["best"] = _brief(ranked[0]) if ranked else None
+        self.save()
+        return stage
+
+    def warn(self, finding: BorderFinding, when: str, then: str = "") -> None:
+        text = f"{when}: {finding.message}{then if finding.is_warning else ''}"
+        key = "warnings" if finding.is_warning else "notes"
+        if text not in self.state[key]:
+            self.state[key].append(text)
+            self.state["findings"].append(dict(finding.to_dict(), when=when))
+        if finding.is_warning:
+            logger.warning("%s", text)
+        self.progress.emit("message", level="warning" if finding.is_warning else "info", text=text)
+
+
+def _brief(trial: dict[str, Any]) -> dict[str, Any]:
+    return {k: trial.get(k) for k in ("stage", "trial_id", "values", "score", "metric", "epochs",
+                                       "baseline", "run_dir", "checkpoint")}
+
+
+def _values_text(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _all_trials(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for stage in state["stages"] for t in stage["trials"]]
+
+
+def _write_best(search: _Search, best: dict[str, Any]) -> None:
+    config = apply_values(search.config, best["values"])
+    header = (
+        f"# The best config of the search in {search.path.name}: stage {best['stage']} trial "
+        f"{best['trial_id']}, {best['metric']} {best['score']:.4f} after {best['epochs']} epochs\n"
+        f"# (run directory {best['run_dir']}). train.epochs is the config's own; run it with\n"
+        f"# `kerasguide run {search.path / BEST_TOML}`.\n"
+    )
+    atomic_write_text(search.path / BEST_TOML, header + dump_config(config))
+
+
+def tune(
+    config: RunConfig | str | os.PathLike[str],
+    out: str | os.PathLike[str] = "runs",
+    json_progress: bool = False,
+    new: bool = False,
+    config_path: str | None = None,
+) -> SearchResult:
+    """Search a config's hyperparameters, coarse to fine, and record it all.
+
+    Args:
+        config: A `RunConfig` or the path of a TOML config; its `[search]`
+            section says what to search and how.
+        out: The folder that receives the search directory. Defaults to `"runs"`.
+        json_progress: Emit one JSON object per line on stdout (`start`,
+            `stage`, `trial`, `message`, `end`) for the desktop app.
+            Defaults to `False`.
+        new: Start a new search even when an unfinished one of the same
+            config exists under `out`. Defaults to `False` (resume it).
+        config_path: Recorded in search.json. Defaults to `None`.
+
+    Returns:
+        A `SearchResult`; `status` is `completed`, `failed` or `interrupted`.
+
+    Raises:
+        ConfigError: one line, for a bad space (unknown key, invalid bound).
+
+    Example:
+
+    ```python
+    cfg = kerasguide.load_config("resources/configs/digits_search.toml")
+    result = kerasguide.tune(cfg, out="runs")
+    print(result.best["values"], result.best_config)
+    ```
+    """
+    from kerasguide.pipeline import Progress
+
+    if not isinstance(config, RunConfig):
+        config_path = config_path or str(config)
+        config = load_config(config)
+    ranges = resolve_space(config)
+    plans = resolve_stages(config)
+    baseline, notes = baseline_values(config, ranges)
+    ranges, more = with_baseline_choices(ranges, baseline)
+    notes += more
+    if config.search.trial_timeout is not None and config.search.workers == 0:
+        notes.append("search.trial_timeout applies to worker processes; with workers = 0 trials are not timed out")
+    progress = Progress(json_progress)
+
+    out = Path(out)
+    existing = None if new else find_search(out, config)
+    resumed = existing is not None
+    if existing is not None:
+        path, state = existing, read_json(existing / SEARCH_JSON, default={})
+        if state.get("status") == "completed":
+            logger.info("search already completed: %s (use --new to search again)", path)
+            progress.emit("start", kind="search", search_dir=str(path), name=config.name, resumed=True)
+            progress.emit("end", status="completed", search_dir=str(path), best=state.get("best"), error=None)
+            return SearchResult(path, "completed", state.get("best"), state.get("warnings", []), resumed=True)
+        logger.info("resuming the search in %s", path)
+    else:
+        path = _new_search_dir(out, config)
+        metric, direction = objective_of(config)
+        state = {
+            "format_version": FORMAT_VERSION, "kind": "search", "name": config.name,
+            "config_hash": _search_hash(config), "config_path": config_path,
+            "algorithm": config.search.algorithm, "objective": {"metric": metric, "direction": direction},
+            "workers": config.search.workers, "baseline": baseline,
+            "stages": [], "notes": [], "warnings": [], "findings": [], "best": None,
+        }
+        atomic_write_text(path / "config.toml", "# The config searched, resolved.\n" + dump_config(config))
+    state.update(status="running", started=state.get("started") or utc_now(), ended=None, error=None, pid=os.getpid())
+    for note in notes:
+        if note not in state["notes"]:
+            state["notes"].append(note)
+    search = _Search(config, path, state, progress, config_path)
+    search.save()
+    progress.emit("start", kind="search", search_dir=str(path), name=config.name, resumed=resumed,
+                  stages=[{"epochs": p.epochs, "trials": p.trials, "label": p.label} for p in plans],
+                  objective=state["objective"])
+    logger.info("search directory %s", path)
+
+    error = None
+    try:
+        stage = None
+        for index, plan in enumerate(plans, start=1):
+            stage = search.run_stage(index, plan, ranges, baseline)
+            ranges = [ParamRange.from_dict(r) for r in stage["ranges"]]
+            if index < len(plans):
+                ranges, findings = next_ranges(ranges, stage["trials"], search.direction,
+                                               config.search.top_k, config.search.border_fraction)
+                for finding in findings:
+                    search.warn(finding, f"stage {index}", f" (stage {index + 1} searches the widened side)")
+        _finish_with_border(search, plans, ranges, baseline)
+        ranked = rank_trials(_all_trials(state), search.direction)
+        state["best"] = _brief(ranked[0]) if ranked else None
+        if state["best"] is None:
+            state["status"] = "failed"
+            error = "no trial produced a score; see the trials' run directories"
+        else:
+            state["status"] = "completed"
+            _write_best(search, state["best"])
+            state["best_config"] = BEST_TOML
+    except SearchAborted as stop:
+        state["status"], error = "failed", str(stop)
+        logger.error("search stopped: %s", error)
+    except KeyboardInterrupt:
+        state["status"], error = "interrupted", "interrupted (Ctrl-C or SIGTERM); run the same command to resume"
+        logger.warning("search interrupted: %s", path)
+    state.update(ended=utc_now(), error=error)
+    search.save()
+    try:
+        from kerasguide.search.report import write_search_report
+
+        write_search_report(path)
+    except Exception as report_error:  # a report failure must not hide the search's outcome
+        logger.warning("search report failed: %s: %s", type(report_error).__name__, report_error)
+    progress.emit("end", status=state["status"], search_dir=str(path), best=state.get("best"),
+                  warnings=state["warnings"], error=error)
+    return SearchResult(path, state["status"], state.get("best"), list(state["warnings"]), error, resumed)
+
+
+def _finish_with_border(search: _Search, plans: list[StagePlan], ranges: list[ParamRange], baseline) -> None:
+    """Recipe H28 after the last stage: warn, and once run a stage with the border widened."""
+    state, cfg = search.state, search.config.search
+    index = len(plans) + 1
+    last = plans[-1]
+    resuming = any(s["index"] == index for s in state["stages"])
+    if not resuming:
+        # The decision rests on the planned stages' trials only.
+        ranked = rank_trials(_all_trials(state), search.direction)
+        if not ranked:
+            return
+        findings = border_findings(ranges, ranked[0]["values"], cfg.border_fraction)
+        warnings = [f for f in findings if f.is_warning]
+        then = f" (stage {index} searches it)" if cfg.widen_on_border else ""
+        for finding in findings:
+            search.warn(finding, f"stage {len(plans)}", then)
+        if not warnings or not cfg.widen_on_border:
+            return
+        widened = {f.key: f.widened for f in warnings}
+        ranges = [widened.get(r.key, r) for r in ranges]
+        logger.info("stage %d widens %s (search.widen_on_border)", index, ", ".join(widened))
+    stage = search.run_stage(index, StagePlan(last.epochs, last.trials, "widened"), ranges, baseline)
+    ranked = rank_trials(_all_trials(state), search.direction)
+    if ranked:
+        for finding in border_findings([ParamRange.from_dict(r) for r in stage["ranges"]],
+                                       ranked[0]["values"], cfg.border_fraction):
+            search.warn(finding, f"stage {index} (widened)")

@@ -1,0 +1,418 @@
+"""The thin tuner: a master loop that runs trials as workers (recipe H30).
+
+`SearchTuner` subclasses `keras_tuner.Tuner` and keeps keras-tuner's
+division of labour: the oracle decides what to try, the tuner only runs it.
+Each trial is a whole `kerasguide` run (its own run directory: config,
+metrics, TensorBoard, and the best checkpoint with the validation score in
+its file name), with the trial's hyperparameters set in the config and the
+sanity checks off.
+
+The search loop is explicit (`search()` below, keras-tuner's hooks
+`on_search_begin`, `on_trial_begin`, `run_trial`, `on_trial_end`,
+`on_search_end`), because it is a master in the sense of the CS231n notes:
+with `workers >= 1` it launches each trial as a worker child process
+(`python -m kerasguide.cli run trial.toml`), up to `workers` at once, asks
+the oracle for the next trial whenever a slot frees (keras-tuner's oracle
+keeps one ongoing trial per tuner id, so each slot is a tuner id), kills a
+worker that runs past `trial_timeout`, and reads each worker's outcome from
+its run directory. keras-tuner's own parallel mode (a gRPC chief and
+worker processes running the same script) is not used: it needs a script
+per worker and gives no timeouts. With `workers = 0` trials run in this
+process (`run_trial`), which is faster to start but cannot be timed out.
+
+keras-tuner saves its state (oracle.json, trial_*/trial.json) after every
+trial; kerasguide adds `trial_*/kerasguide.json` (the outcome and the run
+directory), so a stopped search resumes where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from kerasguide._logging import get_logger, import_tensorflow
+from kerasguide.config import ConfigError, RunConfig, save_config
+from kerasguide.rundir import RunDir, atomic_write_json, read_json, utc_now
+from kerasguide.search.space import apply_values
+
+import_tensorflow()  # before keras-tuner imports Keras: hides TensorFlow's start-up chatter
+
+import keras_tuner as kt  # noqa: E402
+
+__all__ = ["SearchTuner", "read_outcome", "checkpoint_score"]
+
+logger = get_logger()
+
+RECORD = "kerasguide.json"
+_GRACE_SECONDS = 15.0
+
+
+def checkpoint_score(run_dir: str | os.PathLike[str]) -> tuple[str | None, float | None]:
+    """The best checkpoint of a run and the score in its file name (recipe H30).
+
+    `best-epoch=012-val_accuracy=0.9812.keras` -> `(name, 0.9812)`.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    best = sorted(folder.glob("best-*.keras"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    if not best:
+        return None, None
+    name = best[-1].name
+    try:
+        value = float(name[: -len(".keras")].rsplit("=", 1)[1])
+    except (IndexError, ValueError):
+        value = None
+    return name, value
+
+
+def read_outcome(run_dir: str | os.PathLike[str] | None, metric: str, direction: str) -> dict[str, Any]:
+    """What a worker's run directory says: status, score, epochs, checkpoint, error."""
+    if run_dir is None or not Path(run_dir).is_dir():
+        return {"status": "failed", "score": None, "epochs_done": 0, "checkpoint": None,
+                "error": "the worker left no run directory"}
+    rd = RunDir(Path(run_dir))
+    record = rd.read_run()
+    best = record.get("best") or {}
+    score = best.get("value") if best.get("metric") == metric else None
+    rows = rd.read_metrics()
+    if score is None and rows:
+        values = [r[metric] for r in rows if isinstance(r.get(metric), float) and math.isfinite(r[metric])]
+        if values:
+            score = max(values) if direction == "max" else min(values)
+    checkpoint, named = checkpoint_score(rd.path)
+    if score is None and named is not None and metric in (checkpoint or ""):
+        score = named  # run.json lost (killed hard): the file name still tells
+    return {
+        "status": record.get("status", "failed"),
+        "score": score if isinstance(score, (int, float)) and math.isfinite(score) else None,
+        "epochs_done": int(record.get("epochs_done") or len(rows)),
+        "checkpoint": checkpoint,
+        "error": record.get("error"),
+    }
+
+
+class _Worker:
+    """One trial being run: a child process, or (workers = 0) an outcome already known."""
+
+    def __init__(self, trial, config: RunConfig, trial_dir: Path, started: float):
+        self.trial = trial
+        self.config = config
+        self.trial_dir = trial_dir
+        self.started = started
+        self.process: subprocess.Popen | None = None
+        self.log_handle = None
+        self.outcome: dict[str, Any] | None = None
+        self.run_dir: Path | None = None
+        self.timed_out = False
+
+    def find_run_dir(self) -> Path | None:
+        """The worker's run directory, from its `start` progress event."""
+        if self.run_dir is not None:
+            return self.run_dir
+        try:
+            text = (self.trial_dir / "worker.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("{") and '"start"' in line:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "start" and event.get("run_dir"):
+                    self.run_dir = Path(event["run_dir"])
+                    return self.run_dir
+        return None
+
+    def stop(self, grace: float = _GRACE_SECONDS) -> None:
+        """SIGTERM (the run records itself `interrupted`), then SIGKILL after `grace` seconds."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        if self.log_handle is not None:
+            self.log_handle.close()
+            self.log_handle = None
+
+
+class SearchTuner(kt.Tuner):
+    """A keras-tuner `Tuner` whose trials are whole kerasguide runs.
+
+    Args:
+        oracle: The stage's oracle (`kerasguide.search.oracle.make_oracle`).
+        base_config: The config every trial starts from.
+        stage: The stage number (1-based), used in trial names.
+        epochs: Epochs per trial (Hyperband: its `tuner/epochs` instead).
+        trials_dir: Where the trials' run directories go.
+        workers: Trials at once, each in a child process; 0 runs them in
+            this process. Defaults to `1`.
+        trial_timeout: Seconds before a worker is killed (child processes
+            only). Defaults to `None`.
+        on_event: Called as `on_event(kind, record)` with kind `"begin"` or
+            `"end"` and the trial's record. Defaults to `None`.
+        directory: keras-tuner's directory. Defaults to `None`.
+        project_name: keras-tuner's project name. Defaults to `None`.
+
+    Example:
+
+    ```python
+    tuner = SearchTuner(oracle, base_config=cfg, stage=1, epochs=1,
+                        trials_dir="search/trials", workers=0,
+                        directory="search/tuner", project_name="stage1")
+    tuner.search()
+    ```
+    """
+
+    def __init__(
+        self,
+        oracle,
+        *,
+        base_config: RunConfig,
+        stage: int,
+        epochs: int,
+        trials_dir: str | os.PathLike[str],
+        workers: int = 1,
+        trial_timeout: float | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        directory: str | None = None,
+        project_name: str | None = None,
+    ):
+        if workers < 0:
+            raise ValueError(f"Argument `workers` must be >= 0. Received: workers={workers}")
+        if trial_timeout is not None and trial_timeout <= 0:
+            raise ValueError(f"Argument `trial_timeout` must be > 0. Received: trial_timeout={trial_timeout}")
+        if epochs < 1:
+            raise ValueError(f"Argument `epochs` must be >= 1. Received: epochs={epochs}")
+        self.base_config = base_config
+        self.stage = stage
+        self.epochs = epochs
+        self.trials_dir = Path(trials_dir)
+        self.workers = workers
+        self.trial_timeout = trial_timeout
+        self.on_event = on_event or (lambda kind, record: None)
+        oracle.verbose = 0
+        chatter = io.StringIO()
+        # keras-tuner prints ("Reloading Tuner from ..."); stdout may be the
+        # desktop app's JSON-lines channel, so its words go to the log.
+        with contextlib.redirect_stdout(chatter):
+            super().__init__(oracle=oracle, directory=directory, project_name=project_name, overwrite=False)
+        if chatter.getvalue().strip():
+            logger.debug("keras-tuner: %s", chatter.getvalue().strip())
+        self.metric = oracle.objective.name
+        self.direction = oracle.objective.direction
+
+    # ------------------------------------------------------------ trials
+    def trial_dir(self, trial) -> Path:
+        return Path(self.oracle._get_trial_dir(trial.trial_id))
+
+    def trial_epochs(self, trial) -> int:
+        return int(trial.hyperparameters.values.get("tuner/epochs", self.epochs))
+
+    def trial_config(self, trial) -> RunConfig:
+        """The trial's run config: the base config with the trial's values (validated)."""
+        values = trial.hyperparameters.values
+        config = apply_values(self.base_config, values, epochs=self.trial_epochs(trial))
+        config.name = f"{self.base_config.name[:44]}-s{self.stage}-t{trial.trial_id}"
+        config.checks.enabled = False  # trials are many: the checks ran (or run) on the base config
+        config.train.monitor_metric = self.metric  # the checkpoint's file name carries the score (H30)
+        return config
+
+    def is_baseline(self, trial) -> bool:
+        order = self.oracle.start_order
+        return bool(order) and order[0] == trial.trial_id
+
+    def record_of(self, trial) -> dict[str, Any]:
+        return read_json(self.trial_dir(trial) / RECORD, default=None) or {}
+
+    def _base_record(self, trial) -> dict[str, Any]:
+        values = trial.hyperparameters.values
+        return {
+            "stage": self.stage,
+            "trial_id": trial.trial_id,
+            "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},
+            "tuner": {k[len("tuner/"):]: v for k, v in values.items() if k.startswith("tuner/")},
+            "baseline": self.is_baseline(trial),
+            "epochs": self.trial_epochs(trial),
+            "metric": self.metric,
+            "worker": "process" if self.workers else "inline",
+        }
+
+    def on_trial_begin(self, trial) -> None:
+        record = {**self._base_record(trial), "status": "running", "started": utc_now(),
+                  "score": None, "run_dir": None}
+        atomic_write_json(self.trial_dir(trial) / RECORD, record)
+        self.on_event("begin", record)
+
+    def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
+        """Run one trial in this process (workers = 0); returns `{metric: score}`."""
+        import keras
+
+        from kerasguide.pipeline import run
+
+        config = self.trial_config(trial)
+        keras.backend.clear_session()
+        level = logger.level
+        logger.setLevel("WARNING")  # a search's trials would drown its own messages
+        try:
+            result = run(config, out=self.trials_dir, verbose=0)
+        finally:
+            logger.setLevel(level)
+        self._inline_run_dir = result.path
+        outcome = read_outcome(result.path, self.metric, self.direction)
+        return {self.metric: outcome["score"]} if outcome["score"] is not None else {}
+
+    def launch_trial(self, trial) -> _Worker:
+        """Start a worker for `trial`: a child process, or run it here when workers = 0."""
+        trial_dir = self.trial_dir(trial)
+        worker = _Worker(trial, None, trial_dir, time.perf_counter())
+        try:
+            worker.config = self.trial_config(trial)
+        except ConfigError as error:
+            worker.outcome = {"status": "failed", "score": None, "epochs_done": 0, "checkpoint": None,
+                              "error": f"the sampled values are not a valid config: {error}"}
+            return worker
+        save_config(worker.config, trial_dir / "config.toml")
+        if self.workers == 0:
+            self._inline_run_dir = None
+            try:
+                self.run_trial(trial)
+            except ConfigError as error:
+                worker.outcome = {"status": "failed", "score": None, "epochs_done": 0,
+                                  "checkpoint": None, "error": str(error)}
+            worker.run_dir = self._inline_run_dir
+            if worker.outcome is None:
+                worker.outcome = read_outcome(worker.run_dir, self.metric, self.direction)
+            return worker
+        worker.log_handle = open(trial_dir / "worker.log", "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        worker.process = subprocess.Popen(
+            [sys.executable, "-m", "kerasguide.cli", "run", str(trial_dir / "config.toml"),
+             "--out", str(self.trials_dir), "--json-progress", "--quiet"],
+            stdout=worker.log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            # Its own session: Ctrl-C in the terminal reaches the master only,
+            # which then stops its workers in order.
+            start_new_session=os.name == "posix",
+        )
+        logger.debug("trial %s: worker pid %d", trial.trial_id, worker.process.pid)
+        return worker
+
+    def poll_worker(self, worker: _Worker) -> bool:
+        """True when the worker is done (killing it first when past the timeout)."""
+        if worker.outcome is not None:
+            return True
+        proc = worker.process
+        if proc.poll() is None:
+            if self.trial_timeout is None or time.perf_counter() - worker.started < self.trial_timeout:
+                return False
+            logger.warning("trial %s: still running after %.0f s (search.trial_timeout); stopping it",
+                           worker.trial.trial_id, self.trial_timeout)
+            worker.timed_out = True
+            worker.stop()
+        worker.close()
+        run_dir = worker.find_run_dir()
+        outcome = read_outcome(run_dir, self.metric, self.direction)
+        if worker.timed_out:
+            outcome.update(status="timeout", score=None,
+                           error=f"stopped after {self.trial_timeout:g} s (search.trial_timeout)")
+        elif run_dir is None or outcome["status"] == "running":
+            tail = _tail(worker.trial_dir / "worker.log")
+            outcome.update(status="failed", score=None,
+                           error=f"the worker ended (exit code {proc.returncode}) without finishing its run: {tail}")
+        worker.outcome = outcome
+        return True
+
+    def finish_trial(self, worker: _Worker) -> dict[str, Any]:
+        """Report a finished worker's score to the oracle and record it."""
+        trial, outcome = worker.trial, worker.outcome
+        record = self.record_of(trial) or self._base_record(trial)
+        run_dir = worker.find_run_dir()
+        record.update(
+            status=outcome["status"], score=outcome["score"], epochs_done=outcome["epochs_done"],
+            checkpoint=outcome["checkpoint"], error=outcome["error"],
+            run_dir=str(run_dir) if run_dir else None,
+            seconds=round(time.perf_counter() - worker.started, 2), ended=utc_now(),
+        )
+        if outcome["score"] is not None:
+            self.oracle.update_trial(trial.trial_id, {self.metric: float(outcome["score"])},
+                                     step=record["epochs"])
+            trial.status = kt.engine.trial.TrialStatus.COMPLETED
+        else:
+            trial.status = kt.engine.trial.TrialStatus.FAILED
+            trial.message = outcome["error"] or outcome["status"]
+        atomic_write_json(self.trial_dir(trial) / RECORD, record)
+        self.on_trial_end(trial)
+        self.on_event("end", record)
+        return record
+
+    # ------------------------------------------------------------ the loop
+    def search(self, *args, **kwargs) -> None:
+        """The master loop: fill free worker slots with new trials, collect finished ones."""
+        self.on_search_begin()
+        slots = max(1, self.workers)
+        running: dict[str, _Worker] = {}
+        exhausted = False
+        try:
+            while True:
+                idle = False
+                while not exhausted and len(running) < slots:
+                    tuner_id = next(f"worker{i}" for i in range(slots) if f"worker{i}" not in running)
+                    trial = self.oracle.create_trial(tuner_id)
+                    status = trial.status
+                    if status == kt.engine.trial.TrialStatus.STOPPED:
+                        exhausted = True
+                        break
+                    if status == kt.engine.trial.TrialStatus.IDLE:
+                        idle = True  # Hyperband waits for a round to finish
+                        break
+                    self.on_trial_begin(trial)
+                    running[tuner_id] = self.launch_trial(trial)
+                if not running:
+                    if exhausted or idle:
+                        break  # idle with nothing running cannot make progress
+                    continue
+                done = [tid for tid, w in running.items() if self.poll_worker(w)]
+                for tuner_id in done:
+                    self.finish_trial(running.pop(tuner_id))
+                if not done:
+                    time.sleep(0.2)
+        finally:
+            for worker in running.values():  # interrupted: stop the workers, keep their files
+                worker.stop()
+                worker.close()
+        self.on_search_end()
+
+    # keras-tuner asks for these; a trial's model is its run's best checkpoint.
+    def load_model(self, trial):
+        import keras
+
+        record = self.record_of(trial)
+        if not record.get("run_dir") or not record.get("checkpoint"):
+            raise ValueError(f"trial {trial.trial_id} has no checkpoint")
+        return keras.saving.load_model(Path(record["run_dir"]) / "checkpoints" / record["checkpoint"])
+
+    def save_model(self, trial_id, model, step=0):  # the worker's run saves its own checkpoints
+        return None
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "(no output)"
+    text = [line for line in text if not line.startswith("{")]
+    return " | ".join(text[-lines:]) or "(no output)"
+
