@@ -42,6 +42,9 @@ _LAZY = {
     "check_gradients": "kerasguide.checks",
     "check_initialization": "kerasguide.checks",
     "check_data": "kerasguide.checks",
+    "tune": "kerasguide.search.runner",
+    "SearchResult": "kerasguide.search.runner",
+    "SearchTuner": "kerasguide.search.tuner",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -231,9 +231,50 @@ def _add_check(sub) -> None:
     p.set_defaults(func=cmd_check)
 
 
+def cmd_tune(args) -> int:
+    """Hyperparameter search, coarse to fine (recipes H25-H31); exit 0 completed, 1 failed or interrupted."""
+    config, path = _resolve_config(args.config)
+    from kerasguide.search.space import resolve_space
+
+    resolve_space(config)  # a bad space is one line and exit 2, before TensorFlow loads
+    _prepare_tf_env(args)
+    _install_sigterm()
+    from kerasguide.search.runner import tune
+
+    result = tune(config, out=args.out, json_progress=args.json_progress, new=args.new, config_path=path)
+    out = sys.stderr if args.json_progress else sys.stdout
+    best = result.best
+    if result.status == "completed" and best:
+        values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["values"].items())
+        print(f"search completed: best {best['metric']} {best['score']:.4f} after {best['epochs']} epochs: {values}", file=out)
+    else:
+        print(f"search {result.status}: {result.error or ''}".rstrip(": "), file=out)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=out)
+    print(f"search directory: {result.path}", file=out)
+    print(f"  report:      {result.path / 'search.md'}", file=out)
+    if result.best_config is not None:
+        print(f"  best config: {result.best_config}  (kerasguide run {result.best_config})", file=out)
+    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="hyperparameter search, coarse to fine: random/grid/bayesian/hyperband",
+                       description="Search the config's [search.space] in [[search.stages]] (coarse to fine), "
+                       "each trial a recorded run; write search.json, search.md and best.toml into a search "
+                       "directory. Running it again on the same config and --out resumes an unfinished search. "
+                       "Exit 0 completed, 1 failed or interrupted, 2 bad input.")
+    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--out", default="runs", help="folder for the search directory (default: runs)")
+    p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument("--new", action="store_true", help="start a new search instead of resuming one")
+    p.set_defaults(func=cmd_tune)
+
+
 # Each later capability adds its `_add_*` function here.
 _COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui]
 _COMMANDS.append(_add_check)
+_COMMANDS.append(_add_tune)
 
 
 def build_parser() -> argparse.ArgumentParser:
