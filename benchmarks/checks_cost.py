@@ -15,7 +15,7 @@ training the same thing side by side:
 - `check_config(digits)` in process, per check, vs the digits default's
   own training time (run.json `train_seconds`, checks off).
 - `check_gradients` on a 101,770-parameter MLP (784-128-10) and a
-  99,444-parameter CNN (28x28x1), vs one epoch of `model.fit` of that model
+  99,376-parameter CNN (28x28x1), vs one epoch of `model.fit` of that model
   on 2,000 examples.
 
 Usage: python benchmarks/checks_cost.py [--repeats 3]
