@@ -339,6 +339,10 @@ def test_run_checks_on_a_healthy_compiled_model_restores_it(data):
     assert all(r.passed for r in results), [r.advice for r in results if not r.passed]
     assert all("seconds" in r.details for r in results)
     assert same_weights(before, weights_of(model))
+    from kerasguide.config import ChecksConfig
+
+    skipped = run_checks(model, data, config=ChecksConfig(skip=["overfit", "gradients"]))
+    assert [r.name for r in skipped] == ["data", "initialization", "initial_loss", "regularization"]
     with pytest.raises(ValueError, match="skip"):
         run_checks(model, data, skip=["nope"])
     assert [r.name for r in run_checks(model, data[:2], skip=["overfit", "gradients", "initialization"])] == [
