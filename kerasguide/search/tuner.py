@@ -308,6 +308,9 @@ class SearchTuner(kt.Tuner):
             start_new_session=os.name == "posix",
         )
         logger.debug("trial %s: worker pid %d", trial.trial_id, worker.process.pid)
+        record = self.record_of(trial)
+        record["pid"] = worker.process.pid  # so the master (or a person) can find the worker
+        atomic_write_json(trial_dir / RECORD, record)
         return worker
 
     def poll_worker(self, worker: _Worker) -> bool:
