@@ -45,6 +45,15 @@ _LAZY = {
     "tune": "kerasguide.search.runner",
     "SearchResult": "kerasguide.search.runner",
     "SearchTuner": "kerasguide.search.tuner",
+    "Ensemble": "kerasguide.ensemble",
+    "EnsembleResult": "kerasguide.ensemble",
+    "SnapshotCheckpoints": "kerasguide.ensemble",
+    "run_ensemble": "kerasguide.ensemble",
+    "EMAWeights": "kerasguide.averaging",
+    "WeightAveraging": "kerasguide.averaging",
+    "Distiller": "kerasguide.distill",
+    "distillation_loss": "kerasguide.distill",
+    "log_to_mlflow": "kerasguide.tracking",
 }
 
 __all__ = ["__version__", *_LAZY]

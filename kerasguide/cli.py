@@ -277,6 +277,88 @@ _COMMANDS.append(_add_check)
 _COMMANDS.append(_add_tune)
 
 
+def cmd_ensemble(args) -> int:
+    """Ensembles, averaged predictions and distillation (recipes J34, J36); exit 0 ok, 1 a member failed."""
+    sources = sum(bool(s) for s in (args.runs, args.snapshots))
+    if sources > 1:
+        raise CliError("give either --runs or --snapshots, not both")
+    if args.members is not None and args.members < 1:
+        raise CliError(f"--members must be >= 1. Received: {args.members}")
+    for value in [*(args.runs or []), *([args.snapshots] if args.snapshots else [])]:
+        path = Path(value)
+        if not path.is_dir():
+            raise CliError(f"{value}: no such run directory")
+        if not ((path / "run.json").is_file() or (path / "search.json").is_file()):
+            raise CliError(f"{value}: not a kerasguide run or search directory (no run.json or search.json)")
+    config, path = (None, None)
+    if args.config is not None or not sources:
+        config, path = _resolve_config(args.config)
+    if args.temperature is not None and not args.temperature > 0:
+        raise CliError(f"--temperature must be > 0. Received: {args.temperature}")
+    if args.alpha is not None and not 0 <= args.alpha <= 1:
+        raise CliError(f"--alpha must be in [0, 1]. Received: {args.alpha}")
+    if args.epochs is not None and args.epochs < 1:
+        raise CliError(f"--epochs must be >= 1. Received: {args.epochs}")
+    _prepare_tf_env(args)
+    _install_sigterm()
+    from kerasguide.ensemble import MemberFailed, run_ensemble
+
+    try:
+        result = run_ensemble(
+            config, members=args.members, runs=args.runs, snapshots=args.snapshots, out=args.out,
+            distill=args.distill, json_progress=args.json_progress, verbose=0 if args.quiet else 1,
+            overrides={k: v for k, v in (("ensemble.temperature", args.temperature), ("ensemble.alpha", args.alpha),
+                                          ("train.epochs", args.epochs)) if v is not None},
+        )
+    except MemberFailed as error:
+        print(f"kerasguide: ensemble failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    out = sys.stderr if args.json_progress else sys.stdout
+    for split, metrics in (("validation", result.validation), ("test", result.test)):
+        if not metrics:
+            continue
+        print(f"{split + ' (' + str(metrics['examples']) + ' examples)':52s} accuracy  log-loss", file=out)
+        for m in metrics["members"]:
+            print(f"  {m['name']:50s} {m['accuracy']:.4f}    {m['log_loss']:.4f}", file=out)
+        for key in ("mean_member", "ensemble"):
+            m = metrics[key]
+            print(f"  {key.replace('_', ' '):50s} {m['accuracy']:.4f}    {m['log_loss']:.4f}", file=out)
+    if result.student:
+        s, a = result.student["student"], result.student["alone"]
+        print(f"distilled student val accuracy {s['val_accuracy']:.4f} (same size trained alone "
+              f"{a['val_accuracy']:.4f})", file=out)
+    print(f"ensemble directory: {result.path}", file=out)
+    print(f"  report: {result.path / 'ensemble.md'}", file=out)
+    print(f"  model:  {result.path / 'ensemble.keras'}", file=out)
+    return EXIT_OK
+
+
+def _add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="ensemble of seeds, run directories or snapshots; distill it into one model",
+                       description="Average the predicted probabilities of several models (recipe J34): the "
+                       "config trained with --members seeds (each a recorded run), the best checkpoints of "
+                       "--runs (run or search directories), or one run's --snapshots. Reports each member and "
+                       "the ensemble on the validation (and test) split and writes ensemble.json, ensemble.md "
+                       "and ensemble.keras into a new ensemble directory; --distill also trains one student on "
+                       "the ensemble's softened predictions (J36). Exit 0 ok, 1 a member failed, 2 bad input.")
+    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--members", type=int, help="seeds to train (default: ensemble.members); with --runs: "
+                   "trials taken from a search directory")
+    p.add_argument("--runs", nargs="+", metavar="DIR", help="run directories (best checkpoints) or search directories")
+    p.add_argument("--snapshots", metavar="RUN_DIR", help="a run trained with [ensemble] snapshots = K")
+    p.add_argument("--distill", action="store_true", help="train one student on the ensemble's soft targets")
+    p.add_argument("--temperature", type=float, help="distillation temperature T (default: ensemble.temperature)")
+    p.add_argument("--alpha", type=float, help="weight of the hard labels in [0, 1] (default: ensemble.alpha)")
+    p.add_argument("--epochs", type=int, help="override train.epochs (members and student)")
+    p.add_argument("--out", default="runs", help="folder for the ensemble directory (default: runs)")
+    p.add_argument("--json-progress", action="store_true", help="members' runs emit JSON lines on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ensemble)
+
+
+_COMMANDS.append(_add_ensemble)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kerasguide import __version__
 

@@ -432,6 +432,29 @@ class EnsembleConfig(_Section):
     """Ensembles, weight averaging and distillation (recipes J34-J36)."""
 
     members: PositiveInt = Field(5, description="Models in the ensemble.")
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        description="Seed of the data split when it must not follow train.seed: `kerasguide "
+        "ensemble` sets it so that members of different seeds share one train/validation split.",
+    )
+    snapshots: int = Field(
+        0, ge=0, description="Keep the last N epoch checkpoints of a run (snapshot ensemble); 0 = off."
+    )
+    snapshot_every_epochs: PositiveInt = Field(
+        1, description="One snapshot every N epochs (a cyclical schedule's cycle length)."
+    )
+    average_epochs: int = Field(
+        0, ge=0, description="Average the weights of the last N epochs at the end (Polyak/SWA); 0 = off."
+    )
+    temperature: float = Field(4.0, gt=0.0, description="distill: softmax temperature T of the soft targets.")
+    alpha: float = Field(
+        0.1, ge=0.0, le=1.0, description="distill: weight of the hard-label loss (1 - alpha on the soft one)."
+    )
+    student_hidden: list[PositiveInt] | None = Field(
+        None, description="distill: the student's hidden sizes (model.hidden if unset)."
+    )
+    student_epochs: PositiveInt | None = Field(None, description="distill: epochs (train.epochs if unset).")
 
 
 class RunConfig(_Section):

@@ -196,11 +196,19 @@ def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, ste
     )
 
 
+def split_seed(config: RunConfig) -> int:
+    """The data split's seed: `ensemble.split_seed` if set (ensemble members of
+    different `train.seed` share one split, recipe J34), else `train.seed`."""
+    value = config.ensemble.split_seed
+    return config.train.seed if value is None else value
+
+
 def prepare(config: RunConfig, seed: int | None = None) -> tuple[Dataset, keras.Model]:
     """Load the data and build the model of a config (for checks and tools)."""
+    data_seed = split_seed(config) if seed is None else seed
     seed = config.train.seed if seed is None else seed
     keras.utils.set_random_seed(seed)
-    dataset = load_dataset(config.data, seed)
+    dataset = load_dataset(config.data, data_seed)
     model = build_model(config, dataset.input_shape, dataset.num_classes, dataset.image_shape)
     return dataset, model
 
@@ -215,7 +223,7 @@ def _stage_data(ctx: RunContext) -> None:
     cfg = ctx.config
     # Python, NumPy and TensorFlow seeds: the same config reproduces its metrics.
     keras.utils.set_random_seed(cfg.train.seed)
-    ctx.dataset = load_dataset(cfg.data, cfg.train.seed)
+    ctx.dataset = load_dataset(cfg.data, split_seed(cfg))
     ds = ctx.dataset
     if ds.preprocessor is not None:
         ds.preprocessor.save(ctx.run_dir.file("preprocess.npz"))
@@ -349,6 +357,27 @@ def _stage_tensorboard(ctx: RunContext) -> None:
     writer.flush()
 
 
+def _stage_averaging(ctx: RunContext) -> None:
+    """Averaged weights and snapshots (recipes J34-J35): `optimizer.ema` validates and
+    keeps the EMA weights, `ensemble.average_epochs` averages the last epochs,
+    `ensemble.snapshots` keeps the last epochs' checkpoints for a snapshot ensemble."""
+    from kerasguide.averaging import averaging_callbacks
+
+    ctx.callbacks.extend(averaging_callbacks(ctx.config))
+    ens = ctx.config.ensemble
+    if ens.snapshots:
+        from kerasguide.ensemble import SnapshotCheckpoints
+
+        ctx.callbacks.append(SnapshotCheckpoints(ctx.run_dir.checkpoints_dir, ens.snapshots, ens.snapshot_every_epochs))
+
+
+def _stage_mlflow(ctx: RunContext) -> None:
+    """Log the finished run to MLflow when KERASGUIDE_MLFLOW asks for it (recipe I33)."""
+    from kerasguide.tracking import mlflow_stage
+
+    mlflow_stage(ctx.run_dir)
+
+
 def _stage_report(ctx: RunContext) -> None:
     from kerasguide.report import write_report
 
@@ -363,11 +392,13 @@ _STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
     ("schedule", _stage_schedule),
     ("compile", _stage_compile),
     ("tensorboard", _stage_tensorboard),
+    ("averaging", _stage_averaging),
     ("fit", _stage_fit),
     ("evaluate", _stage_evaluate),
 ]
 _FINAL_STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
     ("report", _stage_report),
+    ("mlflow", _stage_mlflow),
 ]
 
 
