@@ -1,0 +1,1243 @@
+"""Babysitting monitors (recipes E16-E20): Keras callbacks for anyone's `model.fit`.
+
+Keras' `TensorBoard` callback under TF2 writes weight histograms only
+(gradient histograms were dropped, tensorflow#31173; activation histograms
+never worked, tensorflow#39755). These callbacks bring them back, cheaply,
+and record every signal in the run directory so that the diagnosis
+(`kerasguide.diagnosis`), the report and the desktop app read them without
+TensorBoard:
+
+- `UpdateRatioMonitor`: `||dw|| / ||w||` per trainable tensor, measured
+  inside the compiled train step from the actual update (any optimizer,
+  any schedule, `steps_per_execution` kept), summarized per layer
+  (recipe E18, target about 1e-3).
+- `LossMonitor`: the loss of every batch (its wiggle, recipe E16), the
+  train/validation accuracy gap (E17), added to the epoch logs.
+- `ProbeMonitor`: activation, gradient and weight histograms per layer on a
+  fixed probe batch, in one extra compiled function, with the fraction of
+  dead ReLU units and saturated tanh/sigmoid units (E19).
+- `FirstLayerImages`: the first layer's weights as an image grid (E20),
+  in TensorBoard and as PNG files.
+- `DivergenceGuard`: stops training cleanly on a non-finite loss or a
+  smoothed loss above `factor` times its starting value.
+
+Files (format version 1) in `record_dir` (a run's `monitor/`), each rewritten
+atomically at every epoch end, one JSON object per line and epoch:
+`update_ratio.jsonl`, `loss.jsonl`, `probe.jsonl`, `images.jsonl` (+ the
+`first_layer_epoch=NNN.png` files) and `divergence.json`; the keys are
+listed in each callback's docstring.
+
+How the in-step measurements work: after its update, Keras' optimizer
+applies each variable's `constraint` inside the compiled step. The
+update-ratio and loss monitors wrap that constraint (returning the value
+unchanged after the original constraint) with a function that records the
+step's numbers into their own variables; the wrap is removed in
+`on_train_end`. No extra Python call per step, so `steps_per_execution`
+keeps its speed. Under a multi-replica strategy (or a backend other than
+TensorFlow) they fall back to comparing weights across one execution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasguide._logging import get_logger, import_tensorflow
+
+import_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerasguide.rundir import atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+
+__all__ = [
+    "MonitorCallback",
+    "EventWriter",
+    "shared_writer",
+    "UpdateRatioMonitor",
+    "LossMonitor",
+    "ProbeMonitor",
+    "FirstLayerImages",
+    "DivergenceGuard",
+    "default_monitors",
+    "loss_noise",
+    "weight_grid",
+    "roughness",
+    "activation_kind",
+]
+
+logger = get_logger()
+
+_RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "celu", "prelu")
+_TANH_LIKE = ("tanh", "softsign", "hard_tanh")
+_SIGMOID_LIKE = ("sigmoid", "hard_sigmoid")
+_HIST_BINS = 16
+
+class EventWriter:
+    """TensorBoard summaries written in plain Python: scalars, histograms, images, text.
+
+    Written by hand (on TensorBoard's own `EventFileWriter` and protos)
+    because TensorFlow's `tf.summary` ops cost about a millisecond each when
+    eager, or a tracing when compiled: a few dozen per epoch would be most
+    of the monitors' budget on a small model. Events are queued and written
+    by TensorBoard's background thread.
+
+    Args:
+        log_dir: The TensorBoard run folder.
+
+    Example:
+
+    ```python
+    writer = EventWriter("runs/x/tb/monitor")
+    writer.scalar("update_ratio/dense", -3.1, step=1)
+    writer.flush()
+    ```
+    """
+
+    def __init__(self, log_dir: str | Path):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        self.log_dir = Path(log_dir)
+        self._writer = EventFileWriter(str(log_dir), flush_secs=30)
+        self._described: set[str] = set()
+
+    def _add(self, tag: str, tensor, plugin_metadata, step: int) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
+        if tag not in self._described:  # metadata once per tag, as tf.summary does
+            value.metadata.CopyFrom(plugin_metadata())
+            self._described.add(tag)
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=[value]))
+        self._writer.add_event(event)
+
+    def scalar(self, tag: str, value: float, step: int, description: str = "") -> None:
+        """One scalar (TensorBoard's Scalars tab)."""
+        from tensorboard.plugins.scalar import metadata
+        from tensorboard.util import tensor_util
+
+        self._add(tag, tensor_util.make_tensor_proto(np.float32(value)),
+                  lambda: metadata.create_summary_metadata(display_name=tag, description=description), step)
+
+    def histogram(self, tag: str, edges, counts, step: int, description: str = "") -> None:
+        """A histogram from bucket `edges` (k + 1 values) and `counts` (k)."""
+        from tensorboard.plugins.histogram import metadata
+        from tensorboard.util import tensor_util
+
+        edges = np.asarray(edges, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
+        if len(counts) == 0 or len(edges) != len(counts) + 1 or not np.all(np.isfinite(edges)):
+            return
+        buckets = np.stack([edges[:-1], edges[1:], counts], axis=1)
+        self._add(tag, tensor_util.make_tensor_proto(buckets),
+                  lambda: metadata.create_summary_metadata(display_name=tag, description=description), step)
+
+    def image(self, tag: str, png: bytes, height: int, width: int, step: int, description: str = "") -> None:
+        """One PNG image."""
+        from tensorboard.plugins.image import metadata
+        from tensorboard.util import tensor_util
+
+        tensor = tensor_util.make_tensor_proto(np.array([str(width).encode(), str(height).encode(), png], dtype=object))
+        self._add(tag, tensor, lambda: metadata.create_summary_metadata(display_name=tag, description=description),
+                  step)
+
+    def text(self, tag: str, text: str, step: int, description: str = "") -> None:
+        """Markdown text (TensorBoard's Text tab)."""
+        from tensorboard.plugins.text import metadata
+        from tensorboard.util import tensor_util
+
+        self._add(tag, tensor_util.make_tensor_proto(np.array(text.encode("utf-8"), dtype=object)),
+                  lambda: metadata.create_summary_metadata(display_name=tag, description=description), step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+
+# One writer per log directory, shared by all monitors: TensorBoard reads a
+# run folder's event files one after the other, so two live writers in one
+# folder would hide each other's data while training.
+_WRITERS: dict[str, EventWriter] = {}
+
+
+def shared_writer(log_dir: str | Path) -> EventWriter:
+    """The `EventWriter` of a folder, created once per process."""
+    key = str(Path(log_dir).resolve())
+    writer = _WRITERS.get(key)
+    if writer is None:
+        writer = EventWriter(key)
+        _WRITERS[key] = writer
+    return writer
+
+
+def _round(value: Any, digits: int = 6) -> Any:
+    """Floats to `digits` significant digits (compact JSON); NaN/Inf kept for the writer to null."""
+    if isinstance(value, dict):
+        return {k: _round(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v, digits) for v in value]
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# ------------------------------------------------------------ pure helpers
+def loss_noise(losses: Any) -> float:
+    """The wiggle of a loss curve: the step-to-step jitter of the log-loss.
+
+    `std(diff(log(loss))) / sqrt(2)`: for a loss that is a smooth trend
+    times independent noise of relative size `s`, this is about `s`,
+    whatever the trend (the difference removes it). NaN with fewer than 3
+    finite positive values.
+
+    Example:
+
+    >>> round(loss_noise([1.0, 1.0, 1.0, 1.0]), 3)
+    0.0
+    """
+    values = np.asarray([v for v in np.asarray(losses, dtype=np.float64).ravel() if np.isfinite(v) and v > 0])
+    if len(values) < 3:
+        return math.nan
+    return float(np.std(np.diff(np.log(values))) / math.sqrt(2.0))
+
+
+def roughness(tiles: np.ndarray) -> float:
+    """How noisy a stack of 2-D weight images is: about 1 for white noise, near 0 when smooth.
+
+    For each tile, the mean squared difference between neighbouring pixels
+    (both directions) divided by twice the tile's variance; averaged over
+    the tiles that are at least 2x2 and not constant. NaN if there are none.
+
+    Example:
+
+    >>> smooth = np.tile(np.linspace(0, 1, 8), (8, 1))[None]
+    >>> roughness(smooth) < 0.1
+    True
+    """
+    tiles = np.asarray(tiles, dtype=np.float64)
+    if tiles.ndim == 2:
+        tiles = tiles[None]
+    tiles = tiles.reshape(tiles.shape[0], tiles.shape[1], tiles.shape[2], -1).mean(axis=-1)
+    values = []
+    for tile in tiles:
+        if tile.shape[0] < 2 or tile.shape[1] < 2:
+            continue
+        var = tile.var()
+        if var <= 0:
+            continue
+        dx = np.diff(tile, axis=1) ** 2
+        dy = np.diff(tile, axis=0) ** 2
+        values.append((dx.mean() + dy.mean()) / 2.0 / (2.0 * var))
+    return float(np.mean(values)) if values else math.nan
+
+
+def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, max_tiles: int = 256,
+                scale: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """First-layer weights as a grid image (recipe E20).
+
+    A dense kernel `(fan_in, units)` gives one tile per unit, reshaped to
+    `image_shape` when `fan_in` matches it (else to the nearest square, or a
+    1-pixel-high strip); a conv kernel `(k, k, c_in, filters)` gives one
+    `k x k` tile per filter (RGB when `c_in == 3`, else the channels' mean);
+    a 1-D conv kernel `(k, c_in, filters)` a `c_in x k` tile. Each tile is
+    scaled to [0, 1] on its own, tiles are laid out in a near-square grid
+    with a 1-pixel border and the grid is enlarged (nearest neighbour) by
+    `scale` (0: to about 256 pixels wide).
+
+    Args:
+        kernel: The first layer's kernel.
+        image_shape: `(h, w, c)` of the inputs of a dense layer. Defaults to `None`.
+        max_tiles: At most this many tiles. Defaults to `256`.
+        scale: Integer enlargement; 0 picks one. Defaults to `0`.
+
+    Returns:
+        `(grid, tiles)`: a `uint8` array `(H, W, 1 or 3)` and the tiles
+        `(n, h, w, c)` as floats (before scaling), for `roughness`.
+
+    Example:
+
+    >>> grid, tiles = weight_grid(np.random.rand(64, 16), (8, 8, 1))
+    >>> tiles.shape
+    (16, 8, 8, 1)
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim == 2:
+        fan_in, units = kernel.shape
+        cols = kernel.T[:max_tiles]
+        if image_shape is not None and int(np.prod(image_shape)) == fan_in:
+            shape = tuple(int(s) for s in image_shape)
+            if len(shape) == 2:
+                shape = (*shape, 1)
+            elif len(shape) == 1:
+                shape = (1, shape[0], 1)
+        else:
+            side = int(round(math.sqrt(fan_in)))
+            shape = (side, side, 1) if side * side == fan_in else (1, fan_in, 1)
+        tiles = cols.reshape((len(cols), *shape))
+    elif kernel.ndim == 3:  # Conv1D (k, c_in, filters)
+        tiles = np.transpose(kernel, (2, 1, 0))[:max_tiles][..., None]
+    elif kernel.ndim == 4:  # Conv2D (k, k, c_in, filters)
+        tiles = np.transpose(kernel, (3, 0, 1, 2))[:max_tiles]
+    else:
+        raise ValueError(f"Argument `kernel` must have rank 2, 3 or 4. Received: shape={kernel.shape}")
+    if tiles.shape[-1] not in (1, 3):
+        tiles = tiles.mean(axis=-1, keepdims=True)
+    n, h, w, c = tiles.shape
+    low = tiles.reshape(n, -1).min(axis=1).reshape(n, 1, 1, 1)
+    high = tiles.reshape(n, -1).max(axis=1).reshape(n, 1, 1, 1)
+    norm = (tiles - low) / np.where(high - low > 0, high - low, 1.0)
+    cols_n = int(math.ceil(math.sqrt(n * h / max(w, 1)))) if h > 1 else max(1, int(math.ceil(math.sqrt(n) / 4)))
+    cols_n = max(1, min(n, cols_n))
+    rows_n = int(math.ceil(n / cols_n))
+    grid = np.ones(((h + 1) * rows_n + 1, (w + 1) * cols_n + 1, c))
+    for i in range(n):
+        r, q = divmod(i, cols_n)
+        grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = norm[i]
+    if scale <= 0:
+        scale = max(1, min(16, 256 // max(grid.shape[1], 1)))
+    grid = np.kron(grid, np.ones((scale, scale, 1)))
+    return (grid * 255).round().astype(np.uint8), tiles
+
+
+def activation_kind(layer: keras.layers.Layer) -> str | None:
+    """The nonlinearity a layer applies (`"relu"`, `"tanh"`, ...), or None if it is linear."""
+    kinds = {
+        keras.layers.LeakyReLU: "leaky_relu",
+        keras.layers.ReLU: "relu",
+        keras.layers.ELU: "elu",
+        keras.layers.PReLU: "prelu",
+        keras.layers.Softmax: "softmax",
+    }
+    for cls, name in kinds.items():
+        if isinstance(layer, cls):
+            return "leaky_relu" if name == "relu" and getattr(layer, "negative_slope", 0) else name
+    fn = getattr(layer, "activation", None)
+    if fn is None or not callable(fn):
+        return None
+    name = (getattr(fn, "__name__", None) or type(fn).__name__).lower()
+    return None if name == "linear" else name
+
+
+def _unit_stats(values: np.ndarray, kind: str | None, saturation: float = 0.99) -> dict[str, float]:
+    """Dead fraction (units <= 0 on the whole batch) and saturated fraction of one layer's output."""
+    units = values.reshape(-1, values.shape[-1]) if values.ndim > 1 else values.reshape(-1, 1)
+    stats = {"mean": float(units.mean()), "std": float(units.std()), "dead_fraction": 0.0, "saturated_fraction": 0.0}
+    if kind in _RELU_LIKE:
+        stats["dead_fraction"] = float(np.mean(np.all(units <= 0.0, axis=0)))
+    elif kind in _TANH_LIKE:
+        stats["saturated_fraction"] = float(np.mean(np.abs(units) > saturation))
+    elif kind in _SIGMOID_LIKE:
+        stats["saturated_fraction"] = float(np.mean((units > saturation) | (units < 1.0 - saturation)))
+    return stats
+
+
+def _layer_of_variables(model: keras.Model) -> dict[int, str]:
+    """id(variable) -> name of the (innermost) layer that owns it."""
+    owners: dict[int, str] = {}
+
+    def visit(layer, prefix=""):
+        for sub in getattr(layer, "layers", None) or getattr(layer, "_layers", []) or []:
+            visit(sub)
+        for variable in layer.trainable_weights:
+            owners.setdefault(id(variable), layer.name)
+
+    for layer in model.layers:
+        visit(layer)
+    return owners
+
+
+def _var_name(variable) -> str:
+    return getattr(variable, "path", None) or variable.name
+
+
+def _is_multi_replica(model: keras.Model) -> bool:
+    strategy = getattr(model, "distribute_strategy", None)
+    return bool(strategy is not None and getattr(strategy, "num_replicas_in_sync", 1) > 1)
+
+
+# ---------------------------------------------------------- in-step hooks
+class _ConstraintHook:
+    """A variable constraint that first applies the original one, then records (never changes) the value.
+
+    Keras' optimizers call `variable.constraint(variable)` inside the
+    compiled step right after the update: the only place where a callback
+    can see every step's new weights without its own Python call.
+    """
+
+    def __init__(self, inner: Callable | None, fn: Callable[[Any], None]):
+        self.inner = inner
+        self.fn = fn
+
+    def __call__(self, value):
+        if self.inner is not None:
+            value = self.inner(value)
+        self.fn(value)
+        return value
+
+
+def _install_hook(variable, fn: Callable[[Any], None]) -> _ConstraintHook:
+    hook = _ConstraintHook(variable.constraint, fn)
+    variable.constraint = hook
+    return hook
+
+
+def _remove_hook(variable, hook: _ConstraintHook) -> None:
+    current = variable.constraint
+    if current is hook:
+        variable.constraint = hook.inner
+        return
+    while isinstance(current, _ConstraintHook):
+        if current.inner is hook:
+            current.inner = hook.inner
+            return
+        current = current.inner
+
+
+def _retrace(model: keras.Model) -> None:
+    # The step is traced on its first call: a new train function picks up the
+    # hooks just installed (or drops the ones just removed).
+    if getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)
+
+
+# ------------------------------------------------------------ base class
+class MonitorCallback(keras.callbacks.Callback):
+    """Shared logic of the monitors: a shared TensorBoard writer, per-epoch records on disk, cadence.
+
+    Subclasses set `record_name` and call `self._add_record(dict)` once per
+    epoch; the records are kept in `self.records` and, with a `record_dir`,
+    rewritten atomically to `<record_dir>/<record_name>.jsonl`. State is
+    reset in `on_train_begin`, so one instance can serve several `fit()`
+    calls.
+
+    Args:
+        log_dir: TensorBoard folder for the summaries (e.g. a run's
+            `tb/monitor`); None writes no summaries. Defaults to `None`.
+        record_dir: Folder for the JSON-lines records (e.g. a run's
+            `monitor/`); None keeps them in memory only. Defaults to `None`.
+        every_epochs: Record every N epochs (and at the last). Defaults to `1`.
+    """
+
+    record_name = "monitor"
+
+    def __init__(self, log_dir: str | Path | None = None, record_dir: str | Path | None = None,
+                 every_epochs: int = 1):
+        super().__init__()
+        if not isinstance(every_epochs, int) or every_epochs <= 0:
+            raise ValueError(f"Argument `every_epochs` must be an integer > 0. Received: every_epochs={every_epochs}")
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.record_dir = None if record_dir is None else Path(record_dir)
+        self.every_epochs = every_epochs
+        self.records: list[dict[str, Any]] = []
+
+    # state
+    def on_train_begin(self, logs=None):
+        self.records = []
+        self._epochs = (self.params or {}).get("epochs")
+
+    def _due(self, epoch: int) -> bool:
+        last = self._epochs is not None and epoch + 1 >= self._epochs
+        return (epoch + 1) % self.every_epochs == 0 or last or bool(getattr(self.model, "stop_training", False))
+
+    # outputs
+    @property
+    def writer(self):
+        """The shared summary writer of `log_dir`, or None."""
+        return None if self.log_dir is None else shared_writer(self.log_dir)
+
+    def _add_record(self, record: dict[str, Any]) -> None:
+        self.records.append(_round(record))
+        if self.record_dir is None:
+            return
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(_finite_or_none(r)) + "\n" for r in self.records)
+        atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", text)
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.flush()
+
+
+# ------------------------------------------------------- update ratios
+class UpdateRatioMonitor(MonitorCallback):
+    """Update:weight ratio `||w_t - w_{t-1}|| / ||w_{t-1}||` per trainable tensor (recipe E18).
+
+    Measured from the actual update (whatever the optimizer and schedule),
+    inside the compiled step every `every_steps` steps, so
+    `steps_per_execution` keeps its speed (see the module docstring). At
+    each epoch end: the mean ratio of each tensor over the measured steps,
+    and per layer the RMS ratio `sqrt(sum ||dw||^2 / sum ||w||^2)` over the
+    layer's tensors and steps. A healthy ratio is about 1e-3; much lower
+    means the learning rate is too low, much higher too high. Under a
+    multi-replica strategy the ratio is measured across each execution and
+    divided by its number of steps (exact for `steps_per_execution=1`).
+
+    Adds `update_ratio` (median over layers) to the epoch logs. Record
+    (`update_ratio.jsonl`): `{"epoch", "steps", "median", "layers": {layer:
+    ratio}, "tensors": {path: ratio}}`. TensorBoard scalars
+    `update_ratio/<layer>` and `update_ratio_tensor/<path>` (log10).
+
+    Args:
+        every_steps: Measure every N training steps. Defaults to `1`.
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Records folder. Defaults to `None`.
+
+    Example:
+
+    ```python
+    monitor = UpdateRatioMonitor()
+    model.fit(x, y, epochs=3, callbacks=[monitor])
+    monitor.records[-1]["layers"]          # {"dense": 0.0012, ...}
+    ```
+    """
+
+    record_name = "update_ratio"
+
+    def __init__(self, every_steps: int = 1, log_dir=None, record_dir=None):
+        super().__init__(log_dir, record_dir)
+        if not isinstance(every_steps, int) or every_steps <= 0:
+            raise ValueError(f"Argument `every_steps` must be an integer > 0. Received: every_steps={every_steps}")
+        self.every_steps = every_steps
+        self._hooks: list[tuple[Any, _ConstraintHook]] = []
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._remove_hooks()
+        self._vars = list(self.model.trainable_weights)
+        owners = _layer_of_variables(self.model)
+        self._names = [_var_name(v) for v in self._vars]
+        self._layers = [owners.get(id(v), _var_name(v).split("/")[0]) for v in self._vars]
+        self._in_step = not _is_multi_replica(self.model) and keras.backend.backend() == "tensorflow"
+        self._acc = []
+        self._prev = []
+        self._executions = 0
+        if self._in_step:
+            for variable in self._vars:
+                prev = tf.Variable(tf.cast(variable.value, tf.float32), trainable=False)
+                acc = tf.Variable(tf.zeros(4, tf.float32), trainable=False)
+                self._prev.append(prev)
+                self._acc.append(acc)
+                self._hooks.append((variable, _install_hook(variable, self._step_fn(prev, acc))))
+            _retrace(self.model)
+        else:
+            self._acc = [np.zeros(4) for _ in self._vars]
+
+    def _step_fn(self, prev: tf.Variable, acc: tf.Variable) -> Callable[[Any], None]:
+        every = self.every_steps
+        optimizer = self.model.optimizer
+
+        def measure(value):
+            value = tf.cast(tf.convert_to_tensor(value), tf.float32)
+            d2 = tf.reduce_sum(tf.square(value - prev))
+            p2 = tf.reduce_sum(tf.square(prev))
+            ratio = tf.sqrt(d2) / (tf.sqrt(p2) + 1e-12)
+            acc.assign_add(tf.stack([ratio, d2, p2, 1.0]))
+
+        def fn(value):
+            if every == 1:
+                measure(value)
+                prev.assign(tf.cast(tf.convert_to_tensor(value), tf.float32))
+                return
+            step = tf.cast(optimizer.iterations, tf.int64)  # steps done before this one
+            tf.cond(step % every == 0, lambda: (measure(value), tf.constant(0))[1], lambda: tf.constant(0))
+            tf.cond((step + 1) % every == 0,
+                    lambda: (prev.assign(tf.cast(tf.convert_to_tensor(value), tf.float32)), tf.constant(0))[1],
+                    lambda: tf.constant(0))
+
+        return fn
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._in_step:
+            self._executions += 1
+            if self._executions % self.every_steps == 0 or self.every_steps == 1:
+                self._snapshot = [np.asarray(v.value, dtype=np.float64) for v in self._vars]
+                self._snapshot_step = int(self.model.optimizer.iterations.numpy())
+            else:
+                self._snapshot = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._in_step or getattr(self, "_snapshot", None) is None:
+            return
+        steps = max(1, int(self.model.optimizer.iterations.numpy()) - self._snapshot_step)
+        for i, variable in enumerate(self._vars):
+            old = self._snapshot[i]
+            d2 = float(np.sum((np.asarray(variable.value, dtype=np.float64) - old) ** 2)) / steps ** 2
+            p2 = float(np.sum(old ** 2))
+            self._acc[i] += [math.sqrt(d2) / (math.sqrt(p2) + 1e-12), d2, p2, 1.0]
+        self._snapshot = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._in_step:
+            values = [acc.numpy().astype(np.float64) for acc in self._acc]
+            for acc in self._acc:
+                acc.assign(tf.zeros(4, tf.float32))
+        else:
+            values = self._acc
+            self._acc = [np.zeros(4) for _ in self._vars]
+        steps = int(max((v[3] for v in values), default=0))
+        if steps == 0:
+            return
+        tensors = {name: float(v[0] / v[3]) for name, v in zip(self._names, values, strict=True) if v[3] > 0}
+        sums: dict[str, list[float]] = {}
+        for layer, v in zip(self._layers, values, strict=True):
+            total = sums.setdefault(layer, [0.0, 0.0])
+            total[0] += v[1]
+            total[1] += v[2]
+        layers = {layer: math.sqrt(d2 / p2) if p2 > 0 else math.nan for layer, (d2, p2) in sums.items()}
+        finite = [r for r in layers.values() if math.isfinite(r) and r > 0]
+        median = float(np.median(finite)) if finite else math.nan
+        if logs is not None:
+            logs["update_ratio"] = median
+        writer = self.writer
+        if writer is not None:
+            for prefix, values in (("update_ratio", layers), ("update_ratio_tensor", tensors)):
+                for name, ratio in values.items():
+                    if ratio > 0 and math.isfinite(ratio):
+                        writer.scalar(f"{prefix}/{name}", math.log10(ratio), epoch + 1,
+                                      "log10 ||dw||/||w|| per step (recipe E18; healthy about -3)")
+        self._add_record({"epoch": epoch + 1, "steps": steps, "median": median, "layers": layers, "tensors": tensors})
+
+    def _remove_hooks(self) -> None:
+        if not self._hooks:
+            return
+        for variable, hook in self._hooks:
+            _remove_hook(variable, hook)
+        self._hooks = []
+        if self.model is not None:
+            _retrace(self.model)
+
+    def on_train_end(self, logs=None):
+        self._remove_hooks()
+        super().on_train_end(logs)
+
+
+# ---------------------------------------------------------------- losses
+class LossMonitor(MonitorCallback):
+    """The loss of every batch and its wiggle (recipe E16), the train/validation gap (E17).
+
+    Each step's loss is read inside the compiled step from the model's loss
+    tracker (so `steps_per_execution` keeps its speed); models whose
+    `train_step` does not use it get one value per execution (the mean of
+    its steps, recovered from Keras' running mean). Adds to the epoch logs
+    `loss_noise` (see `loss_noise`: the relative step-to-step jitter) and,
+    with accuracies, `accuracy_gap` (train minus validation). Record
+    (`loss.jsonl`): `{"epoch", "losses": [...], "mean", "noise", "loss",
+    "val_loss", "accuracy", "val_accuracy", "accuracy_gap"}`. TensorBoard:
+    `batch_loss` against the global step, `loss_noise` and `accuracy_gap`
+    per epoch.
+
+    Args:
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Records folder. Defaults to `None`.
+        max_losses: Keep at most this many batch losses per epoch in the
+            record (evenly spaced; all are used for `noise`). Defaults to `1000`.
+
+    Example:
+
+    ```python
+    monitor = LossMonitor()
+    model.fit(x, y, epochs=2, callbacks=[monitor])
+    len(monitor.records[0]["losses"])   # steps in epoch 1
+    ```
+    """
+
+    record_name = "loss"
+
+    def __init__(self, log_dir=None, record_dir=None, max_losses: int = 1000):
+        super().__init__(log_dir, record_dir)
+        if not isinstance(max_losses, int) or max_losses <= 0:
+            raise ValueError(f"Argument `max_losses` must be an integer > 0. Received: max_losses={max_losses}")
+        self.max_losses = max_losses
+        self._hook = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._unhook()
+        self._losses: list[float] = []
+        self._running = (0, 0.0)
+        self._global_step = 0
+        tracker = getattr(self.model, "_loss_tracker", None)
+        own_step = type(self.model).train_step is not keras.Model.train_step
+        weights = self.model.trainable_weights
+        self._in_step = (tracker is not None and not own_step and bool(weights)
+                         and not _is_multi_replica(self.model) and keras.backend.backend() == "tensorflow")
+        if self._in_step:
+            capacity = int(getattr(self.model, "steps_per_execution", 1) or 1) + 1
+            self._buffer = tf.Variable(tf.zeros(capacity, tf.float32), trainable=False)
+            self._pos = tf.Variable(0, dtype=tf.int32, trainable=False)
+            self._prev = tf.Variable(tf.zeros(2, tf.float32), trainable=False)
+            buffer, pos, prev = self._buffer, self._pos, self._prev
+
+            def fn(value):
+                total = tf.cast(tracker.total, tf.float32)
+                count = tf.cast(tracker.count, tf.float32)
+                loss = (total - prev[0]) / tf.maximum(count - prev[1], 1e-12)
+                buffer.scatter_nd_update([[pos % capacity]], [loss])
+                pos.assign_add(1)
+                prev.assign(tf.stack([total, count]))
+
+            # The tracker is updated before the optimizer step: any variable's hook sees this step's loss.
+            self._hook = (weights[-1], _install_hook(weights[-1], fn))
+            _retrace(self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._losses = []
+        self._running = (0, 0.0)
+        if self._in_step:
+            self._prev.assign(tf.zeros(2, tf.float32))  # fit() has just reset the tracker
+            self._pos.assign(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._in_step:
+            n = int(self._pos.numpy())
+            if n:
+                values = self._buffer.numpy()[: min(n, len(self._buffer.numpy()))].astype(np.float64).tolist()
+                self._pos.assign(0)
+            else:
+                values = []
+        else:
+            loss = (logs or {}).get("loss")
+            if loss is None:
+                return
+            loss = float(np.asarray(loss))
+            steps_before, mean_before = self._running
+            steps = batch + 1
+            # Keras logs the running mean of the epoch: recover this execution's mean.
+            values = [(loss * steps - mean_before * steps_before) / max(steps - steps_before, 1)]
+            self._running = (steps, loss)
+        self._losses.extend(values)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        losses = np.asarray(self._losses, dtype=np.float64)
+        noise = loss_noise(losses)
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        if len(losses) > self.max_losses:
+            keep = np.linspace(0, len(losses) - 1, self.max_losses).round().astype(int)
+            record["losses"] = losses[keep].tolist()
+        else:
+            record["losses"] = losses.tolist()
+        record["mean"] = float(np.mean(losses)) if len(losses) else math.nan
+        record["noise"] = noise
+        logs["loss_noise"] = noise
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+            if key in logs:
+                record[key] = float(np.asarray(logs[key]))
+        if "accuracy" in logs and "val_accuracy" in logs:
+            gap = float(np.asarray(logs["accuracy"])) - float(np.asarray(logs["val_accuracy"]))
+            logs["accuracy_gap"] = gap
+            record["accuracy_gap"] = gap
+        writer = self.writer
+        if writer is not None:
+            for i, value in enumerate(self._losses):
+                if math.isfinite(value):
+                    writer.scalar("batch_loss", value, self._global_step + 1 + i, "training loss of each batch (E16)")
+            if math.isfinite(noise):
+                writer.scalar("loss_noise", noise, epoch + 1, "std of the step-to-step change of log loss (E16)")
+            if "accuracy_gap" in record:
+                writer.scalar("accuracy_gap", record["accuracy_gap"], epoch + 1, "train minus validation accuracy (E17)")
+        self._global_step += len(self._losses)
+        self._add_record(record)
+
+    def _unhook(self) -> None:
+        if self._hook is not None:
+            _remove_hook(*self._hook)
+            self._hook = None
+            if self.model is not None:
+                _retrace(self.model)
+
+    def on_train_end(self, logs=None):
+        self._unhook()
+        super().on_train_end(logs)
+
+
+# ----------------------------------------------------------------- probe
+def _tf_histogram(values):
+    """16-bin histogram of a tensor's finite values over their own range, in the graph."""
+    values = tf.reshape(tf.cast(values, tf.float32), [-1])
+    values = tf.boolean_mask(values, tf.math.is_finite(values))
+    low = tf.reduce_min(tf.concat([values, [np.inf]], 0))
+    high = tf.reduce_max(tf.concat([values, [-np.inf]], 0))
+    some = low <= high
+    low = tf.where(some, low, 0.0)
+    high = tf.where(some, high, 1.0)
+    high = tf.where(high > low, high, low + 1.0)
+    counts = tf.histogram_fixed_width(values, tf.stack([low, high]), nbins=_HIST_BINS)
+    return tf.linspace(low, high, _HIST_BINS + 1), tf.cast(counts, tf.float32)
+
+
+def _hist_dict(edges: np.ndarray, counts: np.ndarray) -> dict[str, list[float]]:
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+class ProbeMonitor(MonitorCallback):
+    """Activation, gradient and weight histograms per layer on a fixed probe batch (recipe E19).
+
+    One extra compiled function runs the probe batch through the model
+    (inference mode: no dropout, no batch-norm update), takes the gradients
+    of the loss for every trainable tensor, computes every statistic and
+    writes every TensorBoard summary in the graph, and returns a few small
+    arrays. Per layer with a nonlinearity: the fraction of dead ReLU units
+    (<= 0 on the whole probe batch), of saturated tanh/sigmoid values
+    (`|tanh| > 0.99`, sigmoid outside [0.01, 0.99]), the activations' std;
+    per layer with weights: gradient and weight norms and RMS. Per-layer
+    activations need a Functional or Sequential model; gradients and
+    weights work for any model.
+
+    Record (`probe.jsonl`): `{"epoch", "loss", "order": [layers with
+    weights, input to output], "layers": {layer: {"kind", "dead_fraction",
+    "saturated_fraction", "act_std", "act_hist"} or {"grad_norm", "grad_rms",
+    "weight_norm", "weight_rms", "grad_hist", "weight_hist"}}}`; each
+    `*_hist` is `{"edges", "counts"}` (16 bins, of the layer's largest
+    tensor for gradients and weights). TensorBoard: histograms
+    `activations/<layer>`, `gradients/<path>`, `weights/<path>`, scalars
+    `dead_fraction/<layer>`, `saturated_fraction/<layer>`,
+    `gradient_norm/<layer>`.
+
+    Args:
+        x: Inputs of the probe batch (e.g. 256 training examples).
+        y: Their targets.
+        every_epochs: Probe every N epochs (and at the last). Defaults to `1`.
+        every_batches: Also probe every N executions (`on_train_batch_end`);
+            None: only at epoch ends. Defaults to `None`.
+        histograms: Write TensorBoard histograms (the record keeps its
+            16-bin ones anyway). Defaults to `True`.
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Records folder. Defaults to `None`.
+
+    Example:
+
+    ```python
+    probe = ProbeMonitor(x_train[:256], y_train[:256])
+    model.fit(x_train, y_train, epochs=3, callbacks=[probe])
+    probe.records[-1]["layers"]["activation"]["dead_fraction"]
+    ```
+    """
+
+    record_name = "probe"
+
+    def __init__(self, x, y, every_epochs: int = 1, every_batches: int | None = None, histograms: bool = True,
+                 log_dir=None, record_dir=None):
+        super().__init__(log_dir, record_dir, every_epochs)
+        if every_batches is not None and (not isinstance(every_batches, int) or every_batches <= 0):
+            raise ValueError(f"Argument `every_batches` must be None or an integer > 0. Received: every_batches={every_batches}")
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"Arguments `x` and `y` must be non-empty and of equal length. Received: {len(x)} and {len(y)}")
+        self.x = x
+        self.y = y
+        self.every_batches = every_batches
+        self.histograms = histograms
+        self._function = None
+        self._function_model = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._batches = 0
+        self._probe_step = 0
+        self._failed = False
+        if self._function_model is not self.model:
+            self._build()
+
+    def _build(self) -> None:
+        model = self.model
+        self._function_model = model
+        outputs = set(id(t) for t in (getattr(model, "outputs", None) or []))
+        probed = []
+        for layer in model.layers:
+            kind = activation_kind(layer)
+            if kind is None or kind == "softmax" or isinstance(layer, keras.Model):
+                continue
+            try:
+                out = layer.output
+            except (AttributeError, ValueError):
+                continue
+            if id(out) in outputs:
+                continue
+            probed.append((layer.name, kind, out))
+        submodel = None
+        if probed and getattr(model, "inputs", None):
+            try:
+                submodel = keras.Model(model.inputs, [o for _, _, o in probed] + list(model.outputs))
+            except (ValueError, TypeError, AttributeError):
+                submodel = None
+        self._probed = [(name, kind) for name, kind, _ in probed] if submodel is not None else []
+        weights = list(model.trainable_weights)
+        owners = _layer_of_variables(model)
+        self._order: list[str] = []
+        groups: dict[str, list[int]] = {}
+        for i, variable in enumerate(weights):
+            layer = owners.get(id(variable), _var_name(variable).split("/")[0])
+            if layer not in groups:
+                self._order.append(layer)
+            groups.setdefault(layer, []).append(i)
+        sizes = [int(np.prod(w.shape)) for w in weights]
+        kernels = [max(groups[layer], key=lambda i: sizes[i]) for layer in self._order]
+        n_act = len(self._probed)
+        probed_kinds = list(self._probed)
+        names = [_var_name(v) for v in weights]
+        x_probe = tf.constant(self.x)
+        y_probe = tf.constant(self.y)
+        loss_fn = getattr(model, "loss", None)
+        if isinstance(loss_fn, str):
+            loss_fn = keras.losses.get(loss_fn)
+        single = len(getattr(model, "outputs", None) or [None]) == 1
+
+        def probe():
+            with tf.GradientTape() as tape:
+                if submodel is not None:
+                    outs = submodel(x_probe, training=False)
+                    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                    acts, y_pred = outs[:n_act], outs[n_act]
+                else:
+                    acts, y_pred = [], model(x_probe, training=False)
+                if callable(loss_fn) and single:
+                    # The data loss alone: the gradients the data push through the layers (E19).
+                    loss = tf.reduce_mean(loss_fn(y_probe, y_pred))
+                else:
+                    loss = model.compute_loss(x=x_probe, y=y_probe, y_pred=y_pred, training=False)
+            grads = tape.gradient(loss, weights)
+            grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(g, tf.float32)
+                     for g, w in zip(grads, weights, strict=True)]
+            values = [tf.cast(w, tf.float32) for w in weights]
+            act_stats, act_hists = [], []
+            for (_, kind), act in zip(probed_kinds, acts, strict=True):
+                units = tf.reshape(tf.cast(act, tf.float32), [-1, act.shape[-1]])
+                dead = saturated = tf.constant(0.0)
+                if kind in _RELU_LIKE:
+                    dead = tf.reduce_mean(tf.cast(tf.reduce_all(units <= 0.0, axis=0), tf.float32))
+                elif kind in _TANH_LIKE:
+                    saturated = tf.reduce_mean(tf.cast(tf.abs(units) > 0.99, tf.float32))
+                elif kind in _SIGMOID_LIKE:
+                    saturated = tf.reduce_mean(tf.cast((units > 0.99) | (units < 0.01), tf.float32))
+                act_stats.append(tf.stack([dead, saturated, tf.math.reduce_std(units)]))
+                edges, counts = _tf_histogram(units)
+                act_hists.append(tf.stack([edges, tf.concat([counts, [0.0]], 0)]))
+            tensor_stats, tensor_hists = [], []
+            for g, w in zip(grads, values, strict=True):
+                tensor_stats.append(tf.stack([tf.reduce_sum(tf.square(g)), tf.reduce_sum(tf.square(w))]))
+                ge, gc = _tf_histogram(g)
+                we, wc = _tf_histogram(w)
+                tensor_hists.append(tf.stack([ge, tf.concat([gc, [0.0]], 0), we, tf.concat([wc, [0.0]], 0)]))
+            return (loss,
+                    tf.stack(act_stats) if act_stats else tf.zeros([0, 3]),
+                    tf.stack(act_hists) if act_hists else tf.zeros([0, 2, _HIST_BINS + 1]),
+                    tf.stack(tensor_stats) if tensor_stats else tf.zeros([0, 2]),
+                    tf.stack(tensor_hists) if tensor_hists else tf.zeros([0, 4, _HIST_BINS + 1]))
+
+        # One compiled function for the forward pass to every activation, the
+        # backward pass to every gradient and their statistics; autograph off
+        # (nothing here needs it) halves its tracing time.
+        self._function = tf.function(probe, autograph=False)
+        self._groups = groups
+        self._kernels = dict(zip(self._order, kernels, strict=True))
+        self._sizes = sizes
+        self._names = names
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_batches is None:
+            return
+        self._batches += 1
+        if self._batches % self.every_batches == 0:
+            self._probe(None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._due(epoch):
+            self._probe(epoch)
+
+    def _probe(self, epoch: int | None) -> None:
+        if self._failed:
+            return
+        self._probe_step += 1
+        try:
+            result = self._function()
+        except Exception as error:  # an exotic model must not stop the training
+            self._failed = True
+            logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
+            return
+        loss, act_stats, act_hists, tensor_stats, tensor_hists = (np.asarray(r, dtype=np.float64) for r in result)
+        step = epoch + 1 if epoch is not None else self._probe_step
+        layers: dict[str, dict[str, Any]] = {}
+        for i, (name, kind) in enumerate(self._probed):
+            layers[name] = {"kind": kind, "dead_fraction": act_stats[i, 0], "saturated_fraction": act_stats[i, 1],
+                            "act_std": act_stats[i, 2],
+                            "act_hist": _hist_dict(act_hists[i, 0], act_hists[i, 1, :_HIST_BINS])}
+        for layer in self._order:
+            idx = self._groups[layer]
+            g2 = float(sum(tensor_stats[i, 0] for i in idx))
+            w2 = float(sum(tensor_stats[i, 1] for i in idx))
+            n = max(sum(self._sizes[i] for i in idx), 1)
+            k = self._kernels[layer]
+            layers.setdefault(layer, {}).update(
+                grad_norm=math.sqrt(g2), grad_rms=math.sqrt(g2 / n), weight_norm=math.sqrt(w2),
+                weight_rms=math.sqrt(w2 / n), grad_hist=_hist_dict(tensor_hists[k, 0], tensor_hists[k, 1, :_HIST_BINS]),
+                weight_hist=_hist_dict(tensor_hists[k, 2], tensor_hists[k, 3, :_HIST_BINS]))
+        writer = self.writer
+        if writer is not None:
+            for name, kind in self._probed:
+                entry = layers[name]
+                if self.histograms:
+                    writer.histogram(f"activations/{name}", entry["act_hist"]["edges"], entry["act_hist"]["counts"],
+                                     step, f"{kind} outputs on the probe batch (E19)")
+                if kind in _RELU_LIKE:
+                    writer.scalar(f"dead_fraction/{name}", entry["dead_fraction"], step,
+                                  "ReLU units <= 0 on the whole probe batch (E19)")
+                else:
+                    writer.scalar(f"saturated_fraction/{name}", entry["saturated_fraction"], step,
+                                  "values saturated at the nonlinearity's ends (E19)")
+            for layer in self._order:
+                writer.scalar(f"gradient_norm/{layer}", layers[layer]["grad_norm"], step,
+                              "norm of the probe batch's data-loss gradient (E19)")
+            if self.histograms:
+                for i, name in enumerate(self._names):
+                    writer.histogram(f"gradients/{name}", tensor_hists[i, 0], tensor_hists[i, 1, :_HIST_BINS], step)
+                    writer.histogram(f"weights/{name}", tensor_hists[i, 2], tensor_hists[i, 3, :_HIST_BINS], step)
+        if epoch is not None:
+            self._add_record({"epoch": epoch + 1, "loss": float(loss), "order": self._order, "layers": layers})
+
+
+# ----------------------------------------------------------------- images
+class FirstLayerImages(MonitorCallback):
+    """The first layer's weights as images (recipe E20): smooth = healthy, noisy = unconverged.
+
+    Every `every_epochs` epochs (and at the last) the kernel of the first
+    dense or conv layer becomes a grid (see `weight_grid`): a dense layer's
+    units reshaped to the input image, a conv layer's kernels. Logged as the
+    TensorBoard image `first_layer` and written as
+    `first_layer_epoch=NNN.png`. Record (`images.jsonl`): `{"epoch", "file",
+    "layer", "tiles", "roughness"}` (`roughness`: about 1 for white noise,
+    near 0 for smooth filters).
+
+    Args:
+        image_shape: `(h, w, c)` of a dense layer's flat inputs; None: from
+            the model's input shape, or square. Defaults to `None`.
+        every_epochs: Defaults to `5`.
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Folder for the PNG files and records. Defaults to `None`.
+
+    Example:
+
+    ```python
+    images = FirstLayerImages(image_shape=(8, 8, 1), record_dir="monitor")
+    model.fit(x, y, epochs=5, callbacks=[images])
+    ```
+    """
+
+    record_name = "images"
+
+    def __init__(self, image_shape: tuple[int, ...] | None = None, every_epochs: int = 5, log_dir=None,
+                 record_dir=None):
+        super().__init__(log_dir, record_dir, every_epochs)
+        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self.last_grid: np.ndarray | None = None
+
+    def _kernel(self):
+        for layer in self.model._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.Model):
+                continue
+            kernel = getattr(layer, "kernel", None)
+            if kernel is not None and len(kernel.shape) in (2, 3, 4):
+                return layer, kernel
+        return None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch):
+            return
+        layer, kernel = self._kernel()
+        if kernel is None:
+            return
+        shape = self.image_shape
+        if shape is None:
+            input_shape = getattr(self.model, "input_shape", None)
+            if isinstance(input_shape, tuple) and len(input_shape) == 4:
+                shape = tuple(input_shape[1:])
+        grid, tiles = weight_grid(np.asarray(kernel.value), shape)
+        self.last_grid = grid
+        record = {"epoch": epoch + 1, "layer": layer.name, "tiles": int(len(tiles)), "roughness": roughness(tiles)}
+        png = tf.io.encode_png(grid).numpy()
+        if self.writer is not None:
+            self.writer.image("first_layer", png, grid.shape[0], grid.shape[1], epoch + 1,
+                              f"{layer.name}'s weights, one tile per unit/filter (E20)")
+        if self.record_dir is not None:
+            name = f"first_layer_epoch={epoch + 1:03d}.png"
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.record_dir / name, png)
+            record["file"] = name
+        self._add_record(record)
+
+
+# --------------------------------------------------------------- the guard
+class DivergenceGuard(MonitorCallback):
+    """Stop training cleanly when the loss diverges: non-finite, or smoothed above `factor` x its start.
+
+    Checked after every execution (every batch with
+    `steps_per_execution=1`) on that execution's mean loss, smoothed by a
+    bias-corrected exponential moving average; the start is the first
+    finite value. On divergence it sets `model.stop_training`, keeps the
+    evidence in `self.reason` and `self.evidence` (and `divergence.json`),
+    and calls `on_diverge(reason)`.
+
+    Args:
+        factor: Smoothed loss above `factor` x the starting loss diverges.
+            Defaults to `4.0`.
+        smoothing: EMA factor of the smoothed loss. Defaults to `0.9`.
+        on_diverge: Called with the reason when it stops. Defaults to `None`.
+        record_dir: Folder for `divergence.json`. Defaults to `None`.
+
+    Example:
+
+    ```python
+    guard = DivergenceGuard()
+    model.fit(x, y, epochs=10, callbacks=[guard])
+    guard.diverged, guard.reason
+    ```
+    """
+
+    record_name = "divergence"
+
+    def __init__(self, factor: float = 4.0, smoothing: float = 0.9, on_diverge: Callable[[str], None] | None = None,
+                 record_dir=None):
+        super().__init__(None, record_dir)
+        if not factor > 1.0:
+            raise ValueError(f"Argument `factor` must be > 1. Received: factor={factor}")
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"Argument `smoothing` must be in [0, 1). Received: smoothing={smoothing}")
+        self.factor = float(factor)
+        self.smoothing = float(smoothing)
+        self.on_diverge = on_diverge
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.diverged = False
+        self.reason: str | None = None
+        self.evidence: dict[str, float] = {}
+        self._start = math.nan
+        self._avg = 0.0
+        self._n = 0
+        self._step = 0
+        self._epoch = 0
+        self._running = (0, 0.0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._running = (0, 0.0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.diverged:
+            return
+        loss = float(np.asarray(loss))
+        steps_before, mean_before = self._running
+        steps = batch + 1
+        value = (loss * steps - mean_before * steps_before) / max(steps - steps_before, 1)
+        self._running = (steps, loss)
+        self._step += steps - steps_before
+        self.check(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not self.diverged and not math.isfinite(float(np.asarray(loss))):
+            self._stop(f"the training loss became {float(np.asarray(loss))} in epoch {epoch + 1}", float(np.asarray(loss)))
+
+    def check(self, value: float) -> bool:
+        """Feed one loss value; returns True (and stops training) when it diverges."""
+        if self.diverged:
+            return True
+        if not math.isfinite(value):
+            self._stop(f"the training loss became {value} at step {self._step} (epoch {self._epoch + 1})", value)
+            return True
+        self._n += 1
+        self._avg = self.smoothing * self._avg + (1.0 - self.smoothing) * value
+        smoothed = self._avg / (1.0 - self.smoothing ** self._n) if self.smoothing > 0 else value
+        if not math.isfinite(self._start):
+            self._start = value
+            return False
+        if self._start > 0 and smoothed > self.factor * self._start:
+            self._stop(f"the smoothed training loss {smoothed:.4g} rose above {self.factor:g}x its start "
+                       f"{self._start:.4g} at step {self._step} (epoch {self._epoch + 1})", value, smoothed)
+            return True
+        return False
+
+    def _stop(self, reason: str, value: float, smoothed: float = math.nan) -> None:
+        self.diverged = True
+        self.reason = reason
+        self.evidence = {"start_loss": self._start, "loss": value, "smoothed_loss": smoothed,
+                         "step": float(self._step), "epoch": float(self._epoch + 1), "factor": self.factor}
+        if self.model is not None:
+            self.model.stop_training = True
+        logger.warning("divergence guard: %s; training stopped", reason)
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.record_dir / "divergence.json", {"reason": reason, "evidence": self.evidence})
+        if self.on_diverge is not None:
+            self.on_diverge(reason)
+
+
+# ----------------------------------------------------------- the set of them
+def default_monitors(
+    x_probe=None,
+    y_probe=None,
+    *,
+    log_dir: str | Path | None = None,
+    record_dir: str | Path | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    update_ratio_every: int = 1,
+    histogram_every_epochs: int = 1,
+    images_every_epochs: int = 5,
+    divergence_factor: float = 4.0,
+    on_diverge: Callable[[str], None] | None = None,
+    every_batches: int | None = None,
+) -> list[keras.callbacks.Callback]:
+    """Every monitor at the given cadence, as `kerasguide run` uses them.
+
+    Args:
+        x_probe: Probe batch inputs; None skips the `ProbeMonitor`. Defaults to `None`.
+        y_probe: Probe batch targets. Defaults to `None`.
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Records folder. Defaults to `None`.
+        image_shape: For `FirstLayerImages`. Defaults to `None`.
+        update_ratio_every: Steps between update ratios. Defaults to `1`.
+        histogram_every_epochs: Defaults to `1`.
+        images_every_epochs: Defaults to `5`.
+        divergence_factor: Defaults to `4.0`.
+        on_diverge: Passed to the guard. Defaults to `None`.
+        every_batches: Also probe and draw every N executions. Defaults to `None`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5, callbacks=default_monitors(x[:256], y[:256], log_dir="tb/monitor"))
+    ```
+    """
+    monitors: list[keras.callbacks.Callback] = [
+        UpdateRatioMonitor(update_ratio_every, log_dir=log_dir, record_dir=record_dir),
+        LossMonitor(log_dir=log_dir, record_dir=record_dir),
+    ]
+    if x_probe is not None and y_probe is not None:
+        monitors.append(ProbeMonitor(x_probe, y_probe, every_epochs=histogram_every_epochs,
+                                     every_batches=every_batches, log_dir=log_dir, record_dir=record_dir))
+    monitors.append(FirstLayerImages(image_shape, every_epochs=images_every_epochs, log_dir=log_dir,
+                                     record_dir=record_dir))
+    monitors.append(DivergenceGuard(divergence_factor, on_diverge=on_diverge, record_dir=record_dir))
+    return monitors
