@@ -359,6 +359,47 @@ def _add_ensemble(sub) -> None:
 _COMMANDS.append(_add_ensemble)
 
 
+def cmd_lr_find(args) -> int:
+    """The LR range test (recipe G24) on a config's data and fresh model; exit 0 found, 1 no rate found."""
+    config, path = _resolve_config(args.config)
+    if args.steps is not None:
+        if args.steps < 2:
+            raise CliError(f"--steps must be >= 2. Received: {args.steps}")
+        config.lr_find.steps = args.steps
+    _prepare_tf_env(args)
+    _install_sigterm()
+    from kerasguide.lr_finder import lr_find_config
+
+    run_dir, result = lr_find_config(config, out=args.out, config_path=path)
+    if args.json:
+        print(run_dir.file("lr_find.json").read_text(encoding="utf-8"), end="")  # NaN already null
+    else:
+        for rule, lr in result.suggestions.items():
+            mark = "  <- chosen" if rule == result.chosen_rule else ""
+            print(f"{rule:16s} {'—' if lr is None else f'{lr:.3g}'}{mark}")
+        print(f"chosen: {result.chosen:.3g}. {result.reason}")
+        print(f"{result.steps} steps in {result.seconds:.1f}s ({result.stop_reason})")
+        print(f"lr_find.json: {run_dir.file('lr_find.json')}")
+        print(f"lr_find.png:  {run_dir.file('lr_find.png')}")
+    return EXIT_OK if result.found else EXIT_FAILED
+
+
+def _add_lr_find(sub) -> None:
+    p = sub.add_parser("lr-find", help="LR range test: sweep the learning rate 1e-7..10, suggest one",
+                       description="Run the LR range test on a config's training data and fresh model "
+                       "(sweep from lr_find.start_lr to lr_find.end_lr, at most lr_find.steps steps and "
+                       "lr_find.max_epochs epochs) and write lr_find.json and lr_find.png into a new run "
+                       "directory. Exit 0 a rate was found, 1 none was, 2 bad input.")
+    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
+    p.add_argument("--json", action="store_true", help="print lr_find.json instead of a summary")
+    p.add_argument("--steps", type=int, help="override lr_find.steps")
+    p.set_defaults(func=cmd_lr_find)
+
+
+_COMMANDS.append(_add_lr_find)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kerasguide import __version__
 

@@ -245,12 +245,14 @@ class ScheduleConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0, description="Linear warm-up before any schedule.")
     # step decay
     every_epochs: float = Field(5.0, gt=0.0, description="step: decay every N epochs.")
-    factor: float = Field(0.5, gt=0.0, description="step/exponential/inverse_time: the factor.")
+    factor: float = Field(0.5, gt=0.0, description="step: multiply the LR by this every `every_epochs`.")
     # exponential / inverse time: lr = a0 * exp(-k t), a0 / (1 + k t), t in epochs
     decay_rate: float = Field(0.1, ge=0.0, description="exponential/inverse_time: k per epoch.")
     # piecewise
     boundaries_epochs: list[float] = Field([], description="piecewise: epoch boundaries.")
-    values: list[float] = Field([], description="piecewise: one more value than boundaries.")
+    values: list[float] = Field(
+        [], description="piecewise: factors of the learning rate, one more than boundaries."
+    )
     # cosine
     alpha: float = Field(0.0, ge=0.0, le=1.0, description="cosine: final fraction of the LR.")
     first_decay_epochs: float = Field(10.0, gt=0.0, description="cosine_restarts: first cycle.")
@@ -338,12 +340,14 @@ class MonitorConfig(_Section):
 class LRFindConfig(_Section):
     """The LR range test (recipe G24)."""
 
-    start_lr: float = Field(1e-7, gt=0.0)
-    end_lr: float = Field(10.0, gt=0.0)
-    steps: PositiveInt = 100
+    start_lr: float = Field(1e-7, gt=0.0, description="The first rate of the sweep.")
+    end_lr: float = Field(10.0, gt=0.0, description="The last rate of the sweep.")
+    steps: int = Field(100, ge=2, description="At most this many steps (fastai's and Lightning's 100).")
     smoothing: float = Field(0.98, ge=0.0, lt=1.0, description="EMA factor of the loss.")
-    diverge_factor: float = Field(4.0, gt=1.0)
-    max_epochs: float = Field(1.0, gt=0.0, description="Never sweep more data than this.")
+    diverge_factor: float = Field(4.0, gt=1.0, description="Stop when the smoothed loss passes this x its best.")
+    max_epochs: float = Field(
+        1.0, gt=0.0, description="Never sweep more data than this (fewer steps instead)."
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> LRFindConfig:

@@ -258,13 +258,25 @@ def _stage_checks(ctx: RunContext) -> None:
     pipeline_stage(ctx)
 
 
+def _stage_lr_find(ctx: RunContext) -> None:
+    """The LR range test (recipe G24), only with `optimizer.learning_rate = "auto"`; sets ctx.learning_rate."""
+    from kerasguide.lr_finder import pipeline_stage
+
+    pipeline_stage(ctx)
+
+
 def _stage_schedule(ctx: RunContext) -> None:
     """Resolve the learning rate (a float or a schedule) and schedule callbacks."""
-    from kerasguide.schedules import schedule_from_config
+    from kerasguide.schedules import CycleMomentum, ScheduleLogger, schedule_from_config
 
-    lr, callbacks = schedule_from_config(ctx.config, ctx.steps_per_epoch, initial_learning_rate(ctx.config))
+    # The range test's choice (lr_find stage), else the config's rate.
+    base = ctx.learning_rate if isinstance(ctx.learning_rate, float) else initial_learning_rate(ctx.config)
+    lr, callbacks = schedule_from_config(ctx.config, ctx.steps_per_epoch, base)
     ctx.learning_rate = lr
     ctx.callbacks.extend(callbacks)
+    # The rate (and a cycled momentum) of every step, to TensorBoard.
+    momentum = next((c for c in callbacks if isinstance(c, CycleMomentum)), None)
+    ctx.callbacks.append(ScheduleLogger(str(ctx.run_dir.tb_dir / "schedule"), momentum=momentum))
 
 
 def _stage_compile(ctx: RunContext) -> None:
@@ -378,6 +390,20 @@ def _stage_mlflow(ctx: RunContext) -> None:
     mlflow_stage(ctx.run_dir)
 
 
+def _stage_monitors(ctx: RunContext) -> None:
+    """Babysitting monitors (recipes E16-E20) and the divergence guard, into `ctx.callbacks`."""
+    from kerasguide.monitors import pipeline_stage
+
+    pipeline_stage(ctx)
+
+
+def _stage_diagnosis(ctx: RunContext) -> None:
+    """diagnosis.json from what the run recorded (also after a failure, divergence or failed checks)."""
+    from kerasguide.monitors import diagnosis_stage
+
+    diagnosis_stage(ctx)
+
+
 def _stage_report(ctx: RunContext) -> None:
     from kerasguide.report import write_report
 
@@ -389,14 +415,17 @@ _STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
     ("data", _stage_data),
     ("model", _stage_model),
     ("checks", _stage_checks),
+    ("lr_find", _stage_lr_find),
     ("schedule", _stage_schedule),
     ("compile", _stage_compile),
     ("tensorboard", _stage_tensorboard),
     ("averaging", _stage_averaging),
+    ("monitors", _stage_monitors),
     ("fit", _stage_fit),
     ("evaluate", _stage_evaluate),
 ]
 _FINAL_STAGES: list[tuple[str, Callable[[RunContext], None]]] = [
+    ("diagnosis", _stage_diagnosis),
     ("report", _stage_report),
     ("mlflow", _stage_mlflow),
 ]

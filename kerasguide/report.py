@@ -130,10 +130,42 @@ def _section_checks(run_dir: RunDir, record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
+    """The LR range test of lr_find.json (recipe G24): the curve, every rule, the chosen rate and why."""
+    data = run_dir.read("lr_find.json", default=None)
+    if not isinstance(data, dict):
+        return ""
+    if not run_dir.file("lr_find.png").exists():
+        try:
+            from kerasguide.lr_finder import LRFinderResult
+
+            LRFinderResult.from_dict(data).plot(run_dir.file("lr_find.png"))
+        except Exception:  # noqa: BLE001 - a missing plot must not lose the table
+            pass
+    lines = ["## Learning-rate range test", ""]
+    if run_dir.file("lr_find.png").exists():
+        lines += ["![loss against learning rate](lr_find.png)", ""]
+    lines += ["| rule | learning rate |", "|---|---|"]
+    suggestions = data.get("suggestions") if isinstance(data.get("suggestions"), dict) else {}
+    for rule, lr in suggestions.items():
+        chosen = " **(chosen)**" if rule == data.get("chosen_rule") else ""
+        lines.append(f"| {rule} | {_fmt(lr)}{chosen} |")
+    lines += ["", f"Chosen: **{_fmt(data.get('chosen'))}**. {data.get('reason', '')}"]
+    lines.append(
+        f"{data.get('steps')} steps from {_fmt(data.get('start_lr'))} to {_fmt(data.get('end_lr'))} in "
+        f"{_fmt(data.get('seconds'))} s ({data.get('stop_reason', 'completed')})."
+    )
+    used = (record.get("lr_find") or {}).get("used") if isinstance(record.get("lr_find"), dict) else None
+    if isinstance(used, dict) and used:
+        lines.append("Used for training: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in used.items()) + ".")
+    return "\n".join(lines)
+
+
 # Each section renders itself from the run directory, or returns "" to skip.
 SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
     _section_outcome,
     _section_checks,
+    _section_lr_find,
     _section_curves,
     _section_reproduce,
 ]
