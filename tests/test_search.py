@@ -110,6 +110,9 @@ def test_best_on_border_warns_and_proposes_a_widened_range():
     assert finding.widened.low == pytest.approx(1e-5) and finding.widened.high == pytest.approx(10.0)
     assert "upper edge" in finding.message and "optimizer.learning_rate" in finding.message
     assert "high = 10" in finding.message and "log = true" in finding.message
+    # A best baseline (the config's own value) outside a narrowed range says so.
+    (outside,) = border_findings([LR], {"optimizer.learning_rate": 0.2}, baseline=True)
+    assert "config's own value" in outside.message and "above the searched range" in outside.message
     # In the middle of every range: nothing to say.
     assert border_findings(ranges, {"optimizer.learning_rate": 1e-3, "model.dropout": 0.3, "model.l2": 1e-4}) == []
 

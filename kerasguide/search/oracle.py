@@ -155,17 +155,20 @@ def make_oracle(
         max_consecutive_failed_trials=10**9,
     )
     if algorithm == "random":
-        return BaselineRandomSearchOracle(max_trials=trials, **common)
-    if algorithm == "grid":
-        return BaselineGridSearchOracle(max_trials=trials, **common)
-    if algorithm == "bayesian":
+        oracle = BaselineRandomSearchOracle(max_trials=trials, **common)
+    elif algorithm == "grid":
+        oracle = BaselineGridSearchOracle(max_trials=trials, **common)
+    elif algorithm == "bayesian":
         dims = len(hyperparameters.space)
         initial = max(2, min(trials - 1, 3 * dims)) if trials > 2 else trials
-        return BaselineBayesianOptimizationOracle(max_trials=trials, num_initial_points=initial, **common)
-    if algorithm == "hyperband":
-        return BaselineHyperbandOracle(max_epochs=max(1, int(max_epochs)), factor=factor,
-                                       hyperband_iterations=1, **common)
-    raise ValueError(f"Argument `algorithm` must be random, grid, bayesian or hyperband. Received: {algorithm!r}")
+        oracle = BaselineBayesianOptimizationOracle(max_trials=trials, num_initial_points=initial, **common)
+    elif algorithm == "hyperband":
+        oracle = BaselineHyperbandOracle(max_epochs=max(1, int(max_epochs)), factor=factor,
+                                         hyperband_iterations=1, **common)
+    else:
+        raise ValueError(f"Argument `algorithm` must be random, grid, bayesian or hyperband. Received: {algorithm!r}")
+    oracle.verbose = 0  # keras-tuner prints trial tables on stdout; kerasguide reports through its logger
+    return oracle
 
 
 def is_finite_score(value: Any) -> bool:

@@ -196,6 +196,7 @@ class BorderFinding:
     value: float
     searched: ParamRange
     widened: ParamRange | None
+    baseline: bool = False
 
     @property
     def is_warning(self) -> bool:
@@ -210,7 +211,8 @@ class BorderFinding:
             place = f"lies {'above' if self.side == 'high' else 'below'} the searched range {self.searched.describe()}"
         else:
             place = f"lies at the {where} edge of the searched range {self.searched.describe()}"
-        text = f"the best `{self.key}` ({self.value:.3g}) {place}"
+        own = ", the config's own value" if self.baseline else ""
+        text = f"the best `{self.key}` ({self.value:.3g}{own}) {place}"
         if self.widened is None:
             return (f"{text}, which is also the {'highest' if self.side == 'high' else 'lowest'} value "
                     f"`{self.key}` allows: there is nothing beyond it to search")
@@ -224,7 +226,7 @@ class BorderFinding:
             "key": self.key, "side": self.side, "value": self.value,
             "searched": self.searched.to_dict(),
             "widened": self.widened.to_dict() if self.widened else None,
-            "warning": self.is_warning, "message": self.message,
+            "baseline": self.baseline, "warning": self.is_warning, "message": self.message,
         }
 
 
@@ -234,6 +236,7 @@ def border_findings(
     fraction: float = 0.1,
     limits_of: Callable[[str], Limits] = field_limits,
     amount: float = 0.5,
+    baseline: bool = False,
 ) -> list[BorderFinding]:
     """Every numeric parameter whose best value sits on the border of its range.
 
@@ -243,6 +246,8 @@ def border_findings(
         fraction: The border's share of the range at each end. Defaults to `0.1`.
         limits_of: Key -> `Limits` the config allows. Defaults to the schema's.
         amount: How far a widened range extends. Defaults to `0.5`.
+        baseline: The best trial is the baseline (the config's own values,
+            which may lie outside a narrowed range). Defaults to `False`.
     """
     findings = []
     for rng in ranges:
@@ -253,7 +258,7 @@ def border_findings(
         if side is None:
             continue
         widened = widen_range(rng, side, amount, limits_of(rng.key), include=value)
-        findings.append(BorderFinding(rng.key, side, float(value), rng, widened))
+        findings.append(BorderFinding(rng.key, side, float(value), rng, widened, baseline))
     return findings
 
 
@@ -286,7 +291,8 @@ def next_ranges(
     if not ranked:
         return list(ranges), []
     top = ranked[:top_k]
-    findings = {f.key: f for f in border_findings(ranges, ranked[0]["values"], fraction, limits_of)}
+    findings = {f.key: f for f in border_findings(ranges, ranked[0]["values"], fraction, limits_of,
+                                                  baseline=bool(ranked[0].get("baseline")))}
     new = []
     for rng in ranges:
         values = [t["values"][rng.key] for t in top if rng.key in t["values"]]

@@ -401,7 +401,8 @@ def _finish_with_border(search: _Search, plans: list[StagePlan], ranges: list[Pa
         ranked = rank_trials(_all_trials(state), search.direction)
         if not ranked:
             return
-        findings = border_findings(ranges, ranked[0]["values"], cfg.border_fraction)
+        findings = border_findings(ranges, ranked[0]["values"], cfg.border_fraction,
+                                   baseline=bool(ranked[0].get("baseline")))
         warnings = [f for f in findings if f.is_warning]
         then = f" (stage {index} searches it)" if cfg.widen_on_border else ""
         for finding in findings:
@@ -415,5 +416,6 @@ def _finish_with_border(search: _Search, plans: list[StagePlan], ranges: list[Pa
     ranked = rank_trials(_all_trials(state), search.direction)
     if ranked:
         for finding in border_findings([ParamRange.from_dict(r) for r in stage["ranges"]],
-                                       ranked[0]["values"], cfg.border_fraction):
+                                       ranked[0]["values"], cfg.border_fraction,
+                                       baseline=bool(ranked[0].get("baseline"))):
             search.warn(finding, f"stage {index} (widened)")
