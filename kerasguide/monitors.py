@@ -1241,3 +1241,51 @@ def default_monitors(
                                      record_dir=record_dir))
     monitors.append(DivergenceGuard(divergence_factor, on_diverge=on_diverge, record_dir=record_dir))
     return monitors
+
+
+# ------------------------------------------------------------ the pipeline
+def pipeline_stage(ctx) -> None:
+    """The pipeline's "monitors" stage: the config's `[monitor]` callbacks into `ctx.callbacks`.
+
+    Summaries go to the run's `tb/monitor`, records to `monitor/`. The
+    divergence guard ends the run with status `diverged` (not a crash):
+    it sets `ctx.status`, `ctx.stop_reason` and `model.stop_training`.
+    """
+    cfg = ctx.config.monitor
+    if not cfg.enabled:
+        return
+    ds = ctx.dataset
+    n = min(cfg.probe_batch, len(ds.x_train))
+    keep = np.sort(np.random.default_rng(ctx.config.train.seed).choice(len(ds.x_train), size=n, replace=False))
+
+    def on_diverge(reason: str) -> None:
+        ctx.status = "diverged"
+        ctx.stop_reason = f"divergence guard: {reason}"
+
+    ctx.callbacks.extend(default_monitors(
+        ds.x_train[keep], ds.y_train[keep],
+        log_dir=ctx.run_dir.tb_dir / "monitor",
+        record_dir=ctx.run_dir.monitor_dir,
+        image_shape=ds.image_shape,
+        update_ratio_every=cfg.update_ratio_every,
+        histogram_every_epochs=cfg.histogram_every_epochs,
+        images_every_epochs=cfg.images_every_epochs,
+        divergence_factor=cfg.divergence_factor,
+        on_diverge=on_diverge,
+    ))
+
+
+def diagnosis_stage(ctx) -> None:
+    """The pipeline's "diagnosis" stage: write diagnosis.json, log the findings and show them in TensorBoard."""
+    from kerasguide.diagnosis import findings_markdown, write_diagnosis
+
+    findings = write_diagnosis(ctx.run_dir)
+    for finding in findings:
+        log = logger.warning if finding.severity in ("warning", "error") else logger.info
+        log("diagnosis: %s %s: %s", finding.severity, finding.code, finding.advice)
+    if not findings:
+        logger.info("diagnosis: nothing wrong found")
+    writer = shared_writer(ctx.run_dir.tb_dir / "monitor")
+    writer.text("diagnosis", findings_markdown(findings), max(1, len(ctx.history)),
+                "what kerasguide diagnose found in this run (recipes E16-E20)")
+    writer.flush()
