@@ -10,6 +10,11 @@ core (`kerasguide.config`, `kerasguide.rundir`, `kerasguide.presets`,
 Start it with `kerasguide gui [CONFIG]` or `kerasguide-gui`.
 """
 
+from ._compat import immortalize_none
+
+# Before any Qt call: see `_compat` (PySide6 6.12 on CPython 3.11 drops references to None).
+immortalize_none()
+
 __all__ = ["main"]
 
 

@@ -245,6 +245,8 @@ def parse_text(spec: FieldSpec, text: str) -> Any:
             return UNSET if spec.optional else ""
         return text if text in spec.choices else _number(text)
     if spec.kind == LIST:
+        if not text and spec.optional:
+            return UNSET
         inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
         items = [item.strip().strip("'\"") for item in inner.split(",")]
         items = [item for item in items if item]

@@ -44,6 +44,24 @@ def descendants(pid: int | None = None) -> list[tuple[int, str]]:
     return found
 
 
-def python_children() -> list[tuple[int, str]]:
-    """Descendants that are Python processes (CLI jobs, TensorBoard, the probe)."""
-    return [(p, c) for p, c in descendants() if "python" in c.split(" ")[0] or "tensorboard" in c]
+def python_children(pid: int | None = None) -> list[tuple[int, str]]:
+    """Descendants that run Python or TensorBoard (CLI jobs, TensorBoard and its data server, the probe).
+
+    Qt's own QtWebEngineProcess helpers are not counted: they live as long as
+    the QApplication (see `test_the_app_leaves_no_process_behind`).
+    """
+    found = []
+    for child, cmd in descendants(pid):
+        exe = os.path.basename(cmd.split(" ")[0])
+        if exe.startswith("python") or "tensorboard" in exe or "kerasguide" in exe:
+            found.append((child, cmd))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` is a live (not zombie) process."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"

@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+from kerasguide_gui.panels import check_items, finding_items, fmt
 from PySide6.QtCore import QSettings
 
 from kerasguide.config import RunConfig, save_config
 from kerasguide.rundir import RunDir
-from kerasguide_gui.panels import check_items, finding_items, fmt
 
 CHECKS = [
     {"name": "initial_loss", "passed": True, "measured": 2.31, "expected": 2.3026, "tolerance": 0.25,
