@@ -66,8 +66,8 @@ def bench_workers(repeats: int, trials: int, epochs: int) -> None:
                 assert result.status == "completed", result.error
                 print(f"  rep {rep} workers={workers}: {seconds[workers][-1]:.1f} s", file=sys.stderr)
     med = {w: statistics.median(s) for w, s in seconds.items()}
-    two_vs_one = [b / a for a, b in zip(seconds[1], seconds[2])]
-    overhead = [(b - a) / trials for a, b in zip(seconds[0], seconds[1])]
+    two_vs_one = [b / a for a, b in zip(seconds[1], seconds[2], strict=True)]
+    overhead = [(b - a) / trials for a, b in zip(seconds[0], seconds[1], strict=True)]
     print(f"\nworkers: one stage of {trials} trials x {epochs} epochs (digits, hidden [64]), {repeats} interleaved repetitions")
     print("| workers | stage seconds (median) | seconds per trial |")
     print("|---|---|---|")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from kerasguide.config import ConfigError, RunConfig, SearchConfig, load_config, loads_config
 from kerasguide.search.ranges import (
     border_findings,

@@ -25,8 +25,9 @@ widen_range(lr, "high")                # [1e-5, 10]
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from kerasguide.search.space import Limits, ParamRange, field_limits
 

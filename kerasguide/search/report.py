@@ -52,7 +52,7 @@ def plot_search(state: dict[str, Any], path: str | os.PathLike[str], border_frac
     best = state.get("best") or {}
     cmap = plt.get_cmap("viridis")
     stage_ids = sorted({t["stage"] for t in trials})
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[0], keys, strict=True):
         rng = ranges[key]
         for n, stage_id in enumerate(stage_ids):
             pts = [t for t in trials if t["stage"] == stage_id and key in t["values"]]

@@ -35,8 +35,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import ConfigError, RunConfig, save_config
