@@ -62,6 +62,15 @@ _LAZY = {
     "Distiller": "kerasguide.distill",
     "distillation_loss": "kerasguide.distill",
     "log_to_mlflow": "kerasguide.tracking",
+    "UpdateRatioMonitor": "kerasguide.monitors",
+    "LossMonitor": "kerasguide.monitors",
+    "ProbeMonitor": "kerasguide.monitors",
+    "FirstLayerImages": "kerasguide.monitors",
+    "DivergenceGuard": "kerasguide.monitors",
+    "default_monitors": "kerasguide.monitors",
+    "Finding": "kerasguide.diagnosis",
+    "diagnose": "kerasguide.diagnosis",
+    "diagnose_run": "kerasguide.diagnosis",
 }
 
 __all__ = ["__version__", *_LAZY]

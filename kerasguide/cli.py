@@ -400,6 +400,37 @@ def _add_lr_find(sub) -> None:
 _COMMANDS.append(_add_lr_find)
 
 
+def cmd_diagnose(args) -> int:
+    """What is wrong with a run (recipes E16-E20): print the findings, write diagnosis.json."""
+    from kerasguide.diagnosis import format_findings, write_diagnosis
+
+    path = Path(args.run_dir)
+    try:
+        findings = write_diagnosis(path)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    except OSError as error:
+        raise CliError(f"{path}: cannot write diagnosis.json: {error.strerror or error}") from None
+    if args.json:
+        print((path / "diagnosis.json").read_text(encoding="utf-8"), end="")
+    else:
+        print(format_findings(findings))
+        print(f"diagnosis.json: {path / 'diagnosis.json'}")
+    return EXIT_OK
+
+
+def _add_diagnose(sub) -> None:
+    p = sub.add_parser("diagnose", help="say what is wrong with a run, with numbers and advice (E16-E20)",
+                       description="Read a run directory's metrics, monitors and checks, print the findings "
+                       "(code, severity, evidence, advice) and write diagnosis.json. Exit 2 on a bad path.")
+    p.add_argument("run_dir", help="a run directory")
+    p.add_argument("--json", action="store_true", help="print diagnosis.json instead of text")
+    p.set_defaults(func=cmd_diagnose)
+
+
+_COMMANDS.append(_add_diagnose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kerasguide import __version__
 

@@ -330,11 +330,17 @@ class MonitorConfig(_Section):
     """Babysitting monitors (recipes E16-E20) and the divergence guard."""
 
     enabled: bool = True
-    update_ratio_every: PositiveInt = Field(1, description="Update ratios every N executions.")
-    histogram_every_epochs: PositiveInt = 1
-    images_every_epochs: PositiveInt = 5
-    probe_batch: PositiveInt = 256
-    divergence_factor: float = Field(4.0, gt=1.0, description="Stop if smoothed loss > x start.")
+    update_ratio_every: PositiveInt = Field(
+        1, description="Update:weight ratios every N training steps (measured inside the compiled step, E18)."
+    )
+    histogram_every_epochs: PositiveInt = Field(
+        1, description="Activation/gradient/weight histograms on the probe batch every N epochs (E19)."
+    )
+    images_every_epochs: PositiveInt = Field(5, description="First-layer weights as images every N epochs (E20).")
+    probe_batch: PositiveInt = Field(256, description="Training examples in the fixed probe batch.")
+    divergence_factor: float = Field(
+        4.0, gt=1.0, description="Stop (status diverged) when the smoothed loss exceeds this x its start."
+    )
 
 
 class LRFindConfig(_Section):

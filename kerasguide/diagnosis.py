@@ -55,6 +55,8 @@ __all__ = [
     "read_diagnosis",
     "findings_markdown",
     "format_findings",
+    "plot_monitors",
+    "report_section",
 ]
 
 SEVERITIES = ("info", "warning", "error")
@@ -240,7 +242,8 @@ def measure(signals: Signals) -> dict[str, float]:
     - `val_loss_min`, `val_loss_final`, `val_rise` (`final / min - 1`).
     - `update_ratio`: median over epochs (the first skipped when there are
       more) of the per-epoch median over layers.
-    - `loss_noise`: median over epochs of the batch-loss noise.
+    - `loss_noise`: median batch-loss noise over the epochs whose mean
+      loss is above 0.3 x `loss_start` (else epoch 1's).
     - `dead_fraction`, `saturated_fraction`: the largest over layers in the
       last probe; `grad_ratio`: median over probes of the gradient RMS of the
       first layer with weights over the last's; `grad_nonfinite`.
@@ -278,7 +281,11 @@ def measure(signals: Signals) -> dict[str, float]:
     ratios = [float(r["median"]) for r in signals.update_ratio if _finite(r.get("median"))]
     m["update_ratio_first"] = ratios[0] if ratios else math.nan
     m["update_ratio"] = _median(ratios[1:] if len(ratios) > 1 else ratios)
-    m["loss_noise"] = _median([float(r["noise"]) for r in signals.loss if _finite(r.get("noise"))])
+    # The wiggle while the loss is still high: late in training, when the
+    # loss is near zero, a single misclassified example makes any batch jump.
+    noisy = [(float(r.get("mean", math.nan)), float(r["noise"])) for r in signals.loss if _finite(r.get("noise"))]
+    early = [n for mean, n in noisy if math.isfinite(mean) and mean > 0.3 * m["loss_start"]]
+    m["loss_noise"] = _median(early) if early else (noisy[0][1] if noisy else math.nan)
     m.update(_probe_measures(signals.probe))
     rough = [float(r["roughness"]) for r in signals.images if _finite(r.get("roughness"))]
     m["roughness"] = rough[-1] if rough else math.nan
@@ -386,7 +393,7 @@ def _rule_fit(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
                            f"Train accuracy {m['accuracy']:.3f} vs validation {m['val_accuracy']:.3f}: a gap of "
                            f"{gap:.3f}. Regularize more (L2, dropout), get more data, or stop earlier "
                            "(recipes E17, C9, C11).", "E17"))
-    elif not math.isfinite(gap) and m["val_rise"] > t.val_rise and m["late_progress"] > 0:
+    elif not math.isfinite(gap) and m["val_rise"] > t.val_rise and m["loss_final"] < m["val_loss_min"]:
         out.append(Finding("overfitting", "warning", _ev(m, "val_loss_min", "val_loss_final", "val_rise"),
                            f"The validation loss rose {m['val_rise']:.0%} above its minimum while the training "
                            "loss kept falling: regularize more or stop earlier (recipes E17, C9).", "E17"))
@@ -650,3 +657,73 @@ def findings_markdown(findings: list[Finding]) -> str:
         advice = f.advice.replace("|", "\\|")
         lines.append(f"| {f.severity} | `{f.code}` | {advice} | {evidence} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- report
+def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
+    """Update ratio and dead/saturated fraction per layer against epochs, saved as PNG (matplotlib, lazily)."""
+    if not signals.update_ratio and not signals.probe:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    ax = axes[0]
+    layers = sorted({name for r in signals.update_ratio for name in (r.get("layers") or {})},
+                    key=lambda n: next(i for i, r in enumerate(signals.update_ratio) if n in (r.get("layers") or {})))
+    for name in layers:
+        points = [(r["epoch"], r["layers"][name]) for r in signals.update_ratio
+                  if _finite((r.get("layers") or {}).get(name)) and r["layers"][name] > 0]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", label=name)
+    ax.axhline(1e-3, color="gray", linestyle="--", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_title("update:weight ratio per step (E18; ~1e-3)")
+    ax.set_xlabel("epoch")
+    if layers:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    names = [n for n, v in ((signals.probe[-1].get("layers") or {}).items() if signals.probe else [])
+             if isinstance(v, dict) and "kind" in v]
+    for name in names:
+        kind = signals.probe[-1]["layers"][name]["kind"]
+        key = "dead_fraction" if kind not in ("tanh", "sigmoid", "softsign", "hard_sigmoid") else "saturated_fraction"
+        points = [(r["epoch"], r["layers"][name][key]) for r in signals.probe
+                  if _finite(((r.get("layers") or {}).get(name) or {}).get(key))]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", label=f"{name} {key.split('_')[0]}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("dead ReLU / saturated units on the probe batch (E19)")
+    ax.set_xlabel("epoch")
+    if names:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def report_section(run_dir: str | Path | RunDir) -> str:
+    """The report's "Diagnosis" section: the findings, the monitors' plot and the last first-layer image."""
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    if not rd.file("diagnosis.json").exists():
+        return ""
+    parts = ["## Diagnosis", "", findings_markdown(read_diagnosis(rd))]
+    try:
+        signals = load_signals(rd)
+    except FileNotFoundError:
+        return "\n".join(parts)
+    if plot_monitors(signals, rd.monitor_dir / "monitors.png") is not None:
+        parts += ["", "![update ratios and dead/saturated units per layer](monitor/monitors.png)"]
+    files = [r.get("file") for r in signals.images if isinstance(r.get("file"), str)]
+    if files and (rd.monitor_dir / files[-1]).exists():
+        parts += ["", f"First-layer weights at epoch {signals.images[-1].get('epoch')} (recipe E20: smooth = "
+                  f"healthy, noisy = unconverged or under-regularized): ![first layer](monitor/{files[-1]})"]
+    return "\n".join(parts)

@@ -162,8 +162,16 @@ def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
 
 
 # Each section renders itself from the run directory, or returns "" to skip.
+def _section_diagnosis(run_dir: RunDir, record: dict[str, Any]) -> str:
+    """The diagnosis and the monitors' summary (recipes E16-E20), from diagnosis.json and monitor/."""
+    from kerasguide.diagnosis import report_section
+
+    return report_section(run_dir)
+
+
 SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
     _section_outcome,
+    _section_diagnosis,
     _section_checks,
     _section_lr_find,
     _section_curves,

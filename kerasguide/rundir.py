@@ -13,8 +13,17 @@ Layout (format version 1)::
         preprocess.npz     the fitted preprocessing (mean, scale, components)
         checks.json        sanity check results (if checks ran)
         lr_find.json/.png  LR range test (if it ran)
-        monitor/           monitor signals (monitor.jsonl, first-layer PNGs)
-        diagnosis.json     {"findings": [...]}
+        monitor/           monitor signals (kerasguide.monitors), one JSON object per line and epoch:
+          update_ratio.jsonl   {epoch, steps, median, layers: {layer: ratio}, tensors: {path: ratio}}
+          loss.jsonl           {epoch, losses: [every batch], mean, noise, loss, val_loss,
+                                accuracy, val_accuracy, accuracy_gap}
+          probe.jsonl          {epoch, loss, order, layers: {layer: {kind, dead_fraction,
+                                saturated_fraction, act_std, act_hist} | {grad_norm, grad_rms,
+                                weight_norm, weight_rms, grad_hist, weight_hist}}}; *_hist = {edges, counts}
+          images.jsonl         {epoch, layer, tiles, roughness, file}, files first_layer_epoch=NNN.png
+          divergence.json      {reason, evidence} when the divergence guard stopped training
+          monitors.png         update ratios and dead/saturated units per layer (report)
+        diagnosis.json     {"format_version": 1, "findings": [{code, severity, evidence, advice, recipe}]}
         report.md          the outcome table and plots (loss.png)
         checkpoints/       best-epoch=E-<metric>=V.keras and last.keras
         tb/                TensorBoard event files (train/, validation/, ...)

@@ -1,0 +1,134 @@
+"""Calibrate the diagnosis thresholds on many small runs, healthy and planted.
+
+Each case is a real `kerasguide.run` (checks off, monitors at their default
+cadence) on the bundled data; the script prints, for every run, the numbers
+the rules read (`kerasguide.diagnosis.measure`) and the codes it found, then
+for each measure the range over the healthy runs and over the runs planted
+to trigger it: a threshold belongs in the gap between them. The measured
+table is in `benchmarks/README.md`.
+
+Usage: python benchmarks/diagnosis_calibration.py [--only NAME ...] [--seeds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from collections.abc import Callable
+
+from kerasguide._logging import import_tensorflow, set_verbosity
+
+import_tensorflow()
+
+from kerasguide.config import RunConfig, load_config  # noqa: E402
+from kerasguide.diagnosis import Thresholds, diagnose_run, load_signals, measure  # noqa: E402
+from kerasguide.pipeline import run  # noqa: E402
+from kerasguide.presets import preset_path  # noqa: E402
+
+
+def _digits(epochs: int, **changes) -> Callable[[int], RunConfig]:
+    def make(seed: int) -> RunConfig:
+        cfg = RunConfig()
+        cfg.name = "calib"
+        cfg.checks.enabled = False
+        cfg.train.epochs = epochs
+        cfg.train.seed = seed
+        for key, value in changes.items():
+            section, name = key.split("__")
+            setattr(getattr(cfg, section), name, value)
+        return cfg
+
+    return make
+
+
+def _mnist1d(epochs: int) -> Callable[[int], RunConfig]:
+    def make(seed: int) -> RunConfig:
+        cfg = load_config(preset_path("mnist1d_cnn"))
+        cfg.checks.enabled = False
+        cfg.train.epochs = epochs
+        cfg.train.seed = seed
+        return cfg
+
+    return make
+
+
+# (name, expected codes (warning/error) or () for healthy, config factory)
+CASES: list[tuple[str, tuple[str, ...], Callable[[int], RunConfig]]] = [
+    ("healthy digits adam 40ep", (), _digits(40)),
+    ("healthy digits adam 5ep", (), _digits(5)),
+    ("healthy digits adam batch 16", (), _digits(10, train__batch_size=16)),
+    ("healthy digits adam 3e-3 no dropout", (), _digits(15, optimizer__learning_rate=3e-3, model__dropout=0.0)),
+    ("healthy digits sgd 0.05", (), _digits(20, optimizer__name="sgd", optimizer__learning_rate=0.05)),
+    ("healthy digits tanh glorot", (), _digits(15, model__activation="tanh", model__kernel_initializer="glorot_normal")),
+    ("healthy digits batchnorm", (), _digits(10, model__batch_norm=True)),
+    ("healthy digits deep relu", (), _digits(15, model__hidden=[128, 128, 128, 128])),
+    ("healthy mnist1d cnn 12ep", (), _mnist1d(12)),
+    ("sgd lr 5", ("diverged", "lr_too_high"), _digits(5, optimizer__name="sgd", optimizer__learning_rate=5.0)),
+    ("adam lr 0.1", ("lr_too_high",), _digits(10, optimizer__learning_rate=0.1)),
+    ("adam lr 1e-6", ("lr_too_low",), _digits(8, optimizer__learning_rate=1e-6)),
+    ("sgd lr 1e-5", ("lr_too_low",), _digits(8, optimizer__name="sgd", optimizer__learning_rate=1e-5)),
+    ("tanh stddev 3", ("saturated_units",), _digits(5, model__activation="tanh", model__kernel_initializer="normal",
+                                                     model__init_stddev=3.0)),
+    ("relu bias -5", ("dead_units",), _digits(5, model__bias_init=-5.0)),
+    ("deep sigmoid tiny init", ("vanishing_gradients",), _digits(
+        5, model__activation="sigmoid", model__kernel_initializer="normal", model__init_stddev=0.01,
+        model__hidden=[64] * 6)),
+    ("deep relu stddev 1", ("exploding_gradients",), _digits(
+        3, model__kernel_initializer="normal", model__init_stddev=1.0, model__hidden=[64] * 6, model__dropout=0.0,
+        model__l2=0.0)),
+    ("100 examples big MLP", ("overfitting",), _digits(
+        60, data__subset=100, model__hidden=[512, 512], model__dropout=0.0, model__l2=0.0, train__batch_size=32)),
+    ("2-unit hidden layer", ("underfitting",), _digits(30, model__hidden=[2], model__dropout=0.0, model__l2=0.0,
+                                                       optimizer__learning_rate=1e-2)),
+    ("batch 2", ("noisy_loss",), _digits(3, train__batch_size=2)),
+]
+
+KEYS = ("progress", "late_progress", "update_ratio", "gap", "accuracy", "loss_noise", "dead_fraction",
+        "saturated_fraction", "grad_ratio")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="substrings of case names to run")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per case")
+    args = parser.parse_args(argv)
+    set_verbosity("ERROR")
+    results = []
+    with tempfile.TemporaryDirectory() as out:
+        for name, expected, make in CASES:
+            if args.only and not any(s in name for s in args.only):
+                continue
+            for seed in range(args.seeds):
+                result = run(make(seed), out=out, verbose=0)
+                m = measure(load_signals(result.run_dir))
+                codes = sorted({f.code for f in diagnose_run(result.run_dir) if f.severity != "info"})
+                info = sorted({f.code for f in diagnose_run(result.run_dir) if f.severity == "info"})
+                ok = set(expected) <= set(codes) and (expected or not codes)
+                results.append((name, seed, expected, m, codes, info, ok))
+                print(f"{'ok ' if ok else 'BAD'} {name} seed {seed}: {result.status}; found {codes} info {info}; "
+                      + ", ".join(f"{k}={m[k]:.3g}" for k in KEYS), file=sys.stderr, flush=True)
+    print("\n| case | seeds | expected | found (warning/error) | " + " | ".join(KEYS) + " |")
+    print("|---|---|---|---|" + "---|" * len(KEYS))
+    by_case: dict[str, list] = {}
+    for r in results:
+        by_case.setdefault(r[0], []).append(r)
+    for name, rows in by_case.items():
+        found = sorted({c for r in rows for c in r[4]})
+        cells = []
+        for k in KEYS:
+            values = [r[3][k] for r in rows if math.isfinite(r[3][k])]
+            cells.append("—" if not values else (f"{min(values):.2g}" if min(values) == max(values)
+                                                 else f"{min(values):.2g}…{max(values):.2g}"))
+        expected = ", ".join(rows[0][2]) or "none"
+        print(f"| {name} | {len(rows)} | {expected} | {', '.join(found) or 'none'} | " + " | ".join(cells) + " |")
+    t = Thresholds()
+    print(f"\nthresholds: {t}")
+    bad = [r for r in results if not r[6]]
+    print(f"\n{len(results) - len(bad)}/{len(results)} runs diagnosed as planted", file=sys.stderr)
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The diagnosis rules on synthetic signals (no TensorFlow): each rule fires on its pathology only."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+
+from kerasguide.diagnosis import (
+    CODES,
+    Finding,
+    Signals,
+    Thresholds,
+    diagnose,
+    findings_markdown,
+    format_findings,
+    load_signals,
+    measure,
+    read_diagnosis,
+    report_section,
+    write_diagnosis,
+)
+from kerasguide.rundir import RunDir
+
+LN10 = math.log(10)
+
+
+# ------------------------------------------------------------ synthetic runs
+def curve(epochs=20, start=LN10, final=0.05, acc_final=0.99, val_acc_final=0.97, val_floor=0.1, rise=0.0):
+    """metrics.csv rows of a run whose loss decays exponentially from `start` to `final`."""
+    rows = []
+    for e in range(1, epochs + 1):
+        frac = (e - 1) / max(epochs - 1, 1)
+        loss = start * (final / start) ** min(1.0, frac * 1.5)
+        acc = 0.1 + (acc_final - 0.1) * min(1.0, frac * 1.5)
+        val_acc = 0.1 + (val_acc_final - 0.1) * min(1.0, frac * 1.5)
+        val_loss = max(loss, val_floor) * (1 + rise * frac)
+        rows.append({"epoch": e, "loss": loss, "val_loss": val_loss, "accuracy": acc, "val_accuracy": val_acc,
+                     "lr": 1e-3, "seconds": 0.1})
+    return rows
+
+
+def ratios(value, epochs=20):
+    return [{"epoch": e, "steps": 20, "median": value, "layers": {"dense": value, "output": value}}
+            for e in range(1, epochs + 1)]
+
+
+def losses(noise, epochs=3, steps=50, level=2.0):
+    import random
+
+    rng = random.Random(0)
+    out = []
+    for e in range(1, epochs + 1):
+        batch = [level * math.exp(rng.gauss(0.0, noise)) for _ in range(steps)]
+        out.append({"epoch": e, "losses": batch, "noise": _noise(batch), "mean": sum(batch) / len(batch)})
+    return out
+
+
+def _noise(values):
+    diffs = [math.log(b) - math.log(a) for a, b in zip(values, values[1:], strict=False)]
+    mean = sum(diffs) / len(diffs)
+    return math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)) / math.sqrt(2)
+
+
+def probe(dead=0.0, saturated=0.0, kind="relu", grad_first=1e-3, grad_last=1e-2, epochs=3):
+    records = []
+    for e in range(1, epochs + 1):
+        records.append({"epoch": e, "loss": 1.0, "order": ["dense", "dense_1", "output"], "layers": {
+            "activation": {"kind": kind, "dead_fraction": dead, "saturated_fraction": saturated, "act_std": 1.0},
+            "dense": {"grad_rms": grad_first, "grad_norm": 1.0, "weight_rms": 0.1, "weight_norm": 1.0},
+            "dense_1": {"grad_rms": grad_first, "grad_norm": 1.0, "weight_rms": 0.1, "weight_norm": 1.0},
+            "output": {"grad_rms": grad_last, "grad_norm": 1.0, "weight_rms": 0.1, "weight_norm": 1.0},
+        }})
+    return records
+
+
+def healthy(**changes) -> Signals:
+    signals = Signals(epochs=curve(), num_classes=10, update_ratio=ratios(1e-3), loss=losses(0.05), probe=probe())
+    for key, value in changes.items():
+        setattr(signals, key, value)
+    return signals
+
+
+def codes(signals, severities=("warning", "error"), thresholds=None):
+    return {f.code for f in diagnose(signals, thresholds) if f.severity in severities}
+
+
+# ------------------------------------------------------------------ rules
+def test_healthy_run_has_no_warning_or_error():
+    assert codes(healthy()) == set()
+
+
+def test_diverged_status_and_nonfinite_loss():
+    rows = curve(5)
+    rows[-1]["loss"] = math.nan
+    found = diagnose(healthy(epochs=rows, update_ratio=ratios(0.5, 5)))
+    assert [f.code for f in found][:2] == ["diverged", "lr_too_high"]
+    assert found[0].severity == "error" and "E16" in found[0].advice
+    guard = {"reason": "the smoothed training loss 12 rose above 4x its start 2.3", "evidence": {"start_loss": 2.3}}
+    found = diagnose(healthy(status="diverged", divergence=guard))
+    diverged = next(f for f in found if f.code == "diverged")
+    assert diverged.evidence["guard_start_loss"] == 2.3 and "4x" in diverged.advice
+    # Divergence with modest update ratios (bad data, say) is not blamed on the learning rate.
+    assert "lr_too_high" not in codes(healthy(status="diverged", update_ratio=ratios(1e-3)))
+
+
+def test_lr_too_high_plateau_with_large_updates():
+    rows = curve(20, final=1.6, acc_final=0.45, val_acc_final=0.44, val_floor=1.6)
+    found = codes(healthy(epochs=rows, update_ratio=ratios(0.2)))
+    assert {"lr_too_high", "update_ratio_high"} <= found
+    # The same curve with ratios near 1e-3 is not a learning rate problem.
+    assert "lr_too_high" not in codes(healthy(epochs=rows, update_ratio=ratios(1e-3)))
+
+
+def test_lr_too_low_slow_progress_tiny_updates():
+    rows = curve(8, final=2.1, acc_final=0.3, val_acc_final=0.3, val_floor=2.1)
+    found = codes(healthy(epochs=rows, update_ratio=ratios(2e-6, 8)))
+    assert {"lr_too_low", "update_ratio_low"} <= found
+    assert "lr_too_low" not in codes(healthy(epochs=rows, update_ratio=ratios(1e-3, 8)))
+
+
+def test_update_ratio_thresholds_follow_the_thresholds():
+    assert "update_ratio_high" in codes(healthy(update_ratio=ratios(0.05)))
+    assert "update_ratio_high" not in codes(healthy(update_ratio=ratios(0.05)), thresholds=Thresholds(ratio_high=0.1))
+    assert "update_ratio_low" in codes(healthy(update_ratio=ratios(1e-6)))
+    # The first epoch is skipped: a large first step (tiny output init) is normal.
+    first_big = ratios(1e-3)
+    first_big[0]["median"] = 0.5
+    assert "update_ratio_high" not in codes(healthy(update_ratio=first_big))
+
+
+def test_overfitting_gap_and_validation_rise():
+    rows = curve(30, final=0.001, acc_final=1.0, val_acc_final=0.8, val_floor=0.6, rise=0.5)
+    found = diagnose(healthy(epochs=rows))
+    over = next(f for f in found if f.code == "overfitting")
+    assert over.severity == "warning" and over.evidence["gap"] == pytest.approx(0.2, abs=1e-6)
+    assert "E17" in over.advice
+    assert "overfitting" not in codes(healthy(epochs=curve(30, acc_final=1.0, val_acc_final=0.95)))
+    # Without accuracies, a rising validation loss still shows it.
+    bare = [{k: v for k, v in r.items() if "accuracy" not in k} for r in rows]
+    assert "overfitting" in codes(healthy(epochs=bare))
+
+
+def test_underfitting_low_accuracy_no_gap_stalled():
+    rows = curve(30, final=1.0, acc_final=0.62, val_acc_final=0.6, val_floor=1.0)
+    assert "underfitting" in codes(healthy(epochs=rows))
+    # Still improving fast: not (yet) underfitting.
+    still = curve(30, final=1.0, acc_final=0.62, val_acc_final=0.6, val_floor=1.0)
+    for i, r in enumerate(still):
+        r["loss"] = LN10 * (1.0 / LN10) ** (i / 29)
+    assert "underfitting" not in codes(healthy(epochs=still))
+    # A gap means overfitting, not underfitting.
+    assert "underfitting" not in codes(healthy(epochs=curve(30, final=1.0, acc_final=0.62, val_acc_final=0.4)))
+
+
+def test_not_learning_flat_loss_at_chance():
+    rows = curve(10, final=2.29, acc_final=0.11, val_acc_final=0.1, val_floor=2.29)
+    found = diagnose(healthy(epochs=rows))
+    assert "not_learning" in {f.code for f in found}
+    assert next(f for f in found if f.code == "not_learning").severity == "error"
+    assert "not_learning" not in codes(healthy())
+
+
+def test_plateau_is_info_only():
+    rows = curve(20, final=0.8, acc_final=0.8, val_acc_final=0.78, val_floor=0.8)
+    found = diagnose(healthy(epochs=rows))
+    plateau = [f for f in found if f.code == "plateau"]
+    assert plateau and plateau[0].severity == "info" and "G22" in plateau[0].advice
+    assert not [f for f in diagnose(healthy()) if f.code == "plateau"]  # converged near zero
+
+
+def test_noisy_loss_from_batch_losses():
+    assert "noisy_loss" in codes(healthy(loss=losses(1.5)), severities=("info",))
+    assert "noisy_loss" not in codes(healthy(loss=losses(0.05)), severities=("info",))
+
+
+def test_dead_and_saturated_units_from_the_probe():
+    found = diagnose(healthy(probe=probe(dead=0.9)))
+    dead = next(f for f in found if f.code == "dead_units")
+    assert dead.evidence["dead_fraction"] == 0.9 and "B7" in dead.advice
+    assert "saturated_units" in codes(healthy(probe=probe(saturated=0.7, kind="tanh")))
+    assert codes(healthy(probe=probe(dead=0.3, saturated=0.1))) == set()
+
+
+def test_vanishing_and_exploding_gradients():
+    assert "vanishing_gradients" in codes(healthy(probe=probe(grad_first=1e-9, grad_last=1e-2)))
+    assert "exploding_gradients" in codes(healthy(probe=probe(grad_first=1e3, grad_last=1e-2)))
+    nan = probe()
+    nan[-1]["layers"]["dense"]["grad_rms"] = math.nan
+    assert "exploding_gradients" in codes(healthy(probe=nan))
+
+
+CHECKS_FAILED = [
+    {"name": "initialization", "passed": True, "severity": "warning", "measured": 0, "expected": 0,
+     "tolerance": 0, "advice": "", "recipe": "B5", "details": {"layers": {
+         "activation": {"activation": "tanh", "std": 0.99, "dead_fraction": 0.0, "saturated_fraction": 0.93},
+         "activation_1": {"activation": "relu", "std": 0.0, "dead_fraction": 0.97, "saturated_fraction": 0.0},
+         "output": {"activation": "softmax", "std": 0.3, "dead_fraction": 0.0, "saturated_fraction": 1.0}}}},
+    {"name": "initial_loss", "passed": False, "severity": "error", "measured": 19.4, "expected": 2.303,
+     "tolerance": 0.25, "advice": "Initial loss 19.4, expected 2.303: the output layer's weights are too large "
+     "(recipe D12).", "recipe": "D12", "details": {"loss": 19.4, "expected_loss": 2.303}},
+]
+
+
+def test_checks_failed_run_uses_the_checks():
+    signals = Signals(status="checks_failed", stop_reason="sanity checks failed: initial_loss", checks=CHECKS_FAILED,
+                      num_classes=10)
+    found = {f.code: f for f in diagnose(signals)}
+    assert set(found) == {"initial_loss_off", "saturated_units", "dead_units"}
+    assert found["initial_loss_off"].severity == "error"
+    assert found["initial_loss_off"].evidence == {"loss": 19.4, "expected_loss": 2.303, "tolerance": 0.25}
+    assert found["saturated_units"].evidence["from_initialization"] == 1.0
+    assert "at initialization" in found["dead_units"].advice
+    # Healthy initialization statistics give nothing.
+    calm = json.loads(json.dumps(CHECKS_FAILED[:1]))
+    for layer in calm[0]["details"]["layers"].values():
+        layer.update(dead_fraction=0.0, saturated_fraction=0.0)
+    assert diagnose(Signals(status="checks_failed", checks=calm)) == []
+
+
+def test_empty_signals_find_nothing():
+    assert diagnose(Signals()) == []
+    assert all(math.isnan(v) or v == 0 for k, v in measure(Signals()).items() if k != "epochs")
+
+
+def test_every_code_has_a_meaning_and_findings_validate():
+    assert len(CODES) == 15
+    with pytest.raises(ValueError, match="Argument `code`"):
+        Finding("too_much_coffee", "error")
+    with pytest.raises(ValueError, match="Argument `severity`"):
+        Finding("plateau", "fatal")
+    finding = Finding("plateau", "info", {"loss_final": 0.8}, "decay it (recipe G22)", "G22")
+    assert Finding.from_dict(finding.to_dict()) == finding
+
+
+def test_no_tensorflow_import():
+    import subprocess
+
+    code = "import kerasguide.diagnosis, sys; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ----------------------------------------------------------- run folders
+def _write_run(path, signals: Signals):
+    rd = RunDir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    rd.update_run(status=signals.status, stop_reason=signals.stop_reason, data={"num_classes": 10})
+    rd.write_metrics(signals.epochs)
+    rd.monitor_dir.mkdir(exist_ok=True)
+    for name in ("update_ratio", "loss", "probe"):
+        records = getattr(signals, name)
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        (rd.monitor_dir / f"{name}.jsonl").write_text(text + '{"epoch": 99, "cut sho', encoding="utf-8")
+    return rd
+
+
+def test_run_directory_round_trip(tmp_path):
+    rows = curve(30, final=0.001, acc_final=1.0, val_acc_final=0.8, val_floor=0.6, rise=0.5)
+    rd = _write_run(tmp_path / "run", healthy(epochs=rows, probe=probe(dead=0.8)))
+    signals = load_signals(rd.path)
+    assert len(signals.update_ratio) == 20  # the line cut short by a kill is skipped
+    findings = write_diagnosis(rd.path)
+    assert {f.code for f in findings} >= {"overfitting", "dead_units"}
+    data = json.loads((rd.path / "diagnosis.json").read_text())
+    assert data["format_version"] == 1
+    assert set(data["findings"][0]) == {"code", "severity", "evidence", "advice", "recipe"}
+    assert read_diagnosis(rd.path) == findings
+    section = report_section(rd)
+    assert "## Diagnosis" in section and "`overfitting`" in section
+    assert (rd.monitor_dir / "monitors.png").stat().st_size > 1000
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        load_signals(tmp_path)
+
+
+def test_text_and_markdown():
+    found = diagnose(healthy(probe=probe(dead=0.9)))
+    text = format_findings(found)
+    assert text.startswith("warning dead_units:") and "dead_fraction=0.9" in text
+    assert "| warning | `dead_units` |" in findings_markdown(found)
+    assert "No problems" in format_findings([])
+
+
+def test_cli_diagnose(tmp_path, capsys):
+    from kerasguide.cli import main
+
+    rd = _write_run(tmp_path / "run", healthy(probe=probe(saturated=0.9, kind="tanh")))
+    assert main(["diagnose", str(rd.path)]) == 0
+    out = capsys.readouterr().out
+    assert "saturated_units" in out and "diagnosis.json" in out
+    assert main(["diagnose", str(rd.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"][0]["code"] == "saturated_units"
+    assert main(["diagnose", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a run directory" in err
