@@ -1,0 +1,373 @@
+"""The LR range test (recipe G24): suggestion rules, the finder on real models, restoration, files, CLI, run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kerasguide._logging import import_tensorflow
+
+import_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerasguide.lr_finder import (  # noqa: E402
+    LRFinder,
+    LRFinderResult,
+    consensus,
+    smooth_losses,
+    suggest_all,
+    suggest_minimum,
+    suggest_steepest,
+    suggest_valley,
+    sweep_learning_rates,
+)
+from tests.conftest import run_cli  # noqa: E402
+
+LR_FIND_KEYS = {"lrs", "losses", "smoothed", "suggestions", "chosen", "chosen_rule", "reason", "steps", "seconds",
+                "start_lr", "end_lr"}
+
+
+# --------------------------------------------------------------- pure maths
+def test_sweep_is_exponential_from_start_to_end():
+    lrs = sweep_learning_rates(1e-7, 10.0, 100)
+    assert lrs[0] == pytest.approx(1e-7) and lrs[-1] == pytest.approx(10.0) and len(lrs) == 100
+    np.testing.assert_allclose(np.diff(np.log(lrs)), np.log(1e8) / 99)
+
+
+def test_smoothing_has_bias_correction():
+    np.testing.assert_allclose(smooth_losses([2.0] * 10, 0.98), 2.0)  # no pull towards 0
+    got = smooth_losses([1.0, 3.0, 5.0], 0.9)
+    assert got[0] == pytest.approx(1.0)
+    assert got[1] == pytest.approx((0.9 * 0.1 * 1 + 0.1 * 3) / (1 - 0.81))
+    assert got[2] == pytest.approx((0.81 * 0.1 + 0.9 * 0.1 * 3 + 0.1 * 5) / (1 - 0.729))
+
+
+def _curve(n=100, spike=False, tail_nan=False, seed=0):
+    """A textbook range-test curve: flat, a fall centered at 1e-3, a minimum near 1e-1, then a blow-up."""
+    lrs = sweep_learning_rates(1e-7, 10.0, n)
+    x = np.log10(lrs)
+    loss = 2.3 - 1.8 / (1 + np.exp(-(x + 3) * 3)) + np.where(x > -1, (x + 1) ** 2 * 4, 0.0)
+    loss = loss + np.random.default_rng(seed).normal(0, 0.005, n)
+    if spike:
+        loss[1:3] = [12.0, 9.0]  # Lightning#1767: the first batches spike
+    if tail_nan:
+        loss[-3:] = [np.inf, np.nan, np.nan]
+    return lrs, loss
+
+
+def test_rules_on_a_textbook_curve():
+    lrs, loss = _curve()
+    smoothed = smooth_losses(loss, 0.9)
+    steepest = suggest_steepest(lrs, smoothed, loss)
+    assert 2e-4 < steepest < 5e-3  # the fall is steepest around 1e-3
+    minimum = suggest_minimum(lrs, smoothed)
+    assert minimum == pytest.approx(lrs[np.argmin(smoothed)] / 10)
+    valley = suggest_valley(lrs, smoothed)
+    assert 1e-6 < valley < lrs[np.argmin(smoothed)]
+    rule, chosen, reason = consensus(suggest_all(lrs, loss, smoothed), lrs, smoothed)
+    assert 1e-4 < chosen < 1e-2 and rule in ("valley", "steepest", "minimum_div_10")
+    assert reason.endswith(".") and rule in reason and "\n" not in reason
+
+
+def test_an_early_spike_does_not_fool_the_choice():
+    lrs, loss = _curve(spike=True)
+    smoothed = smooth_losses(loss, 0.98)
+    # The planted bug: "steepest" on the raw gradient (no guard) picks the spike's wash-out at ~1e-7.
+    naive = float(lrs[np.argmin(np.gradient(smoothed, np.log10(lrs))[: np.argmin(smoothed)])])
+    assert naive < 1e-5
+    assert suggest_steepest(lrs, smoothed, loss) > 1e-4
+    _, chosen, _ = consensus(suggest_all(lrs, loss, smoothed), lrs, smoothed)
+    assert 1e-4 < chosen < 1e-2
+
+
+def test_consensus_is_the_median_and_ignores_non_finite_and_late_values():
+    assert consensus({"valley": 1e-3, "steepest": 1e-7, "minimum_div_10": 3e-3})[:2] == ("valley", 1e-3)
+    assert consensus({"valley": math.nan, "steepest": 2e-3, "minimum_div_10": None})[:2] == ("steepest", 2e-3)
+    assert consensus({"valley": math.inf, "steepest": -1.0})[:2] == (None, None)
+    lrs = np.array([1e-4, 1e-3, 1e-2, 1e-1])
+    smoothed = np.array([2.0, 1.0, 0.5, 3.0])  # minimum at 1e-2
+    rule, lr, reason = consensus({"valley": 5e-2, "steepest": 1e-3, "minimum_div_10": 1e-3}, lrs, smoothed)
+    assert lr == 1e-3 and "valley dropped" in reason
+
+
+def test_rules_survive_a_diverged_tail():
+    lrs, loss = _curve(tail_nan=True)
+    smoothed = smooth_losses(loss, 0.9)
+    suggestions = suggest_all(lrs, loss, smoothed)
+    assert all(v is not None and math.isfinite(v) for v in suggestions.values())
+    assert consensus(suggestions, lrs, smoothed)[1] is not None
+
+
+# ---------------------------------------------------------- on real models
+def _data(n=256, d=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = (x[:, :classes].argmax(axis=1)).astype("int32")
+    return x, y
+
+
+def _sequential(optimizer=None, spe=1):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16), keras.layers.BatchNormalization(), keras.layers.ReLU(),
+        keras.layers.Dropout(0.3), keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer or keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=spe)
+    return model
+
+
+def _functional():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()([hidden, inputs]))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    return model
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(16, activation="tanh")
+        self.out = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x, training=False):
+        return self.out(self.hidden(x))
+
+
+def _state(model):
+    return ([np.array(v.numpy(), copy=True) for v in model.variables],
+            [np.array(v.numpy(), copy=True) for v in model.optimizer.variables])
+
+
+def _assert_identical(before, after):
+    for group_before, group_after in zip(before, after, strict=True):
+        assert len(group_before) == len(group_after)
+        for a, b in zip(group_before, group_after, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()  # bit-identical
+
+
+def test_find_restores_weights_and_optimizer_bit_identically():
+    x, y = _data()
+    model = _sequential(spe=4)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # slots, iterations and BN statistics not at their init
+    before = _state(model)
+    result = LRFinder(model).find(x, y, batch_size=16)
+    assert result.steps >= 5 and len(result.losses) == result.steps
+    _assert_identical(before, _state(model))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_find_restores_after_an_exception_mid_find(error):
+    x, y = _data()
+    model = _sequential()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = _state(model)
+    seen = []
+
+    def on_step(i, lr, loss):
+        seen.append(i)
+        if i == 4:
+            raise error
+
+    with pytest.raises(type(error)):
+        LRFinder(model).find(x, y, batch_size=16, on_step=on_step)
+    assert seen == [0, 1, 2, 3, 4]  # it did train some steps before failing
+    _assert_identical(before, _state(model))
+
+
+def test_the_planted_bug_of_no_restore_would_be_caught():
+    # Without the restore, the sweep's steps (up to lr 10) leave the weights changed:
+    # the bit-identity check above is not vacuous.
+    x, y = _data()
+    model = _sequential()
+    before = _state(model)
+    for lr in sweep_learning_rates(1e-7, 10.0, 5):
+        model.optimizer.learning_rate = float(lr)
+        model.train_on_batch(x[:16], y[:16])
+    with pytest.raises(AssertionError):
+        _assert_identical(before, _state(model))
+
+
+def test_find_leaves_no_trace_on_later_training():
+    # Same init, one fits directly, the other after a find: same weights (RNG state restored too).
+    x, y = _data()
+    direct = _sequential()
+    direct.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    after_find = _sequential()
+    LRFinder(after_find).find(x, y, batch_size=32)
+    after_find.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(direct.get_weights(), after_find.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_find_on_functional_subclassed_and_tf_data():
+    x, y = _data()
+    functional = _functional()
+    before = _state(functional)
+    assert LRFinder(functional).find(x, y, batch_size=32, steps=8).steps == 8
+    weights, optimizer = _state(functional)
+    # The optimizer was not built before: its slots now exist, at their initial zeros.
+    _assert_identical((before[0], before[1]), (weights, optimizer[: len(before[1])]))
+    assert len(optimizer) > len(before[1]) and all(not v.any() for v in optimizer[len(before[1]):])
+
+    subclassed = SubclassedNet()  # not built yet: the finder builds it first
+    subclassed.compile(keras.optimizers.RMSprop(1e-3), "sparse_categorical_crossentropy")
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    result = LRFinder(subclassed).find(dataset)
+    assert result.steps == 8  # 256 / 32: one epoch at most
+    assert subclassed.built
+
+
+def test_find_with_a_schedule_optimizer_puts_the_schedule_back():
+    x, y = _data()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, 10, 0.5)
+    model = _sequential(keras.optimizers.SGD(schedule, momentum=0.9), spe=2)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    before = _state(model)
+    result = LRFinder(model).find(x, y, batch_size=32, start_lr=1e-4, end_lr=1.0)
+    assert result.lrs[0] == pytest.approx(1e-4) and result.lrs[-1] == pytest.approx(1.0)
+    _assert_identical(before, _state(model))
+    assert model.optimizer._learning_rate is schedule
+    assert len(model.optimizer.variables) == len(before[1])
+    # Training goes on with the schedule, not the sweep's last rate.
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(16)), rel=1e-6)
+
+
+def test_never_more_than_one_epoch_unless_asked():
+    x, y = _data(n=100)
+    batches = []
+    model = _sequential()
+    result = LRFinder(model).find(x, y, batch_size=10, on_step=lambda i, lr, loss: batches.append(i))
+    assert result.steps == len(batches) == 10  # 100 examples / 10 = one epoch, not 100 steps
+    assert result.lrs[0] == pytest.approx(1e-7) and result.lrs[-1] == pytest.approx(10.0)  # the sweep is compressed
+    assert LRFinder(model).find(x, y, batch_size=10, max_epochs=2.5).steps == 25
+    assert LRFinder(model).find(x, y, batch_size=1, steps=40).steps == 40  # at most `steps`
+
+
+def test_find_stops_when_the_loss_explodes():
+    x, y = _data()
+    model = _sequential(keras.optimizers.SGD(0.01))
+    result = LRFinder(model).find(x, y, batch_size=2, steps=100, start_lr=1e-3, end_lr=1e4)
+    assert result.steps < 100
+    assert result.stop_reason in ("loss not finite", "smoothed loss above 4x its best")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"start_lr": 0}, "Argument `start_lr` must be > 0. Received: start_lr=0"),
+        ({"end_lr": 1e-8}, "Argument `end_lr` must be > start_lr (1e-07). Received: end_lr=1e-08"),
+        ({"steps": 1}, "Argument `steps` must be an integer >= 2. Received: steps=1"),
+        ({"max_epochs": 0}, "Argument `max_epochs` must be > 0. Received: max_epochs=0"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, message):
+    x, y = _data(n=32)
+    with pytest.raises(ValueError) as info:
+        LRFinder(_functional()).find(x, y, **kwargs)
+    assert message in str(info.value)
+
+
+def test_uncompiled_model_is_refused():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="compiled"):
+        LRFinder(model).find(*_data(n=32))
+
+
+# ------------------------------------------------------------ result, files
+def _result():
+    lrs, loss = _curve(n=40, tail_nan=True)
+    smoothed = smooth_losses(loss, 0.9)
+    suggestions = suggest_all(lrs, loss, smoothed)
+    rule, chosen, reason = consensus(suggestions, lrs, smoothed)
+    return LRFinderResult(list(lrs), list(loss), list(smoothed), suggestions, chosen, rule, reason, 40, 1.5,
+                          1e-7, 10.0)
+
+
+def test_result_saves_json_and_png_and_loads(tmp_path):
+    result = _result()
+    path = result.save(tmp_path)
+    data = json.loads(path.read_text())  # strict JSON: NaN/Inf written as null
+    assert LR_FIND_KEYS <= set(data)
+    assert data["losses"][-1] is None and data["chosen"] == result.chosen
+    assert (tmp_path / "lr_find.png").stat().st_size > 1000
+    loaded = LRFinderResult.load(tmp_path)
+    assert loaded.suggestion() == result.chosen and loaded.suggestions == result.suggestions
+    assert loaded.suggestion("valley") == result.suggestions["valley"]
+    with pytest.raises(ValueError, match="Received: rule='best'"):
+        loaded.suggestion("best")
+
+
+def test_result_writes_the_curve_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = _result()
+    result.write_tensorboard(tmp_path / "lr_find")
+    events = EventAccumulator(str(tmp_path / "lr_find"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert len(events.Tensors("lr_find/learning_rate")) == 40
+    assert len(events.Tensors("lr_find/loss")) == 37  # the non-finite tail is left out
+
+
+# --------------------------------------------------------------- CLI, run
+def test_cli_lr_find_json_and_bad_input(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text('name = "tiny"\n[model]\nhidden = [16]\n[train]\nbatch_size = 32\n[lr_find]\nsteps = 20\n')
+    done = run_cli("lr-find", str(config), "--out", str(tmp_path / "runs"), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert LR_FIND_KEYS <= set(data) and data["steps"] <= 20 and data["chosen"] > 0
+    run = next((tmp_path / "runs").iterdir())
+    assert (run / "lr_find.png").exists() and (run / "tb" / "lr_find").is_dir()
+    assert "Learning-rate range test" in (run / "report.md").read_text()
+    record = json.loads((run / "run.json").read_text())
+    assert record["kind"] == "lr_find" and record["status"] == "completed"
+
+    config.write_text("[lr_find]\nstart_lr = 1.0\nend_lr = 0.1\n")
+    bad = run_cli("lr-find", str(config), "--out", str(tmp_path / "runs"))
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "end_lr" in bad.stderr
+
+
+def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
+    from kerasguide.pipeline import run
+    from kerasguide.schedules import OneCycle
+
+    cfg = tiny_config
+    cfg.optimizer.learning_rate = "auto"
+    cfg.schedule.kind = "one_cycle"
+    cfg.monitor.enabled = False
+    cfg.train.epochs = 1
+    result = run(cfg, out=tmp_path, verbose=0)
+    assert result.status == "completed"
+    found = json.loads(result.run_dir.file("lr_find.json").read_text())
+    record = result.run_dir.read_run()
+    assert record["lr_find"]["chosen"] == found["chosen"]
+    assert record["lr_find"]["used"] == {"max_lr": found["chosen"]}
+    steps = math.ceil(1437 / cfg.train.batch_size)
+    assert found["steps"] <= steps  # one epoch at most
+    # The schedule peaked at the chosen rate: the first epoch's logged lr is one-cycle's at its end.
+    expected = float(OneCycle(found["chosen"], steps)(steps))
+    assert result.run_dir.read_metrics()[0]["lr"] == pytest.approx(expected, rel=1e-5)
+    assert "## Learning-rate range test" in result.run_dir.file("report.md").read_text()
+    assert "Used for training: max_lr" in result.run_dir.file("report.md").read_text()
+
+
+def test_run_with_a_fixed_learning_rate_skips_the_range_test(tmp_path, tiny_config):
+    from kerasguide.pipeline import run
+
+    tiny_config.train.epochs = 1
+    tiny_config.monitor.enabled = False
+    result = run(tiny_config, out=tmp_path, verbose=0)
+    assert result.status == "completed"
+    assert not result.run_dir.file("lr_find.json").exists() and "lr_find" not in result.run_dir.read_run()
