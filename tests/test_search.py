@@ -226,6 +226,7 @@ choices = [true, false]
         ('[search.space."train.epochs"]\nlow = 1.5\nhigh = 9', "whole numbers"),
         ('[search.space."optimizer.name"]\nchoices = ["adam", "lion"]', "'lion' is not a valid `optimizer.name`"),
         ('[search.space."search.trials"]\nlow = 1\nhigh = 9', "no config section `search`"),
+        ('[search.space."train.steps_per_execution"]\nchoices = [1, "auto"]', "one type"),
     ],
 )
 def test_bad_space_is_one_config_error(toml, needle):
@@ -302,7 +303,7 @@ def _state(path: Path) -> dict:
 def test_tiny_search_end_to_end(tmp_path):
     from kerasguide.search import tune
 
-    cfg = _tiny(stages=[{"epochs": 1, "trials": 3}, {"epochs": 2, "trials": 2}], widen_on_border=False)
+    cfg = _tiny(stages=[{"epochs": 1, "trials": 2}, {"epochs": 2, "trials": 2}], widen_on_border=False)
     result = tune(cfg, out=tmp_path)
     assert result.status == "completed" and not result.resumed
     path = result.path
@@ -310,7 +311,7 @@ def test_tiny_search_end_to_end(tmp_path):
     state = _state(path)
     assert state["status"] == "completed" and [s["epochs"] for s in state["stages"]] == [1, 2]
     stage1, stage2 = state["stages"]
-    assert len(stage1["trials"]) == 3 and len(stage2["trials"]) == 2
+    assert len(stage1["trials"]) == 2 and len(stage2["trials"]) == 2
     # H31: the first trial of each stage is the config as given.
     for stage in state["stages"]:
         first = stage["trials"][0]

@@ -203,7 +203,11 @@ class _Search:
                     "hyperband's" if self.search.algorithm == "hyperband" else stage["trials_planned"],
                     stage["epochs"], "" if stage["epochs"] == 1 else "s",
                     "; ".join(f"{r.key} {r.describe()}" for r in ranges))
-        hp = build_hyperparameters(ranges, baseline, self.search.grid_points if self.search.algorithm == "grid" else None)
+        try:
+            hp = build_hyperparameters(ranges, baseline,
+                                       self.search.grid_points if self.search.algorithm == "grid" else None)
+        except (TypeError, ValueError) as error:  # keras-tuner's own checks of a range
+            raise ConfigError(f"search.space: keras-tuner cannot use this space: {error}") from None
         oracle = make_oracle(self.search.algorithm, hp, self.metric, self.direction, stage["trials_planned"],
                              seed=self.seed + index, max_epochs=stage["epochs"], factor=self.search.hyperband_factor)
         try:

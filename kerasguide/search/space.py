@@ -297,6 +297,11 @@ def resolve_space(config: RunConfig) -> list[ParamRange]:
                 coerced = _check_value(config, key, value, "a choice")
                 if coerced not in values:
                     values.append(coerced)
+            if len({type(v) for v in values}) > 1:
+                raise ConfigError(
+                    f"search.space.\"{key}\": choices must all be of one type (all numbers or all names). "
+                    f"Received: choices={list(param.choices)!r}"
+                )
             ranges.append(ParamRange(key, "choice", choices=tuple(values)))
             continue
         if not kinds & {"int", "float"}:
