@@ -472,8 +472,15 @@ def test_cli_bad_space_is_exit_2_with_one_line(toml, needle, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_public_api():
+def test_public_api_and_the_pure_parts_need_no_tensorflow():
+    import subprocess
+    import sys
+
     import kerasguide
 
     assert callable(kerasguide.tune) and kerasguide.SearchResult and kerasguide.SearchTuner
     assert math.isclose(LR.position(1e-3), 0.5)
+    code = ("import sys\nfrom kerasguide.search import border_side, narrow_range, resolve_space\n"
+            "print('TF' if 'tensorflow' in sys.modules else 'NOTF')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "NOTF", out.stderr  # the desktop app can validate a space

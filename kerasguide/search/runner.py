@@ -369,7 +369,7 @@ def tune(
         state["best"] = _brief(ranked[0]) if ranked else None
         if state["best"] is None:
             state["status"] = "failed"
-            error = "no trial produced a score; see the trials' run directories"
+            error = "no trial produced a score; see the trials' run directories (--new searches again)"
         else:
             state["status"] = "completed"
             _write_best(search, state["best"])
