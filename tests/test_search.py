@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from tests.conftest import run_cli  # noqa: E402
 
 from kerasguide.config import ConfigError, RunConfig, SearchConfig, load_config, loads_config
 from kerasguide.search.ranges import (
