@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         if "digits" in preset_names():
             self.document.load_preset("digits")
+            self.preset_combo.setCurrentText("digits")
         self._update_title()
         self._update_actions()
 
@@ -390,7 +391,7 @@ class MainWindow(QMainWindow):
         label = dict((c, lbl) for c, lbl, _ in JOB_COMMANDS).get(command, command)
         name = self.document.config.name if self.document.config else "config"
         job = Job(command, job_args(self.commands, command, config_path, self.workspace),
-                  title=f"{label} {name}", program=self.program)
+                  title=f"{label} {name}", program=self.program, source=self.document.title)
         return self._submit(job)
 
     def diagnose(self, run_dir: Path) -> Job | None:
@@ -399,7 +400,8 @@ class MainWindow(QMainWindow):
         args = [str(run_dir)]
         if self.commands.accepts("diagnose", "--json-progress"):
             args.append("--json-progress")
-        return self._submit(Job("diagnose", args, title=f"Diagnose {Path(run_dir).name}", program=self.program))
+        return self._submit(Job("diagnose", args, title=f"Diagnose {Path(run_dir).name}", program=self.program,
+                                source=Path(run_dir).name))
 
     def cancel_job(self) -> None:
         job = self.jobs_view.current_job()
@@ -430,6 +432,8 @@ class MainWindow(QMainWindow):
 
     def _job_finished(self, job: Job) -> None:
         self._update_actions()
+        if not job.run_dir and job.started is not None:
+            job.progress.run_dir = self._new_run_since(job.started)
         if job.run_dir and Path(job.run_dir).is_dir():
             self.runs.show_run(job.run_dir, _RESULT_TAB.get(job.kind))
         else:
@@ -442,6 +446,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{job.title} failed: {job.error}", 10000)
             self.tabs.setCurrentIndex(self.TABS.index("Jobs"))
             self.jobs_view.select_job(job)
+
+    def _new_run_since(self, started: float) -> str | None:
+        # A command that did not say where it wrote: the newest run directory it created.
+        try:
+            fresh = [p for p in self.workspace.iterdir()
+                     if (p / "run.json").is_file() and p.stat().st_mtime >= started - 1]
+        except OSError:
+            return None
+        return str(max(fresh, key=lambda p: p.stat().st_mtime)) if fresh else None
 
     def _busy_changed(self, busy: bool) -> None:
         self.runs.set_live(busy)

@@ -37,8 +37,12 @@ STOPPED, STARTING, READY, FAILED = "stopped", "starting", "ready", "failed"
 
 
 def _run_label(path: Path) -> str:
-    # logdir_spec uses "name:path"; keep the name free of colons and commas.
-    return path.name.replace(":", "_").replace(",", "_")
+    # logdir_spec uses "name:path"; keep the name short and free of colons and commas.
+    name = path.name
+    head, _, rest = name.partition("-")
+    if head.isdigit() and len(head) == 8 and rest:
+        name = rest
+    return name.replace(":", "_").replace(",", "_")
 
 
 def board_argv(logdirs: list[Path], port: int) -> list[str]:

@@ -5,7 +5,7 @@ start it asks the CLI itself, in a child process (`python -m
 kerasguide_gui.commands` prints the subcommands and their options as JSON),
 so importing the CLI never happens in the GUI process, and a button appears
 enabled only when its command exists. `job_args` builds the argument list
-from the options a command declares (`--out`, `--json-progress`, `--json`).
+from the options a command declares (`--out`, `--json-progress`).
 """
 
 from __future__ import annotations
@@ -63,14 +63,16 @@ def probe_commands() -> dict[str, list[str]]:
 
 
 def job_args(commands: CommandSet, command: str, config_path: str | Path, workspace: str | Path) -> list[str]:
-    """The arguments of a job on a config: `CONFIG [--out WS] [--json-progress | --json]`."""
+    """The arguments of a job on a config: `CONFIG [--out WS] [--json-progress]`.
+
+    `--json` (a command's result as one JSON document) is not asked for: the
+    result is read from the run directory, and the log shows the human text.
+    """
     args = [str(config_path)]
     if commands.accepts(command, "--out"):
         args += ["--out", str(workspace)]
     if commands.accepts(command, "--json-progress"):
         args.append("--json-progress")
-    elif commands.accepts(command, "--json"):
-        args.append("--json")
     return args
 
 

@@ -10,6 +10,7 @@ Every change is validated by the schema itself, giving per-field messages.
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,19 @@ def _drop_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_drop_none(v) for v in value]
     return value
+
+
+_MULTILINE_ARRAY = re.compile(r"= \[\n((?:[ \t]+[^\n]*,\n)+)\]")
+
+
+def _inline_arrays(text: str, width: int = 88) -> str:
+    # tomli_w writes every array one item a line; short ones read better inline.
+    def join(match: re.Match) -> str:
+        items = [line.strip().rstrip(",") for line in match.group(1).splitlines()]
+        inline = "= [" + ", ".join(items) + "]"
+        return inline if len(inline) <= width and not any("[" in i or "{" in i for i in items) else match.group(0)
+
+    return _MULTILINE_ARRAY.sub(join, text)
 
 
 class ConfigDocument(QObject):
@@ -227,7 +241,7 @@ class ConfigDocument(QObject):
     def _set_data(self, data: dict[str, Any], origin: str, keep_text: bool = False) -> None:
         self.data = self._normalize(data)
         if not keep_text:
-            self.text = tomli_w.dumps(_drop_none(self.data))
+            self.text = _inline_arrays(tomli_w.dumps(_drop_none(self.data)))
         self._validate()
         self._emit(origin)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -190,6 +190,7 @@ class ConfigForm(QWidget):
         self.sections = QListWidget()
         self.sections.setObjectName("sectionList")
         self.sections.setFixedWidth(170)
+        self.sections.setIconSize(QSize(14, 14))
         self.pages = QStackedWidget()
         self.rows: dict[tuple[str, ...], _FieldRow] = {}
         self._pages: list[_SectionPage] = []
@@ -313,6 +314,7 @@ class ConfigEditor(QWidget):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(True)
+        self.splitter.setSizes([780, 420])
         self.verdict = QLabel()
         self.verdict.setObjectName("verdict")
         self.verdict.setWordWrap(True)

@@ -51,6 +51,8 @@ EXIT_MEANINGS = {
 }
 
 _RUN_DIR_LINE = re.compile(r"run directory:?\s+(\S.*)$")
+# "checks.json: /runs/x/checks.json" and the like: the run directory is the file's folder.
+_RESULT_FILE_LINE = re.compile(r"(?:^|\s)(/\S+|[A-Za-z]:\\\S+|\S+)/(?:checks|lr_find|diagnosis|run)\.json\s*$")
 
 
 def cli_program() -> list[str]:
@@ -189,6 +191,8 @@ class Job(QObject):
         kind: The subcommand (`"run"`, `"check"`, `"lr-find"`, ...).
         args: Its arguments after the subcommand.
         title: What the jobs list shows. Defaults to the kind.
+        source: What it runs on, for the jobs list (a config's name). Defaults
+            to its first argument.
         program: The argv prefix that runs the CLI. Defaults to `cli_program()`.
         cancel_grace: Seconds between SIGTERM and SIGKILL on cancel. Defaults to `15`.
 
@@ -207,8 +211,9 @@ class Job(QObject):
 
     def __init__(self, kind: str, args: list[str], title: str | None = None,
                  program: list[str] | None = None, cancel_grace: float = 15.0,
-                 parent: QObject | None = None):
+                 parent: QObject | None = None, source: str | None = None):
         super().__init__(parent)
+        self.source = source or (args[0] if args else "")
         self.id = next(_IDS)
         self.kind = kind
         self.args = list(args)
@@ -364,8 +369,14 @@ class Job(QObject):
         self._append("".join(line + "\n" for line in lines))
 
     def _scan_run_dir(self, line: str) -> None:
+        if self.progress.run_dir is not None:
+            return
         match = _RUN_DIR_LINE.search(line)
-        if match and self.progress.run_dir is None:
+        if match:
+            self.progress.run_dir = match.group(1).strip()
+            return
+        match = _RESULT_FILE_LINE.search(line)
+        if match:
             self.progress.run_dir = match.group(1).strip()
 
     def _append(self, text: str) -> None:

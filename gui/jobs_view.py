@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRect, Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QPalette, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -77,7 +77,7 @@ class JobsModel(QAbstractTableModel):
         if column == 0:
             return f"#{job.id} {job.title}"
         if column == 1:
-            return job.args[0] if job.args else ""
+            return job.source
         if column == 2:
             return job.state
         if column == 3:
@@ -123,7 +123,9 @@ class _ProgressDelegate(QStyledItemDelegate):
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
         bar.state = option.state | QStyle.StateFlag.State_Horizontal
-        bar.palette = option.palette
+        bar.palette = QPalette(option.palette)
+        bar.palette.setColor(QPalette.ColorRole.Highlight, QColor("#4f8fe6"))
+        bar.palette.setColor(QPalette.ColorRole.HighlightedText, QColor("#ffffff"))
         style = option.widget.style() if option.widget else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
 
@@ -154,7 +156,7 @@ class JobsView(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(JobsModel.PROGRESS, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((0, 130), (1, 230), (2, 100), (4, 60), (5, 70)):
+        for column, width in ((0, 170), (1, 190), (2, 110), (4, 60), (5, 70)):
             self.table.setColumnWidth(column, width)
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_current())
         queue.jobChanged.connect(self._job_changed)

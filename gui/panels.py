@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTextBrowser,
@@ -96,13 +95,14 @@ class ChecksPanel(QWidget):
         self.summary.setObjectName("panelSummary")
         self.tree = QTreeWidget()
         self.tree.setObjectName("checksTree")
-        self.tree.setHeaderLabels(["Check", "Result", "Measured", "Expected", "Tolerance"])
+        self.tree.setHeaderLabels(["Check", "Result", "Measured", "Expected", "Tolerance", "Advice"])
         self.tree.setRootIsDecorated(True)
         self.tree.setAlternatingRowColors(True)
         self.tree.setWordWrap(True)
         self.tree.setUniformRowHeights(False)
         header = self.tree.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -127,13 +127,13 @@ class ChecksPanel(QWidget):
                 fmt(item.get("measured")),
                 fmt(item.get("expected")),
                 fmt(item.get("tolerance")),
+                str(item.get("advice") or ""),
             ])
             row.setIcon(0, icons.status_icon(status))
-            row.setToolTip(0, str(item.get("recipe") or ""))
+            row.setToolTip(5, str(item.get("advice") or ""))
             for key in ("advice", "recipe"):
                 if item.get(key):
                     child = QTreeWidgetItem([f"{key}: {item[key]}"])
-                    child.setFirstColumnSpanned(True)
                     row.addChild(child)
                     child.setFirstColumnSpanned(True)
             details = item.get("details")
@@ -176,14 +176,12 @@ class LRFindPanel(QWidget):
         side_layout.addWidget(self.table, 1)
         side_layout.addWidget(self.reason)
         side_layout.addWidget(self.use_button)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.plot)
-        splitter.addWidget(side)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
+        side.setMaximumWidth(380)
+        side.setMinimumWidth(300)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
-        layout.addWidget(splitter)
+        layout.addWidget(self.plot, 3)
+        layout.addWidget(side, 1)
 
     def selected_lr(self) -> float | None:
         rows = self.table.selectionModel().selectedRows()

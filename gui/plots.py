@@ -46,7 +46,9 @@ def metric_panels(rows: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
         if base in _SKIP or base in bases:
             continue
         bases.append(base)
-    bases.sort(key=lambda b: (b != "loss",))
+    twins = {k[4:] for k in columns if k.startswith("val_")}
+    # loss first, then the metrics with a validation twin, then the update ratio, then the rest
+    bases.sort(key=lambda b: (b != "loss", b not in twins, b != "update_ratio"))
     panels = []
     for base in bases:
         cols = [c for c in (base, f"val_{base}") if c in columns]
@@ -55,7 +57,7 @@ def metric_panels(rows: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
     lrs = [r.get("lr") for r in rows if _finite(r.get("lr"))]
     if lrs and max(lrs) > min(lrs) * (1 + 1e-9):
         panels.append(("learning rate", ["lr"]))
-    return panels[:4]
+    return panels[:3]
 
 
 def _finite(value: Any) -> bool:
@@ -116,9 +118,26 @@ def draw_curves(fig, series: list[tuple[str, list[dict[str, float]]]]) -> list:
                             markersize=3)
         if title == "learning rate":
             ax.set_yscale("log")
-        if ax.lines:
+        if title == "update ratio":
+            # recipe E18: ||lr * update|| / ||w|| should be about 1e-3
+            ax.set_yscale("log")
+            ax.axhline(1e-3, color="#9e9e9e", linestyle=":", linewidth=1.2, label="1e-3 (E18)")
+            if several:
+                ax.legend(handles=ax.lines[-1:], fontsize=7, frameon=False)
+        if ax.lines and not several:
             ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout(pad=1.2)
+    if several:
+        # One legend for the figure: a colour per run, dashed = train, solid = validation.
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], linewidth=2.5, label=label)
+                   for i, (label, _) in enumerate(series)]
+        handles += [Line2D([], [], color="#555555", linestyle="--", label="train"),
+                    Line2D([], [], color="#555555", linestyle="-", label="validation")]
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+        fig.tight_layout(pad=1.2, rect=(0, 0, 1, 0.92))
+    else:
+        fig.tight_layout(pad=1.2)
     return axes
 
 
@@ -149,7 +168,8 @@ def draw_lr_find(fig, data: dict[str, Any], highlight: str | None = None):
         xs, ys = zip(*spairs, strict=False)
         ax.plot(xs, ys, color=RUN_COLORS[0], linewidth=2.0, label="smoothed loss")
         # Zoom on the useful part: the explosion at the end would flatten the rest.
-        low, high, start = min(ys), max(ys), ys[0]
+        raw = [y for _, y in pairs]
+        low, high, start = min(min(ys), min(raw) if raw else min(ys)), max(ys), ys[0]
         top = min(high, start + 0.25 * abs(start)) if start > low else high
         if top > low:
             ax.set_ylim(low - 0.05 * (top - low), top + 0.1 * (top - low))

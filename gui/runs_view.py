@@ -60,7 +60,7 @@ from .panels import ChecksPanel, DiagnosisPanel, LRFindPanel, ReportPanel, fmt
 from .plots import RUN_COLORS, PlotWidget, draw_curves
 from .schema import config_diff
 
-__all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time"]
+__all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time", "short_label"]
 
 _PREFERRED = ["val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss"]
 
@@ -74,6 +74,13 @@ def key_metrics(runs: list[RunInfo], limit: int = 3) -> list[str]:
                 seen.append(key)
     ordered = [k for k in _PREFERRED if k in seen] + sorted(k for k in seen if k not in _PREFERRED)
     return ordered[:limit]
+
+
+def short_label(path: Path) -> str:
+    """A run directory's name without its date: `20260102-030405-digits-ab12cd` -> `030405-digits-ab12cd`."""
+    name = Path(path).name
+    head, _, rest = name.partition("-")
+    return rest if head.isdigit() and len(head) == 8 and rest else name
 
 
 def _parse_time(text: str | None) -> _dt.datetime | None:
@@ -124,7 +131,7 @@ def _duration_text(seconds: float | None) -> str:
 class RunsModel(QAbstractTableModel):
     """The runs of a workspace folder as a table (newest first)."""
 
-    FIXED_HEAD = ["Run", "Status"]
+    FIXED_HEAD = ["Run", "Kind", "Status"]
     FIXED_TAIL = ["Best", "Epochs", "Started", "Duration"]
 
     def __init__(self, parent=None):
@@ -198,6 +205,8 @@ class RunsModel(QAbstractTableModel):
             return None
         if column == "Run":
             return info.path.name
+        if column == "Kind":
+            return str(info.record.get("kind") or "run").replace("_", "-")
         if column == "Status":
             return status.replace("_", " ")
         if column in self.metrics:
@@ -542,7 +551,7 @@ class RunsBrowser(QWidget):
             self.tabs.setCurrentIndex(0)
             return  # setCurrentIndex re-enters with the right tab
         if current == "Curves":
-            series = [(p.name, read_metrics(p / "metrics.csv")) for p in paths[:6]]
+            series = [(short_label(p), read_metrics(p / "metrics.csv")) for p in paths[:6]]
             draw_curves(self.curves.figure, series)
             self.curves.draw()
         elif current == "Config":

@@ -14,9 +14,11 @@ QToolBar#mainToolbar { background: #f6f8fb; border: none; border-bottom: 1px sol
 QToolBar#mainToolbar QToolButton { padding: 4px 8px; border-radius: 4px; }
 QToolBar#mainToolbar QToolButton:hover { background: #e6edf7; }
 QToolBar#mainToolbar QToolButton:disabled { color: #9aa3ad; }
-QTabWidget#mainTabs QTabBar::tab { padding: 7px 18px; font-weight: 600; color: #4b5563; }
+QTabWidget#mainTabs QTabBar::tab { padding: 7px 18px; font-weight: 600; color: #4b5563; border: none; border-bottom: 2px solid transparent; background: transparent; }
 QTabWidget#mainTabs QTabBar::tab:selected { color: #1f5fbf; border-bottom: 2px solid #1f5fbf; }
-QTabWidget#runTabs QTabBar::tab { padding: 5px 14px; }
+QTabWidget#mainTabs QTabBar::tab:hover:!selected { color: #1f2937; border-bottom: 2px solid #c9d6ea; }
+QTabWidget#mainTabs QTabBar { border-bottom: 1px solid #dde3ea; }
+QTabWidget#runTabs QTabBar::tab { padding: 5px 14px; border: none; border-bottom: 2px solid transparent; background: transparent; color: #4b5563; }
 QTabWidget#runTabs QTabBar::tab:selected { color: #1f5fbf; border-bottom: 2px solid #1f5fbf; }
 QTabWidget#runTabs QTabBar::tab:disabled { color: #b0b7bf; }
 QListWidget#sectionList { background: #f6f8fb; border: none; border-right: 1px solid #dde3ea; outline: 0; padding-top: 6px; }

@@ -82,9 +82,9 @@ def test_runs_table_shows_status_metrics_and_best(make_window, settings, workspa
     assert model.rowCount() == 2
     assert model.runs[0].name == "beta"  # newest first
     headers = model.headers
-    assert headers[:4] == ["Run", "Status", "val_accuracy", "val_loss"]
+    assert headers[:5] == ["Run", "Kind", "Status", "val_accuracy", "val_loss"]
     beta = [model.index(0, c).data() for c in range(len(headers))]
-    assert beta[1] == "interrupted" and beta[headers.index("Epochs")] == "3"
+    assert beta[2] == "interrupted" and beta[1] == "run" and beta[headers.index("Epochs")] == "3"
     assert beta[headers.index("val_accuracy")] == f"{0.95 - 0.5 / 3:.4f}"
     assert beta[headers.index("Best")].startswith("val_accuracy 0.7833 @ 3")
 
@@ -191,7 +191,7 @@ def test_garbled_and_partial_files_degrade_gracefully(make_window, settings, wor
     window = _runs_window(make_window, settings, workspace)
     runs = window.runs
     assert runs.model.rowCount() == 2
-    assert runs.model.index(runs.model.row_of(broken), 1).data() == "unknown"
+    assert runs.model.index(runs.model.row_of(broken), 2).data() == "unknown"
     for tab in ("Curves", "Config", "Checks", "LR finder", "Diagnosis"):
         runs.show_run(run, tab)
     assert runs.checks.summary.text() == "checks.json holds no check results."
