@@ -128,19 +128,21 @@ class Thresholds:
     """Where each rule fires. Defaults from the recipes and from measurement (see the module docstring).
 
     Args:
-        ratio_high: Median update:weight ratio above this is high (E18).
-            Defaults to `0.03`.
-        ratio_low: Median ratio below this is low (E18). Defaults to `1e-4`.
+        ratio_high: Median update:weight ratio (after epoch 1) above this is
+            high (E18). Defaults to `1e-2`.
+        ratio_first_high: Epoch 1's median ratio above this is high (E18).
+            Defaults to `0.07`.
+        ratio_low: Median ratio below this is low (E18). Defaults to `3e-5`.
         gap: Train minus validation accuracy above this is overfitting
-            (E17). Defaults to `0.1`.
+            (E17). Defaults to `0.08`.
         val_rise: Validation loss this fraction above its minimum counts as
             rising (E17). Defaults to `0.2`.
         underfit_accuracy: Final train accuracy below this (with no gap and
             a stalled loss) is underfitting (E17). Defaults to `0.9`.
         underfit_gap: Largest gap that still counts as "no gap".
-            Defaults to `0.05`.
+            Defaults to `0.08`.
         stall: Relative loss decrease over the last third of the epochs
-            below this counts as stalled. Defaults to `0.05`.
+            below this counts as stalled. Defaults to `0.15`.
         no_progress: Relative decrease from the first loss below this is
             not learning. Defaults to `0.05`.
         slow_progress: Relative decrease below this (with a loss still
@@ -161,13 +163,14 @@ class Thresholds:
             loss makes a stalled loss a plateau. Defaults to `0.1`.
     """
 
-    ratio_high: float = 0.03
-    ratio_low: float = 1e-4
-    gap: float = 0.1
+    ratio_high: float = 1e-2
+    ratio_first_high: float = 0.07
+    ratio_low: float = 3e-5
+    gap: float = 0.08
     val_rise: float = 0.2
     underfit_accuracy: float = 0.9
-    underfit_gap: float = 0.05
-    stall: float = 0.05
+    underfit_gap: float = 0.08
+    stall: float = 0.15
     no_progress: float = 0.05
     slow_progress: float = 0.5
     high_plateau: float = 0.5
@@ -231,8 +234,8 @@ def _median(values: list[float]) -> float:
 def measure(signals: Signals) -> dict[str, float]:
     """The numbers the rules read, from a run's signals. Missing signals give NaN.
 
-    - `loss_start`: the loss at the start (mean of the first three batch
-      losses if recorded, else epoch 1's loss); `loss_final` (mean of the
+    - `loss_start`: the loss at initialization (the first batch's loss if
+      recorded, else epoch 1's loss); `loss_final` (mean of the
       last three epochs), `loss_min`; `progress`: `1 - loss_final /
       loss_start`; `late_progress`: relative decrease of the epoch loss over
       the last third of the epochs (at least 2); `nonfinite_loss`: 1 if any
@@ -241,7 +244,9 @@ def measure(signals: Signals) -> dict[str, float]:
       `chance_accuracy` (1 / classes).
     - `val_loss_min`, `val_loss_final`, `val_rise` (`final / min - 1`).
     - `update_ratio`: median over epochs (the first skipped when there are
-      more) of the per-epoch median over layers.
+      more) of the per-epoch median over layers; `update_ratio_first`:
+      epoch 1's (large while a tiny output layer grows, huge when the
+      learning rate is too high).
     - `loss_noise`: median batch-loss noise over the epochs whose mean
       loss is above 0.3 x `loss_start` (else epoch 1's).
     - `dead_fraction`, `saturated_fraction`: the largest over layers in the
@@ -256,8 +261,9 @@ def measure(signals: Signals) -> dict[str, float]:
     m["nonfinite_loss"] = float(any(not math.isfinite(v) for v in losses))
     finite = [v for v in losses if math.isfinite(v)]
     batch = [v for r in signals.loss[:1] for v in (r.get("losses") or []) if _finite(v)]
-    if len(batch) >= 3:
-        m["loss_start"] = statistics.fmean(batch[:3])
+    if batch:
+        # The first batch's loss is computed before any update: the loss at initialization.
+        m["loss_start"] = batch[0]
     else:
         m["loss_start"] = finite[0] if finite else math.nan
     m["loss_final"] = _tail_mean(losses)
@@ -341,24 +347,40 @@ def _rule_diverged(s: Signals, m: dict[str, float], t: Thresholds) -> list[Findi
                     "E16")]
 
 
+def _diverged(s: Signals, m: dict[str, float]) -> bool:
+    return s.status == "diverged" or bool(m["nonfinite_loss"])
+
+
+def _ratio_high(m: dict[str, float], t: Thresholds) -> bool:
+    return m["update_ratio"] > t.ratio_high or m["update_ratio_first"] > t.ratio_first_high
+
+
+def _ended_high(m: dict[str, float], t: Thresholds) -> bool:
+    """The loss stopped improving while the model is still poor."""
+    poor = (m["accuracy"] < t.underfit_accuracy if math.isfinite(m["accuracy"])
+            else m["progress"] < 1 - t.high_plateau)
+    return poor and not m["late_progress"] >= t.stall
+
+
 def _rule_learning_rate(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
     out = []
-    ratio = m["update_ratio"] if math.isfinite(m["update_ratio"]) else m["update_ratio_first"]
-    diverged = s.status == "diverged" or m["nonfinite_loss"]
-    ratio_known = math.isfinite(ratio)
-    if diverged and (not ratio_known or m["update_ratio_first"] > t.ratio_high or ratio > t.ratio_high):
-        out.append(Finding("lr_too_high", "error", _ev(m, "update_ratio_first", "update_ratio", "loss_start"),
-                           "The loss exploded: the learning rate is too high. Divide it by 10, or pick it "
-                           "with the LR range test (recipes E16, E18, G24).", "E16"))
-    elif (not diverged and ratio_known and ratio > t.ratio_high and m["progress"] < 1 - t.high_plateau
-          and m["late_progress"] < t.stall):
+    ratio = m["update_ratio"]
+    ratio_known = math.isfinite(ratio) or math.isfinite(m["update_ratio_first"])
+    if _diverged(s, m):
+        if not ratio_known or _ratio_high(m, t):
+            out.append(Finding("lr_too_high", "error", _ev(m, "update_ratio_first", "update_ratio", "loss_start"),
+                               "The loss exploded: the learning rate is too high. Divide it by 10, or pick it "
+                               "with the LR range test (recipes E16, E18, G24).", "E16"))
+        return out
+    if _ratio_high(m, t) and _ended_high(m, t):
+        top = max(v for v in (ratio, m["update_ratio_first"]) if math.isfinite(v))
         out.append(Finding("lr_too_high", "warning",
-                           _ev(m, "update_ratio", "loss_start", "loss_final", "progress", "late_progress"),
+                           _ev(m, "update_ratio_first", "update_ratio", "loss_start", "loss_final", "accuracy",
+                               "dead_fraction"),
                            f"The loss dropped then stayed high ({m['loss_final']:.3g} from {m['loss_start']:.3g}) "
-                           f"with updates {ratio:.1e} of the weights per step: lower the learning rate "
-                           "(recipes E16, E18).", "E16"))
-    if (not diverged and ratio_known and ratio < t.ratio_low and m["progress"] < t.slow_progress
-            and not (m["late_progress"] < 0)):
+                           f"with updates up to {top:.1e} of the weights per step (about 1e-3 is healthy): lower "
+                           "the learning rate 3-10x (recipes E16, E18).", "E16"))
+    if ratio_known and ratio < t.ratio_low and m["progress"] < t.slow_progress and not m["late_progress"] < 0:
         out.append(Finding("lr_too_low", "warning",
                            _ev(m, "update_ratio", "loss_start", "loss_final", "progress", "late_progress"),
                            f"The loss falls slowly ({m['progress']:.0%} in {int(m['epochs'])} epochs) and each "
@@ -369,13 +391,14 @@ def _rule_learning_rate(s: Signals, m: dict[str, float], t: Thresholds) -> list[
 
 def _rule_update_ratio(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
     ratio = m["update_ratio"]
-    if not math.isfinite(ratio) or s.status == "diverged" or m["nonfinite_loss"]:
+    if _diverged(s, m):
         return []
-    if ratio > t.ratio_high:
+    if _ratio_high(m, t):
+        top = max(v for v in (ratio, m["update_ratio_first"]) if math.isfinite(v))
         return [Finding("update_ratio_high", "warning", _ev(m, "update_ratio", "update_ratio_first"),
-                        f"Weights change by {ratio:.1e} of their size per step, far above about 1e-3: the "
+                        f"Weights change by up to {top:.1e} of their size per step, far above about 1e-3: the "
                         "learning rate is likely too high (recipe E18).", "E18")]
-    if ratio < t.ratio_low:
+    if math.isfinite(ratio) and ratio < t.ratio_low:
         return [Finding("update_ratio_low", "warning", _ev(m, "update_ratio", "update_ratio_first"),
                         f"Weights change by {ratio:.1e} of their size per step, far below about 1e-3: the "
                         "learning rate is likely too low (recipe E18).", "E18")]
@@ -397,9 +420,10 @@ def _rule_fit(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
         out.append(Finding("overfitting", "warning", _ev(m, "val_loss_min", "val_loss_final", "val_rise"),
                            f"The validation loss rose {m['val_rise']:.0%} above its minimum while the training "
                            "loss kept falling: regularize more or stop earlier (recipes E17, C9).", "E17"))
-    learning = m["progress"] >= t.no_progress
+    chance = m["chance_accuracy"] if math.isfinite(m["chance_accuracy"]) else 0.0
+    learning = m["progress"] >= t.no_progress and m["accuracy"] > 2 * chance
     if (learning and math.isfinite(m["accuracy"]) and m["accuracy"] < t.underfit_accuracy
-            and abs(gap) <= t.underfit_gap and m["late_progress"] < t.stall):
+            and abs(gap) <= t.underfit_gap and m["late_progress"] < t.stall and not _ratio_high(m, t)):
         out.append(Finding("underfitting", "warning",
                            _ev(m, "accuracy", "val_accuracy", "gap", "late_progress"),
                            f"Train accuracy is only {m['accuracy']:.3f}, validation {m['val_accuracy']:.3f}, and "
@@ -425,7 +449,7 @@ def _rule_not_learning(s: Signals, m: dict[str, float], t: Thresholds) -> list[F
 def _rule_plateau(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
     if s.status == "diverged" or m["nonfinite_loss"] or m["epochs"] < 6:
         return []
-    if (m["progress"] >= t.no_progress and m["late_progress"] < t.stall / 5
+    if (m["progress"] >= t.no_progress and m["late_progress"] < t.stall / 15
             and m["loss_final"] > t.plateau_loss * m["loss_start"]):
         return [Finding("plateau", "info", _ev(m, "loss_start", "loss_final", "late_progress", "epochs"),
                         f"The training loss stopped improving at {m['loss_final']:.3g} over the last third of "
@@ -437,7 +461,7 @@ def _rule_plateau(s: Signals, m: dict[str, float], t: Thresholds) -> list[Findin
 def _rule_noise(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
     if s.status == "diverged" or not math.isfinite(m["loss_noise"]) or m["loss_noise"] <= t.noise:
         return []
-    return [Finding("noisy_loss", "info", _ev(m, "loss_noise"),
+    return [Finding("noisy_loss", "warning", _ev(m, "loss_noise"),
                     f"The loss jumps by about {m['loss_noise']:.0%} from batch to batch: a larger batch "
                     "(or a lower learning rate) smooths it (recipe E16).", "E16")]
 

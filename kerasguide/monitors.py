@@ -300,6 +300,7 @@ def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, 
         tiles = np.transpose(kernel, (3, 0, 1, 2))[:max_tiles]
     else:
         raise ValueError(f"Argument `kernel` must have rank 2, 3 or 4. Received: shape={kernel.shape}")
+    tiles = np.nan_to_num(tiles, nan=0.0, posinf=0.0, neginf=0.0)  # a diverged run still gets a picture
     if tiles.shape[-1] not in (1, 3):
         tiles = tiles.mean(axis=-1, keepdims=True)
     n, h, w, c = tiles.shape
@@ -453,6 +454,7 @@ class MonitorCallback(keras.callbacks.Callback):
     # state
     def on_train_begin(self, logs=None):
         self.records = []
+        self._lines: list[str] = []
         self._epochs = (self.params or {}).get("epochs")
 
     def _due(self, epoch: int) -> bool:
@@ -466,12 +468,15 @@ class MonitorCallback(keras.callbacks.Callback):
         return None if self.log_dir is None else shared_writer(self.log_dir)
 
     def _add_record(self, record: dict[str, Any]) -> None:
-        self.records.append(_round(record))
+        record = _round(record)
+        self.records.append(record)
         if self.record_dir is None:
             return
+        # Each line is serialized once; the file is rewritten whole (atomic rename), so a kill
+        # never leaves half a file.
+        self._lines.append(json.dumps(_finite_or_none(record)) + "\n")
         self.record_dir.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(_finite_or_none(r)) + "\n" for r in self.records)
-        atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", text)
+        atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", "".join(self._lines))
 
     def on_train_end(self, logs=None):
         if self.writer is not None:
@@ -528,83 +533,106 @@ class UpdateRatioMonitor(MonitorCallback):
         owners = _layer_of_variables(self.model)
         self._names = [_var_name(v) for v in self._vars]
         self._layers = [owners.get(id(v), _var_name(v).split("/")[0]) for v in self._vars]
-        self._in_step = (not self._force_fallback and not _is_multi_replica(self.model)
+        self._in_step = (not self._force_fallback and bool(self._vars) and not _is_multi_replica(self.model)
                          and keras.backend.backend() == "tensorflow")
-        self._acc = []
-        self._prev = []
         self._executions = 0
+        n = len(self._vars)
         if self._in_step:
-            for variable in self._vars:
-                prev = tf.Variable(tf.cast(variable.value, tf.float32), trainable=False)
-                acc = tf.Variable(tf.zeros(4, tf.float32), trainable=False)
-                self._prev.append(prev)
-                self._acc.append(acc)
-                self._hooks.append((variable, _install_hook(variable, self._step_fn(prev, acc))))
+            # All tensors as one flat vector: a handful of ops per step whatever the number of tensors.
+            self._prev = tf.Variable(self._flat([v.value for v in self._vars]), trainable=False)
+            self._acc = tf.Variable(tf.zeros(3 * n + 1, tf.float32), trainable=False)
+            last = self._vars[-1]
+            self._hooks.append((last, _install_hook(last, self._step_fn())))
             _retrace(self.model)
         else:
-            self._acc = [np.zeros(4) for _ in self._vars]
+            self._acc_np = np.zeros(3 * n + 1)
 
-    def _step_fn(self, prev: tf.Variable, acc: tf.Variable) -> Callable[[Any], None]:
+    def _flat(self, values) -> tf.Tensor:
+        return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+
+    def _step_fn(self) -> Callable[[Any], None]:
+        # Runs in the last variable's constraint: every variable has its new
+        # (constrained) value by then, the last one is handed in.
         every = self.every_steps
         optimizer = self.model.optimizer
+        variables = self._vars
+        prev, acc = self._prev, self._acc
+        segments = tf.constant(np.repeat(np.arange(len(variables)), [int(np.prod(v.shape)) for v in variables]),
+                               tf.int32)
+        n = len(variables)
 
-        def measure(value):
-            value = tf.cast(tf.convert_to_tensor(value), tf.float32)
-            d2 = tf.reduce_sum(tf.square(value - prev))
-            p2 = tf.reduce_sum(tf.square(prev))
-            ratio = tf.sqrt(d2) / (tf.sqrt(p2) + 1e-12)
-            acc.assign_add(tf.stack([ratio, d2, p2, 1.0]))
+        def current(value):
+            return self._flat([v.value for v in variables[:-1]] + [value])
+
+        def measure(flat):
+            d2 = tf.math.unsorted_segment_sum(tf.square(flat - prev), segments, n)
+            p2 = tf.math.unsorted_segment_sum(tf.square(prev), segments, n)
+            ratio = tf.sqrt(d2 / tf.maximum(p2, 1e-30))
+            acc.assign_add(tf.concat([ratio, d2, p2, [1.0]], 0))
 
         def fn(value):
             if every == 1:
-                measure(value)
-                prev.assign(tf.cast(tf.convert_to_tensor(value), tf.float32))
+                flat = current(value)
+                measure(flat)
+                prev.assign(flat)
                 return
             step = tf.cast(optimizer.iterations, tf.int64)  # steps done before this one
-            tf.cond(step % every == 0, lambda: (measure(value), tf.constant(0))[1], lambda: tf.constant(0))
-            tf.cond((step + 1) % every == 0,
-                    lambda: (prev.assign(tf.cast(tf.convert_to_tensor(value), tf.float32)), tf.constant(0))[1],
-                    lambda: tf.constant(0))
+
+            def due():
+                measure(current(value))
+                return tf.constant(0)
+
+            def before_due():
+                prev.assign(current(value))
+                return tf.constant(0)
+
+            tf.cond(step % every == 0, due, lambda: tf.constant(0))
+            tf.cond((step + 1) % every == 0, before_due, lambda: tf.constant(0))
 
         return fn
 
     def on_train_batch_begin(self, batch, logs=None):
-        if not self._in_step:
-            self._executions += 1
-            if self._executions % self.every_steps == 0 or self.every_steps == 1:
-                self._snapshot = [np.asarray(v.value, dtype=np.float64) for v in self._vars]
-                self._snapshot_step = int(self.model.optimizer.iterations.numpy())
-            else:
-                self._snapshot = None
+        if self._in_step:
+            return
+        self._executions += 1
+        self._snapshot = None
+        if (self._executions - 1) % self.every_steps == 0:
+            self._snapshot = [np.asarray(v.value, dtype=np.float64) for v in self._vars]
+            self._snapshot_step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         if self._in_step or getattr(self, "_snapshot", None) is None:
             return
+        # Across one execution: the step's average movement (exact with one step per execution).
         steps = max(1, int(self.model.optimizer.iterations.numpy()) - self._snapshot_step)
+        n = len(self._vars)
         for i, variable in enumerate(self._vars):
             old = self._snapshot[i]
             d2 = float(np.sum((np.asarray(variable.value, dtype=np.float64) - old) ** 2)) / steps ** 2
             p2 = float(np.sum(old ** 2))
-            self._acc[i] += [math.sqrt(d2) / (math.sqrt(p2) + 1e-12), d2, p2, 1.0]
+            self._acc_np[i] += math.sqrt(d2 / p2) if p2 > 0 else 0.0
+            self._acc_np[n + i] += d2
+            self._acc_np[2 * n + i] += p2
+        self._acc_np[-1] += 1
         self._snapshot = None
 
     def on_epoch_end(self, epoch, logs=None):
+        n = len(self._vars)
         if self._in_step:
-            values = [acc.numpy().astype(np.float64) for acc in self._acc]
-            for acc in self._acc:
-                acc.assign(tf.zeros(4, tf.float32))
+            values = self._acc.numpy().astype(np.float64)
+            self._acc.assign(tf.zeros(3 * n + 1, tf.float32))
         else:
-            values = self._acc
-            self._acc = [np.zeros(4) for _ in self._vars]
-        steps = int(max((v[3] for v in values), default=0))
+            values = self._acc_np
+            self._acc_np = np.zeros(3 * n + 1)
+        steps = int(values[-1])
         if steps == 0:
             return
-        tensors = {name: float(v[0] / v[3]) for name, v in zip(self._names, values, strict=True) if v[3] > 0}
+        tensors = {name: float(values[i] / steps) for i, name in enumerate(self._names)}
         sums: dict[str, list[float]] = {}
-        for layer, v in zip(self._layers, values, strict=True):
+        for i, layer in enumerate(self._layers):
             total = sums.setdefault(layer, [0.0, 0.0])
-            total[0] += v[1]
-            total[1] += v[2]
+            total[0] += values[n + i]
+            total[1] += values[2 * n + i]
         layers = {layer: math.sqrt(d2 / p2) if p2 > 0 else math.nan for layer, (d2, p2) in sums.items()}
         finite = [r for r in layers.values() if math.isfinite(r) and r > 0]
         median = float(np.median(finite)) if finite else math.nan
@@ -612,8 +640,8 @@ class UpdateRatioMonitor(MonitorCallback):
             logs["update_ratio"] = median
         writer = self.writer
         if writer is not None:
-            for prefix, values in (("update_ratio", layers), ("update_ratio_tensor", tensors)):
-                for name, ratio in values.items():
+            for prefix, items in (("update_ratio", layers), ("update_ratio_tensor", tensors)):
+                for name, ratio in items.items():
                     if ratio > 0 and math.isfinite(ratio):
                         writer.scalar(f"{prefix}/{name}", math.log10(ratio), epoch + 1,
                                       "log10 ||dw||/||w|| per step (recipe E18; healthy about -3)")
@@ -774,21 +802,22 @@ class LossMonitor(MonitorCallback):
 
 
 # ----------------------------------------------------------------- probe
-def _tf_histogram(values):
-    """16-bin histogram of a tensor's finite values over their own range, in the graph."""
-    values = tf.reshape(tf.cast(values, tf.float32), [-1])
-    values = tf.boolean_mask(values, tf.math.is_finite(values))
-    low = tf.reduce_min(tf.concat([values, [np.inf]], 0))
-    high = tf.reduce_max(tf.concat([values, [-np.inf]], 0))
-    some = low <= high
-    low = tf.where(some, low, 0.0)
-    high = tf.where(some, high, 1.0)
-    high = tf.where(high > low, high, low + 1.0)
-    counts = tf.histogram_fixed_width(values, tf.stack([low, high]), nbins=_HIST_BINS)
-    return tf.linspace(low, high, _HIST_BINS + 1), tf.cast(counts, tf.float32)
+_ACT_SAMPLE = 16384  # activation values kept for a layer's histogram (a strided sample)
+_HIST_SAMPLE = 1 << 18  # weights/gradients: at most this many values per histogram
 
 
-def _hist_dict(edges: np.ndarray, counts: np.ndarray) -> dict[str, list[float]]:
+def _np_histogram(values: np.ndarray) -> dict[str, list[float]]:
+    """16-bin histogram of the finite values over their own range: `{"edges", "counts"}`."""
+    values = np.asarray(values, dtype=np.float32).ravel()
+    if values.size > _HIST_SAMPLE:
+        values = values[:: values.size // _HIST_SAMPLE + 1]
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"edges": [], "counts": []}
+    low, high = float(values.min()), float(values.max())
+    if not high > low:
+        high = low + 1.0
+    counts, edges = np.histogram(values, bins=_HIST_BINS, range=(low, high))
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -922,8 +951,7 @@ class ProbeMonitor(MonitorCallback):
             grads = tape.gradient(loss, weights)
             grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(g, tf.float32)
                      for g, w in zip(grads, weights, strict=True)]
-            values = [tf.cast(w, tf.float32) for w in weights]
-            act_stats, act_hists = [], []
+            stats, samples = [], []
             for (_, kind), act in zip(probed_kinds, acts, strict=True):
                 units = tf.reshape(tf.cast(act, tf.float32), [-1, act.shape[-1]])
                 dead = saturated = tf.constant(0.0)
@@ -933,29 +961,21 @@ class ProbeMonitor(MonitorCallback):
                     saturated = tf.reduce_mean(tf.cast(tf.abs(units) > 0.99, tf.float32))
                 elif kind in _SIGMOID_LIKE:
                     saturated = tf.reduce_mean(tf.cast((units > 0.99) | (units < 0.01), tf.float32))
-                act_stats.append(tf.stack([dead, saturated, tf.math.reduce_std(units)]))
-                edges, counts = _tf_histogram(units)
-                act_hists.append(tf.stack([edges, tf.concat([counts, [0.0]], 0)]))
-            tensor_stats, tensor_hists = [], []
-            for g, w in zip(grads, values, strict=True):
-                tensor_stats.append(tf.stack([tf.reduce_sum(tf.square(g)), tf.reduce_sum(tf.square(w))]))
-                ge, gc = _tf_histogram(g)
-                we, wc = _tf_histogram(w)
-                tensor_hists.append(tf.stack([ge, tf.concat([gc, [0.0]], 0), we, tf.concat([wc, [0.0]], 0)]))
-            return (loss,
-                    tf.stack(act_stats) if act_stats else tf.zeros([0, 3]),
-                    tf.stack(act_hists) if act_hists else tf.zeros([0, 2, _HIST_BINS + 1]),
-                    tf.stack(tensor_stats) if tensor_stats else tf.zeros([0, 2]),
-                    tf.stack(tensor_hists) if tensor_hists else tf.zeros([0, 4, _HIST_BINS + 1]))
+                stats.append(tf.stack([dead, saturated, tf.math.reduce_std(units)]))
+                size = int(np.prod(act.shape[1:])) * len(self.x)
+                samples.append(tf.reshape(units, [-1])[:: max(1, size // _ACT_SAMPLE)])
+            return loss, (tf.stack(stats) if stats else tf.zeros([0, 3])), samples, grads
 
         # One compiled function for the forward pass to every activation, the
-        # backward pass to every gradient and their statistics; autograph off
-        # (nothing here needs it) halves its tracing time.
+        # backward pass to every gradient and the unit statistics; histograms
+        # are counted in NumPy (in the graph they would triple its tracing
+        # time). Autograph is off: nothing here needs it, and it halves tracing.
         self._function = tf.function(probe, autograph=False)
         self._groups = groups
         self._kernels = dict(zip(self._order, kernels, strict=True))
         self._sizes = sizes
         self._names = names
+        self._weights = weights
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_batches is None:
@@ -973,28 +993,30 @@ class ProbeMonitor(MonitorCallback):
             return
         self._probe_step += 1
         try:
-            result = self._function()
+            loss, act_stats, samples, grads = self._function()
         except Exception as error:  # an exotic model must not stop the training
             self._failed = True
             logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
             return
-        loss, act_stats, act_hists, tensor_stats, tensor_hists = (np.asarray(r, dtype=np.float64) for r in result)
+        act_stats = np.asarray(act_stats, dtype=np.float64)
+        grads = [np.asarray(g) for g in grads]
+        weights = [np.asarray(w.value) for w in self._weights]
         step = epoch + 1 if epoch is not None else self._probe_step
         layers: dict[str, dict[str, Any]] = {}
         for i, (name, kind) in enumerate(self._probed):
             layers[name] = {"kind": kind, "dead_fraction": act_stats[i, 0], "saturated_fraction": act_stats[i, 1],
-                            "act_std": act_stats[i, 2],
-                            "act_hist": _hist_dict(act_hists[i, 0], act_hists[i, 1, :_HIST_BINS])}
+                            "act_std": act_stats[i, 2], "act_hist": _np_histogram(np.asarray(samples[i]))}
+        grad_hists = [_np_histogram(g) for g in grads]
+        weight_hists = [_np_histogram(w) for w in weights]
         for layer in self._order:
             idx = self._groups[layer]
-            g2 = float(sum(tensor_stats[i, 0] for i in idx))
-            w2 = float(sum(tensor_stats[i, 1] for i in idx))
+            g2 = float(sum(np.sum(np.square(grads[i], dtype=np.float64)) for i in idx))
+            w2 = float(sum(np.sum(np.square(weights[i], dtype=np.float64)) for i in idx))
             n = max(sum(self._sizes[i] for i in idx), 1)
             k = self._kernels[layer]
             layers.setdefault(layer, {}).update(
                 grad_norm=math.sqrt(g2), grad_rms=math.sqrt(g2 / n), weight_norm=math.sqrt(w2),
-                weight_rms=math.sqrt(w2 / n), grad_hist=_hist_dict(tensor_hists[k, 0], tensor_hists[k, 1, :_HIST_BINS]),
-                weight_hist=_hist_dict(tensor_hists[k, 2], tensor_hists[k, 3, :_HIST_BINS]))
+                weight_rms=math.sqrt(w2 / n), grad_hist=grad_hists[k], weight_hist=weight_hists[k])
         writer = self.writer
         if writer is not None:
             for name, kind in self._probed:
@@ -1013,8 +1035,8 @@ class ProbeMonitor(MonitorCallback):
                               "norm of the probe batch's data-loss gradient (E19)")
             if self.histograms:
                 for i, name in enumerate(self._names):
-                    writer.histogram(f"gradients/{name}", tensor_hists[i, 0], tensor_hists[i, 1, :_HIST_BINS], step)
-                    writer.histogram(f"weights/{name}", tensor_hists[i, 2], tensor_hists[i, 3, :_HIST_BINS], step)
+                    writer.histogram(f"gradients/{name}", grad_hists[i]["edges"], grad_hists[i]["counts"], step)
+                    writer.histogram(f"weights/{name}", weight_hists[i]["edges"], weight_hists[i]["counts"], step)
         if epoch is not None:
             self._add_record({"epoch": epoch + 1, "loss": float(loss), "order": self._order, "layers": layers})
 
