@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_actions()
 
+        QTimer.singleShot(1000, _warm_up_plotting)
         self.probe: CommandProbe | None = None
         if commands is None:
             self.probe = CommandProbe(self)
@@ -551,6 +552,26 @@ class MainWindow(QMainWindow):
         self.board.shutdown()
         if self.probe is not None:
             self.probe.stop()
+
+
+def _import_plotting() -> None:
+    try:
+        import matplotlib.backends.backend_qtagg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # noqa: BLE001 - a plot will report it when drawn
+        pass
+
+
+def _warm_up_plotting() -> None:
+    """Import matplotlib in a background thread once the window is up.
+
+    The first plot would otherwise import it on the GUI thread, a stall of a
+    second or more; a thread gives up the GIL every few milliseconds, so the
+    event loop keeps running while it imports.
+    """
+    import threading
+
+    threading.Thread(target=_import_plotting, name="kerasguide-warm-up", daemon=True).start()
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:

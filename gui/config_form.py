@@ -182,7 +182,12 @@ class _SectionPage(QScrollArea):
 
 
 class ConfigForm(QWidget):
-    """The generated form: a list of sections and one page per section."""
+    """The generated form: a list of sections and one page per section.
+
+    A page's widgets are built the first time it is shown (or one of its
+    rows is asked for): a dozen pages of fields would otherwise cost most of
+    the app's start-up.
+    """
 
     def __init__(self, document: ConfigDocument, parent: QWidget | None = None):
         super().__init__(parent)
@@ -193,37 +198,58 @@ class ConfigForm(QWidget):
         self.sections.setIconSize(QSize(14, 14))
         self.pages = QStackedWidget()
         self.rows: dict[tuple[str, ...], _FieldRow] = {}
-        self._pages: list[_SectionPage] = []
-        for section in document.sections:
-            page = _SectionPage(section)
-            self._pages.append(page)
-            self.pages.addWidget(page)
+        self._specs = list(document.sections)
+        self._pages: list[_SectionPage | None] = [None] * len(self._specs)
+        for section in self._specs:
+            self.pages.addWidget(QWidget())  # replaced by the page when first shown
             QListWidgetItem(section.title, self.sections)
-            for path, row in page.rows.items():
-                self.rows[path] = row
-                row.edited.connect(self._edited)
-        self.sections.currentRowChanged.connect(self.pages.setCurrentIndex)
-        self.sections.setCurrentRow(0)
+        self.sections.currentRowChanged.connect(self._show_page)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.sections)
         layout.addWidget(self.pages, 1)
         document.changed.connect(self._document_changed)
+        self.sections.setCurrentRow(0)
         self._document_changed("load")
+
+    def page(self, index: int) -> _SectionPage:
+        """The page of section `index`, built now if it was not yet."""
+        page = self._pages[index]
+        if page is None:
+            page = _SectionPage(self._specs[index])
+            placeholder = self.pages.widget(index)
+            self.pages.insertWidget(index, page)
+            self.pages.removeWidget(placeholder)
+            placeholder.deleteLater()
+            self._pages[index] = page
+            for path, row in page.rows.items():
+                self.rows[path] = row
+                row.edited.connect(self._edited)
+                row.show_value(self.document.value(path))
+                row.show_error(self.document.errors.get(path))
+            self._show_section_error(index)
+        return page
 
     def row(self, key: str) -> _FieldRow:
         """The row of a field by its dotted key, e.g. `"train.epochs"`."""
-        return self.rows[tuple(key.split("."))]
+        path = tuple(key.split("."))
+        if path not in self.rows:
+            for index, section in enumerate(self._specs):
+                if any(f.path == path for f in section.fields):
+                    self.page(index)
+        return self.rows[path]
 
     def show_section(self, key: str) -> None:
-        for index, page in enumerate(self._pages):
-            if page.section.key == key:
+        for index, section in enumerate(self._specs):
+            if section.key == key:
                 self.sections.setCurrentRow(index)
                 return
 
     def collect(self) -> dict[str, Any]:
         """The config as the editors show it now (every field, nested)."""
+        for index in range(len(self._specs)):
+            self.page(index)
         data: dict[str, Any] = {}
         for path, row in self.rows.items():
             value = row.value()
@@ -235,8 +261,26 @@ class ConfigForm(QWidget):
             node[path[-1]] = value
         return data
 
+    def _show_page(self, index: int) -> None:
+        if 0 <= index < len(self._specs):
+            self.page(index)
+            self.pages.setCurrentIndex(index)
+
     def _edited(self, path: tuple[str, ...], value: Any) -> None:
         self.document.set_value(path, value)
+
+    def _show_section_error(self, index: int) -> None:
+        doc = self.document
+        section = self._specs[index]
+        own = doc.errors.get(section.path)
+        page = self._pages[index]
+        if page is not None:
+            page.error.setText(own or "")
+            page.error.setVisible(bool(own))
+        bad = bool(own) or any(f.path in doc.errors for f in section.fields)
+        item = self.sections.item(index)
+        item.setIcon(icons.status_icon("failed") if bad else icons.blank_icon())
+        item.setToolTip("this section has a problem" if bad else "")
 
     def _document_changed(self, origin: str) -> None:
         doc = self.document
@@ -245,14 +289,8 @@ class ConfigForm(QWidget):
                 row.show_value(doc.value(path))
         for path, row in self.rows.items():
             row.show_error(doc.errors.get(path))
-        for index, page in enumerate(self._pages):
-            own = doc.errors.get(page.section.path)
-            page.error.setText(own or "")
-            page.error.setVisible(bool(own))
-            bad = bool(own) or any(p in doc.errors for p in page.rows)
-            item = self.sections.item(index)
-            item.setIcon(icons.status_icon("failed") if bad else icons.blank_icon())
-            item.setToolTip("this section has a problem" if bad else "")
+        for index in range(len(self._specs)):
+            self._show_section_error(index)
 
 
 class TomlView(QWidget):

@@ -513,7 +513,16 @@ class RunsBrowser(QWidget):
                     state.append((str(path), name, None))
         return tuple(state)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self._show_details(force=True)
+
     def _show_details(self, force: bool = False) -> None:
+        if not self.isVisible():
+            # Drawing plots for a hidden tab would only stall the event loop
+            # (e.g. while a job streams); the tab redraws when it is shown.
+            self._shown_key = None
+            return
         paths = self.selected_paths()
         key = (tuple(paths), self.tabs.currentIndex(), self._file_state(paths))
         if not force and key == self._shown_key:

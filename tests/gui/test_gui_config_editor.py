@@ -113,7 +113,7 @@ def test_a_rule_across_fields_is_shown_on_its_section(make_window, qtbot):
     window = make_window()
     form = window.editor.form
     _type(qtbot, form.row("lr_find.end_lr"), "1e-9")
-    page = next(p for p in form._pages if p.section.key == "lr_find")
+    page = form.page([s.key for s in window.document.sections].index("lr_find"))
     assert not page.error.isHidden() and "end_lr" in page.error.text()
     assert not window.job_actions["run"].isEnabled()
 

@@ -91,6 +91,7 @@ def test_a_real_run_launched_from_the_gui(make_window, qtbot, tmp_path):
     assert val_acc == pytest.approx(info.final["val_accuracy"], abs=1e-4) and val_acc > 0.1
     assert len(read_metrics(info.path / "metrics.csv")) == 2
     # its curves are drawn: train and validation loss over the two epochs
+    window.tabs.setCurrentIndex(window.TABS.index("Runs"))
     runs.tabs.setCurrentIndex(0)
     runs._show_details(force=True)
     loss_ax = runs.curves.figure.axes[0]
