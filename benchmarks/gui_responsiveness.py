@@ -136,9 +136,9 @@ def stalls(reps: int, epochs: int, folder: Path) -> dict[str, list[list[tuple[fl
         result["idle"].append(beat.stop())
         window.tabs.setCurrentIndex(window.TABS.index("Jobs"))
         job = window.start_job("run")
-        spin(until=lambda: job.progress.stage == "fit" or job.finished_state)  # TF import, data, checks
+        spin(until=lambda j=job: j.progress.stage == "fit" or j.finished_state)  # TF import, data, checks
         beat.start()
-        spin(until=lambda: job.finished_state)
+        spin(until=lambda j=job: j.finished_state)
         result["streaming a real run"].append(beat.stop())
         if job.state != "completed":
             raise RuntimeError(f"the run failed: {list(job.stderr_tail)[-3:]}")
