@@ -139,3 +139,22 @@ def test_distiller_trains_the_student_only_towards_the_teacher_and_round_trips(d
     assert isinstance(loaded, Distiller) and loaded.temperature == 4.0 and loaded.alpha == 0.1
     np.testing.assert_allclose(loaded.predict(digits.x_val, verbose=0), student.predict(digits.x_val, verbose=0),
                                atol=1e-6)
+
+
+def test_alpha_one_trains_exactly_like_the_plain_model(digits):
+    # With alpha = 1 the distiller's loss is the plain crossentropy (+ the student's L2):
+    # from the same initial weights and batches it must reach the same weights.
+    teacher = _mlp(digits, 8, 9)
+    trained = []
+    for distill in (False, True):
+        student = _mlp(digits, 8, 3)
+        if distill:
+            fitted = Distiller(student, teacher, temperature=4.0, alpha=1.0)
+            fitted.compile(optimizer=keras.optimizers.SGD(0.1))
+        else:
+            fitted = student
+            fitted.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        fitted.fit(digits.x_train, digits.y_train, batch_size=128, epochs=2, shuffle=False, verbose=0)
+        trained.append(student.get_weights())
+    for a, b in zip(*trained, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)

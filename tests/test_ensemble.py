@@ -143,7 +143,7 @@ def test_snapshot_checkpoints_keep_the_last_epochs_or_one_per_cycle(digits, tmp_
         weights = {}
 
         class Record(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
+            def on_epoch_end(self, epoch, logs=None, weights=weights):
                 weights[epoch + 1] = self.model.get_weights()
 
         keras.utils.set_random_seed(0)
