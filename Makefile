@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The demo run, then its diagnosis; its monitors (update ratios, histograms,
+# first-layer images) are in TensorBoard: `make demo BOARD=1` opens it.
 demo: $(STAMP)
-	$(VENV)/bin/kerasguide run --out runs
+	-$(VENV)/bin/kerasguide run --out runs
+	@last=$$(ls -td runs/*/ | head -1); \
+	echo; echo "diagnosis of $$last:"; $(VENV)/bin/kerasguide diagnose $$last; \
+	echo "monitors in TensorBoard: $(VENV)/bin/kerasguide board $$last"; \
+	if [ -n "$(BOARD)" ]; then $(VENV)/bin/kerasguide board $$last; fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -7,7 +7,8 @@ for each measure the range over the healthy runs and over the runs planted
 to trigger it: a threshold belongs in the gap between them. The measured
 table is in `benchmarks/README.md`.
 
-Usage: python benchmarks/diagnosis_calibration.py [--only NAME ...] [--seeds 2]
+Usage: python benchmarks/diagnosis_calibration.py [--only NAME ...] [--seeds 2] [--out DIR]
+       python benchmarks/diagnosis_calibration.py --rediagnose DIR   (runs kept by --out, current thresholds)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from kerasguide._logging import import_tensorflow, set_verbosity
 
@@ -86,27 +88,45 @@ KEYS = ("progress", "late_progress", "update_ratio_first", "update_ratio", "gap"
         "saturated_fraction", "grad_ratio")
 
 
+def _row(name, seed, expected, run_dir):
+    m = measure(load_signals(run_dir))
+    findings = diagnose_run(run_dir)
+    codes = sorted({f.code for f in findings if f.severity != "info"})
+    info = sorted({f.code for f in findings if f.severity == "info"})
+    ok = set(expected) <= set(codes) and bool(expected or not codes)
+    print(f"{'ok ' if ok else 'BAD'} {name} seed {seed}: found {codes} info {info}; "
+          + ", ".join(f"{k}={m[k]:.3g}" for k in KEYS), file=sys.stderr, flush=True)
+    return name, seed, expected, m, codes, info, ok
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="substrings of case names to run")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per case")
+    parser.add_argument("--out", help="keep the run directories here (default: a temporary folder)")
+    parser.add_argument("--rediagnose", help="diagnose the runs kept in this folder again; train nothing")
     args = parser.parse_args(argv)
     set_verbosity("ERROR")
     results = []
-    with tempfile.TemporaryDirectory() as out:
-        for name, expected, make in CASES:
-            if args.only and not any(s in name for s in args.only):
-                continue
-            for seed in range(args.seeds):
-                result = run(make(seed), out=out, verbose=0)
-                m = measure(load_signals(result.run_dir))
-                findings = diagnose_run(result.run_dir)
-                codes = sorted({f.code for f in findings if f.severity != "info"})
-                info = sorted({f.code for f in findings if f.severity == "info"})
-                ok = set(expected) <= set(codes) and (expected or not codes)
-                results.append((name, seed, expected, m, codes, info, ok))
-                print(f"{'ok ' if ok else 'BAD'} {name} seed {seed}: {result.status}; found {codes} info {info}; "
-                      + ", ".join(f"{k}={m[k]:.3g}" for k in KEYS), file=sys.stderr, flush=True)
+    expected_of = {name: expected for name, expected, _ in CASES}
+    if args.rediagnose:
+        for path in sorted(Path(args.rediagnose).iterdir()):
+            if (path / "config.toml").exists():
+                name, _, seed = load_config(path / "config.toml").description.rpartition(" seed ")
+                if name in expected_of:
+                    results.append(_row(name, int(seed), expected_of[name], path))
+        results.sort(key=lambda r: ([c[0] for c in CASES].index(r[0]), r[1]))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = args.out or tmp
+            for name, expected, make in CASES:
+                if args.only and not any(s in name for s in args.only):
+                    continue
+                for seed in range(args.seeds):
+                    cfg = make(seed)
+                    cfg.description = f"{name} seed {seed}"
+                    result = run(cfg, out=out, verbose=0)
+                    results.append(_row(name, seed, expected, result.run_dir))
     print("\n| case | seeds | expected | found (warning/error) | " + " | ".join(KEYS) + " |")
     print("|---|---|---|---|" + "---|" * len(KEYS))
     by_case: dict[str, list] = {}
@@ -121,8 +141,7 @@ def main(argv=None) -> int:
                                                  else f"{min(values):.2g}…{max(values):.2g}"))
         expected = ", ".join(rows[0][2]) or "none"
         print(f"| {name} | {len(rows)} | {expected} | {', '.join(found) or 'none'} | " + " | ".join(cells) + " |")
-    t = Thresholds()
-    print(f"\nthresholds: {t}")
+    print(f"\nthresholds: {Thresholds()}")
     bad = [r for r in results if not r[6]]
     print(f"\n{len(results) - len(bad)}/{len(results)} runs diagnosed as planted", file=sys.stderr)
     return 0 if not bad else 1
