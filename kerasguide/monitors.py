@@ -714,18 +714,17 @@ class LossMonitor(MonitorCallback):
                          and not _is_multi_replica(self.model) and keras.backend.backend() == "tensorflow")
         if self._in_step:
             capacity = int(getattr(self.model, "steps_per_execution", 1) or 1) + 1
-            self._buffer = tf.Variable(tf.zeros(capacity, tf.float32), trainable=False)
+            self._capacity = capacity
+            # The tracker's running (total, count) after each step; the losses are their differences.
+            self._buffer = tf.Variable(tf.zeros((capacity, 2), tf.float32), trainable=False)
             self._pos = tf.Variable(0, dtype=tf.int32, trainable=False)
-            self._prev = tf.Variable(tf.zeros(2, tf.float32), trainable=False)
-            buffer, pos, prev = self._buffer, self._pos, self._prev
+            self._last = np.zeros(2)
+            buffer, pos = self._buffer, self._pos
 
             def fn(value):
-                total = tf.cast(tracker.total, tf.float32)
-                count = tf.cast(tracker.count, tf.float32)
-                loss = (total - prev[0]) / tf.maximum(count - prev[1], 1e-12)
-                buffer.scatter_nd_update([[pos % capacity]], [loss])
+                pair = tf.stack([tf.cast(tracker.total, tf.float32), tf.cast(tracker.count, tf.float32)])
+                buffer.scatter_nd_update(tf.reshape(pos % capacity, [1, 1]), pair[None])
                 pos.assign_add(1)
-                prev.assign(tf.stack([total, count]))
 
             # The tracker is updated before the optimizer step: any variable's hook sees this step's loss.
             self._hook = (weights[-1], _install_hook(weights[-1], fn))
@@ -735,17 +734,18 @@ class LossMonitor(MonitorCallback):
         self._losses = []
         self._running = (0, 0.0)
         if self._in_step:
-            self._prev.assign(tf.zeros(2, tf.float32))  # fit() has just reset the tracker
+            self._last = np.zeros(2)  # fit() has just reset the tracker
             self._pos.assign(0)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._in_step:
-            n = int(self._pos.numpy())
+            n = min(int(self._pos.numpy()), self._capacity)
+            values = []
             if n:
-                values = self._buffer.numpy()[: min(n, len(self._buffer.numpy()))].astype(np.float64).tolist()
+                pairs = np.vstack([self._last[None], self._buffer.numpy()[:n].astype(np.float64)])
+                self._last = pairs[-1]
                 self._pos.assign(0)
-            else:
-                values = []
+                values = (np.diff(pairs[:, 0]) / np.maximum(np.diff(pairs[:, 1]), 1e-12)).tolist()
         else:
             loss = (logs or {}).get("loss")
             if loss is None:
