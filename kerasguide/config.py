@@ -354,6 +354,11 @@ class LRFindConfig(_Section):
     max_epochs: float = Field(
         1.0, gt=0.0, description="Never sweep more data than this (fewer steps instead)."
     )
+    rule: Literal["auto", "valley", "steepest", "minimum_div_10"] = Field(
+        "auto",
+        description="The suggestion used: auto = the consensus (steepest for a one-cycle/cyclical "
+        "peak, else the median of the rules).",
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> LRFindConfig:

@@ -174,14 +174,26 @@ def suggest_all(lrs, losses, smoothed) -> dict[str, float | None]:
     }
 
 
-def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None) -> tuple[str | None, float | None, str]:
-    """The chosen rate: the median (on a log scale) of the finite suggestions.
+def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None,
+              target: str = "constant") -> tuple[str | None, float | None, str]:
+    """The chosen rate from the rules' suggestions.
 
-    A median of three rules ignores one rule fooled by its curve (an early
-    spike for "steepest", a flat tail for "valley"). Suggestions at or past
-    the rate of the loss minimum are dropped first: the loss is already
-    rising there. With two left, the lower one is taken (the safer side of
-    the minimum).
+    Non-finite suggestions, and those at or past the rate of the loss
+    minimum (the loss already rises there), are dropped first. For a
+    constant rate (`target="constant"`), the chosen one is the median (on a
+    log scale) of what is left: a median of three ignores one rule fooled by
+    its curve (a flat start for "valley", a spike for "steepest"); with two
+    left, the lower one (the safer side). For the peak of one-cycle or the
+    upper bound of a cyclical schedule (`target="peak"`), Smith's rule is
+    the largest rate at which the loss still falls fast: "steepest" (its
+    early-spike guard applied), else the same median. benchmarks/README.md
+    shows both choices against a grid of constant rates.
+
+    Args:
+        suggestions: `{rule: lr or None}`.
+        lrs: The sweep's rates (to find the loss minimum). Defaults to `None`.
+        smoothed: The smoothed losses. Defaults to `None`.
+        target: `"constant"` or `"peak"`. Defaults to `"constant"`.
 
     Returns:
         `(rule, lr, reason)`: the rule whose value was chosen (None if none
@@ -198,6 +210,12 @@ def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None) -> 
             finite = {k: v for k, v in finite.items() if v < lr_min}
     if not finite:
         return None, None, "no rule found a descending loss (the sweep diverged at once or never learned)"
+    extra = f"; {', '.join(dropped)} dropped (at or past the loss minimum)" if dropped else ""
+    if target == "peak" and "steepest" in finite:
+        listed = ", ".join(f"{k} {v:.2g}" for k, v in sorted(finite.items(), key=lambda kv: kv[1]))
+        lr = finite["steepest"]
+        return "steepest", lr, (f"steepest {lr:.2g} is where the loss falls fastest, Smith's peak for a "
+                                f"one-cycle or cyclical schedule ({listed}){extra}.")
     order = sorted(finite.items(), key=lambda kv: (kv[1], RULES.index(kv[0]) if kv[0] in RULES else 99))
     if len(order) == 1:
         rule, lr = order[0]
@@ -209,7 +227,6 @@ def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None) -> 
         rule, lr = order[(len(order) - 1) // 2]
         how = f"the median of {len(order)} rules"
     listed = ", ".join(f"{k} {v:.2g}" for k, v in sorted(finite.items(), key=lambda kv: kv[1]))
-    extra = f"; {', '.join(dropped)} dropped (at or past the loss minimum)" if dropped else ""
     return rule, lr, f"{rule} {lr:.2g} is {how} ({listed}){extra}."
 
 
@@ -481,6 +498,8 @@ class LRFinder:
         sample_weight=None,
         seed: int = 0,
         on_step: Callable[[int, float, float], None] | None = None,
+        target: str = "constant",
+        rule: str = "auto",
     ) -> LRFinderResult:
         """Run the sweep and return what it found; the model is left as it was.
 
@@ -501,6 +520,13 @@ class LRFinder:
             sample_weight: NumPy inputs only. Defaults to `None`.
             seed: Shuffling of NumPy inputs. Defaults to `0`.
             on_step: Called as `on_step(step, lr, loss)` after each step. Defaults to `None`.
+            target: What the chosen rate is for: `"constant"` (a constant or
+                decaying rate) or `"peak"` (the maximum of one-cycle, the
+                upper bound of a cyclical schedule); see `consensus`.
+                Defaults to `"constant"`.
+            rule: `"auto"` (the consensus for `target`) or one rule whose
+                suggestion is taken (`"valley"`, `"steepest"`,
+                `"minimum_div_10"`; the consensus if it has none). Defaults to `"auto"`.
 
         Returns:
             An `LRFinderResult`.
@@ -514,6 +540,8 @@ class LRFinder:
         _check("diverge_factor", diverge_factor, isinstance(diverge_factor, (int, float)) and diverge_factor > 1,
                "> 1")
         _check("max_epochs", max_epochs, isinstance(max_epochs, (int, float)) and max_epochs > 0, "> 0")
+        _check("target", target, target in ("constant", "peak"), 'one of ("constant", "peak")')
+        _check("rule", rule, rule == "auto" or rule in RULES, f"one of {('auto', *RULES)}")
         model = self.model
         if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
             raise ValueError("The model must be compiled (with its optimizer and loss) before `find`.")
@@ -568,7 +596,14 @@ class LRFinder:
         seconds = time.perf_counter() - started
         smoothed = smooth_losses(losses, smoothing)
         suggestions = suggest_all(lrs, losses, smoothed)
-        rule, chosen, reason = consensus(suggestions, lrs, smoothed)
+        chosen_rule, chosen, reason = consensus(suggestions, lrs, smoothed, target)
+        picked = suggestions.get(rule) if rule != "auto" else None
+        if picked is not None and math.isfinite(picked):
+            usual = "none" if chosen is None else f"{chosen_rule} {chosen:.2g}"
+            chosen_rule, chosen = rule, picked
+            reason = f"{rule} {picked:.2g} was asked for (rule = {rule!r}); the consensus would be {usual}."
+        elif rule != "auto":
+            reason = f"{rule} found no rate; {reason}"
         if chosen is None:
             chosen = FALLBACK_LR
             reason = f"No rule found a rate ({reason}); falling back to {FALLBACK_LR:g}."
@@ -578,13 +613,14 @@ class LRFinder:
             smoothed=[float(v) for v in smoothed],
             suggestions=suggestions,
             chosen=float(chosen),
-            chosen_rule=rule,
+            chosen_rule=chosen_rule,
             reason=reason,
             steps=len(lrs),
             seconds=round(seconds, 4),
             start_lr=float(start_lr),
             end_lr=float(end_lr),
             stop_reason=stop_reason,
+            extra={"target": target, "rule": rule},
         )
 
 
@@ -660,8 +696,14 @@ def _find_on_config(config, dataset, model, strategy=None, on_step=None) -> LRFi
     return LRFinder(model).find(
         dataset.x_train, dataset.y_train, batch_size=config.train.batch_size, start_lr=lf.start_lr,
         end_lr=lf.end_lr, steps=lf.steps, smoothing=lf.smoothing, diverge_factor=lf.diverge_factor,
-        max_epochs=lf.max_epochs, seed=config.train.seed, on_step=on_step,
+        max_epochs=lf.max_epochs, seed=config.train.seed, on_step=on_step, target=_target(config),
+        rule=lf.rule,
     )
+
+
+def _target(config) -> str:
+    """A one-cycle or cyclical schedule wants its peak from the test; anything else, a constant rate."""
+    return "peak" if config.schedule.kind in ("one_cycle", "cyclical") else "constant"
 
 
 class _nullcontext:

@@ -95,6 +95,20 @@ def test_consensus_is_the_median_and_ignores_non_finite_and_late_values():
     assert lr == 1e-3 and "valley dropped" in reason
 
 
+def test_a_schedule_peak_takes_steepest_and_a_rule_can_be_asked_for():
+    suggestions = {"valley": 1e-5, "steepest": 2e-2, "minimum_div_10": 5e-3}
+    assert consensus(suggestions)[:2] == ("minimum_div_10", 5e-3)  # constant: the median
+    rule, lr, reason = consensus(suggestions, target="peak")
+    assert (rule, lr) == ("steepest", 2e-2) and "one-cycle" in reason
+    assert consensus({"valley": 1e-5, "minimum_div_10": 5e-3}, target="peak")[:2] == ("valley", 1e-5)
+    x, y = _data()
+    asked = LRFinder(_sequential()).find(x, y, batch_size=8, rule="minimum_div_10", target="peak")
+    assert asked.chosen == asked.suggestions["minimum_div_10"] and asked.chosen_rule == "minimum_div_10"
+    assert "was asked for" in asked.reason
+    with pytest.raises(ValueError, match="Received: rule='best'"):
+        LRFinder(_sequential()).find(x, y, rule="best")
+
+
 def test_rules_survive_a_diverged_tail():
     lrs, loss = _curve(tail_nan=True)
     smoothed = smooth_losses(loss, 0.9)
