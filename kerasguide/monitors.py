@@ -61,6 +61,7 @@ __all__ = [
     "MonitorCallback",
     "EventWriter",
     "shared_writer",
+    "release_writer",
     "UpdateRatioMonitor",
     "LossMonitor",
     "ProbeMonitor",
@@ -161,21 +162,34 @@ class EventWriter:
     def flush(self) -> None:
         self._writer.flush()
 
+    def close(self) -> None:
+        self._writer.close()
+
 
 # One writer per log directory, shared by all monitors: TensorBoard reads a
 # run folder's event files one after the other, so two live writers in one
 # folder would hide each other's data while training.
 _WRITERS: dict[str, EventWriter] = {}
+_USERS: dict[str, int] = {}
 
 
 def shared_writer(log_dir: str | Path) -> EventWriter:
-    """The `EventWriter` of a folder, created once per process."""
+    """The `EventWriter` of a folder, created once and shared until `release_writer` closes it."""
     key = str(Path(log_dir).resolve())
     writer = _WRITERS.get(key)
     if writer is None:
         writer = EventWriter(key)
         _WRITERS[key] = writer
     return writer
+
+
+def release_writer(log_dir: str | Path, force: bool = False) -> None:
+    """One user less of a folder's writer; the last one (or `force`) closes it (no thread left behind)."""
+    key = str(Path(log_dir).resolve())
+    _USERS[key] = max(0, _USERS.get(key, 0) - 1)
+    if (_USERS[key] == 0 or force) and key in _WRITERS:
+        _WRITERS.pop(key).close()
+        _USERS.pop(key, None)
 
 
 def _round(value: Any, digits: int = 6) -> Any:
@@ -456,6 +470,9 @@ class MonitorCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.records = []
         self._lines: list[str] = []
+        if self.log_dir is not None:
+            key = str(self.log_dir.resolve())
+            _USERS[key] = _USERS.get(key, 0) + 1
         self._epochs = (self.params or {}).get("epochs")
 
     def _due(self, epoch: int) -> bool:
@@ -480,8 +497,8 @@ class MonitorCallback(keras.callbacks.Callback):
         atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", "".join(self._lines))
 
     def on_train_end(self, logs=None):
-        if self.writer is not None:
-            self.writer.flush()
+        if self.log_dir is not None:
+            release_writer(self.log_dir)
 
 
 # ------------------------------------------------------- update ratios
@@ -1321,4 +1338,4 @@ def diagnosis_stage(ctx) -> None:
     writer = shared_writer(ctx.run_dir.tb_dir / "monitor")
     writer.text("diagnosis", findings_markdown(findings), max(1, len(ctx.history)),
                 "what kerasguide diagnose found in this run (recipes E16-E20)")
-    writer.flush()
+    release_writer(ctx.run_dir.tb_dir / "monitor", force=True)
