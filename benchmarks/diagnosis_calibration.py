@@ -67,7 +67,8 @@ CASES: list[tuple[str, tuple[str, ...], Callable[[int], RunConfig]]] = [
     ("healthy digits batchnorm", (), _digits(10, model__batch_norm=True)),
     ("healthy digits deep relu", (), _digits(15, model__hidden=[128, 128, 128, 128])),
     ("healthy mnist1d cnn 12ep", (), _mnist1d(12)),
-    ("sgd lr 5", ("diverged", "lr_too_high"), _digits(5, optimizer__name="sgd", optimizer__learning_rate=5.0)),
+    # Explodes (seed 0), or kills every ReLU in its first steps and stays at chance (seed 1).
+    ("sgd lr 5", ("lr_too_high",), _digits(5, optimizer__name="sgd", optimizer__learning_rate=5.0)),
     ("adam lr 0.1", ("lr_too_high",), _digits(10, optimizer__learning_rate=0.1)),
     ("adam lr 1e-6", ("lr_too_low",), _digits(8, optimizer__learning_rate=1e-6)),
     ("sgd lr 1e-5", ("lr_too_low",), _digits(8, optimizer__name="sgd", optimizer__learning_rate=1e-5)),

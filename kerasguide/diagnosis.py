@@ -700,8 +700,7 @@ def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     ax = axes[0]
-    layers = sorted({name for r in signals.update_ratio for name in (r.get("layers") or {})},
-                    key=lambda n: next(i for i, r in enumerate(signals.update_ratio) if n in (r.get("layers") or {})))
+    layers = list(dict.fromkeys(name for r in signals.update_ratio for name in (r.get("layers") or {})))
     for name in layers:
         points = [(r["epoch"], r["layers"][name]) for r in signals.update_ratio
                   if _finite((r.get("layers") or {}).get(name)) and r["layers"][name] > 0]
@@ -711,7 +710,7 @@ def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
     ax.set_yscale("log")
     ax.set_title("update:weight ratio per step (E18; ~1e-3)")
     ax.set_xlabel("epoch")
-    if layers:
+    if ax.get_lines()[1:]:  # more than the 1e-3 guide line
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     ax = axes[1]
@@ -727,7 +726,7 @@ def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("dead ReLU / saturated units on the probe batch (E19)")
     ax.set_xlabel("epoch")
-    if names:
+    if ax.get_lines():
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()

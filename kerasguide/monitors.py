@@ -277,7 +277,7 @@ def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, 
     a 1-D conv kernel `(k, c_in, filters)` a `c_in x k` tile. Each tile is
     scaled to [0, 1] on its own, tiles are laid out in a near-square grid
     with a 1-pixel border and the grid is enlarged (nearest neighbour) by
-    `scale` (0: to about 256 pixels wide).
+    `scale` (0: to about 512 pixels wide).
 
     Args:
         kernel: The first layer's kernel.
@@ -330,7 +330,7 @@ def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, 
         r, q = divmod(i, cols_n)
         grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = norm[i]
     if scale <= 0:
-        scale = max(1, min(16, 256 // max(grid.shape[1], 1)))
+        scale = max(1, min(16, 512 // max(grid.shape[1], 1)))
     grid = np.kron(grid, np.ones((scale, scale, 1)))
     return (grid * 255).round().astype(np.uint8), tiles
 
