@@ -194,7 +194,9 @@ class Job(QObject):
         source: What it runs on, for the jobs list (a config's name). Defaults
             to its first argument.
         program: The argv prefix that runs the CLI. Defaults to `cli_program()`.
-        cancel_grace: Seconds between SIGTERM and SIGKILL on cancel. Defaults to `15`.
+        cancel_grace: Seconds between SIGTERM and SIGKILL on cancel: the CLI
+            finishes the run's record and report in between, which takes
+            seconds on a busy machine. Defaults to `60`.
 
     Signals:
         changed(): state or progress changed.
@@ -210,7 +212,7 @@ class Job(QObject):
     TAIL_LINES = 25
 
     def __init__(self, kind: str, args: list[str], title: str | None = None,
-                 program: list[str] | None = None, cancel_grace: float = 15.0,
+                 program: list[str] | None = None, cancel_grace: float = 60.0,
                  parent: QObject | None = None, source: str | None = None):
         super().__init__(parent)
         self.source = source or (args[0] if args else "")
@@ -301,7 +303,7 @@ class Job(QObject):
         self._kill_timer.start(int(self.cancel_grace * 1000))
         self.changed.emit()
 
-    def stop_now(self, timeout_ms: int = 8000) -> None:
+    def stop_now(self, timeout_ms: int = 20000) -> None:
         """Terminate and wait (blocking, bounded): used when the app closes."""
         process = self.process
         if process is None or process.state() == QProcess.ProcessState.NotRunning:

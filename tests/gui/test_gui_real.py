@@ -108,7 +108,8 @@ def test_cancel_stops_a_real_run_and_it_is_marked_interrupted(make_window, qtbot
     qtbot.waitUntil(lambda: job.progress.epoch >= 1 or job.finished_state, timeout=180000)
     assert job.state == "running"
     window.cancel_action.trigger()
-    qtbot.waitUntil(lambda: job.finished_state, timeout=60000)
+    qtbot.waitUntil(lambda: job.finished_state, timeout=120000)
+    assert "killed" not in "\n".join(job.log), "the CLI did not stop within the grace period"
     assert job.state == CANCELLED
     assert job.progress.status == "interrupted"
     info = read_run(job.run_dir)
