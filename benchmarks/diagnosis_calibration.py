@@ -85,7 +85,7 @@ CASES: list[tuple[str, tuple[str, ...], Callable[[int], RunConfig]]] = [
     ("batch 2", ("noisy_loss",), _digits(3, train__batch_size=2)),
 ]
 
-KEYS = ("progress", "late_progress", "update_ratio_first", "update_ratio", "gap", "accuracy", "loss_noise", "dead_fraction",
+KEYS = ("progress", "late_progress", "update_ratio_first", "update_ratio", "gap", "val_rise", "accuracy", "loss_noise", "dead_fraction",
         "saturated_fraction", "grad_ratio")
 
 

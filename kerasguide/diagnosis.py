@@ -135,6 +135,9 @@ class Thresholds:
         ratio_low: Median ratio below this is low (E18). Defaults to `3e-5`.
         gap: Train minus validation accuracy above this is overfitting
             (E17). Defaults to `0.08`.
+        overfit_accuracy: A gap counts only when the train accuracy is at
+            least this: a broken model that barely fits its training data
+            has other problems first. Defaults to `0.5`.
         val_rise: Validation loss this fraction above its minimum counts as
             rising (E17). Defaults to `0.2`.
         underfit_accuracy: Final train accuracy below this (with no gap and
@@ -161,7 +164,7 @@ class Thresholds:
         exploding: First/last layer gradient RMS ratio above this is
             exploding (E19). Defaults to `1e3`.
         noise: Median loss noise (relative batch-to-batch jitter) above
-            this is noisy (E16). Defaults to `0.5`.
+            this is noisy (E16). Defaults to `0.8`.
         plateau_loss: Final train loss above this fraction of the first
             loss makes a stalled loss a plateau. Defaults to `0.1`.
     """
@@ -170,6 +173,7 @@ class Thresholds:
     ratio_first_high: float = 0.07
     ratio_low: float = 3e-5
     gap: float = 0.08
+    overfit_accuracy: float = 0.5
     val_rise: float = 0.2
     underfit_accuracy: float = 0.9
     underfit_gap: float = 0.08
@@ -182,7 +186,7 @@ class Thresholds:
     saturated_init: float = 0.2
     vanishing: float = 1e-3
     exploding: float = 1e3
-    noise: float = 0.5
+    noise: float = 0.8
     plateau_loss: float = 0.1
 
 
@@ -414,7 +418,7 @@ def _rule_fit(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
     if s.status == "diverged" or m["nonfinite_loss"]:
         return out
     gap = m["gap"]
-    if math.isfinite(gap) and gap > t.gap:
+    if math.isfinite(gap) and gap > t.gap and m["accuracy"] >= t.overfit_accuracy:
         out.append(Finding("overfitting", "warning",
                            _ev(m, "accuracy", "val_accuracy", "gap", "val_loss_min", "val_loss_final", "val_rise"),
                            f"Train accuracy {m['accuracy']:.3f} vs validation {m['val_accuracy']:.3f}: a gap of "
