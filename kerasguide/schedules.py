@@ -165,7 +165,7 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
     Example:
 
     >>> schedule = StepDecay(0.1, steps_per_epoch=100, every_epochs=5, factor=0.5)
-    >>> float(schedule(1000))  # after 10 epochs: halved twice
+    >>> round(float(schedule(1000)), 6)  # after 10 epochs: halved twice
     0.025
     """
 
@@ -661,9 +661,13 @@ def schedule_from_config(
     elif kind == "cyclical":
         min_lr = sc.min_lr if sc.min_lr is not None else lr / 10.0
         if min_lr >= lr:
-            from kerasguide.config import ConfigError
+            if config.optimizer.learning_rate != "auto":
+                from kerasguide.config import ConfigError
 
-            raise ConfigError(f"schedule.min_lr = {min_lr:g} must be below the learning rate {lr:g}")
+                raise ConfigError(f"schedule.min_lr = {min_lr:g} must be below the learning rate {lr:g}")
+            # The range test chose a peak below the configured floor: keep the cycle's shape.
+            logger.warning("schedule.min_lr %g is not below the range test's %g; using %g", min_lr, lr, lr / 10)
+            min_lr = lr / 10.0
         schedule = CyclicalLR(min_lr, lr, step_size=sc.step_size_epochs * spe, mode=sc.mode, gamma=sc.gamma)
     elif kind == "one_cycle":
         if warmup > 0:

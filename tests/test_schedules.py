@@ -152,6 +152,13 @@ def test_factory_cyclical_bounds_and_one_cycle_callbacks():
                                          learning_rate=0.1)
     assert isinstance(lr, CyclicalLR) and (lr.min_lr, lr.max_lr, lr.step_size) == (pytest.approx(0.01), 0.1, 20.0)
     assert callbacks == []
+    from kerasguide.config import ConfigError
+
+    with pytest.raises(ConfigError, match="min_lr = 0.2 must be below the learning rate 0.1"):
+        schedule_from_config(_config("cyclical", min_lr=0.2), steps_per_epoch=10, learning_rate=0.1)
+    cfg = _config("cyclical", min_lr=0.2)
+    cfg.optimizer.learning_rate = "auto"  # the range test chose a peak under the floor: peak / 10
+    assert schedule_from_config(cfg, steps_per_epoch=10, learning_rate=0.1)[0].min_lr == pytest.approx(0.01)
     cfg = _config("one_cycle")
     lr, callbacks = schedule_from_config(cfg, steps_per_epoch=10, learning_rate=0.1)
     assert isinstance(lr, OneCycle) and lr.total_steps == 100 and lr.max_lr == 0.1
