@@ -328,8 +328,9 @@ class LRFinderResult:
                        label=f"{rule}: {lr:.2g}" + (" (chosen)" if strong else ""))
         ax.set_xscale("log")
         finite = np.asarray([v for v in self.smoothed if v is not None and math.isfinite(v)])
+        raw = [v for v in self.losses if v is not None and math.isfinite(v)]
         if len(finite):
-            low, start = float(finite.min()), float(finite[0])
+            low, start = min(float(finite.min()), min(raw, default=math.inf)), float(finite[0])
             top = max(start, low) + 0.25 * max(abs(start - low), 1e-3)
             ax.set_ylim(low - 0.1 * max(abs(start - low), 1e-3), top)
         ax.set_xlabel("learning rate (log scale)")
