@@ -330,8 +330,11 @@ class MonitorConfig(_Section):
     """Babysitting monitors (recipes E16-E20) and the divergence guard."""
 
     enabled: bool = True
-    update_ratio_every: PositiveInt = Field(
-        1, description="Update:weight ratios every N training steps (measured inside the compiled step, E18)."
+    update_ratio_every: int = Field(
+        0,
+        ge=0,
+        description="Update:weight ratios every N training steps, measured inside the compiled step (E18); "
+        "0 = the first step of every execution (cheapest).",
     )
     histogram_every_epochs: PositiveInt = Field(
         1, description="Activation/gradient/weight histograms on the probe batch every N epochs (E19)."

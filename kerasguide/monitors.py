@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -506,8 +507,10 @@ class UpdateRatioMonitor(MonitorCallback):
     """Update:weight ratio `||w_t - w_{t-1}|| / ||w_{t-1}||` per trainable tensor (recipe E18).
 
     Measured from the actual update (whatever the optimizer and schedule),
-    inside the compiled step every `every_steps` steps, so
-    `steps_per_execution` keeps its speed (see the module docstring). At
+    inside the compiled step every `every_steps` steps, or at the first
+    step of every execution (`every_steps=0`: the cheapest, one gated
+    branch per step), so `steps_per_execution` keeps its speed (see the
+    module docstring). At
     each epoch end: the mean ratio of each tensor over the measured steps,
     and per layer the RMS ratio `sqrt(sum ||dw||^2 / sum ||w||^2)` over the
     layer's tensors and steps. A healthy ratio is about 1e-3; much lower
@@ -521,7 +524,8 @@ class UpdateRatioMonitor(MonitorCallback):
     `update_ratio/<layer>` and `update_ratio_tensor/<path>` (log10).
 
     Args:
-        every_steps: Measure every N training steps. Defaults to `1`.
+        every_steps: Measure every N training steps; 0: the first step of
+            every execution. Defaults to `1`.
         log_dir: TensorBoard folder. Defaults to `None`.
         record_dir: Records folder. Defaults to `None`.
 
@@ -539,8 +543,8 @@ class UpdateRatioMonitor(MonitorCallback):
 
     def __init__(self, every_steps: int = 1, log_dir=None, record_dir=None):
         super().__init__(log_dir, record_dir)
-        if not isinstance(every_steps, int) or every_steps <= 0:
-            raise ValueError(f"Argument `every_steps` must be an integer > 0. Received: every_steps={every_steps}")
+        if not isinstance(every_steps, int) or every_steps < 0:
+            raise ValueError(f"Argument `every_steps` must be an integer >= 0. Received: every_steps={every_steps}")
         self.every_steps = every_steps
         self._hooks: list[tuple[Any, _ConstraintHook]] = []
 
@@ -556,17 +560,14 @@ class UpdateRatioMonitor(MonitorCallback):
         self._executions = 0
         n = len(self._vars)
         if self._in_step:
-            # All tensors as one flat vector: a handful of ops per step whatever the number of tensors.
-            self._prev = tf.Variable(self._flat([v.value for v in self._vars]), trainable=False)
-            self._acc = tf.Variable(tf.zeros(3 * n + 1, tf.float32), trainable=False)
+            self._prev = [tf.Variable(tf.cast(v.value, tf.float32), trainable=False) for v in self._vars]
+            self._acc = tf.Variable(tf.zeros(4 * n + 1, tf.float32), trainable=False)
+            self._armed = tf.Variable(0.0, trainable=False)
             last = self._vars[-1]
             self._hooks.append((last, _install_hook(last, self._step_fn())))
             _retrace(self.model)
         else:
-            self._acc_np = np.zeros(3 * n + 1)
-
-    def _flat(self, values) -> tf.Tensor:
-        return tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1]) for v in values], 0)
+            self._acc_np = np.zeros(4 * n + 1)
 
     def _step_fn(self) -> Callable[[Any], None]:
         # Runs in the last variable's constraint: every variable has its new
@@ -574,25 +575,36 @@ class UpdateRatioMonitor(MonitorCallback):
         every = self.every_steps
         optimizer = self.model.optimizer
         variables = self._vars
-        prev, acc = self._prev, self._acc
-        segments = tf.constant(np.repeat(np.arange(len(variables)), [int(np.prod(v.shape)) for v in variables]),
-                               tf.int32)
-        n = len(variables)
+        prevs, acc, armed = self._prev, self._acc, self._armed
 
         def current(value):
-            return self._flat([v.value for v in variables[:-1]] + [value])
+            return [tf.cast(v.value, tf.float32) for v in variables[:-1]] + [tf.cast(value, tf.float32)]
 
-        def measure(flat):
-            d2 = tf.math.unsorted_segment_sum(tf.square(flat - prev), segments, n)
-            p2 = tf.math.unsorted_segment_sum(tf.square(prev), segments, n)
-            ratio = tf.sqrt(d2 / tf.maximum(p2, 1e-30))
-            acc.assign_add(tf.concat([ratio, d2, p2, [1.0]], 0))
+        def measure(values):
+            d2 = tf.stack([tf.reduce_sum(tf.square(v - p)) for v, p in zip(values, prevs, strict=True)])
+            p2 = tf.stack([tf.reduce_sum(tf.square(p)) for p in prevs])
+            valid = tf.cast(p2 > 0.0, tf.float32)  # a zero tensor (a fresh bias) has no ratio yet
+            ratio = tf.sqrt(d2 / tf.maximum(p2, 1e-30)) * valid
+            acc.assign_add(tf.concat([ratio, d2, p2, valid, [1.0]], 0))
+
+        def save(values):
+            for v, p in zip(values, prevs, strict=True):
+                p.assign(v)
 
         def fn(value):
             if every == 1:
-                flat = current(value)
-                measure(flat)
-                prev.assign(flat)
+                values = current(value)
+                measure(values)
+                save(values)
+                return
+            if every == 0:
+                # The first step of each execution; the weights before it were saved from Python.
+                def first():
+                    measure(current(value))
+                    armed.assign(0.0)
+                    return tf.constant(0)
+
+                tf.cond(armed > 0.0, first, lambda: tf.constant(0))
                 return
             step = tf.cast(optimizer.iterations, tf.int64)  # steps done before this one
 
@@ -601,7 +613,7 @@ class UpdateRatioMonitor(MonitorCallback):
                 return tf.constant(0)
 
             def before_due():
-                prev.assign(current(value))
+                save(current(value))
                 return tf.constant(0)
 
             tf.cond(step % every == 0, due, lambda: tf.constant(0))
@@ -611,10 +623,14 @@ class UpdateRatioMonitor(MonitorCallback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._in_step:
+            if self.every_steps == 0:
+                for variable, prev in zip(self._vars, self._prev, strict=True):
+                    prev.assign(tf.cast(variable.value, tf.float32))
+                self._armed.assign(1.0)
             return
         self._executions += 1
         self._snapshot = None
-        if (self._executions - 1) % self.every_steps == 0:
+        if (self._executions - 1) % max(self.every_steps, 1) == 0:
             self._snapshot = [np.asarray(v.value, dtype=np.float64) for v in self._vars]
             self._snapshot_step = int(self.model.optimizer.iterations.numpy())
 
@@ -631,6 +647,7 @@ class UpdateRatioMonitor(MonitorCallback):
             self._acc_np[i] += math.sqrt(d2 / p2) if p2 > 0 else 0.0
             self._acc_np[n + i] += d2
             self._acc_np[2 * n + i] += p2
+            self._acc_np[3 * n + i] += float(p2 > 0)
         self._acc_np[-1] += 1
         self._snapshot = None
 
@@ -638,14 +655,15 @@ class UpdateRatioMonitor(MonitorCallback):
         n = len(self._vars)
         if self._in_step:
             values = self._acc.numpy().astype(np.float64)
-            self._acc.assign(tf.zeros(3 * n + 1, tf.float32))
+            self._acc.assign(tf.zeros(4 * n + 1, tf.float32))
         else:
             values = self._acc_np
-            self._acc_np = np.zeros(3 * n + 1)
+            self._acc_np = np.zeros(4 * n + 1)
         steps = int(values[-1])
         if steps == 0:
             return
-        tensors = {name: float(values[i] / steps) for i, name in enumerate(self._names)}
+        tensors = {name: float(values[i] / values[3 * n + i]) if values[3 * n + i] else math.nan
+                   for i, name in enumerate(self._names)}
         sums: dict[str, list[float]] = {}
         for i, layer in enumerate(self._layers):
             total = sums.setdefault(layer, [0.0, 0.0])
@@ -914,8 +932,20 @@ class ProbeMonitor(MonitorCallback):
         self._batches = 0
         self._probe_step = 0
         self._failed = False
+        self._warm = None
         if self._function_model is not self.model:
             self._build()
+            # Trace and instantiate the probe in a background thread while the
+            # first epoch trains: on a small model its tracing would otherwise
+            # be a visible part of the whole fit. The result is discarded.
+            self._warm = threading.Thread(target=self._warm_up, name="kerasguide-probe-trace", daemon=True)
+            self._warm.start()
+
+    def _warm_up(self) -> None:
+        try:
+            self._function()
+        except Exception:  # reported by the real call, in the main thread
+            pass
 
     def _build(self) -> None:
         model = self.model
@@ -1015,6 +1045,9 @@ class ProbeMonitor(MonitorCallback):
             self._probe(epoch)
 
     def _probe(self, epoch: int | None) -> None:
+        if self._warm is not None:
+            self._warm.join()
+            self._warm = None
         if self._failed:
             return
         self._probe_step += 1
@@ -1252,7 +1285,7 @@ def default_monitors(
     log_dir: str | Path | None = None,
     record_dir: str | Path | None = None,
     image_shape: tuple[int, ...] | None = None,
-    update_ratio_every: int = 1,
+    update_ratio_every: int = 0,
     histogram_every_epochs: int = 1,
     images_every_epochs: int = 5,
     divergence_factor: float = 4.0,
@@ -1267,7 +1300,8 @@ def default_monitors(
         log_dir: TensorBoard folder. Defaults to `None`.
         record_dir: Records folder. Defaults to `None`.
         image_shape: For `FirstLayerImages`. Defaults to `None`.
-        update_ratio_every: Steps between update ratios. Defaults to `1`.
+        update_ratio_every: Steps between update ratios; 0 = the first step of
+            every execution. Defaults to `0`.
         histogram_every_epochs: Defaults to `1`.
         images_every_epochs: Defaults to `5`.
         divergence_factor: Defaults to `4.0`.

@@ -62,7 +62,7 @@ class StepSnapshots(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         after = [np.array(v.numpy(), dtype=np.float64) for v in self.model.trainable_weights]
-        self.ratios.append([np.linalg.norm(a - b) / np.linalg.norm(b) if np.linalg.norm(b) > 0 else 0.0
+        self.ratios.append([np.linalg.norm(a - b) / np.linalg.norm(b) if np.linalg.norm(b) > 0 else np.nan
                             for a, b in zip(after, self.before, strict=True)])
 
     def on_train_begin(self, logs=None):
@@ -109,8 +109,8 @@ def test_activation_kind():
 
 
 def test_arguments_are_validated():
-    with pytest.raises(ValueError, match="every_steps=0"):
-        UpdateRatioMonitor(every_steps=0)
+    with pytest.raises(ValueError, match="every_steps=-1"):
+        UpdateRatioMonitor(every_steps=-1)
     with pytest.raises(ValueError, match="factor=1"):
         DivergenceGuard(factor=1)
     with pytest.raises(ValueError, match="every_epochs=0"):
@@ -136,6 +136,17 @@ def test_update_ratio_is_per_step_whatever_steps_per_execution():
     np.testing.assert_allclose(measured, expected, rtol=1e-3)
     assert model.steps_per_execution == 4
     assert set(record["layers"]) == {"hidden", "out"}
+
+
+def test_update_ratio_at_the_first_step_of_each_execution():
+    x, y = data()
+    reference = StepSnapshots()
+    compiled(mlp(), spe=1).fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[reference])
+    monitor = UpdateRatioMonitor(every_steps=0)
+    compiled(mlp(), spe=2).fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[monitor])
+    assert monitor.records[0]["steps"] == 3  # 6 steps in 3 executions
+    expected = np.nanmean(np.asarray(reference.ratios)[[0, 2, 4]], axis=0)  # zero biases at step 0: no ratio
+    np.testing.assert_allclose(list(monitor.records[0]["tensors"].values()), expected, rtol=1e-3)
 
 
 def test_update_ratio_every_n_steps_and_fallback_agree():
