@@ -81,6 +81,7 @@ _RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swi
 _TANH_LIKE = ("tanh", "softsign", "hard_tanh")
 _SIGMOID_LIKE = ("sigmoid", "hard_sigmoid")
 _HIST_BINS = 16
+_WRITE_SECONDS = 1.0  # records are rewritten at most this often (and at the end of training)
 
 class EventWriter:
     """TensorBoard summaries written in plain Python: scalars, histograms, images, text.
@@ -110,16 +111,42 @@ class EventWriter:
         self.log_dir = Path(log_dir)
         self._writer = EventFileWriter(str(log_dir), flush_secs=30)
         self._described: set[str] = set()
+        self._grouping = False
+        self._pending: tuple[int, list] | None = None
 
     def _add(self, tag: str, tensor, plugin_metadata, step: int) -> None:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.compat.proto import summary_pb2
 
         value = summary_pb2.Summary.Value(tag=tag, tensor=tensor)
         if tag not in self._described:  # metadata once per tag, as tf.summary does
             value.metadata.CopyFrom(plugin_metadata())
             self._described.add(tag)
-        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=[value]))
-        self._writer.add_event(event)
+        if self._pending is not None:
+            if self._pending[0] == int(step):
+                self._pending[1].append(value)
+                return
+            self._send(*self._pending)
+            self._pending = None
+        if self._grouping:
+            self._pending = (int(step), [value])
+            return
+        self._send(int(step), [value])
+
+    def _send(self, step: int, values: list) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)))
+
+    def __enter__(self) -> EventWriter:
+        """Group what is written inside `with writer:` into one event per step (fewer, larger events)."""
+        self._grouping = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._grouping = False
+        if self._pending is not None:
+            self._send(*self._pending)
+            self._pending = None
 
     def scalar(self, tag: str, value: float, step: int, description: str = "") -> None:
         """One scalar (TensorBoard's Scalars tab)."""
@@ -195,13 +222,14 @@ def release_writer(log_dir: str | Path, force: bool = False) -> None:
 
 def _round(value: Any, digits: int = 6) -> Any:
     """Floats to `digits` significant digits (compact JSON); NaN/Inf kept for the writer to null."""
+    if isinstance(value, float):  # the common case first: this runs on every record
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
     if isinstance(value, dict):
         return {k: _round(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_round(v, digits) for v in value]
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, np.floating):
+        return _round(float(value), digits)
     if isinstance(value, np.integer):
         return int(value)
     return value
@@ -254,17 +282,15 @@ def roughness(tiles: np.ndarray) -> float:
     if tiles.ndim == 2:
         tiles = tiles[None]
     tiles = tiles.reshape(tiles.shape[0], tiles.shape[1], tiles.shape[2], -1).mean(axis=-1)
-    values = []
-    for tile in tiles:
-        if tile.shape[0] < 2 or tile.shape[1] < 2:
-            continue
-        var = tile.var()
-        if var <= 0:
-            continue
-        dx = np.diff(tile, axis=1) ** 2
-        dy = np.diff(tile, axis=0) ** 2
-        values.append((dx.mean() + dy.mean()) / 2.0 / (2.0 * var))
-    return float(np.mean(values)) if values else math.nan
+    if tiles.shape[1] < 2 or tiles.shape[2] < 2:
+        return math.nan
+    var = tiles.var(axis=(1, 2))
+    dx = (np.diff(tiles, axis=2) ** 2).mean(axis=(1, 2))
+    dy = (np.diff(tiles, axis=1) ** 2).mean(axis=(1, 2))
+    keep = var > 0
+    if not keep.any():
+        return math.nan
+    return float(np.mean((dx[keep] + dy[keep]) / 2.0 / (2.0 * var[keep])))
 
 
 def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, max_tiles: int = 256,
@@ -278,7 +304,7 @@ def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, 
     a 1-D conv kernel `(k, c_in, filters)` a `c_in x k` tile. Each tile is
     scaled to [0, 1] on its own, tiles are laid out in a near-square grid
     with a 1-pixel border and the grid is enlarged (nearest neighbour) by
-    `scale` (0: to about 512 pixels wide).
+    `scale` (0: to about 320 pixels wide).
 
     Args:
         kernel: The first layer's kernel.
@@ -331,9 +357,9 @@ def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, 
         r, q = divmod(i, cols_n)
         grid[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = norm[i]
     if scale <= 0:
-        scale = max(1, min(16, 512 // max(grid.shape[1], 1)))
-    grid = np.kron(grid, np.ones((scale, scale, 1)))
-    return (grid * 255).round().astype(np.uint8), tiles
+        scale = max(1, min(16, 320 // max(grid.shape[1], 1)))
+    grid = (grid * 255).round().astype(np.uint8)
+    return grid.repeat(scale, axis=0).repeat(scale, axis=1), tiles
 
 
 def activation_kind(layer: keras.layers.Layer) -> str | None:
@@ -471,6 +497,8 @@ class MonitorCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.records = []
         self._lines: list[str] = []
+        self._written = -math.inf
+        self._written_lines = 0
         if self.log_dir is not None:
             key = str(self.log_dir.resolve())
             _USERS[key] = _USERS.get(key, 0) + 1
@@ -492,12 +520,22 @@ class MonitorCallback(keras.callbacks.Callback):
         if self.record_dir is None:
             return
         # Each line is serialized once; the file is rewritten whole (atomic rename), so a kill
-        # never leaves half a file.
-        self._lines.append(json.dumps(_finite_or_none(record)) + "\n")
+        # never leaves half a file, at most once a second (about 1 ms each: several per epoch
+        # would show on a small model) and at the end of training.
+        self._lines.append(json.dumps(_finite_or_none(record), allow_nan=True) + "\n")
+        if time.perf_counter() - self._written >= _WRITE_SECONDS:
+            self._write_records()
+
+    def _write_records(self) -> None:
+        if self.record_dir is None or not self._lines or self._written_lines == len(self._lines):
+            return
         self.record_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", "".join(self._lines))
+        self._written = time.perf_counter()
+        self._written_lines = len(self._lines)
 
     def on_train_end(self, logs=None):
+        self._write_records()
         if self.log_dir is not None:
             release_writer(self.log_dir)
 
@@ -625,7 +663,7 @@ class UpdateRatioMonitor(MonitorCallback):
         if self._in_step:
             if self.every_steps == 0:
                 for variable, prev in zip(self._vars, self._prev, strict=True):
-                    prev.assign(tf.cast(variable.value, tf.float32))
+                    prev.assign(variable.value if variable.dtype == "float32" else tf.cast(variable.value, tf.float32))
                 self._armed.assign(1.0)
             return
         self._executions += 1
@@ -676,11 +714,12 @@ class UpdateRatioMonitor(MonitorCallback):
             logs["update_ratio"] = median
         writer = self.writer
         if writer is not None:
-            for prefix, items in (("update_ratio", layers), ("update_ratio_tensor", tensors)):
-                for name, ratio in items.items():
-                    if ratio > 0 and math.isfinite(ratio):
-                        writer.scalar(f"{prefix}/{name}", math.log10(ratio), epoch + 1,
-                                      "log10 ||dw||/||w|| per step (recipe E18; healthy about -3)")
+            with writer:
+                for prefix, items in (("update_ratio", layers), ("update_ratio_tensor", tensors)):
+                    for name, ratio in items.items():
+                        if ratio > 0 and math.isfinite(ratio):
+                            writer.scalar(f"{prefix}/{name}", math.log10(ratio), epoch + 1,
+                                          "log10 ||dw||/||w|| per step (recipe E18; healthy about -3)")
         self._add_record({"epoch": epoch + 1, "steps": steps, "median": median, "layers": layers, "tensors": tensors})
 
     def _remove_hooks(self) -> None:
@@ -1078,26 +1117,30 @@ class ProbeMonitor(MonitorCallback):
                 weight_rms=math.sqrt(w2 / n), grad_hist=grad_hists[k], weight_hist=weight_hists[k])
         writer = self.writer
         if writer is not None:
-            for name, kind in self._probed:
-                entry = layers[name]
-                if self.histograms:
-                    writer.histogram(f"activations/{name}", entry["act_hist"]["edges"], entry["act_hist"]["counts"],
-                                     step, f"{kind} outputs on the probe batch (E19)")
-                if kind in _RELU_LIKE:
-                    writer.scalar(f"dead_fraction/{name}", entry["dead_fraction"], step,
-                                  "ReLU units <= 0 on the whole probe batch (E19)")
-                else:
-                    writer.scalar(f"saturated_fraction/{name}", entry["saturated_fraction"], step,
-                                  "values saturated at the nonlinearity's ends (E19)")
-            for layer in self._order:
-                writer.scalar(f"gradient_norm/{layer}", layers[layer]["grad_norm"], step,
-                              "norm of the probe batch's data-loss gradient (E19)")
-            if self.histograms:
-                for i, name in enumerate(self._names):
-                    writer.histogram(f"gradients/{name}", grad_hists[i]["edges"], grad_hists[i]["counts"], step)
-                    writer.histogram(f"weights/{name}", weight_hists[i]["edges"], weight_hists[i]["counts"], step)
+            with writer:
+                self._write_summaries(writer, layers, grad_hists, weight_hists, step)
         if epoch is not None:
             self._add_record({"epoch": epoch + 1, "loss": float(loss), "order": self._order, "layers": layers})
+
+    def _write_summaries(self, writer: EventWriter, layers, grad_hists, weight_hists, step: int) -> None:
+        for name, kind in self._probed:
+            entry = layers[name]
+            if self.histograms:
+                writer.histogram(f"activations/{name}", entry["act_hist"]["edges"], entry["act_hist"]["counts"],
+                                 step, f"{kind} outputs on the probe batch (E19)")
+            if kind in _RELU_LIKE:
+                writer.scalar(f"dead_fraction/{name}", entry["dead_fraction"], step,
+                              "ReLU units <= 0 on the whole probe batch (E19)")
+            else:
+                writer.scalar(f"saturated_fraction/{name}", entry["saturated_fraction"], step,
+                              "values saturated at the nonlinearity's ends (E19)")
+        for layer in self._order:
+            writer.scalar(f"gradient_norm/{layer}", layers[layer]["grad_norm"], step,
+                          "norm of the probe batch's data-loss gradient (E19)")
+        if self.histograms:
+            for i, name in enumerate(self._names):
+                writer.histogram(f"gradients/{name}", grad_hists[i]["edges"], grad_hists[i]["counts"], step)
+                writer.histogram(f"weights/{name}", weight_hists[i]["edges"], weight_hists[i]["counts"], step)
 
 
 # ----------------------------------------------------------------- images
