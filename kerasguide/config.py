@@ -331,10 +331,10 @@ class MonitorConfig(_Section):
 
     enabled: bool = True
     update_ratio_every: int = Field(
-        0,
+        1,
         ge=0,
         description="Update:weight ratios every N training steps, measured inside the compiled step (E18); "
-        "0 = the first step of every execution (cheapest).",
+        "0 = the first step of every execution (cheapest; the diagnosis thresholds assume 1).",
     )
     histogram_every_epochs: PositiveInt = Field(
         1, description="Activation/gradient/weight histograms on the probe batch every N epochs (E19)."

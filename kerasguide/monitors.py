@@ -1328,7 +1328,7 @@ def default_monitors(
     log_dir: str | Path | None = None,
     record_dir: str | Path | None = None,
     image_shape: tuple[int, ...] | None = None,
-    update_ratio_every: int = 0,
+    update_ratio_every: int = 1,
     histogram_every_epochs: int = 1,
     images_every_epochs: int = 5,
     divergence_factor: float = 4.0,
@@ -1344,7 +1344,7 @@ def default_monitors(
         record_dir: Records folder. Defaults to `None`.
         image_shape: For `FirstLayerImages`. Defaults to `None`.
         update_ratio_every: Steps between update ratios; 0 = the first step of
-            every execution. Defaults to `0`.
+            every execution. Defaults to `1`.
         histogram_every_epochs: Defaults to `1`.
         images_every_epochs: Defaults to `5`.
         divergence_factor: Defaults to `4.0`.
