@@ -27,8 +27,11 @@ demo: $(STAMP)
 	echo "monitors in TensorBoard: $(VENV)/bin/kerasguide board $$last"; \
 	if [ -n "$(BOARD)" ]; then $(VENV)/bin/kerasguide board $$last; fi
 
+# Two pytest processes: the core's tests, then the desktop app's, which never share a process with
+# TensorFlow (as in the app itself; see tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider tests/gui
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kerasguide gui tests benchmarks

@@ -393,6 +393,9 @@ class MainWindow(QMainWindow):
         name = self.document.config.name if self.document.config else "config"
         job = Job(command, job_args(self.commands, command, config_path, self.workspace),
                   title=f"{label} {name}", program=self.program, source=self.document.title)
+        if command == "ensemble" and self.document.config is not None:
+            # One recorded run per member, one after the other: the bar counts them all.
+            job.progress.runs_total = int(self.document.config.ensemble.members)
         return self._submit(job)
 
     def diagnose(self, run_dir: Path) -> Job | None:

@@ -96,7 +96,11 @@ class Progress:
     """What the progress events of a job said so far.
 
     `fraction` (0..1) counts finished epochs plus the current epoch's steps;
-    a step-only job (an LR sweep, a check) uses its steps.
+    a step-only job (an LR sweep, a check) uses its steps. A job that trains
+    several runs one after the other (an ensemble's members) starts each
+    run's count afresh and, when `runs_total` is known, counts the finished
+    runs too. A search (`tune`, whose `start` event has `kind = "search"`)
+    counts its finished trials against the trials its stages plan.
     """
 
     stage: str = ""
@@ -111,9 +115,22 @@ class Progress:
     error: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    # several runs in one job (ensemble members)
+    runs: int = 0
+    runs_total: int = 0
+    elapsed: float = 0.0  # seconds into the current run (its last epoch event)
+    run_seconds: list[float] = field(default_factory=list)  # the finished runs'
+    # a search (tune)
+    search_dir: str | None = None
+    search_stage: int = 0
+    stage_plan: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # stage -> (trials, epochs)
+    trials_done: dict[tuple[Any, Any], float] = field(default_factory=dict)  # (stage, trial) -> seconds
 
     @property
-    def fraction(self) -> float | None:
+    def is_search(self) -> bool:
+        return self.search_dir is not None
+
+    def _run_fraction(self) -> float | None:
         if self.status is not None and self.status == "completed":
             return 1.0
         if self.total > 0:
@@ -126,14 +143,82 @@ class Progress:
             return min(1.0, self.step / self.steps)
         return None
 
+    def _trials_planned(self) -> int:
+        return sum(trials for trials, _ in self.stage_plan.values() if trials)
+
+    @property
+    def fraction(self) -> float | None:
+        if self.is_search:
+            if self.status == "completed":
+                return 1.0
+            planned = self._trials_planned()
+            return min(1.0, len(self.trials_done) / planned) if planned else None
+        current = self._run_fraction()
+        if self.runs_total > 1 and self.runs:
+            return min(1.0, (min(self.runs, self.runs_total) - 1 + (current or 0.0)) / self.runs_total)
+        return current
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left for the whole job, when the events allow an estimate."""
+        if self.status is not None and (self.is_search or self.runs >= self.runs_total):
+            return None
+        if self.is_search:
+            # Trials cost about their epochs: seconds per trial-epoch so far, times the epochs to go.
+            spent = sum(self.trials_done.values())
+            epochs_done = sum(self.stage_plan.get(_int(s, 0), (None, 1))[1] for s, _ in self.trials_done)
+            if not self.trials_done or not epochs_done or not spent:
+                return None
+            to_go = 0
+            for index, (trials, epochs) in self.stage_plan.items():
+                done = sum(1 for s, _ in self.trials_done if _int(s, 0) == index)
+                to_go += max((trials or 0) - done, 0) * epochs
+            return spent / epochs_done * to_go
+        if self.eta is None:
+            return None
+        later = max(self.runs_total - self.runs, 0)
+        if not later:
+            return self.eta
+        per_run = (sum(self.run_seconds) / len(self.run_seconds) if self.run_seconds
+                   else self.elapsed + self.eta)
+        return self.eta + later * per_run
+
     def apply(self, event: dict[str, Any]) -> None:
         """Update from one event (unknown events and missing keys are ignored)."""
         kind = event.get("event")
         if kind == "start":
+            if event.get("kind") == "search":
+                self.search_dir = str(event.get("search_dir") or "")
+                for index, plan in enumerate(event.get("stages") or [], start=1):
+                    if isinstance(plan, dict):
+                        trials = plan.get("trials")
+                        self.stage_plan[index] = (_int(trials, 0) or None, _int(plan.get("epochs"), 1) or 1)
+                return
+            if self.runs:  # the next run of the job: its own epochs, steps and verdict
+                if self.elapsed:
+                    self.run_seconds.append(self.elapsed)
+                self.epoch = self.step = self.steps = 0
+                self.eta, self.status, self.error, self.elapsed = None, None, None, 0.0
+            self.runs += 1
             self.run_dir = event.get("run_dir") or self.run_dir
             self.total = _int(event.get("epochs"), self.total)
         elif kind == "stage":
-            self.stage = str(event.get("stage") or "")
+            stage = event.get("stage")
+            if self.is_search and isinstance(stage, int) and not isinstance(stage, bool):
+                self.search_stage = stage
+                known = self.stage_plan.get(stage, (None, 1))
+                trials = _int(event.get("trials"), 0) or known[0]
+                self.stage_plan[stage] = (trials, _int(event.get("epochs"), known[1]) or 1)
+                label = event.get("label")
+                self.stage = f"stage {stage}" + (f" ({label})" if label else "")
+            else:
+                self.stage = str(stage or "")
+        elif kind == "trial":
+            status = event.get("status")
+            if status and status != "running":
+                seconds = event.get("seconds")
+                self.trials_done[(event.get("stage"), event.get("trial_id"))] = (
+                    float(seconds) if isinstance(seconds, (int, float)) else 0.0)
         elif kind == "step":
             epoch = _int(event.get("epoch"), self.epoch)
             if epoch != self.epoch:
@@ -146,6 +231,9 @@ class Progress:
             self.step = 0
             eta = event.get("eta")
             self.eta = float(eta) if isinstance(eta, (int, float)) else None
+            elapsed = event.get("elapsed")
+            if isinstance(elapsed, (int, float)):
+                self.elapsed = float(elapsed)
             metrics = event.get("metrics")
             if isinstance(metrics, dict):
                 self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -154,6 +242,7 @@ class Progress:
         elif kind == "end":
             self.status = event.get("status") or self.status
             self.run_dir = event.get("run_dir") or self.run_dir
+            self.search_dir = event.get("search_dir") or self.search_dir
             self.error = event.get("error") or self.error
         elif kind == "message":
             text = event.get("text")
@@ -163,14 +252,29 @@ class Progress:
     def describe(self) -> str:
         """One line, e.g. `"epoch 3/40 · step 12/23 · ETA 0:42"`."""
         parts = []
+        if self.is_search:
+            if self.search_stage:
+                parts.append(f"stage {self.search_stage}/{max(len(self.stage_plan), self.search_stage)}")
+            planned = self._trials_planned()
+            if planned:
+                parts.append(f"trial {len(self.trials_done)}/{planned}")
+            eta = format_eta(self.remaining)
+            if eta and self.status is None:
+                parts.append(f"ETA {eta}")
+            return " · ".join(parts)
+        if self.runs_total > 1:
+            parts.append(f"run {min(self.runs, self.runs_total)}/{self.runs_total}")
+        elif self.runs > 1:
+            parts.append(f"run {self.runs}")
         if self.total:
             parts.append(f"epoch {max(self.epoch, 0)}/{self.total}")
         if self.steps and self.step:
             parts.append(f"step {self.step}/{self.steps}")
-        eta = format_eta(self.eta)
+        eta = format_eta(self.remaining)
         if eta and self.status is None:
             parts.append(f"ETA {eta}")
-        if not parts and self.stage:
+        has_counts = bool(parts) and parts != [f"run {self.runs}"]
+        if not has_counts and self.stage:
             parts.append(self.stage)
         elif self.stage and self.stage not in ("fit",) and self.status is None:
             parts.append(self.stage)

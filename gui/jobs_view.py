@@ -83,7 +83,7 @@ class JobsModel(QAbstractTableModel):
         if column == 3:
             return job.progress.describe()
         if column == 4:
-            return format_eta(job.progress.eta) if job.state == RUNNING else ""
+            return format_eta(job.progress.remaining) if job.state == RUNNING else ""
         if column == 5:
             return _dt.datetime.fromtimestamp(job.started).strftime("%H:%M:%S") if job.started else ""
         return None
@@ -297,7 +297,9 @@ class JobsView(QWidget):
         lines = []
         if progress.metrics:
             lines.append("  ".join(f"{k} {v:.4g}" for k, v in progress.metrics.items()))
-        if job.run_dir:
+        if progress.search_dir:
+            lines.append(f"search directory: {progress.search_dir}")
+        elif job.run_dir:
             lines.append(f"run directory: {job.run_dir}")
         self.detail.setText("\n".join(lines))
         self.cancel_button.setEnabled(job.state in (QUEUED, RUNNING))

@@ -14,8 +14,8 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from kerasguide._logging import get_logger, set_verbosity
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
@@ -43,11 +43,15 @@ class CliError(Exception):
 
 
 def _resolve_config(value: str | None) -> tuple[RunConfig, str | None]:
-    """A config from a path, a run directory, a preset name, or the digits default."""
-    from kerasguide.presets import preset_path, preset_names
+    """A config from a path, a run directory, a preset name, or the digits preset."""
+    from kerasguide.config import DEFAULT_CONFIG_NAME
+    from kerasguide.presets import preset_names, preset_path
 
     if value is None:
-        return RunConfig(), None
+        # The bundled digits recipe (checks, LR range test, one-cycle), as
+        # `make demo`, the README and each command's help promise.
+        default = preset_path(DEFAULT_CONFIG_NAME)
+        return load_config(default), str(default)
     path = Path(value)
     if not path.exists() and value in preset_names():
         path = preset_path(value)
@@ -79,6 +83,8 @@ def _prepare_tf_env(args=None) -> None:
 def cmd_run(args) -> int:
     config, path = _resolve_config(args.config)
     if args.epochs is not None:
+        if args.epochs < 1:
+            raise CliError(f"--epochs must be >= 1. Received: {args.epochs}")
         config.train.epochs = args.epochs
     _prepare_tf_env(args)
     _install_sigterm()

@@ -13,7 +13,8 @@ when the sweep fails half-way (try/finally).
 
 The suggestion rules are pure functions of `(lrs, losses)`:
 `suggest_steepest`, `suggest_valley`, `suggest_minimum`, combined by
-`consensus`. `kerasguide lr-find CONFIG` and the pipeline's "lr_find" stage
+`consensus`; they read the losses with early spikes set aside
+(`ignore_early_spikes`). `kerasguide lr-find CONFIG` and the pipeline's "lr_find" stage
 (`optimizer.learning_rate = "auto"`) write lr_find.json and lr_find.png into
 a run directory.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "suggest_minimum",
     "consensus",
     "suggest_all",
+    "ignore_early_spikes",
     "sweep_learning_rates",
     "lr_find_config",
     "pipeline_stage",
@@ -96,6 +98,49 @@ def _start_level(losses: np.ndarray) -> float:
     head = losses[: max(3, len(losses) // 10)]
     head = head[np.isfinite(head)]
     return float(np.median(head)) if len(head) else math.inf
+
+
+def ignore_early_spikes(losses, factor: float = 1.5) -> tuple[np.ndarray, list[int]]:
+    """The raw losses with the early spikes replaced by the starting level, and the spikes' steps.
+
+    Before the loss starts to fall the rate is too small to change the
+    model, so a loss far above the starting level there is a hard batch,
+    not information (Lightning#1767). On a short sweep (one epoch of a small
+    data set: 20-30 steps) the smoothed loss carries such a spike for the
+    rest of the sweep: its washing out looks like the steepest fall, and the
+    smoothed loss may never get back below its first value (so "minimum"
+    picks the first rate). The rules therefore look at these losses.
+
+    The starting level is the median of the lower half of the first fifth
+    of the losses (at least 5 of them), which spikes covering up to half of
+    them do not raise. The points before the loss first falls below 0.9x
+    that level which exceed `factor` x the level are the spikes. Nothing is
+    replaced when the loss never falls below 0.9x the level (a sweep that
+    only rises or never learns has no spike to wash out).
+
+    Args:
+        losses: The raw losses of the sweep.
+        factor: A point this many times the starting level is a spike. Defaults to `1.5`.
+
+    Returns:
+        `(losses, steps)`: a copy with the spikes at the starting level, and their indices.
+    """
+    raw = np.asarray(list(losses), dtype=np.float64)
+    clean = raw.copy()
+    head = raw[: max(5, len(raw) // 5)]
+    head = np.sort(head[np.isfinite(head)])
+    if len(head) < 3:
+        return clean, []
+    level = float(np.median(head[: (len(head) + 1) // 2]))
+    if not level > 0:  # a loss that is not positive: no relative threshold
+        return clean, []
+    fallen = np.where(np.isfinite(raw) & (raw < 0.9 * level))[0]
+    if len(fallen) == 0:
+        return clean, []
+    early = raw[: fallen[0]]
+    spikes = [int(i) for i in np.where(~np.isfinite(early) | (early > factor * level))[0]]
+    clean[spikes] = level
+    return clean, spikes
 
 
 def suggest_steepest(lrs, smoothed, losses=None, skip_end: int = 1) -> float | None:
@@ -405,6 +450,8 @@ class _Batches:
             self.steps_per_epoch = steps_per_epoch or math.ceil(self.n / batch_size)
         else:
             self.steps_per_epoch = steps_per_epoch or _cardinality(x)
+        # Batches in one pass over data of unknown length, once a pass has ended.
+        self.first_pass: int | None = None
 
     def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
         import keras
@@ -418,11 +465,13 @@ class _Batches:
                            None if self.y is None else np.asarray(self.y)[idx],
                            None if self.sample_weight is None else np.asarray(self.sample_weight)[idx])
             else:
-                empty = True
+                count = 0
                 for batch in self.x:
-                    empty = False
+                    count += 1
                     yield keras.utils.unpack_x_y_sample_weight(batch)
-                if empty:
+                if self.first_pass is None:
+                    self.first_pass = count
+                if count == 0:
                     return
 
 
@@ -437,6 +486,19 @@ def _is_iterable_dataset(x) -> bool:
     except ImportError:  # pragma: no cover
         pass
     return hasattr(x, "__iter__") and not isinstance(x, (list, tuple, dict))
+
+
+def _count_batches(data, limit: int) -> int | None:
+    """The batches of a `tf.data.Dataset` of unknown cardinality, counted up to `limit` (None past it)."""
+    try:
+        import tensorflow as tf
+
+        if isinstance(data, tf.data.Dataset):
+            count = int(data.take(limit + 1).reduce(np.int64(0), lambda n, *_: n + 1).numpy())
+            return count if 0 < count <= limit else None
+    except (ImportError, TypeError, ValueError):  # pragma: no cover
+        pass
+    return None
 
 
 def _cardinality(data) -> int | None:
@@ -548,6 +610,10 @@ class LRFinder:
             raise ValueError("The model must be compiled (with its optimizer and loss) before `find`.")
 
         batches = _Batches(x, y, sample_weight, batch_size, seed, steps_per_epoch)
+        if batches.steps_per_epoch is None:
+            # A tf.data pipeline of unknown cardinality (filter, from_generator): count its
+            # batches, as far as the sweep could use them, so that the sweep fits in max_epochs.
+            batches.steps_per_epoch = _count_batches(x, math.ceil(steps / max_epochs))
         n_steps = steps
         if batches.steps_per_epoch is not None:
             n_steps = min(steps, max(2, int(math.floor(max_epochs * batches.steps_per_epoch))))
@@ -555,7 +621,8 @@ class LRFinder:
                 logger.info("LR range test: %d steps (%.3g epochs of %d batches; raise max_epochs for more)",
                             n_steps, max_epochs, batches.steps_per_epoch)
         else:
-            logger.info("LR range test: data of unknown length, %d steps at most", n_steps)
+            logger.info("LR range test: data of unknown length, %d steps and %.3g epochs at most", n_steps,
+                        max_epochs)
         schedule = sweep_learning_rates(start_lr, end_lr, n_steps)
 
         started = time.perf_counter()
@@ -573,6 +640,11 @@ class LRFinder:
             for i in range(n_steps):
                 if batch is None:
                     stop_reason = "data exhausted"
+                    break
+                if batches.first_pass is not None and i >= max(1, math.floor(max_epochs * batches.first_pass)):
+                    # Unknown length: the epoch ended before the sweep did; never more than max_epochs.
+                    stop_reason = (f"{max_epochs:g} epoch(s) of data swept (data of unknown length: pass "
+                                   "steps_per_epoch to spread the sweep over it)")
                     break
                 lr = float(schedule[i])
                 restore.set_learning_rate(lr)
@@ -596,8 +668,11 @@ class LRFinder:
                     batch = next(iterator, None)
         seconds = time.perf_counter() - started
         smoothed = smooth_losses(losses, smoothing)
-        suggestions = suggest_all(lrs, losses, smoothed)
-        chosen_rule, chosen, reason = consensus(suggestions, lrs, smoothed, target)
+        # The rules read the curve without its early spikes (Lightning#1767); `smoothed` stays the plain EMA.
+        clean, spikes = ignore_early_spikes(losses)
+        rule_smoothed = smooth_losses(clean, smoothing) if spikes else smoothed
+        suggestions = suggest_all(lrs, clean, rule_smoothed)
+        chosen_rule, chosen, reason = consensus(suggestions, lrs, rule_smoothed, target)
         picked = suggestions.get(rule) if rule != "auto" else None
         if picked is not None and math.isfinite(picked):
             usual = "none" if chosen is None else f"{chosen_rule} {chosen:.2g}"
@@ -608,6 +683,9 @@ class LRFinder:
         if chosen is None:
             chosen = FALLBACK_LR
             reason = f"No rule found a rate ({reason}); falling back to {FALLBACK_LR:g}."
+        if spikes:
+            reason += f" The early loss spike at step{'s' if len(spikes) > 1 else ''} " \
+                      f"{', '.join(map(str, spikes))} was ignored by the rules."
         return LRFinderResult(
             lrs=lrs,
             losses=losses,
@@ -621,7 +699,7 @@ class LRFinder:
             start_lr=float(start_lr),
             end_lr=float(end_lr),
             stop_reason=stop_reason,
-            extra={"target": target, "rule": rule},
+            extra={"target": target, "rule": rule, "early_spikes": spikes},
         )
 
 

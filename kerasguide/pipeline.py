@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -239,8 +240,8 @@ def _stage_data(ctx: RunContext) -> None:
 
 def _stage_model(ctx: RunContext) -> None:
     cfg = ctx.config
-    if cfg.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    # The config decides, both ways (`run` restores the caller's policy at the end).
+    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.train.mixed_precision else "float32")
     ctx.strategy = _strategy(cfg)
     ds = ctx.dataset
     with ctx.strategy.scope():
@@ -506,6 +507,9 @@ def run(
     logger.info("run directory %s", run_dir.path)
     started = time.perf_counter()
     error_text = None
+    # A global setting: a mixed-precision run must not leave later runs (search
+    # and ensemble members in this process, the caller's own Keras code) mixed.
+    policy_before = keras.mixed_precision.global_policy()
     try:
         for name, stage in _STAGES:
             progress.emit("stage", stage=name)
@@ -529,6 +533,8 @@ def run(
         error_text = f"{type(error).__name__}: {error}"
         run_dir.write_text("error.txt", traceback.format_exc())
         logger.error("run failed: %s (traceback in %s)", error_text, run_dir.file("error.txt"))
+    finally:
+        keras.mixed_precision.set_global_policy(policy_before)
     _save_last(ctx)
     ctx.update_run(
         status=ctx.status,

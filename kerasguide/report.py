@@ -7,8 +7,9 @@ backend, so nothing here needs a display.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kerasguide.rundir import RunDir, read_json
 
@@ -38,7 +39,7 @@ def plot_history(rows: list[dict[str, float]], path: str | Path) -> Path | None:
     keys = rows[0].keys()
     panels = [("loss", "Loss")] + [(k, k.replace("_", " ").title()) for k in ("accuracy",) if k in keys]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
-    for ax, (key, title) in zip(axes[0], panels):
+    for ax, (key, title) in zip(axes[0], panels, strict=True):
         ax.plot(epochs, [r.get(key, math.nan) for r in rows], label="train", color="#1f77b4")
         if f"val_{key}" in keys:
             ax.plot(epochs, [r.get(f"val_{key}", math.nan) for r in rows], label="validation", color="#d62728")

@@ -139,7 +139,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, float]]:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -284,7 +284,7 @@ class RunInfo:
             then = _dt.datetime.fromisoformat(beat)
         except ValueError:
             return True
-        now = _dt.datetime.now(_dt.timezone.utc)
+        now = _dt.datetime.now(_dt.UTC)
         return (now - then).total_seconds() > seconds
 
 

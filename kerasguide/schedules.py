@@ -615,6 +615,11 @@ def schedule_from_config(
         the schedule needs (`CycleMomentum` for one-cycle, Keras'
         `ReduceLROnPlateau` when asked).
 
+    Raises:
+        ConfigError: `reduce_on_plateau` with a schedule (Keras' callback
+            can only change a constant rate), or a cyclical `min_lr` that is
+            not below the rate.
+
     Example:
 
     ```python
@@ -628,6 +633,14 @@ def schedule_from_config(
     warmup = int(round(sc.warmup_epochs * spe))
     schedules = keras.optimizers.schedules
     callbacks: list[keras.callbacks.Callback] = []
+    if sc.reduce_on_plateau and (sc.kind != "constant" or warmup > 0):
+        # Keras' ReduceLROnPlateau assigns the optimizer's rate, which a schedule does not allow:
+        # it would raise a TypeError at the first plateau, in the middle of training.
+        from kerasguide.config import ConfigError
+
+        what = f"schedule.kind = {sc.kind!r}" if sc.kind != "constant" else "schedule.warmup_epochs > 0"
+        raise ConfigError(f"schedule.reduce_on_plateau needs a constant rate (schedule.kind = \"constant\", no "
+                          f"warm-up); {what} is a schedule, whose rate Keras' ReduceLROnPlateau cannot change")
     if sc.reduce_on_plateau:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(

@@ -47,3 +47,26 @@ def tiny_config():
     cfg.optimizer.learning_rate = 1e-2
     cfg.checks.enabled = False
     return cfg
+
+
+# The GUI tests run in a pytest process of their own (`pytest tests/gui`; `make test` runs both),
+# as the app runs in a process of its own: the GUI process never holds TensorFlow. In one process
+# the two do not mix: QtWebEngine's software OpenGL loads Mesa's libLLVM, whose command-line
+# option registry collides with the LLVM inside TensorFlow's XLA (a segfault when XLA compiles,
+# "free(): invalid pointer" at interpreter exit).
+_GUI_TESTS = Path(__file__).resolve().parent / "gui"
+
+
+def _asks_for_gui_tests(config) -> bool:
+    for arg in config.args:
+        path = Path(str(arg).split("::")[0]).resolve()
+        if path == _GUI_TESTS or _GUI_TESTS in path.parents:
+            return True
+    return False
+
+
+def pytest_ignore_collect(collection_path, config):
+    path = Path(collection_path).resolve()
+    if (path == _GUI_TESTS or _GUI_TESTS in path.parents) and not _asks_for_gui_tests(config):
+        return True
+    return None

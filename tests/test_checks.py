@@ -195,6 +195,31 @@ def test_data_check_flags_nan_and_inf(digits):
     assert "NaN" in r.advice
 
 
+def test_data_check_flags_nan_and_inf_in_labels_and_targets(digits):
+    # Regression targets with a NaN: the loss would be NaN from the first step.
+    targets = digits.x_train[:, :2].sum(axis=1).astype("float64")
+    targets[7] = np.nan
+    val_targets = digits.x_val[:, :2].sum(axis=1).astype("float64")
+    val_targets[0] = np.inf
+    r = check_data(digits.x_train, targets, digits.x_val, val_targets, classification=False)
+    assert not r.passed and r.severity == "error"
+    assert r.details["nonfinite"] == {}  # the inputs are clean
+    assert r.details["nonfinite_labels"] == {
+        "train": {"nan": 1, "inf": 0},
+        "validation": {"nan": 0, "inf": 1},
+    }
+    assert "the train labels hold 1 NaN and 0 Inf values" in r.advice
+    # Float-coded class ids with a NaN: flagged, still seen as classes, no crash.
+    labels = digits.y_train.astype("float64")
+    labels[0] = np.nan
+    r = check_data(digits.x_train, labels, digits.x_val, digits.y_val.astype("float64"))
+    assert not r.passed and r.details["classification"] is True
+    assert r.details["nonfinite_labels"] == {"train": {"nan": 1, "inf": 0}}
+    assert r.details["num_classes"] == 10 and r.details["missing_classes"] == {}
+    r = check_data(digits.x_train, labels, classification=True)
+    assert not r.passed and r.details["label_range"] == [0.0, 9.0]
+
+
 def test_data_check_flags_labels_out_of_range(digits):
     y = digits.y_train.copy()
     y[0] = 12

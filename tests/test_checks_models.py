@@ -48,6 +48,11 @@ def test_initial_loss_healthy_softmax_is_ln_c(data):
     assert r.expected == pytest.approx(math.log(10), abs=0.01)
     assert abs(r.measured - math.log(10)) < 0.1
     assert r.details["loss"] == r.measured and r.details["expected_loss"] == r.expected
+    # the data loss alone: a strong regularizer and dropout change nothing (regularization off)
+    strong = compiled(mlp(regularizer=keras.regularizers.L2(10.0), dropout=0.5))
+    s = check_initial_loss(strong, x, y)
+    assert s.passed, s.advice
+    assert s.measured == pytest.approx(check_initial_loss(compiled(mlp()), x, y).measured, rel=1e-5)
 
 
 def test_initial_loss_flags_large_output_weights(data):
@@ -85,6 +90,37 @@ def test_initial_loss_unbalanced_classes_accepts_prior_predicting_model(data):
     entropy = -np.sum(prior[prior > 0] * np.log(prior[prior > 0]))
     assert r.measured == pytest.approx(entropy, rel=1e-3)
     assert r.details["prior_loss"] == pytest.approx(entropy, rel=1e-6)
+
+
+def test_initial_loss_label_smoothing_and_mse_on_real_targets(data):
+    x, y, _, _ = data
+    keep = (y < 2) | (np.arange(len(y)) % 10 == 0)
+    x_u, y_u = x[keep], y[keep]
+    prior = np.bincount(y_u, minlength=10) / len(y_u)
+    eps = 0.2
+    model = compiled(
+        mlp(head_initializer="zeros"), loss=keras.losses.CategoricalCrossentropy(label_smoothing=eps)
+    )
+    model.get_layer("output").bias.assign(np.log(prior).astype("float32"))
+    r = check_initial_loss(model, x_u, np.eye(10, dtype="float32")[y_u])
+    assert r.passed, r.advice
+    smoothed = -np.sum(((1 - eps) * prior + eps / 10) * np.log(prior))  # the prior end, adjusted
+    assert r.details["label_smoothing"] == eps
+    assert r.details["prior_loss"] == pytest.approx(smoothed, rel=1e-6)
+    assert r.measured == pytest.approx(smoothed, rel=1e-3)
+    # MSE on real-valued targets: between var(t) (mean-predicting) and mean(t^2) (zero output).
+    t = (x[:, :3].sum(axis=1, keepdims=True) * 0.5 + 2.0).astype("float32")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,))
+    h = keras.layers.Dense(16, activation="relu")(inp)
+    reg = keras.Model(
+        inp, keras.layers.Dense(1, kernel_initializer=keras.initializers.RandomNormal(stddev=1e-3))(h)
+    )
+    r = check_initial_loss(compiled(reg, loss="mse"), x, t, examples=len(x))
+    assert r.passed, r.advice
+    assert r.details["kind"] == "mse"
+    assert r.details["expected_low"] == pytest.approx(float(np.var(t)), rel=1e-5)
+    assert r.details["expected_high"] == pytest.approx(float(np.mean(t.astype(np.float64) ** 2)), rel=1e-5)
 
 
 def test_initial_loss_needs_a_loss():
@@ -168,6 +204,27 @@ def test_overfit_flags_labels_disconnected_from_inputs(data):
     assert not r.passed
 
 
+def test_overfit_regression_reaches_near_zero_loss_or_fails(data):
+    x, _, _, _ = data
+    t = x[:, :3].sum(axis=1, keepdims=True).astype("float32")  # zero-mean targets
+
+    def regressor(extra=None):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((64,))
+        h = keras.layers.Dense(16, activation="relu")(inp)
+        if extra is not None:
+            h = extra(h)
+        return compiled(keras.Model(inp, keras.layers.Dense(1)(h)), loss="mse")
+
+    r = check_overfit(regressor(), x, t, examples=20, steps=200)
+    assert r.passed, r.advice
+    assert r.details["final_accuracy"] is None and r.measured <= 0.05
+    assert r.measured == pytest.approx(r.details["loss_ratio"])
+    r = check_overfit(regressor(Disconnect(name="bug")), x, t, examples=20, steps=60)
+    assert not r.passed and r.details["loss_ratio"] > 0.05
+    assert "Cannot overfit 20 examples" in r.advice and r.details["curve"]["loss"]
+
+
 # ---------------------------------------------------------- D15 gradients
 def test_gradient_check_healthy_custom_gradient_layer():
     rng = np.random.default_rng(0)
@@ -201,6 +258,28 @@ def test_gradient_check_names_the_wrong_tensor(kernel_factor, bias_factor, culpr
     assert r.measured == pytest.approx(0.5, rel=1e-3)  # factor 2 or 1/2: |a-n|/max = 0.5
     assert r.advice.startswith(f"Gradient of {culprit}[")
     assert "(recipe D15)" in r.advice
+    # ... and the coordinate: a valid index of that tensor, the one in the advice
+    worst = r.details["worst"]
+    shape = r.details["tensors"][culprit]["shape"]
+    assert len(worst["index"]) == len(shape) and all(
+        0 <= i < n for i, n in zip(worst["index"], shape, strict=True)
+    )
+    assert r.advice.startswith(f"Gradient of {culprit}{worst['index']} is wrong")
+    assert worst["analytic"] == pytest.approx(worst["numeric"] * kernel_factor * bias_factor, rel=1e-6)
+
+
+def test_gradient_check_thresholds_on_a_slightly_wrong_gradient():
+    # Relative error ~1e-3: above "acceptable" (1e-4), below "bug" (1e-2): passes with a warning.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 8)).astype("float32"), rng.integers(0, 3, 16)
+    r = check_gradients(hand_model(kernel_factor=1.001), x, y)
+    assert r.passed and r.severity == "warning", r.advice
+    assert r.measured == pytest.approx(1e-3, rel=0.01) and r.details["worst"]["tensor"] == "hand/kernel"
+    assert r.details["counts"]["suspicious"] > 0 and r.details["counts"]["bug"] == 0
+    assert "suspicious" in r.advice and "hand/kernel[" in r.advice
+    # ~5e-2 is past the bug threshold; stricter thresholds fail the 1e-3 one too
+    assert not check_gradients(hand_model(kernel_factor=1.05), x, y).passed
+    assert not check_gradients(hand_model(kernel_factor=1.001), x, y, acceptable=1e-4, bug=1e-4).passed
 
 
 def test_gradient_check_conv_models_and_dropout():
@@ -272,6 +351,20 @@ def test_gradient_check_subclassed_model_with_config():
     r = check_gradients(compiled(model), x, y)
     assert r.passed and r.measured < 1e-6, r.advice
     assert len(r.details["tensors"]) == 4
+
+
+def test_run_checks_on_arrays_checks_labels_against_the_output_width(data):
+    # Labels 0..10 for a 10-way softmax, in both splits: every class "present",
+    # but 10 is out of range for the model (sparse cross-entropy cannot score it).
+    x, y, xv, yv = data
+    y, yv = y.copy(), yv.copy()
+    y[0], yv[0] = 10, 10
+    only_data = ["initialization", "initial_loss", "regularization", "overfit", "gradients"]
+    (r,) = run_checks(compiled(mlp()), (x, y, xv, yv), skip=only_data)
+    assert not r.passed and r.details["num_classes"] == 10
+    assert "outside 0..9" in r.advice
+    (ok,) = run_checks(compiled(mlp()), data, skip=only_data)
+    assert ok.passed, ok.advice
 
 
 # ----------------------------------------------------- B5 initialization

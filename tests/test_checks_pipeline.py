@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import textwrap
 
 import pytest
 
+from kerasguide._logging import get_logger
 from kerasguide.cli import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, main
 from kerasguide.config import RunConfig, save_config
 from kerasguide.pipeline import run
@@ -61,7 +63,16 @@ def broken_config(small_config, tmp_path):
 
 
 def test_run_with_checks_writes_checks_json_and_report(small_config, tmp_path, capsys):
-    result = run(small_config, out=tmp_path, json_progress=True, verbose=0)
+    # What `make demo` (`kerasguide run`) shows: the checks' table, logged before training.
+    logger = get_logger()  # as the CLI does: INFO, to stderr
+    logged: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        result = run(small_config, out=tmp_path, json_progress=True, verbose=0)
+    finally:
+        logger.removeHandler(handler)
     assert result.status == "completed", result.error
     checks = json.loads((result.path / "checks.json").read_text())
     assert [c["name"] for c in checks] == [
@@ -87,6 +98,12 @@ def test_run_with_checks_writes_checks_json_and_report(small_config, tmp_path, c
     report = (result.path / "report.md").read_text()
     assert "## Sanity checks" in report and "| initial_loss | pass |" in report
     assert result.run_dir.read_run()["checks"] == {"passed": True, "failed": []}
+    heading = ["check", "result", "measured", "expected", "recipe"]
+    header = next(i for i, line in enumerate(logged) if line.split() == heading)
+    rows = [line.split() for line in logged[header + 1 : header + 1 + len(checks)]]
+    assert [row[0] for row in rows] == [c["name"] for c in checks]
+    assert all(row[1] in ("pass", "warn") for row in rows)
+    assert header < next(i for i, line in enumerate(logged) if line.startswith("training "))
 
 
 def test_run_stops_before_training_when_a_check_fails(broken_config, tmp_path):
@@ -139,6 +156,12 @@ def test_cli_check_fails_with_exit_3_and_one_line_per_failure(broken_config, tmp
     failed_lines = [line for line in out.splitlines() if line.startswith("FAILED ")]
     assert failed_lines and failed_lines[0].startswith("FAILED initial_loss: Initial loss")
     assert all("(recipe" in line for line in failed_lines)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    recorded = json.loads((run_dir / "checks.json").read_text())
+    # exactly one line per failed check, in order
+    assert [line.split(":")[0] for line in failed_lines] == [
+        f"FAILED {c['name']}" for c in recorded if not c["passed"]
+    ]
     assert main(["check", str(path), "--json", "--out", str(tmp_path / "runs")]) == EXIT_CHECK_FAILED
     data = json.loads(capsys.readouterr().out)
     assert all(set(c) == CHECKS_KEYS for c in data)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +65,7 @@ def test_help_does_not_import_tensorflow():
     [
         ("[train]\nepochz = 3\n", "unknown key `train.epochz`"),
         ("[train]\nepochs = -3\n", "train.epochs"),
+        ("[train]\nepochs = 'ten'\n", "`train.epochs` = 'ten'"),
         ("[data\n", "not valid TOML"),
         ('[data]\nsource = "npz:/no/such.npz"\n', "does not exist"),
     ],
@@ -88,6 +89,22 @@ def test_config_prints_resolved_toml(capsys):
     assert main(["config", "digits"]) == 0
     out = capsys.readouterr().out
     assert "[train]" in out and "batch_size" in out
+
+
+def test_default_config_is_the_digits_preset(capsys):
+    """No CONFIG means the bundled digits recipe (LR range test, one-cycle), as `make demo` promises."""
+    assert main(["config"]) == 0
+    default = capsys.readouterr().out
+    assert main(["config", "digits"]) == 0
+    assert default == capsys.readouterr().out
+    assert 'learning_rate = "auto"' in default
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_bad_epochs_override_is_one_line(epochs, capsys):
+    assert main(["run", "--epochs", epochs, "--out", "/nonexistent/never-created"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"--epochs must be >= 1. Received: {epochs}" in err
 
 
 def test_config_schema_is_json(capsys):

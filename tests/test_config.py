@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
+import pydantic
 import pytest
 import tomli_w
 from hypothesis import HealthCheck, given, settings
@@ -122,7 +123,7 @@ def test_loading_never_runs_code(tmp_path):
 
 def test_assignment_is_validated():
     cfg = RunConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="epochs"):
         cfg.train.epochs = -1
 
 

@@ -165,7 +165,7 @@ def test_csv_with_named_labels(tmp_path):
     x, y = _blobs(n=90)
     names = np.array(["cat", "dog", "eel"])[y]
     lines = ["f0,f1,species,f2,f3,f4,f5"]
-    for row, name in zip(x, names):
+    for row, name in zip(x, names, strict=True):
         values = [f"{v:.4f}" for v in row]
         lines.append(",".join(values[:2] + [name] + values[2:]))
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")

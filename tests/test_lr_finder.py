@@ -19,6 +19,7 @@ from kerasguide.lr_finder import (  # noqa: E402
     LRFinder,
     LRFinderResult,
     consensus,
+    ignore_early_spikes,
     smooth_losses,
     suggest_all,
     suggest_minimum,
@@ -83,6 +84,40 @@ def test_an_early_spike_does_not_fool_the_choice():
     assert suggest_steepest(lrs, smoothed, loss) > 1e-4
     _, chosen, _ = consensus(suggest_all(lrs, loss, smoothed), lrs, smoothed)
     assert 1e-4 < chosen < 1e-2
+
+
+@pytest.mark.parametrize("n", [21, 32, 50])
+@pytest.mark.parametrize("spike", [[12.0], [12.0, 9.0], [12.0, 9.0, 6.0]], ids=len)
+def test_an_early_spike_does_not_fool_a_short_sweep(n, spike):
+    # One epoch of a small data set is a 20-30 step sweep: there the EMA carries a spike for the
+    # rest of the curve, and without setting it aside the one-cycle peak would be ~1e-6.
+    lrs, loss = _curve(n=n, seed=3)
+    loss[1:1 + len(spike)] = spike
+    clean, spikes = ignore_early_spikes(loss)
+    assert spikes == list(range(1, 1 + len(spike)))
+    for beta in (0.98, 0.9):
+        smoothed = smooth_losses(clean, beta)
+        suggestions = suggest_all(lrs, clean, smoothed)
+        assert 1e-4 < suggestions["steepest"] < 1e-2
+        for target in ("constant", "peak"):
+            assert 1e-4 < consensus(suggestions, lrs, smoothed, target)[1] < 1e-2
+    # The planted bug (the rules on the raw EMA) is fooled in the 2-spike, 32-step case.
+    if (n, len(spike)) == (32, 2):
+        raw = smooth_losses(loss, 0.98)
+        assert consensus(suggest_all(lrs, loss, raw), lrs, raw, "peak")[1] < 1e-5
+
+
+def test_ignore_early_spikes_leaves_ordinary_curves_alone():
+    for n in (21, 32, 100):
+        for seed in range(5):
+            lrs, loss = _curve(n=n, seed=seed)
+            clean, spikes = ignore_early_spikes(loss)
+            assert spikes == [] and np.array_equal(clean, loss)
+    # A loss that only rises (the sweep started too high) has no spike to wash out.
+    rising = np.linspace(1.0, 8.0, 30)
+    rising[2] = 5.0
+    assert ignore_early_spikes(rising)[1] == []
+    assert ignore_early_spikes([2.0, 2.0])[1] == []
 
 
 def test_consensus_is_the_median_and_ignores_non_finite_and_late_values():
@@ -276,6 +311,110 @@ def test_find_stops_when_the_loss_explodes():
     assert result.stop_reason in ("loss not finite", "smoothed loss above 4x its best")
 
 
+class ScriptedLoss(keras.Model):
+    """A model whose training loss is a known function of the learning rate, plus x[:, 0] of the batch."""
+
+    def __init__(self, curve):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self.curve = curve
+
+    def call(self, x, training=False):
+        return self.dense(x)
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        t = keras.ops.log10(keras.ops.cast(self.optimizer.learning_rate, "float32"))
+        return {"loss": self.curve(t) + keras.ops.mean(x[:, 0])}
+
+
+def _textbook(t, ops=keras.ops):
+    """`_curve` without noise, in log10(lr): flat 2.3, a fall centered at 1e-3, a rise past 1e-1."""
+    return 2.3 - 1.8 * ops.sigmoid(3.0 * (t + 3.0)) + 4.0 * ops.square(ops.relu(t + 1.0))
+
+
+def _scripted(curve=_textbook):
+    model = ScriptedLoss(curve)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return model
+
+
+def _np_sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+class _NumpyOps:
+    sigmoid = staticmethod(_np_sigmoid)
+    square = staticmethod(np.square)
+    relu = staticmethod(lambda v: np.maximum(v, 0.0))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.5, 0.9])
+def test_find_stops_once_the_smoothed_loss_passes_4x_its_best(smoothing):
+    x, y = np.zeros((800, 2), "float32"), np.zeros((800, 1), "float32")
+    result = LRFinder(_scripted()).find(x, y, batch_size=8, smoothing=smoothing)
+    lrs = sweep_learning_rates(1e-7, 10.0, 100)
+    raw = _textbook(np.log10(lrs), _NumpyOps)
+    smoothed = smooth_losses(raw, smoothing)  # with its bias correction
+    stop = int(np.argmax(smoothed > 4 * np.minimum.accumulate(smoothed)))
+    assert stop > 0 and result.stop_reason == "smoothed loss above 4x its best"
+    assert result.steps == stop + 1  # the step that passed 4x is recorded, none after it
+    np.testing.assert_allclose(result.losses, raw[: stop + 1], rtol=1e-5)
+    np.testing.assert_allclose(result.smoothed, smoothed[: stop + 1], rtol=1e-5)
+
+
+def test_find_stops_at_a_non_finite_loss():
+    def blows_up(t):
+        return keras.ops.where(t > -2.0, np.inf, _textbook(t))
+
+    x, y = np.zeros((800, 2), "float32"), np.zeros((800, 1), "float32")
+    result = LRFinder(_scripted(blows_up)).find(x, y, batch_size=8, smoothing=0.5)
+    lrs = sweep_learning_rates(1e-7, 10.0, 100)
+    first = int(np.argmax(np.log10(lrs) > -2.0))
+    assert result.stop_reason == "loss not finite" and result.steps == first + 1
+    assert not math.isfinite(result.losses[-1]) and all(map(math.isfinite, result.losses[:-1]))
+    assert result.found and result.chosen < 1e-2
+
+
+def test_find_sets_an_early_spike_aside_and_says_so(tmp_path):
+    x = np.zeros((256, 2), "float32")
+    x[8:24, 0] = [10.0] * 8 + [7.0] * 8  # batches 1 and 2 (of 8 examples) spike
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros((256, 1), "float32"))).batch(8)
+    result = LRFinder(_scripted()).find(dataset, target="peak")
+    assert result.steps <= 32 and result.extra["early_spikes"] == [1, 2]
+    assert 1e-4 < result.chosen < 1e-2 and "spike at steps 1, 2 was ignored" in result.reason
+    assert result.losses[1] > 10  # the record keeps the raw curve
+    assert json.loads(result.save(tmp_path, plot=False).read_text())["early_spikes"] == [1, 2]
+    # The planted bug (the rules on the raw smoothed loss) would pick a peak at which nothing trains.
+    smoothed = smooth_losses(result.losses)
+    assert consensus(suggest_all(result.lrs, result.losses, smoothed), result.lrs, smoothed, "peak")[1] < 1e-5
+
+
+class _Reiterable:
+    """Batches of unknown length that can be iterated again (no len, not a tf.data.Dataset)."""
+
+    def __init__(self, x, y, batch):
+        self.x, self.y, self.batch = x, y, batch
+
+    def __iter__(self):
+        for start in range(0, len(self.x), self.batch):
+            yield self.x[start:start + self.batch], self.y[start:start + self.batch]
+
+
+def test_data_of_unknown_length_is_never_swept_past_one_epoch():
+    x, y = _data()  # 256 examples: 8 batches of 32
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(32)
+    assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    seen = []
+    result = LRFinder(_functional()).find(unknown, on_step=lambda i, lr, loss: seen.append(i))
+    assert result.steps == len(seen) == 8  # counted first: the whole sweep in one epoch
+    assert result.lrs[0] == pytest.approx(1e-7) and result.lrs[-1] == pytest.approx(10.0)
+    # An iterable that cannot be counted ahead stops at the end of its epoch (the sweep cut short).
+    result = LRFinder(_functional()).find(_Reiterable(x, y, 32))
+    assert result.steps == 8 and "1 epoch(s) of data swept" in result.stop_reason
+    assert LRFinder(_functional()).find(_Reiterable(x, y, 32), max_epochs=2).steps == 16
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -375,6 +514,21 @@ def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
     assert result.run_dir.read_metrics()[0]["lr"] == pytest.approx(expected, rel=1e-5)
     assert "## Learning-rate range test" in result.run_dir.file("report.md").read_text()
     assert "Used for training: max_lr" in result.run_dir.file("report.md").read_text()
+
+
+@pytest.mark.parametrize("min_lr", [None, 1e-4, 0.5])
+def test_recorded_cyclical_bounds_are_the_schedules(tiny_config, min_lr):
+    from kerasguide.lr_finder import _bounds
+    from kerasguide.schedules import schedule_from_config
+
+    cfg = tiny_config
+    cfg.optimizer.learning_rate = "auto"
+    cfg.schedule.kind = "cyclical"
+    cfg.schedule.min_lr = min_lr
+    schedule, _ = schedule_from_config(cfg, 12, 0.03)
+    assert _bounds(cfg, 0.03) == {"max_lr": schedule.max_lr, "min_lr": pytest.approx(schedule.min_lr)}
+    cfg.schedule.kind = "step"
+    assert _bounds(cfg, 0.03) == {"learning_rate": 0.03}
 
 
 def test_run_with_a_fixed_learning_rate_skips_the_range_test(tmp_path, tiny_config):

@@ -55,7 +55,12 @@ def test_activations(activation):
 
 @pytest.mark.parametrize(
     "name, fan_in_std",
-    [("he_normal", np.sqrt(2 / 400)), ("glorot_normal", np.sqrt(2 / (400 + 300)))],
+    [
+        ("he_normal", np.sqrt(2 / 400)),
+        ("he_uniform", np.sqrt(2 / 400)),
+        ("glorot_normal", np.sqrt(2 / (400 + 300))),
+        ("glorot_uniform", np.sqrt(2 / (400 + 300))),
+    ],
 )
 def test_he_and_glorot_scales(name, fan_in_std):
     """Recipe B4: He std = sqrt(2/fan_in) for ReLU; Glorot ~ sqrt(2/(fan_in+fan_out))."""

@@ -46,6 +46,9 @@ def test_run_directory_contents(tmp_path, tiny_config):
     assert record["best"]["metric"] == "val_accuracy"
     assert 1 <= record["best"]["epoch"] <= 2
     assert record["final_metrics"]["val_accuracy"] > 0.6
+    assert "git" in record  # the working directory's commit, or null outside a repository
+    # steps_per_execution = "auto": one compiled call per epoch (at most 64 steps)
+    assert record["steps_per_execution"] == record["steps_per_epoch"] == 12
 
     rows = list(csv.DictReader((path / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
@@ -80,6 +83,26 @@ def _assert_tb_has(tb: Path, wanted: set[str]):
             if isinstance(values, list):
                 tags.update(values)
     assert wanted <= tags, tags
+
+
+def test_mixed_precision_and_jit_compile(tmp_path, tiny_config):
+    """`train.mixed_precision` and `jit_compile` train; the global dtype policy is the caller's again after."""
+    import keras
+
+    tiny_config.train.mixed_precision = True
+    tiny_config.train.jit_compile = True
+    tiny_config.train.epochs = 1
+    try:
+        result = run(tiny_config, out=tmp_path, verbose=0)
+        after = keras.mixed_precision.global_policy().name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.status == "completed", result.error
+    model = keras.models.load_model(result.path / "checkpoints" / "last.keras")
+    hidden = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dense))
+    assert hidden.dtype_policy.name == "mixed_float16"
+    assert model.get_layer("output").dtype_policy.name == "float32"  # the softmax stays float32
+    assert after == "float32"  # later runs (search, ensemble members) are not mixed
 
 
 def test_checkpoint_loads_and_predicts(tmp_path, tiny_config):

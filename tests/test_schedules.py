@@ -165,10 +165,36 @@ def test_factory_cyclical_bounds_and_one_cycle_callbacks():
     assert [type(c) for c in callbacks] == [CycleMomentum]
     cfg.optimizer.name = "adagrad"  # nothing to cycle: the rate only
     assert schedule_from_config(cfg, 10, 0.1)[1] == []
-    cfg.schedule.reduce_on_plateau = True
-    assert any(isinstance(c, keras.callbacks.ReduceLROnPlateau) for c in schedule_from_config(cfg, 10, 0.1)[1])
     lr, _ = schedule_from_config(_config("constant"), steps_per_epoch=10, learning_rate=0.1)
     assert lr == 0.1
+
+
+def test_factory_cosine_restarts_counts_epochs():
+    cfg = _config("cosine_restarts", first_decay_epochs=2.0, alpha=0.0)
+    lr, _ = schedule_from_config(cfg, steps_per_epoch=10, learning_rate=0.2)
+    assert isinstance(lr, keras.optimizers.schedules.CosineDecayRestarts)
+    # Half-way through the first 2-epoch cycle: half the rate; at 2 epochs the first restart.
+    np.testing.assert_allclose(_at_epochs(lr, 10, [0, 1, 2]), [0.2, 0.1, 0.2], rtol=1e-5)
+
+
+def test_reduce_on_plateau_is_keras_callback_on_a_constant_rate_only():
+    from kerasguide.config import ConfigError
+
+    cfg = _config("constant", reduce_on_plateau=True, plateau_factor=0.2, plateau_patience=2)
+    lr, callbacks = schedule_from_config(cfg, steps_per_epoch=10, learning_rate=0.1)
+    assert lr == 0.1 and [type(c) for c in callbacks] == [keras.callbacks.ReduceLROnPlateau]
+    assert (callbacks[0].factor, callbacks[0].patience, callbacks[0].monitor) == (0.2, 2, "val_loss")
+    # With a schedule, Keras' callback raises at the first plateau, mid-training: refused up front.
+    for kind, extra in (("one_cycle", {}), ("step", {}), ("constant", {"warmup_epochs": 1.0})):
+        with pytest.raises(ConfigError, match="reduce_on_plateau needs a constant rate"):
+            schedule_from_config(_config(kind, reduce_on_plateau=True, **extra), 10, 0.1)
+    # What the refusal prevents:
+    model = _linear_model(np.zeros((3, 1), dtype="float32"))
+    model.compile(keras.optimizers.SGD(OneCycle(0.01, 40)), "mse")
+    x, y = _linear_problem()
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=0, min_delta=1e9)
+    with pytest.raises(TypeError, match="not settable"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[plateau])
 
 
 # ------------------------------------------------------ validation, saving
@@ -213,7 +239,19 @@ def test_serialization_round_trip(schedule):
     np.testing.assert_allclose(_np(rebuilt(steps)), _np(schedule(steps)), rtol=1e-7)
 
 
-@pytest.mark.parametrize("schedule", [SCHEDULES[2], SCHEDULES[3]], ids=lambda s: s.name)
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: s.name)
+def test_get_config_holds_every_argument(schedule):
+    import inspect
+
+    arguments = set(inspect.signature(type(schedule).__init__).parameters) - {"self"}
+    assert set(schedule.get_config()) == arguments
+    if isinstance(schedule, OneCycle):  # the momentum comes back too
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+        steps = np.arange(0, 100)
+        np.testing.assert_allclose(_np(restored.momentum(steps)), _np(schedule.momentum(steps)), rtol=1e-7)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: s.name)
 def test_model_with_schedule_saves_and_loads(tmp_path, schedule):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(keras.optimizers.SGD(learning_rate=schedule, momentum=0.9), "mse")

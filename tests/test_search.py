@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import run_cli  # noqa: E402
 
 from kerasguide.config import ConfigError, RunConfig, SearchConfig, load_config, loads_config
 from kerasguide.search.ranges import (
@@ -32,6 +31,7 @@ from kerasguide.search.space import (
     resolve_space,
     resolve_stages,
 )
+from tests.conftest import run_cli  # noqa: E402
 
 LR = ParamRange("optimizer.learning_rate", "float", 1e-5, 1e-1, log=True)
 DROPOUT = ParamRange("model.dropout", "float", 0.0, 0.6)

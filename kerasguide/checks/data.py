@@ -144,7 +144,8 @@ def check_data(
 ) -> CheckResult:
     """Data: finite, labelled in range, every class in both splits, statistics from train only (A2).
 
-    Fails on NaN or Inf in any split, labels outside `[0, num_classes)` or
+    Fails on NaN or Inf in any split (inputs, labels or regression
+    targets), labels outside `[0, num_classes)` or
     not integers, a class missing from the training or validation split,
     and preprocessing statistics that differ from the same statistics
     recomputed on the raw training split alone (validation data leaked into
@@ -203,23 +204,30 @@ def check_data(
     warnings: list[str] = []
     details: dict[str, Any] = {"examples": {k: int(len(x)) for k, (x, _) in splits.items()}}
 
-    # NaN / Inf in the inputs
-    nonfinite = {}
+    # NaN / Inf in the inputs, and in the labels or regression targets
+    nonfinite: dict[str, dict[str, int]] = {}
+    nonfinite_labels: dict[str, dict[str, int]] = {}
     for split, (x, y) in splits.items():
         if len(x) != (len(y) if y is not None else len(x)):
             problems.append(f"the {split} split has {len(x)} examples but {len(y)} labels")
-        if np.issubdtype(x.dtype, np.floating):
-            nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        for kind, values, found in (("inputs", x, nonfinite), ("labels", y, nonfinite_labels)):
+            if values is None or not np.issubdtype(values.dtype, np.floating):
+                continue
+            nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
             if nan or inf:
-                nonfinite[split] = {"nan": nan, "inf": inf}
-                problems.append(f"the {split} inputs hold {nan} NaN and {inf} Inf values")
+                found[split] = {"nan": nan, "inf": inf}
+                problems.append(f"the {split} {kind} hold {nan} NaN and {inf} Inf values")
     details["nonfinite"] = nonfinite
+    details["nonfinite_labels"] = nonfinite_labels
 
     # labels: integers in range, every class in train and validation
     y_tr = splits["train"][1]
     if classification is None:
+        finite = y_tr[np.isfinite(y_tr)] if np.issubdtype(y_tr.dtype, np.floating) else y_tr
         classification = np.issubdtype(y_tr.dtype, np.integer) or (
-            y_tr.ndim == 1 and np.all(np.mod(y_tr, 1) == 0) and len(np.unique(y_tr)) <= max(2, len(y_tr) // 2)
+            y_tr.ndim == 1
+            and np.all(np.mod(finite, 1) == 0)
+            and len(np.unique(finite)) <= max(2, len(y_tr) // 2)
         )
     details["classification"] = bool(classification)
     if classification:
@@ -227,6 +235,10 @@ def check_data(
             k: y.reshape(-1) if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(axis=-1)
             for k, (_, y) in splits.items()
             if y is not None
+        }
+        # NaN/Inf labels are reported above; the class bookkeeping uses the finite ones.
+        labels = {
+            k: v[np.isfinite(v)] if np.issubdtype(v.dtype, np.floating) else v for k, v in labels.items()
         }
         all_labels = np.concatenate(list(labels.values()))
         if not np.all(np.mod(all_labels, 1) == 0):

@@ -53,6 +53,18 @@ def _unpack(data: Any) -> dict[str, Any]:
     )
 
 
+def _output_classes(model: keras.Model) -> int | None:
+    """The width of a single-output model's class scores (labels must lie in `0..width-1`), or None."""
+    try:
+        outputs = getattr(model, "outputs", None)
+        if outputs and len(outputs) == 1:
+            width = outputs[0].shape[-1]
+            return int(width) if width is not None and int(width) > 1 else None
+    except (AttributeError, TypeError, ValueError, IndexError):
+        pass
+    return None
+
+
 def run_checks(
     model: keras.Model,
     data: Any,
@@ -73,7 +85,8 @@ def run_checks(
     Args:
         model: A freshly initialized Keras model, compiled (or pass `loss`).
         data: A kerasguide `Dataset`, or `(x_train, y_train)` /
-            `(x_train, y_train, x_val, y_val)`.
+            `(x_train, y_train, x_val, y_val)` (class labels are then checked
+            against the model's output width).
         loss: The loss; the compiled one if None. Defaults to `None`.
         optimizer: Settings for the overfit check; the compiled one if None.
             Defaults to `None`.
@@ -104,7 +117,7 @@ def run_checks(
         "data": lambda: (
             check_data(d["dataset"])
             if d["dataset"] is not None
-            else check_data(x, y, d.get("x_val"), d.get("y_val"))
+            else check_data(x, y, d.get("x_val"), d.get("y_val"), num_classes=_output_classes(model))
         ),
         "initialization": lambda: check_initialization(model, x, examples=cfg.probe_examples, seed=seed),
         "initial_loss": lambda: check_initial_loss(

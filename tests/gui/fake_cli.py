@@ -11,6 +11,11 @@ scenario:
 - `bad_input`: one `kerasguide: error:` line, exit 2.
 - `hang`: start, then wait for SIGTERM; then record `interrupted`, exit 1.
 
+The subcommand picks what is replayed: `ensemble` replays the run once per
+member (`FAKE_CLI_MEMBERS`, default 3) into an ensemble directory, as the real
+`ensemble --json-progress` does; `tune` emits a search's events (`start`
+with its stages, `stage`, `trial`, `end`); anything else replays one run.
+
 `FAKE_CLI_DELAY` is the pause between lines (seconds, default 0.02), and
 `FAKE_CLI_LOG` a file to which each invocation's argv is appended.
 """
@@ -67,12 +72,48 @@ def main(argv: list[str]) -> int:
         print("kerasguide: error: config: `train.epochs` = 0: Input should be greater than 0", file=sys.stderr)
         return 2
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path("runs")
+    interrupted: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: interrupted.append(True))
+    if argv and argv[0] == "tune":
+        return _tune(out, delay)
+    if argv and argv[0] == "ensemble":
+        folder = out / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-fake-ensemble" / "members"
+        for _ in range(int(os.environ.get("FAKE_CLI_MEMBERS", "3"))):
+            code = _run(folder, mode, delay, interrupted)
+            if code:
+                return code
+        print(f"ensemble directory: {folder.parent}", file=sys.stderr, flush=True)
+        return 0
+    return _run(out, mode, delay, interrupted)
+
+
+def _tune(out: Path, delay: float) -> int:
+    search_dir = out / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-fake-search"
+    search_dir.mkdir(parents=True)
+    stages = [{"epochs": 1, "trials": 4, "label": "coarse"}, {"epochs": 5, "trials": 2, "label": "fine"}]
+    print(json.dumps({"event": "start", "kind": "search", "search_dir": str(search_dir), "name": "fake",
+                      "resumed": False, "stages": stages}), flush=True)
+    for index, plan in enumerate(stages, start=1):
+        print(json.dumps({"event": "stage", "stage": index, "label": plan["label"], "epochs": plan["epochs"],
+                          "trials": plan["trials"]}), flush=True)
+        for trial in range(plan["trials"]):
+            for status in ("running", "completed"):
+                print(json.dumps({"event": "trial", "stage": index, "trial_id": f"{index}-{trial}",
+                                  "status": status, "score": 0.9 if status == "completed" else None,
+                                  "seconds": 0.5 * plan["epochs"] if status == "completed" else None}),
+                      flush=True)
+                time.sleep(delay)
+    print(json.dumps({"event": "end", "status": "completed", "search_dir": str(search_dir), "error": None}),
+          flush=True)
+    print(f"search directory: {search_dir}", file=sys.stderr, flush=True)
+    return 0
+
+
+def _run(out: Path, mode: str, delay: float, interrupted: list[bool]) -> int:
     name = "fake"
     run_dir = out / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{name}"
     run_dir.mkdir(parents=True)
     (run_dir / "config.toml").write_text(f'name = "{name}"\n')
-    interrupted = []
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.append(True))
     rows: list[dict] = []
     _write_run(run_dir, "running", rows, name)
     stderr_lines = (DATA / "run_stderr.txt").read_text().replace("{run_dir}", str(run_dir)).splitlines()

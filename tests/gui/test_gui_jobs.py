@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from gui_support import FAKE_CLI, python_children
@@ -147,7 +146,9 @@ def test_the_command_probe_reads_the_real_cli(qtbot):
     assert not commands.has("no-such-command")
     args = job_args(commands, "run", "c.toml", "/ws")
     assert args == ["c.toml", "--out", "/ws", "--json-progress"]
-    assert "tensorflow" not in sys.modules
+    # The probe asks a child process; that the GUI process itself never imports TensorFlow is
+    # tested in a fresh interpreter (test_gui_real.py): pytest's own process has imported it
+    # while collecting the core's tests.
 
 
 def test_closing_the_window_stops_running_jobs(make_window, qtbot, fake_mode):
