@@ -27,6 +27,15 @@ atomically at every epoch end, one JSON object per line and epoch:
 `first_layer_epoch=NNN.png` files) and `divergence.json`; the keys are
 listed in each callback's docstring.
 
+Where the time goes: at an epoch end each monitor takes what it needs from
+the model on the training thread (the probe one call that copies the
+weights; the images a copy of one kernel; the others a few numbers) and
+hands the rest to one background thread: the probe's forward and backward
+pass on that copy, histograms, PNG encoding, TensorBoard events and record
+files. `model.fit` spends most of an epoch in a compiled call that releases
+the GIL, so this work overlaps with the next epoch's training. `fit()`
+returns once it is done (`on_train_end` waits), with every record complete.
+
 How the in-step measurements work: after its update, Keras' optimizer
 applies each variable's `constraint` inside the compiled step. The
 update-ratio and loss monitors wrap that constraint (returning the value
@@ -43,6 +52,7 @@ import json
 import math
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -463,6 +473,45 @@ def _retrace(model: keras.Model) -> None:
         model.make_train_function(force=True)
 
 
+def _read_and_reset(counter: tf.Variable, *others: tf.Variable) -> Callable[[], Any]:
+    """A compiled `() -> (counter, *others)` that also zeroes `counter`: one call instead of three eager ops.
+
+    Called at every execution's or epoch's end; eager reads and assigns cost
+    about 0.1 ms each, a visible part of a small model's epoch. Traced now,
+    not at its first call.
+    """
+
+    def take():
+        values = [tf.identity(counter)] + [tf.identity(v) for v in others]
+        with tf.control_dependencies(values):
+            counter.assign(tf.zeros_like(counter))
+        return values[0] if not others else tuple(values)
+
+    function = tf.function(take, autograph=False)
+    function.get_concrete_function()
+    return function
+
+
+# ------------------------------------------------------- the background
+# The monitors' epoch-end work that does not need the model as it is right
+# now (histograms, PNG encoding, TensorBoard events, record files, and the
+# probe's own forward/backward pass on a snapshot of the weights) runs on one
+# background thread, in order. `model.fit` spends most of an epoch inside a
+# compiled call that releases the GIL, so this work overlaps with training
+# instead of adding to it. Written by hand (a one-thread executor, a list of
+# futures per callback) because Keras' callbacks run on the training thread.
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerasguide-monitor")
+        return _EXECUTOR
+
+
 # ------------------------------------------------------------ base class
 class MonitorCallback(keras.callbacks.Callback):
     """Shared logic of the monitors: a shared TensorBoard writer, per-epoch records on disk, cadence.
@@ -471,7 +520,10 @@ class MonitorCallback(keras.callbacks.Callback):
     epoch; the records are kept in `self.records` and, with a `record_dir`,
     rewritten atomically to `<record_dir>/<record_name>.jsonl`. State is
     reset in `on_train_begin`, so one instance can serve several `fit()`
-    calls.
+    calls. Work handed to `self._submit(fn)` runs on the monitors'
+    background thread (in order; `background = False` runs it at once);
+    `on_train_end` waits for it, so `records` and the files are complete
+    when `fit()` returns. Summaries and records are only written from there.
 
     Args:
         log_dir: TensorBoard folder for the summaries (e.g. a run's
@@ -482,10 +534,13 @@ class MonitorCallback(keras.callbacks.Callback):
     """
 
     record_name = "monitor"
+    background = True  # epoch-end work on the background thread (False: at once, on the training thread)
 
     def __init__(self, log_dir: str | Path | None = None, record_dir: str | Path | None = None,
                  every_epochs: int = 1):
         super().__init__()
+        self._futures: list[Future] = []
+        self._errors: list[str] = []
         if not isinstance(every_epochs, int) or every_epochs <= 0:
             raise ValueError(f"Argument `every_epochs` must be an integer > 0. Received: every_epochs={every_epochs}")
         self.log_dir = None if log_dir is None else Path(log_dir)
@@ -495,6 +550,7 @@ class MonitorCallback(keras.callbacks.Callback):
 
     # state
     def on_train_begin(self, logs=None):
+        self._drain()
         self.records = []
         self._lines: list[str] = []
         self._written = -math.inf
@@ -534,7 +590,31 @@ class MonitorCallback(keras.callbacks.Callback):
         self._written = time.perf_counter()
         self._written_lines = len(self._lines)
 
+    # the background
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` on the background thread (in order), or now when `background` is False."""
+        if not self.background:
+            self._guarded(fn, *args)
+            return
+        self._futures = [f for f in self._futures if not f.done()]
+        self._futures.append(_executor().submit(self._guarded, fn, *args))
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as error:  # a monitor must never stop the training
+            if not self._errors:
+                logger.warning("%s: %s: %s", type(self).__name__, type(error).__name__, error)
+            self._errors.append(f"{type(error).__name__}: {error}")
+
+    def _drain(self) -> None:
+        """Wait for every piece of work this callback handed to the background thread."""
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
     def on_train_end(self, logs=None):
+        self._drain()
         self._write_records()
         if self.log_dir is not None:
             release_writer(self.log_dir)
@@ -601,6 +681,7 @@ class UpdateRatioMonitor(MonitorCallback):
             self._prev = [tf.Variable(tf.cast(v.value, tf.float32), trainable=False) for v in self._vars]
             self._acc = tf.Variable(tf.zeros(4 * n + 1, tf.float32), trainable=False)
             self._armed = tf.Variable(0.0, trainable=False)
+            self._take = _read_and_reset(self._acc)
             last = self._vars[-1]
             self._hooks.append((last, _install_hook(last, self._step_fn())))
             _retrace(self.model)
@@ -619,11 +700,14 @@ class UpdateRatioMonitor(MonitorCallback):
             return [tf.cast(v.value, tf.float32) for v in variables[:-1]] + [tf.cast(value, tf.float32)]
 
         def measure(values):
-            d2 = tf.stack([tf.reduce_sum(tf.square(v - p)) for v, p in zip(values, prevs, strict=True)])
-            p2 = tf.stack([tf.reduce_sum(tf.square(p)) for p in prevs])
-            valid = tf.cast(p2 > 0.0, tf.float32)  # a zero tensor (a fresh bias) has no ratio yet
-            ratio = tf.sqrt(d2 / tf.maximum(p2, 1e-30)) * valid
-            acc.assign_add(tf.concat([ratio, d2, p2, valid, [1.0]], 0))
+            # Few ops per tensor (each op costs microseconds in a small model's step): one read of
+            # the previous value, a difference and two single-kernel norms.
+            olds = [tf.identity(p) for p in prevs]
+            d = tf.stack([tf.math.reduce_euclidean_norm(v - p) for v, p in zip(values, olds, strict=True)])
+            w = tf.stack([tf.math.reduce_euclidean_norm(p) for p in olds])
+            valid = tf.cast(w > 0.0, tf.float32)  # a zero tensor (a fresh bias) has no ratio yet
+            ratio = d / tf.maximum(w, 1e-30) * valid
+            acc.assign_add(tf.concat([ratio, d * d, w * w, valid, [1.0]], 0))
 
         def save(values):
             for v, p in zip(values, prevs, strict=True):
@@ -692,8 +776,7 @@ class UpdateRatioMonitor(MonitorCallback):
     def on_epoch_end(self, epoch, logs=None):
         n = len(self._vars)
         if self._in_step:
-            values = self._acc.numpy().astype(np.float64)
-            self._acc.assign(tf.zeros(4 * n + 1, tf.float32))
+            values = self._take().numpy().astype(np.float64)
         else:
             values = self._acc_np
             self._acc_np = np.zeros(4 * n + 1)
@@ -712,15 +795,19 @@ class UpdateRatioMonitor(MonitorCallback):
         median = float(np.median(finite)) if finite else math.nan
         if logs is not None:
             logs["update_ratio"] = median
+        self._submit(self._write_epoch, epoch, {"epoch": epoch + 1, "steps": steps, "median": median,
+                                                "layers": layers, "tensors": tensors})
+
+    def _write_epoch(self, epoch: int, record: dict[str, Any]) -> None:
         writer = self.writer
         if writer is not None:
             with writer:
-                for prefix, items in (("update_ratio", layers), ("update_ratio_tensor", tensors)):
+                for prefix, items in (("update_ratio", record["layers"]), ("update_ratio_tensor", record["tensors"])):
                     for name, ratio in items.items():
                         if ratio > 0 and math.isfinite(ratio):
                             writer.scalar(f"{prefix}/{name}", math.log10(ratio), epoch + 1,
                                           "log10 ||dw||/||w|| per step (recipe E18; healthy about -3)")
-        self._add_record({"epoch": epoch + 1, "steps": steps, "median": median, "layers": layers, "tensors": tensors})
+        self._add_record(record)
 
     def _remove_hooks(self) -> None:
         if not self._hooks:
@@ -792,6 +879,7 @@ class LossMonitor(MonitorCallback):
             # The tracker's running (total, count) after each step; the losses are their differences.
             self._buffer = tf.Variable(tf.zeros((capacity, 2), tf.float32), trainable=False)
             self._pos = tf.Variable(0, dtype=tf.int32, trainable=False)
+            self._take = _read_and_reset(self._pos, self._buffer)
             self._last = np.zeros(2)
             buffer, pos = self._buffer, self._pos
 
@@ -808,17 +896,16 @@ class LossMonitor(MonitorCallback):
         self._losses = []
         self._running = (0, 0.0)
         if self._in_step:
-            self._last = np.zeros(2)  # fit() has just reset the tracker
-            self._pos.assign(0)
+            self._last = np.zeros(2)  # fit() has just reset the tracker (`_pos` is 0: read and reset below)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._in_step:
-            n = min(int(self._pos.numpy()), self._capacity)
+            pos, buffer = self._take()
+            n = min(int(pos), self._capacity)
             values = []
             if n:
-                pairs = np.vstack([self._last[None], self._buffer.numpy()[:n].astype(np.float64)])
+                pairs = np.vstack([self._last[None], buffer.numpy()[:n].astype(np.float64)])
                 self._last = pairs[-1]
-                self._pos.assign(0)
                 values = (np.diff(pairs[:, 0]) / np.maximum(np.diff(pairs[:, 1]), 1e-12)).tolist()
         else:
             loss = (logs or {}).get("loss")
@@ -852,16 +939,19 @@ class LossMonitor(MonitorCallback):
             gap = float(np.asarray(logs["accuracy"])) - float(np.asarray(logs["val_accuracy"]))
             logs["accuracy_gap"] = gap
             record["accuracy_gap"] = gap
+        self._submit(self._write_epoch, epoch, record, list(self._losses), self._global_step)
+        self._global_step += len(self._losses)
+
+    def _write_epoch(self, epoch: int, record: dict[str, Any], losses: list[float], first_step: int) -> None:
         writer = self.writer
         if writer is not None:
-            for i, value in enumerate(self._losses):
+            for i, value in enumerate(losses):
                 if math.isfinite(value):
-                    writer.scalar("batch_loss", value, self._global_step + 1 + i, "training loss of each batch (E16)")
-            if math.isfinite(noise):
-                writer.scalar("loss_noise", noise, epoch + 1, "std of the step-to-step change of log loss (E16)")
+                    writer.scalar("batch_loss", value, first_step + 1 + i, "training loss of each batch (E16)")
+            if math.isfinite(record["noise"]):
+                writer.scalar("loss_noise", record["noise"], epoch + 1, "std of the step-to-step change of log loss (E16)")
             if "accuracy_gap" in record:
                 writer.scalar("accuracy_gap", record["accuracy_gap"], epoch + 1, "train minus validation accuracy (E17)")
-        self._global_step += len(self._losses)
         self._add_record(record)
 
     def _unhook(self) -> None:
@@ -908,10 +998,12 @@ class ProbeMonitor(MonitorCallback):
     """Activation, gradient and weight histograms per layer on a fixed probe batch (recipe E19).
 
     One extra compiled function runs the probe batch through the model
-    (inference mode: no dropout, no batch-norm update), takes the gradients
-    of the loss for every trainable tensor, computes every statistic and
-    writes every TensorBoard summary in the graph, and returns a few small
-    arrays. Per layer with a nonlinearity: the fraction of dead ReLU units
+    (inference mode: no dropout, no batch-norm update) on a copy of its
+    weights taken at the epoch's end, takes the gradients of the data loss
+    for every trainable tensor and the unit statistics, and returns a few
+    small arrays; it runs on the monitors' background thread with the
+    histograms and summaries (see the module docstring), so training goes on
+    meanwhile. Per layer with a nonlinearity: the fraction of dead ReLU units
     (<= 0 on the whole probe batch), of saturated tanh/sigmoid values
     (`|tanh| > 0.99`, sigmoid outside [0.01, 0.99]), the activations' std;
     per layer with weights: gradient and weight norms and RMS. Per-layer
@@ -971,20 +1063,8 @@ class ProbeMonitor(MonitorCallback):
         self._batches = 0
         self._probe_step = 0
         self._failed = False
-        self._warm = None
         if self._function_model is not self.model:
             self._build()
-            # Trace and instantiate the probe in a background thread while the
-            # first epoch trains: on a small model its tracing would otherwise
-            # be a visible part of the whole fit. The result is discarded.
-            self._warm = threading.Thread(target=self._warm_up, name="kerasguide-probe-trace", daemon=True)
-            self._warm.start()
-
-    def _warm_up(self) -> None:
-        try:
-            self._function()
-        except Exception:  # reported by the real call, in the main thread
-            pass
 
     def _build(self) -> None:
         model = self.model
@@ -1010,6 +1090,10 @@ class ProbeMonitor(MonitorCallback):
                 submodel = None
         self._probed = [(name, kind) for name, kind, _ in probed] if submodel is not None else []
         weights = list(model.trainable_weights)
+        trainable_ids = {id(w) for w in weights}
+        # Every variable the forward pass reads (batch-norm statistics too), trainable ones first.
+        variables = weights + [v for v in model.non_trainable_weights if id(v) not in trainable_ids]
+        n_weights = len(weights)
         owners = _layer_of_variables(model)
         self._order: list[str] = []
         groups: dict[str, list[int]] = {}
@@ -1029,23 +1113,32 @@ class ProbeMonitor(MonitorCallback):
         if isinstance(loss_fn, str):
             loss_fn = keras.losses.get(loss_fn)
         single = len(getattr(model, "outputs", None) or [None]) == 1
+        n_examples = len(self.x)
 
-        def probe():
-            with tf.GradientTape() as tape:
-                if submodel is not None:
-                    outs = submodel(x_probe, training=False)
-                    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-                    acts, y_pred = outs[:n_act], outs[n_act]
-                else:
-                    acts, y_pred = [], model(x_probe, training=False)
-                if callable(loss_fn) and single:
-                    # The data loss alone: the gradients the data push through the layers (E19).
-                    loss = tf.reduce_mean(loss_fn(y_probe, y_pred))
-                else:
-                    loss = model.compute_loss(x=x_probe, y=y_probe, y_pred=y_pred, training=False)
-            grads = tape.gradient(loss, weights)
+        def snapshot():
+            # The variables' values now: training goes on while the background thread probes them.
+            return [tf.identity(v.value) for v in variables]
+
+        def probe(values):
+            # The model on `values` (a snapshot), not on its live variables (Keras' StatelessScope).
+            trainable = values[:n_weights]
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                with tf.GradientTape() as tape:
+                    tape.watch(trainable)
+                    if submodel is not None:
+                        outs = submodel(x_probe, training=False)
+                        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                        acts, y_pred = outs[:n_act], outs[n_act]
+                    else:
+                        acts, y_pred = [], model(x_probe, training=False)
+                    if callable(loss_fn) and single:
+                        # The data loss alone: the gradients the data push through the layers (E19).
+                        loss = tf.reduce_mean(loss_fn(y_probe, y_pred))
+                    else:
+                        loss = model.compute_loss(x=x_probe, y=y_probe, y_pred=y_pred, training=False)
+            grads = tape.gradient(loss, trainable)
             grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(g, tf.float32)
-                     for g, w in zip(grads, weights, strict=True)]
+                     for g, w in zip(grads, trainable, strict=True)]
             stats, samples = [], []
             for (_, kind), act in zip(probed_kinds, acts, strict=True):
                 units = tf.reshape(tf.cast(act, tf.float32), [-1, act.shape[-1]])
@@ -1057,7 +1150,7 @@ class ProbeMonitor(MonitorCallback):
                 elif kind in _SIGMOID_LIKE:
                     saturated = tf.reduce_mean(tf.cast((units > 0.99) | (units < 0.01), tf.float32))
                 stats.append(tf.stack([dead, saturated, tf.math.reduce_std(units)]))
-                size = int(np.prod(act.shape[1:])) * len(self.x)
+                size = int(np.prod(act.shape[1:])) * n_examples
                 samples.append(tf.reshape(units, [-1])[:: max(1, size // _ACT_SAMPLE)])
             return loss, (tf.stack(stats) if stats else tf.zeros([0, 3])), samples, grads
 
@@ -1065,7 +1158,11 @@ class ProbeMonitor(MonitorCallback):
         # backward pass to every gradient and the unit statistics; histograms
         # are counted in NumPy (in the graph they would triple its tracing
         # time). Autograph is off: nothing here needs it, and it halves tracing.
+        # Its first call (the tracing) happens on the background thread too.
+        self._snapshot = tf.function(snapshot, autograph=False)
+        self._snapshot.get_concrete_function()
         self._function = tf.function(probe, autograph=False)
+        self._n_weights = n_weights
         self._groups = groups
         self._kernels = dict(zip(self._order, kernels, strict=True))
         self._sizes = sizes
@@ -1084,22 +1181,25 @@ class ProbeMonitor(MonitorCallback):
             self._probe(epoch)
 
     def _probe(self, epoch: int | None) -> None:
-        if self._warm is not None:
-            self._warm.join()
-            self._warm = None
         if self._failed:
             return
         self._probe_step += 1
+        step = epoch + 1 if epoch is not None else self._probe_step
+        # The only work on the training thread: one call that copies the weights.
+        self._submit(self._measure, epoch, step, self._snapshot())
+
+    def _measure(self, epoch: int | None, step: int, values) -> None:
+        if self._failed:
+            return
         try:
-            loss, act_stats, samples, grads = self._function()
+            loss, act_stats, samples, grads = self._function(values)
         except Exception as error:  # an exotic model must not stop the training
             self._failed = True
             logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
             return
         act_stats = np.asarray(act_stats, dtype=np.float64)
         grads = [np.asarray(g) for g in grads]
-        weights = [np.asarray(w.value) for w in self._weights]
-        step = epoch + 1 if epoch is not None else self._probe_step
+        weights = [np.asarray(w) for w in values[: self._n_weights]]
         layers: dict[str, dict[str, Any]] = {}
         for i, (name, kind) in enumerate(self._probed):
             layers[name] = {"kind": kind, "dead_fraction": act_stats[i, 0], "saturated_fraction": act_stats[i, 1],
@@ -1198,13 +1298,17 @@ class FirstLayerImages(MonitorCallback):
             input_shape = getattr(self.model, "input_shape", None)
             if isinstance(input_shape, tuple) and len(input_shape) == 4:
                 shape = tuple(input_shape[1:])
-        grid, tiles = weight_grid(np.asarray(kernel.value), shape)
+        # A copy of the kernel now; the grid, the PNG and the files on the background thread.
+        self._submit(self._draw, epoch, layer.name, np.array(kernel.value), shape)
+
+    def _draw(self, epoch: int, layer_name: str, kernel: np.ndarray, shape) -> None:
+        grid, tiles = weight_grid(kernel, shape)
         self.last_grid = grid
-        record = {"epoch": epoch + 1, "layer": layer.name, "tiles": int(len(tiles)), "roughness": roughness(tiles)}
+        record = {"epoch": epoch + 1, "layer": layer_name, "tiles": int(len(tiles)), "roughness": roughness(tiles)}
         png = tf.io.encode_png(grid).numpy()
         if self.writer is not None:
             self.writer.image("first_layer", png, grid.shape[0], grid.shape[1], epoch + 1,
-                              f"{layer.name}'s weights, one tile per unit/filter (E20)")
+                              f"{layer_name}'s weights, one tile per unit/filter (E20)")
         if self.record_dir is not None:
             name = f"first_layer_epoch={epoch + 1:03d}.png"
             self.record_dir.mkdir(parents=True, exist_ok=True)

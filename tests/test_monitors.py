@@ -233,6 +233,47 @@ def test_probe_sees_dead_and_saturated_units():
     assert saturated.records[0]["layers"]["act"]["dead_fraction"] == 0.0
 
 
+def test_probe_measures_its_epochs_weights_while_training_goes_on():
+    # The probe runs on the background thread on a copy of the weights taken at the epoch's end.
+    # The thread is kept busy so that it probes only after later epochs have trained: a probe that
+    # read the live variables (the planted bug) would see the last weights in every record.
+    import time
+
+    from kerasguide import monitors
+
+    x, y = data()
+    model = compiled(mlp(), spe=2, optimizer=keras.optimizers.SGD(0.5))
+    seen = []
+
+    class Capture(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append([np.array(w.numpy(), dtype=np.float64) for w in self.model.get_layer("hidden").weights])
+
+    probe = ProbeMonitor(x[:64], y[:64])
+    monitors._executor().submit(time.sleep, 1.5)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[Capture(), probe])
+    assert len(probe.records) == 3  # complete when fit() returns
+    norms = [math.sqrt(sum(float(np.sum(w ** 2)) for w in weights)) for weights in seen]
+    assert abs(norms[0] - norms[-1]) > 1e-3 * norms[-1]  # the weights did move between epochs
+    for record, norm in zip(probe.records, norms, strict=True):
+        assert record["layers"]["hidden"]["weight_norm"] == pytest.approx(norm, rel=1e-5)
+
+
+def test_a_failing_background_job_is_logged_and_training_goes_on(caplog):
+    x, y = data()
+    images = FirstLayerImages((4, 4, 1), every_epochs=1)
+
+    def broken(*args):
+        raise RuntimeError("planted")
+
+    images._draw = broken
+    with caplog.at_level("WARNING", logger="kerasguide"):
+        history = compiled(mlp()).fit(x, y, epochs=2, verbose=0, callbacks=[images])
+    assert len(history.history["loss"]) == 2
+    assert images._errors == ["RuntimeError: planted"] * 2
+    assert sum("planted" in r.getMessage() for r in caplog.records) == 1  # said once, not every epoch
+
+
 # ------------------------------------------------------------ images and files
 def test_images_records_and_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
