@@ -51,6 +51,8 @@ EXIT_MEANINGS = {
 }
 
 _RUN_DIR_LINE = re.compile(r"run directory:?\s+(\S.*)$")
+# `tune` and `ensemble` end by naming the folder they wrote: what "Show run" selects afterwards.
+_FOLDER_LINE = re.compile(r"^(search|ensemble) directory:\s+(\S.*)$")
 # "checks.json: /runs/x/checks.json" and the like: the run directory is the file's folder.
 _RESULT_FILE_LINE = re.compile(r"(?:^|\s)(/\S+|[A-Za-z]:\\\S+|\S+)/(?:checks|lr_find|diagnosis|run)\.json\s*$")
 
@@ -96,7 +98,8 @@ class Progress:
     """What the progress events of a job said so far.
 
     `fraction` (0..1) counts finished epochs plus the current epoch's steps;
-    a step-only job (an LR sweep, a check) uses its steps. A job that trains
+    a step-only job (`lr-find`'s sweep steps, `check`'s checks) uses its
+    steps, and the ETA its step events carry. A job that trains
     several runs one after the other (an ensemble's members) starts each
     run's count afresh and, when `runs_total` is known, counts the finished
     runs too. A search (`tune`, whose `start` event has `kind = "search"`)
@@ -225,6 +228,16 @@ class Progress:
                 self.epoch = epoch
             self.step = _int(event.get("step"), self.step)
             self.steps = _int(event.get("steps"), self.steps)
+            if isinstance(event.get("stage"), str) and event["stage"]:
+                self.stage = event["stage"]
+            # A job counted in steps (`check`, `lr-find`) says its own ETA; a
+            # training step does not, and the last epoch's ETA stands.
+            eta = event.get("eta")
+            if isinstance(eta, (int, float)) and not isinstance(eta, bool) and not self.total:
+                self.eta = float(eta)
+                elapsed = event.get("elapsed")
+                if isinstance(elapsed, (int, float)):
+                    self.elapsed = float(elapsed)
         elif kind == "epoch":
             self.epoch = _int(event.get("epoch"), self.epoch)
             self.total = _int(event.get("total"), self.total)
@@ -269,15 +282,16 @@ class Progress:
         if self.total:
             parts.append(f"epoch {max(self.epoch, 0)}/{self.total}")
         if self.steps and self.step:
-            parts.append(f"step {self.step}/{self.steps}")
+            unit = "check" if self.stage == "checks" and not self.total else "step"
+            parts.append(f"{unit} {self.step}/{self.steps}")
         eta = format_eta(self.remaining)
         if eta and self.status is None:
             parts.append(f"ETA {eta}")
         has_counts = bool(parts) and parts != [f"run {self.runs}"]
         if not has_counts and self.stage:
             parts.append(self.stage)
-        elif self.stage and self.stage not in ("fit",) and self.status is None:
-            parts.append(self.stage)
+        elif self.stage and self.status is None and self.stage not in ("fit", *(() if self.total else ("checks",))):
+            parts.append(self.stage)  # (a check job's "check k/n" already says it)
         return " · ".join(parts)
 
 
@@ -333,6 +347,9 @@ class Job(QObject):
         self.log: deque[str] = deque(maxlen=self.LOG_LINES)
         self.stderr_tail: deque[str] = deque(maxlen=self.TAIL_LINES)
         self.stdout_text: list[str] = []  # non-event stdout (e.g. `check --json`)
+        # The search or ensemble directory the job named (`tune`, `ensemble`), once it did.
+        self.folder: str | None = None
+        self.folder_kind: str | None = None
         self.created = time.time()
         self.started: float | None = None
         self.ended: float | None = None
@@ -348,7 +365,9 @@ class Job(QObject):
 
     @property
     def run_dir(self) -> str | None:
-        return self.progress.run_dir
+        """What the job wrote: its run directory; for `tune` its search directory, for
+        `ensemble` (once it named it) its ensemble directory, else the member training."""
+        return self.folder or self.progress.search_dir or self.progress.run_dir
 
     @property
     def finished_state(self) -> bool:
@@ -475,6 +494,10 @@ class Job(QObject):
         self._append("".join(line + "\n" for line in lines))
 
     def _scan_run_dir(self, line: str) -> None:
+        folder = _FOLDER_LINE.search(line.strip())
+        if folder:
+            self.folder_kind, self.folder = folder.group(1), folder.group(2).strip()
+            return
         if self.progress.run_dir is not None:
             return
         match = _RUN_DIR_LINE.search(line)

@@ -299,6 +299,8 @@ class JobsView(QWidget):
             lines.append("  ".join(f"{k} {v:.4g}" for k, v in progress.metrics.items()))
         if progress.search_dir:
             lines.append(f"search directory: {progress.search_dir}")
+        elif job.folder:
+            lines.append(f"{job.folder_kind} directory: {job.folder}")
         elif job.run_dir:
             lines.append(f"run directory: {job.run_dir}")
         self.detail.setText("\n".join(lines))

@@ -2,9 +2,13 @@
 
 `RunsModel` is a table over `kerasguide.rundir.list_runs` (status, key
 metrics, best score, date), re-read when the folder changes and every two
-seconds while a run is live. `RunsBrowser` shows the selected run's curves,
-config, report, checks, LR range test and diagnosis; with two runs selected
-it compares their curves and their configs key by key.
+seconds while a run is live. Search directories (`kerasguide tune`) and
+ensemble directories (`kerasguide ensemble`) are rows too, with their best
+trial or the ensemble's score, each followed by the runs inside it (its
+trials or members, indented). `RunsBrowser` shows the selected run's curves,
+config, report, checks, LR range test and diagnosis (for a search or an
+ensemble: its trials' or members' curves and search.md / ensemble.md); with
+two runs selected it compares their curves and their configs key by key.
 """
 
 from __future__ import annotations
@@ -60,7 +64,12 @@ from .panels import ChecksPanel, DiagnosisPanel, LRFindPanel, ReportPanel, fmt
 from .plots import RUN_COLORS, PlotWidget, draw_curves
 from .schema import config_diff
 
-__all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time", "short_label"]
+__all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time", "short_label",
+           "best_text", "report_file"]
+
+# What a folder of runs writes instead of report.md.
+_GROUP_REPORT = {"search": "search.md", "ensemble": "ensemble.md"}
+_GROUP_FILES = ("search.json", "ensemble.json", "search.md", "ensemble.md")
 
 _PREFERRED = ["val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss"]
 
@@ -74,6 +83,26 @@ def key_metrics(runs: list[RunInfo], limit: int = 3) -> list[str]:
                 seen.append(key)
     ordered = [k for k in _PREFERRED if k in seen] + sorted(k for k in seen if k not in _PREFERRED)
     return ordered[:limit]
+
+
+def best_text(info: RunInfo) -> str:
+    """The Best column: `val_accuracy 0.9812 @ 12` for a run (at its epoch), `... · trial 2-3`
+    for a search (its best trial), `... (ensemble)` for an ensemble."""
+    best = info.best
+    value = best.get("value")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return ""
+    text = f"{best.get('metric', '')} {value:.4f}"
+    if best.get("trial") is not None:
+        return f"{text} · trial {best['trial']}"
+    if best.get("label"):
+        return f"{text} ({best['label']})"
+    return f"{text} @ {best.get('epoch', '?')}"
+
+
+def report_file(info: RunInfo) -> Path:
+    """The Markdown report of a run (report.md), a search (search.md) or an ensemble (ensemble.md)."""
+    return info.path / _GROUP_REPORT.get(info.kind, REPORT_MD)
 
 
 def short_label(path: Path) -> str:
@@ -148,7 +177,7 @@ class RunsModel(QAbstractTableModel):
         """Re-read the workspace; returns True when the set of runs changed."""
         if workspace is not None:
             self.workspace = Path(workspace)
-        runs = list_runs(self.workspace) if self.workspace else []
+        runs = list_runs(self.workspace, nested=True) if self.workspace else []
         metrics = key_metrics(runs)
         same = [r.path for r in runs] == [r.path for r in self.runs] and metrics == self.metrics
         if same:
@@ -163,6 +192,15 @@ class RunsModel(QAbstractTableModel):
 
     def any_running(self) -> bool:
         return any(r.status == "running" and not r.is_stale() for r in self.runs)
+
+    def info_of(self, path: str | Path) -> RunInfo | None:
+        row = self.row_of(path)
+        return self.runs[row] if row >= 0 else None
+
+    def children_of(self, path: str | Path) -> list[RunInfo]:
+        """The runs inside a search or ensemble directory (its trials, its members)."""
+        path = Path(path).resolve()
+        return [r for r in self.runs if r.parent is not None and r.parent.resolve() == path]
 
     def row_of(self, path: str | Path) -> int:
         path = Path(path).resolve()
@@ -204,21 +242,25 @@ class RunsModel(QAbstractTableModel):
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         if column == "Run":
-            return info.path.name
+            return f"    ↳ {info.path.name}" if info.parent is not None else info.path.name
         if column == "Kind":
-            return str(info.record.get("kind") or "run").replace("_", "-")
+            if info.parent is not None:
+                return {"trials": "trial", "members": "member"}.get(info.path.parent.name, info.kind)
+            return info.kind.replace("_", "-")
         if column == "Status":
             return status.replace("_", " ")
         if column in self.metrics:
             value = info.final.get(column)
             return f"{value:.4f}" if isinstance(value, (int, float)) and math.isfinite(value) else ""
         if column == "Best":
-            best = info.best
-            value = best.get("value")
-            if isinstance(value, (int, float)):
-                return f"{best.get('metric', '')} {value:.4f} @ {best.get('epoch', '?')}"
-            return ""
+            return best_text(info)
         if column == "Epochs":
+            if info.kind == "search":
+                return f"{info.record.get('trials_done', 0)} trials"
+            if info.kind == "ensemble":
+                members = info.record.get("members")
+                count = len(members) if isinstance(members, list) else info.record.get("members_done", 0)
+                return f"{count} members"
             done = info.record.get("epochs_done")
             return str(done) if done is not None else ""
         if column == "Started":
@@ -228,6 +270,8 @@ class RunsModel(QAbstractTableModel):
         return None
 
     def _sort_key(self, info: RunInfo, column: str):
+        if column == "Run":
+            return info.path.name
         if column in self.metrics:
             value = info.final.get(column)
             return value if isinstance(value, (int, float)) else -math.inf
@@ -500,13 +544,18 @@ class RunsBrowser(QWidget):
         paths = self.selected_paths()
         for button in (self.load_button, self.diagnose_button, self.folder_button):
             button.setEnabled(len(paths) >= 1)
+        # `kerasguide diagnose` reads one run: not a search's or an ensemble's folder.
+        first = self.model.info_of(paths[0]) if paths else None
+        if first is not None and first.is_group:
+            self.diagnose_button.setEnabled(False)
         self.board_button.setEnabled(True)
 
     def _file_state(self, paths: list[Path]) -> tuple:
         # What the detail view depends on: redraw only when one of these changes.
         state = []
         for path in paths:
-            for name in ("metrics.csv", "run.json", CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON, REPORT_MD):
+            for name in ("metrics.csv", "run.json", CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON, REPORT_MD,
+                         *_GROUP_FILES):
                 try:
                     state.append((str(path), name, (path / name).stat().st_mtime_ns))
                 except OSError:
@@ -538,18 +587,29 @@ class RunsBrowser(QWidget):
                 self.curves.draw()
             return
         run = paths[0]
-        info = self.model.runs[self.model.row_of(run)] if self.model.row_of(run) >= 0 else None
+        info = self.model.info_of(run)
         if len(paths) >= 2:
             self.title.setText(
                 f"Comparing <span style='color:{RUN_COLORS[0]}'>■</span> {paths[0].name} and "
                 f"<span style='color:{RUN_COLORS[1]}'>■</span> {paths[1].name}"
                 + (f" (+{len(paths) - 2} more)" if len(paths) > 2 else "")
             )
+        elif info is not None and info.is_group:
+            error = info.record.get("error")
+            best = best_text(info)
+            inside = len(self.model.children_of(run))
+            self.title.setText(f"<b>{run.name}</b> — {info.kind} {info.status.replace('_', ' ')}"
+                               + (f", best {best}" if best else "")
+                               + (f", {inside} {'trials' if info.kind == 'search' else 'members'} below"
+                                  if inside else "")
+                               + (f": {error}" if error else ""))
         elif info is not None:
             error = info.record.get("error")
             self.title.setText(f"<b>{run.name}</b> — {info.status.replace('_', ' ')}"
                                + (f": {error}" if error else ""))
-        exists = {name: (run / name).is_file() for name in (REPORT_MD, CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON)}
+        report = report_file(info) if info is not None else run / REPORT_MD
+        exists = {name: (run / name).is_file() for name in (CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON)}
+        exists[REPORT_MD] = report.is_file()
         self.tabs.setTabEnabled(self.TABS.index("Report"), exists[REPORT_MD])
         self.tabs.setTabEnabled(self.TABS.index("Checks"), exists[CHECKS_JSON])
         self.tabs.setTabEnabled(self.TABS.index("LR finder"), exists[LR_FIND_JSON])
@@ -560,7 +620,7 @@ class RunsBrowser(QWidget):
             self.tabs.setCurrentIndex(0)
             return  # setCurrentIndex re-enters with the right tab
         if current == "Curves":
-            series = [(short_label(p), read_metrics(p / "metrics.csv")) for p in paths[:6]]
+            series = [(short_label(p), read_metrics(p / "metrics.csv")) for p in self._curve_runs(paths)]
             draw_curves(self.curves.figure, series)
             self.curves.draw()
         elif current == "Config":
@@ -569,10 +629,31 @@ class RunsBrowser(QWidget):
             else:
                 self.config_pane.show_one(run)
         elif current == "Report":
-            self.report.show_file(run / REPORT_MD)
+            self.report.show_file(report)
         elif current == "Checks":
             self.checks.show_data(read_json(run / CHECKS_JSON))
         elif current == "LR finder":
             self.lr_find.show_data(read_json(run / LR_FIND_JSON))
         elif current == "Diagnosis":
             self.diagnosis.show_data(read_json(run / DIAGNOSIS_JSON))
+
+    def _curve_runs(self, paths: list[Path]) -> list[Path]:
+        """The runs whose curves to draw: the selected ones; for one search or ensemble
+        selected, its best trials (best first) or its members, at most six."""
+        info = self.model.info_of(paths[0]) if len(paths) == 1 else None
+        if info is None or not info.is_group:
+            return paths[:6]
+        children = [c.path for c in self.model.children_of(info.path)]
+        if info.kind == "search":
+            # search.json's scores, best first (the objective's direction).
+            lower = (info.record.get("objective") or {}).get("direction") == "min"
+            scored = []
+            for stage in info.record.get("stages") or []:
+                for trial in (stage.get("trials") or []) if isinstance(stage, dict) else []:
+                    score = trial.get("score") if isinstance(trial, dict) else None
+                    if isinstance(score, (int, float)) and math.isfinite(score) and trial.get("run_dir"):
+                        scored.append((score if lower else -score, (info.path / trial["run_dir"]).resolve()))
+            ranked = list(dict.fromkeys(path for _, path in sorted(scored, key=lambda item: item[0])))
+            known = {p.resolve(): p for p in children}
+            children = [known[p] for p in ranked if p in known] + [p for p in children if p.resolve() not in ranked]
+        return children[:6]

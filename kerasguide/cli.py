@@ -214,26 +214,34 @@ def cmd_check(args) -> int:
     """Sanity checks of a config's model and data (recipes B5, D12-D15, A2); exit 3 on failure."""
     config, path = _resolve_config(args.config)
     _prepare_tf_env(args)
+    _install_sigterm()
     from kerasguide.checks import check_config, failure_lines, format_table
+    from kerasguide.pipeline import Progress
 
-    run_dir, results = check_config(config, out=args.out, config_path=path)
+    run_dir, results = check_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
     if args.json:
         print(run_dir.file("checks.json").read_text(encoding="utf-8"), end="")  # NaN already null
     else:
-        print(format_table(results))
+        # With --json-progress, stdout is the events' alone: the table goes to stderr.
+        out = sys.stderr if args.json_progress else sys.stdout
+        print(format_table(results), file=out)
         for line in failure_lines(results):
-            print(line)
-        print(f"checks.json: {run_dir.file('checks.json')}")
+            print(line, file=out)
+        print(f"checks.json: {run_dir.file('checks.json')}", file=out)
     return EXIT_OK if all(r.passed for r in results) else EXIT_CHECK_FAILED
 
 
 def _add_check(sub) -> None:
     p = sub.add_parser("check", help="sanity checks before training: initial loss, overfit, gradients, ...",
                        description="Run the sanity checks on a config's fresh model and data and write "
-                       "checks.json into a new run directory. Exit 0 all pass, 3 a check failed.")
+                       "checks.json into a new run directory. Ctrl-C or SIGTERM marks the run interrupted "
+                       "and keeps the checks done so far. Exit 0 all pass, 1 interrupted, 2 bad input, "
+                       "3 a check failed.")
     p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
+    p.add_argument("--json-progress", action="store_true",
+                   help="one JSON object per line on stdout (a check and a step event per check done)")
     p.set_defaults(func=cmd_check)
 
 
@@ -375,18 +383,21 @@ def cmd_lr_find(args) -> int:
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.lr_finder import lr_find_config
+    from kerasguide.pipeline import Progress
 
-    run_dir, result = lr_find_config(config, out=args.out, config_path=path)
+    run_dir, result = lr_find_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
     if args.json:
         print(run_dir.file("lr_find.json").read_text(encoding="utf-8"), end="")  # NaN already null
     else:
+        # With --json-progress, stdout is the events' alone: the summary goes to stderr.
+        out = sys.stderr if args.json_progress else sys.stdout
         for rule, lr in result.suggestions.items():
             mark = "  <- chosen" if rule == result.chosen_rule else ""
-            print(f"{rule:16s} {'—' if lr is None else f'{lr:.3g}'}{mark}")
-        print(f"chosen: {result.chosen:.3g}. {result.reason}")
-        print(f"{result.steps} steps in {result.seconds:.1f}s ({result.stop_reason})")
-        print(f"lr_find.json: {run_dir.file('lr_find.json')}")
-        print(f"lr_find.png:  {run_dir.file('lr_find.png')}")
+            print(f"{rule:16s} {'—' if lr is None else f'{lr:.3g}'}{mark}", file=out)
+        print(f"chosen: {result.chosen:.3g}. {result.reason}", file=out)
+        print(f"{result.steps} steps in {result.seconds:.1f}s ({result.stop_reason})", file=out)
+        print(f"lr_find.json: {run_dir.file('lr_find.json')}", file=out)
+        print(f"lr_find.png:  {run_dir.file('lr_find.png')}", file=out)
     return EXIT_OK if result.found else EXIT_FAILED
 
 
@@ -395,11 +406,14 @@ def _add_lr_find(sub) -> None:
                        description="Run the LR range test on a config's training data and fresh model "
                        "(sweep from lr_find.start_lr to lr_find.end_lr, at most lr_find.steps steps and "
                        "lr_find.max_epochs epochs) and write lr_find.json and lr_find.png into a new run "
-                       "directory. Exit 0 a rate was found, 1 none was, 2 bad input.")
+                       "directory. Ctrl-C or SIGTERM marks the run interrupted. Exit 0 a rate was found, "
+                       "1 none was (or interrupted), 2 bad input.")
     p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
     p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
     p.add_argument("--json", action="store_true", help="print lr_find.json instead of a summary")
     p.add_argument("--steps", type=int, help="override lr_find.steps")
+    p.add_argument("--json-progress", action="store_true",
+                   help="one JSON object per line on stdout (step events of the sweep, with an ETA)")
     p.set_defaults(func=cmd_lr_find)
 
 

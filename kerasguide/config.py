@@ -281,6 +281,21 @@ class ScheduleConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_plateau(self) -> ScheduleConfig:
+        # Keras' ReduceLROnPlateau assigns the optimizer's rate, which a schedule
+        # (or a warm-up, itself a schedule) does not allow: refused here, before a
+        # run starts, rather than by a TypeError at the first plateau.
+        if self.reduce_on_plateau and (self.kind != "constant" or self.warmup_epochs > 0):
+            what = (f"`schedule.kind` = {self.kind!r}" if self.kind != "constant"
+                    else f"`schedule.warmup_epochs` = {self.warmup_epochs:g}")
+            raise ValueError(
+                f"`schedule.reduce_on_plateau` = true needs a constant rate (`schedule.kind` = "
+                f"\"constant\", `schedule.warmup_epochs` = 0), not {what}: Keras' ReduceLROnPlateau "
+                "cannot change a scheduled rate; set `schedule.reduce_on_plateau` = false or use a constant rate"
+            )
+        return self
+
 
 class TrainConfig(_Section):
     """The fit itself: loss, metrics, epochs, batch size, seed, speed and distribution."""

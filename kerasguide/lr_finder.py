@@ -46,6 +46,7 @@ __all__ = [
     "ignore_early_spikes",
     "sweep_learning_rates",
     "lr_find_config",
+    "planned_steps",
     "pipeline_stage",
     "RULES",
 ]
@@ -614,9 +615,8 @@ class LRFinder:
             # A tf.data pipeline of unknown cardinality (filter, from_generator): count its
             # batches, as far as the sweep could use them, so that the sweep fits in max_epochs.
             batches.steps_per_epoch = _count_batches(x, math.ceil(steps / max_epochs))
-        n_steps = steps
+        n_steps = planned_steps(steps, max_epochs, batches.steps_per_epoch)
         if batches.steps_per_epoch is not None:
-            n_steps = min(steps, max(2, int(math.floor(max_epochs * batches.steps_per_epoch))))
             if n_steps < steps:
                 logger.info("LR range test: %d steps (%.3g epochs of %d batches; raise max_epochs for more)",
                             n_steps, max_epochs, batches.steps_per_epoch)
@@ -851,49 +851,99 @@ def pipeline_stage(ctx) -> None:
                 result.reason)
 
 
+def planned_steps(steps: int, max_epochs: float, steps_per_epoch: int | None) -> int:
+    """The steps a sweep of at most `steps` steps takes over data of `steps_per_epoch` batches.
+
+    Never more than `max_epochs` of data, never fewer than 2 steps; `steps`
+    for data of unknown length.
+    """
+    if steps_per_epoch is None:
+        return steps
+    return min(steps, max(2, int(math.floor(max_epochs * steps_per_epoch))))
+
+
 def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: str | None = None,
-                   on_step=None):
+                   on_step=None, progress=None):
     """What `kerasguide lr-find` does: the range test on a config's data and fresh model, in a new run directory.
 
     Writes config.toml, run.json (kind `lr_find`), lr_find.json, lr_find.png,
-    tb/lr_find and report.md.
+    tb/lr_find and report.md. Interrupted (Ctrl-C, or SIGTERM turned into
+    `KeyboardInterrupt` by the CLI), it marks run.json `interrupted` (the
+    model is restored as always), writes the report and raises the
+    `KeyboardInterrupt` again.
+
+    Args:
+        config: The run config.
+        out: The folder that receives the run directory. Defaults to `"runs"`.
+        config_path: Recorded in run.json. Defaults to `None`.
+        on_step: Called as `on_step(step, lr, loss)` after each sweep step.
+            Defaults to `None`.
+        progress: A `kerasguide.pipeline.Progress`: `start`, `stage`, a
+            `step` event every few sweep steps (step of steps, elapsed, eta,
+            lr, loss; about 20 in all, and at least one a second) and `end`.
+            Defaults to `None` (no events).
 
     Returns:
         `(run_dir, result)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import _versions, prepare
+    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
+    progress = progress or Progress(False)
     started = time.perf_counter()
     dataset, model = prepare(config)
     run_dir = new_run_dir(out, config)
-    run_dir.write_text("config.toml", dump_config(config))
-    run_dir.update_run(
-        format_version=1, kind="lr_find", name=config.name, status="running", started=utc_now(), ended=None,
-        seed=config.train.seed, config_path=config_path, command=" ".join(sys.argv), versions=_versions(),
-        data=dataset.summary(), fingerprints=dataset.fingerprints(), parameters=int(model.count_params()),
-        pid=os.getpid(),
-    )
+    lf = config.lr_find
+    steps = planned_steps(lf.steps, lf.max_epochs, math.ceil(len(dataset.x_train) / config.train.batch_size))
     try:
-        result = _find_on_config(config, dataset, model, None, on_step)
-    except BaseException as error:
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        run_dir.update_run(status=status, ended=utc_now(), error=f"{type(error).__name__}: {error}",
+        run_dir.write_text("config.toml", dump_config(config))
+        run_dir.update_run(
+            format_version=1, kind="lr_find", name=config.name, status="running", started=utc_now(), ended=None,
+            seed=config.train.seed, config_path=config_path, command=" ".join(sys.argv), versions=_versions(),
+            data=dataset.summary(), fingerprints=dataset.fingerprints(), parameters=int(model.count_params()),
+            pid=os.getpid(),
+        )
+        progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="lr_find", steps=steps)
+        progress.emit("stage", stage="lr_find")
+        step = StepEvents(progress, "lr_find", steps, every=max(1, steps // 20))
+
+        def each_step(i, lr, loss):
+            step(i + 1, lr=lr, loss=loss)
+            if on_step is not None:
+                on_step(i, lr, loss)
+
+        result = _find_on_config(config, dataset, model, None, each_step)
+        result.save(run_dir.path)
+        try:
+            result.write_tensorboard(run_dir.tb_dir / "lr_find")
+        except Exception as error:  # noqa: BLE001
+            logger.warning("could not write the LR range test to TensorBoard: %s", error)
+        status = "completed" if result.found else "failed"
+        run_dir.update_run(
+            status=status,
+            ended=utc_now(),
+            seconds=round(time.perf_counter() - started, 3),
+            error=None if result.found else result.reason,
+            lr_find=_record(result, config),
+        )
+        write_report(run_dir)
+    except KeyboardInterrupt:
+        error = "interrupted by the user (Ctrl-C or SIGTERM)"
+        logger.warning("LR range test interrupted: keeping what was written in %s", run_dir.path)
+        run_dir.update_run(status="interrupted", ended=utc_now(), error=error, stop_reason="interrupted",
                            seconds=round(time.perf_counter() - started, 3))
+        try:
+            write_report(run_dir)
+        except Exception as report_error:  # noqa: BLE001 - the record matters more than its report
+            logger.warning("could not write report.md: %s: %s", type(report_error).__name__, report_error)
+        progress.emit("end", status="interrupted", run_dir=str(run_dir.path), error=error)
         raise
-    result.save(run_dir.path)
-    try:
-        result.write_tensorboard(run_dir.tb_dir / "lr_find")
-    except Exception as error:  # noqa: BLE001
-        logger.warning("could not write the LR range test to TensorBoard: %s", error)
-    run_dir.update_run(
-        status="completed" if result.found else "failed",
-        ended=utc_now(),
-        seconds=round(time.perf_counter() - started, 3),
-        error=None if result.found else result.reason,
-        lr_find=_record(result, config),
-    )
-    write_report(run_dir)
+    except BaseException as error:
+        run_dir.update_run(status="failed", ended=utc_now(), error=f"{type(error).__name__}: {error}",
+                           seconds=round(time.perf_counter() - started, 3))
+        progress.emit("end", status="failed", run_dir=str(run_dir.path), error=f"{type(error).__name__}: {error}")
+        raise
+    progress.emit("end", status=status, run_dir=str(run_dir.path), error=None if result.found else result.reason)
     return run_dir, result

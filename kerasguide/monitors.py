@@ -52,8 +52,8 @@ import json
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -701,13 +701,13 @@ class UpdateRatioMonitor(MonitorCallback):
 
         def measure(values):
             # Few ops per tensor (each op costs microseconds in a small model's step): one read of
-            # the previous value, a difference and two single-kernel norms.
+            # the previous value, a difference and two sums of squares (XLA has no EuclideanNorm).
             olds = [tf.identity(p) for p in prevs]
-            d = tf.stack([tf.math.reduce_euclidean_norm(v - p) for v, p in zip(values, olds, strict=True)])
-            w = tf.stack([tf.math.reduce_euclidean_norm(p) for p in olds])
-            valid = tf.cast(w > 0.0, tf.float32)  # a zero tensor (a fresh bias) has no ratio yet
-            ratio = d / tf.maximum(w, 1e-30) * valid
-            acc.assign_add(tf.concat([ratio, d * d, w * w, valid, [1.0]], 0))
+            d2 = tf.stack([tf.reduce_sum(tf.square(v - p)) for v, p in zip(values, olds, strict=True)])
+            p2 = tf.stack([tf.reduce_sum(tf.square(p)) for p in olds])
+            valid = tf.cast(p2 > 0.0, tf.float32)  # a zero tensor (a fresh bias) has no ratio yet
+            ratio = tf.sqrt(d2 / tf.maximum(p2, 1e-30)) * valid
+            acc.assign_add(tf.concat([ratio, d2, p2, valid, [1.0]], 0))
 
         def save(values):
             for v, p in zip(values, prevs, strict=True):

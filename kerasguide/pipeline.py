@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 from kerasguide.data import Dataset, load_dataset  # noqa: E402
 from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
 
-__all__ = ["run", "RunContext", "RunResult", "Progress", "prepare", "compile_model", "make_tf_dataset"]
+__all__ = ["run", "RunContext", "RunResult", "Progress", "StepEvents", "prepare", "compile_model", "make_tf_dataset"]
 
 logger = get_logger()
 
@@ -47,9 +47,10 @@ class Progress:
     """Progress events: JSON lines on stdout for the desktop app, or nothing.
 
     Every event is one JSON object per line with an `event` key:
-    `start` (run_dir, epochs), `stage` (stage), `step` (epoch, step, steps),
-    `epoch` (epoch, total, metrics, seconds, eta), `check` (a check result),
-    `end` (status, run_dir, exit_code), `message` (level, text).
+    `start` (run_dir, epochs), `stage` (stage), `step` (epoch, step, steps;
+    `check` and `lr-find` send stage, step, steps, elapsed, eta instead, see
+    `StepEvents`), `epoch` (epoch, total, metrics, seconds, eta), `check` (a
+    check result), `end` (status, run_dir, error), `message` (level, text).
     """
 
     def __init__(self, json_lines: bool = False, stream=None):
@@ -64,6 +65,57 @@ class Progress:
         line = json.dumps(_finite(json.loads(json.dumps({"event": event, **fields}, default=_json_default))))
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class StepEvents:
+    """`step` events of a job counted in steps, with the time spent and an ETA.
+
+    What `kerasguide check` (a step per check done) and `kerasguide lr-find`
+    (a step every few sweep steps) emit: `{"event": "step", "stage": ...,
+    "step": k, "steps": n, "elapsed": s, "eta": s}`. A step is emitted once
+    `every` steps have passed since the last event, or `seconds` seconds,
+    and always the last one.
+
+    Args:
+        progress: Where the events go.
+        stage: The `stage` field of each event (`"checks"`, `"lr_find"`).
+        steps: How many steps the job plans.
+        every: Steps between two events. Defaults to `1`.
+        seconds: Longest time between two events (while steps come).
+            Defaults to `1.0`.
+    """
+
+    def __init__(self, progress: Progress, stage: str, steps: int, every: int = 1, seconds: float = 1.0):
+        self.progress = progress
+        self.stage = stage
+        self.steps = max(int(steps), 1)
+        self.every = max(int(every), 1)
+        self.seconds = seconds
+        self.started = time.perf_counter()
+        self._last_step = 0
+        self._last_time = self.started
+        self._first: tuple[int, float] | None = None
+
+    def __call__(self, step: int, **fields: Any) -> None:
+        """Step `step` (1-based) is done: emit its event if it is due."""
+        if not self.progress.json_lines:
+            return
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (step, now)
+        due = step - self._last_step >= self.every or now - self._last_time >= self.seconds or step >= self.steps
+        if not due:
+            return
+        self._last_step, self._last_time = step, now
+        elapsed = now - self.started
+        # The pace since the first step: that one also paid for tracing and compiling.
+        first_step, first_time = self._first
+        if step > first_step:
+            eta = (now - first_time) / (step - first_step) * max(self.steps - step, 0)
+        else:
+            eta = elapsed / max(step, 1) * max(self.steps - step, 0)
+        self.progress.emit("step", stage=self.stage, step=step, steps=self.steps, elapsed=round(elapsed, 3),
+                           eta=round(eta, 3), **fields)
 
 
 @dataclass

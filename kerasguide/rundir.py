@@ -32,6 +32,12 @@ Layout (format version 1)::
 `diverged`, `checks_failed`. A run killed hard stays `running` with a stale
 `heartbeat`; `read_run` reports such a run as `running` and readers may call
 `is_stale()`.
+
+Folders of runs sit beside them: a search directory (`kerasguide tune`,
+search.json, its trials' run directories in `trials/`) and an ensemble
+directory (`kerasguide ensemble`, ensemble.json, its members' run
+directories in `members/`). `list_runs(root, nested=True)` lists those too,
+each summarized as a `RunInfo` and followed by the runs inside it.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ __all__ = [
     "new_run_dir",
     "list_runs",
     "read_run",
+    "read_search",
+    "read_ensemble",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -74,6 +82,8 @@ REPORT_MD = "report.md"
 CHECKS_JSON = "checks.json"
 LR_FIND_JSON = "lr_find.json"
 DIAGNOSIS_JSON = "diagnosis.json"
+SEARCH_JSON = "search.json"
+ENSEMBLE_JSON = "ensemble.json"
 PREPROCESS_NPZ = "preprocess.npz"
 
 
@@ -262,7 +272,13 @@ def new_run_dir(out: str | os.PathLike[str], config: RunConfig) -> RunDir:
 
 @dataclass
 class RunInfo:
-    """What the runs browser shows of a run: read from its files, never failing."""
+    """What the runs browser shows of a run: read from its files, never failing.
+
+    Also a search directory (`kind` "search", from search.json) or an
+    ensemble directory (`kind` "ensemble", from ensemble.json and its
+    members), as `list_runs(root, nested=True)` lists them; the runs inside
+    one (its trials or members) have `parent` set to its path.
+    """
 
     path: Path
     name: str
@@ -272,6 +288,17 @@ class RunInfo:
     final: dict[str, float] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    parent: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """`run`, `check`, `lr_find`, or for a folder of runs `search` or `ensemble`."""
+        return str(self.record.get("kind") or "run")
+
+    @property
+    def is_group(self) -> bool:
+        """True for a search or ensemble directory (a folder of runs with a summary)."""
+        return self.kind in ("search", "ensemble")
 
     def is_stale(self, seconds: float = 120.0) -> bool:
         """True for a `running` run whose heartbeat stopped (killed hard)."""
@@ -305,11 +332,152 @@ def read_run(path: str | os.PathLike[str]) -> RunInfo:
     )
 
 
-def list_runs(root: str | os.PathLike[str]) -> list[RunInfo]:
-    """Every run directory directly under `root`, newest first."""
+def _mtime_iso(path: Path) -> str | None:
+    try:
+        return _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC).isoformat(timespec="seconds")
+    except OSError:
+        return None
+
+
+def _children(folder: Path, parent: Path) -> list[RunInfo]:
+    # The runs inside a search (trials/) or an ensemble (members/), in the order they ran.
+    runs = list_runs(folder)
+    runs.reverse()
+    for info in runs:
+        info.parent = parent
+    return runs
+
+
+def _latest_beat(record_beat: str | None, children: list[RunInfo]) -> str | None:
+    # A folder is alive while its newest run is: a trial can outlast search.json's last write.
+    beats = [b for b in [record_beat, *(c.record.get("heartbeat") for c in children)] if isinstance(b, str)]
+    return max(beats, key=lambda b: _parse_iso(b) or _dt.datetime.min.replace(tzinfo=_dt.UTC), default=None)
+
+
+def _parse_iso(text: str) -> _dt.datetime | None:
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.UTC)
+
+
+def read_search(path: str | os.PathLike[str]) -> tuple[RunInfo, list[RunInfo]]:
+    """Summarize a search directory (`kerasguide tune`): its `RunInfo` and its trials' runs.
+
+    `best` is the best trial so far (`metric`, `value` = its score, `trial`,
+    `stage`, `values`, `run_dir` as an absolute path), also while the search
+    runs; `record` holds search.json's fields with `kind = "search"`.
+    """
+    path = Path(path)
+    state = read_json(path / SEARCH_JSON, default={}) or {}
+    if not isinstance(state, dict):
+        state = {}
+    children = _children(path / "trials", path)
+    objective = state.get("objective") or {}
+    direction = objective.get("direction", "max")
+    best = state.get("best")
+    if not isinstance(best, dict) or best.get("score") is None:
+        # Still running: the best of the stages so far.
+        stage_bests = [s.get("best") for s in state.get("stages") or [] if isinstance(s, dict)]
+        scored = [b for b in stage_bests if isinstance(b, dict) and isinstance(b.get("score"), (int, float))]
+        best = (min if direction == "min" else max)(scored, key=lambda b: b["score"]) if scored else None
+    summary: dict[str, Any] = {}
+    if isinstance(best, dict) and isinstance(best.get("score"), (int, float)):
+        summary = {"metric": best.get("metric") or objective.get("metric"), "value": best["score"],
+                   "trial": best.get("trial_id"), "stage": best.get("stage"), "values": best.get("values") or {},
+                   "run_dir": str((path / best["run_dir"]).resolve()) if best.get("run_dir") else None}
+    trials = [t for s in state.get("stages") or [] if isinstance(s, dict) for t in s.get("trials") or []
+              if isinstance(t, dict)]
+    status = state.get("status", "unknown")
+    record = dict(state, kind="search", trials_done=sum(1 for t in trials if t.get("status") not in (None, "running")),
+                  heartbeat=_latest_beat(state.get("updated"), children))
+    return RunInfo(
+        path=path,
+        name=state.get("name", path.name),
+        status=status if status in STATUSES else "unknown",
+        started=state.get("started") or _mtime_iso(path),
+        ended=state.get("ended"),
+        best=summary,
+        record=record,
+    ), children
+
+
+def read_ensemble(path: str | os.PathLike[str]) -> tuple[RunInfo, list[RunInfo]]:
+    """Summarize an ensemble directory (`kerasguide ensemble`): its `RunInfo` and its members' runs.
+
+    Completed once ensemble.json is written; before that (members training)
+    `running`, or the status of the member that stopped it. `final` holds
+    the ensemble's `val_accuracy` (and `test_accuracy`), `best` its
+    validation accuracy; `record` ensemble.json's fields with `kind = "ensemble"`.
+    """
+    path = Path(path)
+    data = read_json(path / ENSEMBLE_JSON, default=None)
+    children = _children(path / "members", path)
+    final: dict[str, float] = {}
+    best: dict[str, Any] = {}
+    if isinstance(data, dict):
+        status = "completed"
+        for split, key in (("validation", "val_accuracy"), ("test", "test_accuracy")):
+            value = ((data.get(split) or {}).get("ensemble") or {}).get("accuracy")
+            if isinstance(value, (int, float)):
+                final[key] = float(value)
+        if "val_accuracy" in final:
+            best = {"metric": "val_accuracy", "value": final["val_accuracy"], "label": "ensemble"}
+        started = min((c.started for c in children if c.started), default=None) or _mtime_iso(path / ENSEMBLE_JSON)
+        ended = _mtime_iso(path / ENSEMBLE_JSON)
+    else:
+        data = {}
+        stopped = [c.status for c in children if c.status not in ("running", "completed", "unknown")]
+        live = [c for c in children if c.status == "running" and not c.is_stale()]
+        # Members training (or the ensemble being measured), else the member that stopped it.
+        status = "running" if live or not stopped else stopped[-1]
+        started = min((c.started for c in children if c.started), default=None) or _mtime_iso(path)
+        ended = None
+    record = dict(data, kind="ensemble", ensemble_kind=data.get("kind"), members_done=sum(
+        1 for c in children if c.status == "completed"), heartbeat=_latest_beat(ended or _mtime_iso(path), children))
+    return RunInfo(
+        path=path,
+        name=data.get("name", path.name),
+        status=status if status in STATUSES else "unknown",
+        started=started,
+        ended=ended,
+        final=final,
+        best=best,
+        record=record,
+    ), children
+
+
+def list_runs(root: str | os.PathLike[str], nested: bool = False) -> list[RunInfo]:
+    """Every run directory directly under `root`, newest first.
+
+    Args:
+        root: The folder of runs (a workspace, `--out`).
+        nested: Also list the search directories (`kerasguide tune`) and
+            ensemble directories (`kerasguide ensemble`) under `root`, with
+            their summary (`read_search`, `read_ensemble`), each followed by
+            the runs inside it (trials, members; oldest first, `parent` set).
+            Defaults to `False`: run directories only.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and (p / RUN_JSON).exists()]
+    runs: list[RunInfo] = []
+    groups: dict[Path, list[RunInfo]] = {}
+    for p in root.iterdir():
+        if not p.is_dir():
+            continue
+        if (p / RUN_JSON).exists():
+            runs.append(read_run(p))
+        elif nested and (p / SEARCH_JSON).is_file():
+            info, children = read_search(p)
+            runs.append(info)
+            groups[p] = children
+        elif nested and ((p / ENSEMBLE_JSON).is_file() or (p / "members").is_dir()):
+            info, children = read_ensemble(p)
+            runs.append(info)
+            groups[p] = children
     runs.sort(key=lambda r: (r.started or "", r.path.name), reverse=True)
-    return runs
+    if not groups:
+        return runs
+    return [entry for info in runs for entry in [info, *groups.get(info.path, [])]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +176,73 @@ def test_cli_check_bad_input_exits_2(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[checks]\nskip = ['nope']\n")
     assert main(["check", str(bad)]) == EXIT_BAD_INPUT
+
+
+# ------------------------------------------------- check --json-progress, SIGTERM
+def test_cli_check_json_progress_counts_the_checks(small_config, tmp_path):
+    """One `check` and one `step` event (k of n, with an ETA) per check; the table goes to stderr."""
+    from tests.conftest import run_cli
+
+    small_config.checks.skip = ["gradients"]
+    path = tmp_path / "ok.toml"
+    save_config(small_config, path)
+    done = run_cli("check", str(path), "--out", str(tmp_path / "runs"), "--json-progress")
+    assert done.returncode == EXIT_OK, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # stdout holds events only
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert events[0] == {"event": "start", "run_dir": str(run_dir), "name": "checks", "kind": "check",
+                         "planned": ["data", "initialization", "initial_loss", "regularization", "overfit"]}
+    steps = [e for e in events if e["event"] == "step"]
+    assert [(e["stage"], e["step"], e["steps"]) for e in steps] == [("checks", k, 5) for k in range(1, 6)]
+    assert all(e["eta"] >= 0 and e["elapsed"] >= 0 for e in steps) and steps[-1]["eta"] == 0
+    assert [e["name"] for e in events if e["event"] == "check"] == [e["name"] for e in steps]
+    assert events[-1] == {"event": "end", "status": "completed", "run_dir": str(run_dir), "error": None}
+    assert "checks.json:" in done.stderr and "initial_loss" in done.stderr
+
+
+def test_sigterm_during_check_marks_it_interrupted_and_keeps_the_checks_done(small_config, tmp_path):
+    """`kerasguide check` stopped mid-way (the desktop app's Cancel) records what it did, exit 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    small_config.optimizer.learning_rate = 1e-7  # the overfit check never fits: it runs all its steps
+    small_config.checks.overfit_steps = 1_000_000
+    path = tmp_path / "slow.toml"
+    save_config(small_config, path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasguide.cli", "check", str(path), "--out", str(tmp_path / "runs"),
+         "--json-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        run_dir = None
+        while time.monotonic() < deadline:
+            event = json.loads(proc.stdout.readline() or "null")
+            if event is None:
+                raise AssertionError(f"check ended early: {proc.stderr.read()[-2000:]}")
+            run_dir = event.get("run_dir", run_dir)
+            if event["event"] == "step" and event["name"] == "regularization":
+                break  # now in the overfit check
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["ended"] and record["kind"] == "check"
+    kept = json.loads((Path(run_dir) / "checks.json").read_text())
+    assert [c["name"] for c in kept] == ["data", "initialization", "initial_loss", "regularization"]
+    assert (Path(run_dir) / "report.md").exists() and (Path(run_dir) / "config.toml").exists()
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "event": "end", "status": "interrupted", "run_dir": run_dir,
+        "error": "interrupted by the user (Ctrl-C or SIGTERM)"}

@@ -192,3 +192,42 @@ def test_valid_configs_round_trip(data):
     except ConfigError:
         return
     assert loads_config(tomli_w.dumps(cfg.to_dict())) == cfg
+
+
+@pytest.mark.parametrize(
+    "schedule, names",
+    [
+        ({"kind": "cosine", "reduce_on_plateau": True}, "`schedule.kind` = 'cosine'"),
+        ({"kind": "one_cycle", "reduce_on_plateau": True}, "`schedule.kind` = 'one_cycle'"),
+        ({"warmup_epochs": 2.0, "reduce_on_plateau": True}, "`schedule.warmup_epochs` = 2"),
+    ],
+)
+def test_reduce_on_plateau_with_a_schedule_is_refused_by_the_schema(schedule, names):
+    """Keras' ReduceLROnPlateau cannot change a scheduled rate: refused when the config is read."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"schedule": schedule}, "c.toml")
+    message = str(info.value)
+    assert message.startswith("c.toml: ") and "\n" not in message
+    assert "`schedule.reduce_on_plateau` = true needs a constant rate" in message and names in message
+    # ... and when the form (or a script) changes one key of a valid config
+    cfg = RunConfig()
+    cfg.schedule.reduce_on_plateau = True
+    with pytest.raises(pydantic.ValidationError, match="reduce_on_plateau"):
+        for key, value in schedule.items():
+            setattr(cfg.schedule, key, value)
+
+
+def test_reduce_on_plateau_on_a_constant_rate_is_fine():
+    cfg = config_from_dict({"schedule": {"reduce_on_plateau": True, "plateau_factor": 0.2}})
+    assert cfg.schedule.reduce_on_plateau and cfg.schedule.kind == "constant"
+    assert config_from_dict({"schedule": {"kind": "cosine", "warmup_epochs": 1.0}}).schedule.kind == "cosine"
+
+
+def test_cli_config_shows_the_plateau_error_before_a_run(tmp_path):
+    from tests.conftest import run_cli
+
+    path = tmp_path / "plateau.toml"
+    path.write_text("[schedule]\nkind = 'step'\nreduce_on_plateau = true\n")
+    out = run_cli("config", str(path), timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "schedule.reduce_on_plateau" in out.stderr

@@ -226,6 +226,21 @@ def test_ensemble_beats_its_mean_member_and_its_files_agree(seed_ensemble):
     assert "**ensemble**" in md and f"{val['ensemble']['accuracy']:.4f}" in md
 
 
+def test_the_ensemble_directory_is_listed_with_its_members(seed_ensemble):
+    """The desktop app's runs browser lists an ensemble directory, its score and its members."""
+    from kerasguide.rundir import list_runs
+
+    cfg, result = seed_ensemble
+    listed = list_runs(result.path.parent, nested=True)
+    assert list_runs(result.path.parent) == []  # not a run directory itself
+    group, *members = listed
+    assert group.path == result.path and group.kind == "ensemble" and group.status == "completed"
+    assert group.final["val_accuracy"] == pytest.approx(result.validation["ensemble"]["accuracy"])
+    assert group.best["value"] == pytest.approx(result.validation["ensemble"]["accuracy"])
+    assert sorted(m.path for m in members) == sorted((result.path / "members").iterdir())
+    assert all(m.parent == result.path and m.status == "completed" for m in members)
+
+
 def test_members_from_run_directories_and_from_a_search(seed_ensemble, tmp_path):
     cfg, result = seed_ensemble
     runs = sorted((result.path / "members").iterdir())

@@ -492,6 +492,69 @@ def test_cli_lr_find_json_and_bad_input(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and "end_lr" in bad.stderr
 
 
+def test_cli_lr_find_json_progress_has_steps_of_the_planned_total_with_an_eta(tmp_path):
+    """A `step` event every few sweep steps (of the steps the sweep plans), each with an ETA."""
+    config = tmp_path / "tiny.toml"
+    # 1437 examples in batches of 32 = 45 batches; one epoch caps the sweep at 45 of the 80 steps
+    config.write_text('name = "tiny"\n[model]\nhidden = [16]\n[train]\nbatch_size = 32\n'
+                      "[lr_find]\nsteps = 80\nend_lr = 1e-3\n")
+    done = run_cli("lr-find", str(config), "--out", str(tmp_path / "runs"), "--json-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # stdout holds events only
+    run = next((tmp_path / "runs").iterdir())
+    assert events[0] == {"event": "start", "run_dir": str(run), "name": "tiny", "kind": "lr_find", "steps": 45}
+    steps = [e for e in events if e["event"] == "step"]
+    assert all(e["stage"] == "lr_find" and e["steps"] == 45 and e["eta"] >= 0 for e in steps)
+    numbers = [e["step"] for e in steps]
+    assert numbers == sorted(numbers) and numbers[-1] == 45 and 10 <= len(numbers) < 45  # every few steps
+    assert all(math.isfinite(e["lr"]) and math.isfinite(e["loss"]) for e in steps)
+    assert events[-1] == {"event": "end", "status": "completed", "run_dir": str(run), "error": None}
+    assert "lr_find.json:" in done.stderr and "chosen:" in done.stderr
+
+
+def test_sigterm_during_lr_find_marks_it_interrupted(tmp_path):
+    """`kerasguide lr-find` stopped mid-sweep (the desktop app's Cancel): run.json says so, exit 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+
+    config = tmp_path / "long.toml"
+    config.write_text('name = "long"\n[model]\nhidden = [16]\n[train]\nbatch_size = 32\n'
+                      "[lr_find]\nsteps = 1000000\nmax_epochs = 1000000\nstart_lr = 1e-8\nend_lr = 1e-7\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasguide.cli", "lr-find", str(config), "--out", str(tmp_path / "runs"),
+         "--json-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        run_dir = None
+        while time.monotonic() < deadline:
+            event = json.loads(proc.stdout.readline() or "null")
+            if event is None:
+                raise AssertionError(f"lr-find ended early: {proc.stderr.read()[-2000:]}")
+            run_dir = event.get("run_dir", run_dir)
+            if event["event"] == "step" and event["step"] >= 2:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["ended"] and record["kind"] == "lr_find"
+    assert (Path(run_dir) / "report.md").exists() and (Path(run_dir) / "config.toml").exists()
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "interrupted"
+
+
 def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
     from kerasguide.pipeline import run
     from kerasguide.schedules import OneCycle

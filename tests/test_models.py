@@ -229,3 +229,61 @@ def test_dropconnect_from_config():
 
     model = build_model(_cfg(dropconnect=0.3, hidden=[8]), (5,), 3)
     assert any(isinstance(layer, DropConnectDense) for layer in model.layers)
+
+
+def _layers(model, kind):
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+def test_dropout_from_the_config_follows_each_hidden_block():
+    """Recipe C11: `model.dropout` puts a Dropout of that rate after every hidden layer (not the output)."""
+    model = build_model(_cfg(dropout=0.3, hidden=[16, 8]), (5,), 3)
+    drops = _layers(model, keras.layers.Dropout)
+    assert [d.rate for d in drops] == [0.3, 0.3]
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[-2:] == ["Dropout", "Dense"]  # the last hidden block's dropout, then the output
+    x = np.ones((64, 5), np.float32)
+    assert np.allclose(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=False))  # active in training only
+    assert _layers(build_model(_cfg(dropout=0.0, hidden=[16, 8]), (5,), 3), keras.layers.Dropout) == []
+    # a CNN drops out in its dense layers only, not after its convolutions
+    cnn = build_model(_cfg(kind="cnn", filters=[4], hidden=[8], dropout=0.25), (64,), 10, image_shape=(8, 8, 1))
+    assert [d.rate for d in _layers(cnn, keras.layers.Dropout)] == [0.25]
+
+
+def test_cnn_strides_and_pooling_from_the_config():
+    # 2-D: 8x8 -> conv stride 2 -> 4x4 -> pool 2 -> 2x2 -> conv stride 2 -> 1x1 (too small to pool)
+    cfg = _cfg(kind="cnn", filters=[4, 8], strides=2, pool=2, hidden=[])
+    model = build_model(cfg, (64,), 10, image_shape=(8, 8, 1))
+    convs = _layers(model, keras.layers.Conv2D)
+    assert [c.strides for c in convs] == [(2, 2), (2, 2)]
+    pools = _layers(model, keras.layers.MaxPooling2D)
+    assert [p.pool_size for p in pools] == [(2, 2)]
+    assert pools[0].output.shape[1:3] == (2, 2) and convs[1].output.shape[1:3] == (1, 1)
+    # pool = 0: no pooling at all; stride 1 keeps the size ("same" padding)
+    flat = build_model(_cfg(kind="cnn", filters=[4, 8], strides=1, pool=0, hidden=[]), (64,), 10,
+                       image_shape=(8, 8, 1))
+    assert _layers(flat, keras.layers.MaxPooling2D) == []
+    assert [c.output.shape[1:3] for c in _layers(flat, keras.layers.Conv2D)] == [(8, 8), (8, 8)]
+    # 1-D: 40 -> conv stride 2 -> 20 -> pool 4 -> 5
+    seq = build_model(_cfg(kind="cnn", filters=[4], kernel_size=3, strides=2, pool=4, hidden=[]), (40,), 10)
+    (conv,) = _layers(seq, keras.layers.Conv1D)
+    (pool,) = _layers(seq, keras.layers.MaxPooling1D)
+    assert conv.strides == (2,) and conv.output.shape[1] == 20
+    assert pool.pool_size == (4,) and pool.output.shape[1] == 5
+    assert seq(np.zeros((2, 40), np.float32)).shape == (2, 10)
+
+
+def test_global_clipnorm_from_the_config_clips_the_update():
+    """`optimizer.global_clipnorm` reaches the Keras optimizer: one step never moves the weights further."""
+    from kerasguide.config import loads_config
+
+    cfg = loads_config("[optimizer]\nname = 'sgd'\nmomentum = 0.0\nnesterov = false\nglobal_clipnorm = 0.5\n")
+    opt = make_optimizer(cfg.optimizer, 1.0)
+    assert opt.global_clipnorm == 0.5 and opt.clipnorm is None
+    weights = [keras.Variable(np.zeros(3, np.float32)), keras.Variable(np.zeros(4, np.float32))]
+    grads = [np.full(3, 10.0, np.float32), np.full(4, -10.0, np.float32)]  # global norm ~26.5
+    opt.apply_gradients(zip(grads, weights, strict=True))
+    moved = np.sqrt(sum(float(np.sum(np.asarray(w) ** 2)) for w in weights))
+    assert moved == pytest.approx(0.5, rel=1e-5)
+    assert make_optimizer(RunConfig().optimizer, 1.0).global_clipnorm is None

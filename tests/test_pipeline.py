@@ -192,6 +192,39 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_config):
     assert "REPLICAS 2 completed" in out.stdout, out.stderr[-2000:]
 
 
+def test_multi_worker_strategy_with_a_single_worker_tf_config(tmp_path, tiny_config):
+    """`strategy = "multi_worker"` builds MultiWorkerMirroredStrategy from TF_CONFIG and trains (a fresh
+    process: collective ops are configured once per process). One worker here; more is a cluster."""
+    import socket
+
+    tiny_config.train.strategy = "multi_worker"
+    tiny_config.checks.enabled = True  # the checks run on a plain twin of the distributed model
+    config = tmp_path / "mw.toml"
+    save_config(tiny_config, config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    code = (
+        "import tensorflow as tf\n"
+        "import kerasguide.pipeline as pipeline\n"
+        "used = []\n"
+        "strategy_of = pipeline._strategy\n"
+        "pipeline._strategy = lambda cfg: used.append(strategy_of(cfg)) or used[-1]\n"
+        f"r = pipeline.run({str(config)!r}, out={str(tmp_path / 'runs')!r}, verbose=0)\n"
+        "s = used[0]\n"
+        "print('STRATEGY', isinstance(s, tf.distribute.MultiWorkerMirroredStrategy), s.num_replicas_in_sync,\n"
+        "      s.cluster_resolver.task_type, s.cluster_resolver.task_id, r.status, r.error)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env=dict(os.environ, TF_CONFIG=json.dumps(tf_config)))
+    assert "STRATEGY True 1 worker 0 completed None" in out.stdout, out.stderr[-2000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["checks"]["passed"] and record["final_metrics"]["val_accuracy"] > 0.5
+    assert load_config(run_dir / "config.toml").train.strategy == "multi_worker"
+
+
 def _start_long_run(tmp_path) -> tuple[subprocess.Popen, Path]:
     config = tmp_path / "long.toml"
     config.write_text(

@@ -14,7 +14,7 @@ import_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kerasguide.config import RunConfig  # noqa: E402
+from kerasguide.config import RunConfig, config_from_dict  # noqa: E402
 from kerasguide.schedules import (  # noqa: E402
     CycleMomentum,
     CyclicalLR,
@@ -184,10 +184,16 @@ def test_reduce_on_plateau_is_keras_callback_on_a_constant_rate_only():
     lr, callbacks = schedule_from_config(cfg, steps_per_epoch=10, learning_rate=0.1)
     assert lr == 0.1 and [type(c) for c in callbacks] == [keras.callbacks.ReduceLROnPlateau]
     assert (callbacks[0].factor, callbacks[0].patience, callbacks[0].monitor) == (0.2, 2, "val_loss")
-    # With a schedule, Keras' callback raises at the first plateau, mid-training: refused up front.
+    # With a schedule, Keras' callback raises at the first plateau, mid-training: refused up front,
+    # by the schema (tests/test_config.py) and, for a config built around it, by the factory.
     for kind, extra in (("one_cycle", {}), ("step", {}), ("constant", {"warmup_epochs": 1.0})):
+        with pytest.raises(ConfigError, match="reduce_on_plateau` = true needs a constant rate"):
+            config_from_dict({"schedule": {"kind": kind, "reduce_on_plateau": True, **extra}})
+        unchecked = _config("constant")
+        unchecked.__dict__["schedule"] = unchecked.schedule.model_copy(
+            update={"kind": kind, "reduce_on_plateau": True, **extra})  # past pydantic's validation
         with pytest.raises(ConfigError, match="reduce_on_plateau needs a constant rate"):
-            schedule_from_config(_config(kind, reduce_on_plateau=True, **extra), 10, 0.1)
+            schedule_from_config(unchecked, 10, 0.1)
     # What the refusal prevents:
     model = _linear_model(np.zeros((3, 1), dtype="float32"))
     model.compile(keras.optimizers.SGD(OneCycle(0.01, 40)), "mse")

@@ -342,6 +342,14 @@ def test_tiny_search_end_to_end(tmp_path):
     assert "## Stage 1 (coarse)" in report and "| 0 (baseline) |" in report and "search.png" in report
     assert (path / "search.png").stat().st_size > 5000
     assert (path / "tuner" / "stage1" / "oracle.json").is_file()  # keras-tuner's own state
+    # The desktop app's runs browser lists the search directory, its best trial, then its trials.
+    from kerasguide.rundir import list_runs
+
+    group, *trials = list_runs(tmp_path, nested=True)
+    assert group.path == path and group.kind == "search" and group.status == "completed"
+    assert group.best["value"] == best["score"] and group.best["trial"] == best["trial_id"]
+    assert group.best["run_dir"] == str((path / best["run_dir"]).resolve())
+    assert len(trials) == 4 and all(t.parent == path and t.status == "completed" for t in trials)
 
 
 def test_search_resumes_where_it_stopped(tmp_path, monkeypatch):

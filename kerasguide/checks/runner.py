@@ -19,7 +19,8 @@ from kerasguide.checks.overfit import check_overfit
 from kerasguide.checks.result import CheckResult, all_passed, failure_lines, format_table
 from kerasguide.config import ChecksConfig, RunConfig
 
-__all__ = ["CHECK_NAMES", "run_checks", "write_checks", "read_checks", "check_config", "pipeline_stage"]
+__all__ = ["CHECK_NAMES", "planned_checks", "run_checks", "write_checks", "read_checks", "check_config",
+           "pipeline_stage"]
 
 logger = logging.getLogger("kerasguide")
 
@@ -201,66 +202,114 @@ def _checks_inputs(config: RunConfig, dataset, model):
     return make_loss(config), make_optimizer(config.optimizer, 1e-3 if lr == "auto" else float(lr))
 
 
+def planned_checks(config: ChecksConfig, skip: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The names of the checks `run_checks` will run with these settings, in order."""
+    return [name for name in CHECK_NAMES if name not in skip and name not in config.skip]
+
+
 def check_config(
     config: RunConfig,
     out: str | os.PathLike[str] = "runs",
     config_path: str | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
+    progress: Any = None,
 ):
     """What `kerasguide check` does: build a config's data and model, run the checks, record them.
 
     Writes config.toml, run.json (status `completed` or `checks_failed`),
-    checks.json and report.md into a new run directory.
+    checks.json and report.md into a new run directory. Interrupted (Ctrl-C,
+    or SIGTERM turned into `KeyboardInterrupt` by the CLI), it records the
+    checks done so far in checks.json, marks run.json `interrupted`, writes
+    the report and raises the `KeyboardInterrupt` again.
+
+    Args:
+        config: The run config.
+        out: The folder that receives the run directory. Defaults to `"runs"`.
+        config_path: Recorded in run.json. Defaults to `None`.
+        on_result: Called with each result as it is ready. Defaults to `None`.
+        progress: A `kerasguide.pipeline.Progress`: `start`, `stage`, then a
+            `check` and a `step` event (step k of n checks, elapsed, eta) per
+            check, and `end`. Defaults to `None` (no events).
 
     Returns:
         `(run_dir, results)`. Bad data or config raise `ConfigError`.
     """
-    from kerasguide.pipeline import _versions, prepare
+    from kerasguide.config import dump_config
+    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
+    progress = progress or Progress(False)
     started = time.perf_counter()
     dataset, model = prepare(config)
     loss, optimizer = _checks_inputs(config, dataset, model)
     run_dir = new_run_dir(out, config)
-    from kerasguide.config import dump_config
+    done: list[CheckResult] = []
+    try:
+        run_dir.write_text("config.toml", dump_config(config))
+        run_dir.update_run(
+            format_version=1,
+            kind="check",
+            name=config.name,
+            status="running",
+            started=utc_now(),
+            ended=None,
+            seed=config.train.seed,
+            config_path=config_path,
+            command=" ".join(sys.argv),
+            versions=_versions(),
+            data=dataset.summary(),
+            fingerprints=dataset.fingerprints(),
+            parameters=int(model.count_params()),
+            pid=os.getpid(),
+        )
+        names = planned_checks(config.checks)
+        progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="check", planned=names)
+        progress.emit("stage", stage="checks")
+        step = StepEvents(progress, "checks", len(names))
 
-    run_dir.write_text("config.toml", dump_config(config))
-    run_dir.update_run(
-        format_version=1,
-        kind="check",
-        name=config.name,
-        status="running",
-        started=utc_now(),
-        ended=None,
-        seed=config.train.seed,
-        config_path=config_path,
-        command=" ".join(sys.argv),
-        versions=_versions(),
-        data=dataset.summary(),
-        fingerprints=dataset.fingerprints(),
-        parameters=int(model.count_params()),
-        pid=os.getpid(),
-    )
-    results = run_checks(
-        model,
-        dataset,
-        loss=loss,
-        optimizer=optimizer,
-        config=config.checks,
-        seed=config.train.seed,
-        on_result=on_result,
-    )
-    write_checks(run_dir, results)
-    failed = [r.name for r in results if not r.passed]
-    run_dir.update_run(
-        status="checks_failed" if failed else "completed",
-        ended=utc_now(),
-        seconds=round(time.perf_counter() - started, 3),
-        error=f"sanity checks failed: {', '.join(failed)}" if failed else None,
-        stop_reason="checks_failed" if failed else None,
-    )
-    write_report(run_dir)
+        def record(result: CheckResult) -> None:
+            done.append(result)
+            progress.emit("check", **result.to_dict())
+            step(len(done), name=result.name)
+            if on_result is not None:
+                on_result(result)
+
+        results = run_checks(
+            model,
+            dataset,
+            loss=loss,
+            optimizer=optimizer,
+            config=config.checks,
+            seed=config.train.seed,
+            on_result=record,
+        )
+        write_checks(run_dir, results)
+        failed = [r.name for r in results if not r.passed]
+        error = f"sanity checks failed: {', '.join(failed)}" if failed else None
+        status = "checks_failed" if failed else "completed"
+        run_dir.update_run(
+            status=status,
+            ended=utc_now(),
+            seconds=round(time.perf_counter() - started, 3),
+            error=error,
+            stop_reason="checks_failed" if failed else None,
+        )
+        write_report(run_dir)
+    except KeyboardInterrupt:
+        error = "interrupted by the user (Ctrl-C or SIGTERM)"
+        logger.warning("check interrupted with %d check%s done: keeping what was written in %s",
+                       len(done), "" if len(done) == 1 else "s", run_dir.path)
+        write_checks(run_dir, done)
+        run_dir.update_run(status="interrupted", ended=utc_now(), seconds=round(time.perf_counter() - started, 3),
+                           error=error, stop_reason="interrupted")
+        try:
+            write_report(run_dir)
+        except Exception as report_error:  # noqa: BLE001 - the record matters more than its report
+            logger.warning("could not write report.md: %s: %s", type(report_error).__name__, report_error)
+        progress.emit("end", status="interrupted", run_dir=str(run_dir.path), error=error)
+        raise
+    progress.emit("end", status=status, run_dir=str(run_dir.path), error=error)
     return run_dir, results
 
 

@@ -119,6 +119,22 @@ def test_a_rule_across_fields_is_shown_on_its_section(make_window, qtbot):
     assert not window.job_actions["run"].isEnabled()
 
 
+def test_reduce_on_plateau_with_a_schedule_is_shown_before_a_run(make_window, qtbot):
+    """Keras' ReduceLROnPlateau cannot change a scheduled rate: the schema says so, the form shows it."""
+    window = make_window()
+    form = window.editor.form
+    form.row("schedule.kind").editor.textActivated.emit("constant")
+    form.row("schedule.reduce_on_plateau").editor.setChecked(True)
+    assert window.job_actions["run"].isEnabled()  # on a constant rate it is fine
+    form.row("schedule.kind").editor.textActivated.emit("cosine")
+    page = form.page([s.key for s in window.document.sections].index("schedule"))
+    assert not page.error.isHidden()
+    assert "schedule.reduce_on_plateau" in page.error.text() and "schedule.kind" in page.error.text()
+    assert not window.job_actions["run"].isEnabled() and window.start_job("run") is None
+    form.row("schedule.kind").editor.textActivated.emit("constant")
+    assert page.error.isHidden() and window.job_actions["run"].isEnabled()
+
+
 def test_raw_toml_edits_reach_the_form_and_bad_toml_blocks_run(make_window, qtbot):
     window = make_window()
     toml = window.editor.toml

@@ -146,6 +146,9 @@ def test_the_command_probe_reads_the_real_cli(qtbot):
     assert not commands.has("no-such-command")
     args = job_args(commands, "run", "c.toml", "/ws")
     assert args == ["c.toml", "--out", "/ws", "--json-progress"]
+    # Check and Find LR report their progress too (a determinate bar with an ETA).
+    for command in ("check", "lr-find"):
+        assert job_args(commands, command, "c.toml", "/ws") == ["c.toml", "--out", "/ws", "--json-progress"]
     # The probe asks a child process; that the GUI process itself never imports TensorFlow is
     # tested in a fresh interpreter (test_gui_real.py): pytest's own process has imported it
     # while collecting the core's tests.

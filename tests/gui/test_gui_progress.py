@@ -115,3 +115,96 @@ def test_a_tune_job_from_the_gui_counts_trials(make_window, qtbot, fake_mode):
     assert job.progress.search_dir and Path(job.progress.search_dir).is_dir()
     assert f"search directory: {job.progress.search_dir}" in window.jobs_view.detail.text()
     assert window.jobs_view.bar.value() == 1000
+
+
+# ------------------------------------------------------- check and lr-find: steps with an ETA
+NAMES = ["data", "initialization", "initial_loss", "regularization", "overfit", "gradients"]
+
+
+def test_a_check_job_counts_its_checks_with_an_eta():
+    # `kerasguide check --json-progress`: a check and a step event per check done.
+    progress = Progress()
+    progress.apply({"event": "start", "run_dir": "/ws/c", "name": "x", "kind": "check", "planned": NAMES})
+    progress.apply({"event": "stage", "stage": "checks"})
+    assert progress.fraction is None and progress.describe() == "checks"
+    for k, name in enumerate(NAMES[:2], start=1):
+        progress.apply({"event": "check", "name": name, "passed": True})
+        progress.apply({"event": "step", "stage": "checks", "step": k, "steps": 6, "elapsed": 2.0 * k,
+                        "eta": 2.0 * (6 - k), "name": name})
+    assert progress.fraction == pytest.approx(2 / 6) and progress.remaining == pytest.approx(8.0)
+    assert progress.describe() == "check 2/6 · ETA 0:08"
+    assert [c["name"] for c in progress.checks] == NAMES[:2]
+    progress.apply({"event": "end", "status": "completed", "run_dir": "/ws/c", "error": None})
+    assert progress.fraction == 1.0 and "ETA" not in progress.describe()
+
+
+def test_an_lr_sweep_shows_its_steps_and_eta_and_a_run_keeps_its_epoch_eta():
+    progress = Progress()
+    progress.apply({"event": "start", "run_dir": "/ws/l", "name": "x", "kind": "lr_find", "steps": 100})
+    progress.apply({"event": "stage", "stage": "lr_find"})
+    progress.apply({"event": "step", "stage": "lr_find", "step": 40, "steps": 100, "elapsed": 4.0, "eta": 6.0,
+                    "lr": 1e-3, "loss": 2.0})
+    assert progress.fraction == pytest.approx(0.4)
+    assert progress.describe() == "step 40/100 · ETA 0:06 · lr_find"
+    # A training run's step events never replace the ETA of its epochs.
+    run = Progress()
+    run.apply({"event": "start", "run_dir": "/ws/r", "epochs": 4})
+    run.apply({"event": "epoch", "epoch": 1, "total": 4, "elapsed": 10.0, "eta": 30.0})
+    run.apply({"event": "step", "epoch": 2, "step": 3, "steps": 12, "eta": 999.0})
+    assert run.remaining == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("command, unit", [("check", "check"), ("lr-find", "step")])
+@pytest.mark.parametrize("accepts", [True, False])
+def test_check_and_lr_find_jobs_show_a_determinate_bar_with_an_eta(make_window, qtbot, fake_mode, monkeypatch,
+                                                                   tmp_path, command, unit, accepts):
+    """With a CLI that has `--json-progress` for them, the app asks for it and shows how far and how long."""
+    import json
+
+    from kerasguide_gui.jobs import RUNNING
+
+    log = tmp_path / "argv.log"
+    monkeypatch.setenv("FAKE_CLI_LOG", str(log))
+    fake_mode("ok", delay=0.15)
+    options = ALL_COMMANDS[command] + (("--json-progress",) if accepts else ())
+    window = make_window(commands=dict(ALL_COMMANDS, **{command: options}))
+    bar = window.jobs_view.bar
+    seen = []
+    window.queue.jobChanged.connect(lambda job: seen.append((job.state, bar.maximum(), bar.value(), bar.format())))
+    job, _ = _run_job(window, qtbot, command)
+    argv = json.loads(log.read_text().splitlines()[-1])
+    assert argv[0] == command and ("--json-progress" in argv) == accepts
+    running = [s for s in seen if s[0] == RUNNING]
+    if accepts:
+        partial = [s for s in running if s[1] == 1000 and 0 < s[2] < 1000]
+        assert partial, seen  # determinate: part of the way
+        assert [s[2] for s in partial] == sorted(s[2] for s in partial)
+        assert any(text.startswith(f"{unit} ") and "ETA" in text for *_, text in partial), seen
+    else:
+        assert all(s[1] == 0 for s in running)  # no events: a busy bar, as before
+    assert bar.maximum() == 1000 and bar.value() == 1000
+    # Where it wrote: from the start event, or from the result line of the older CLI.
+    assert job.run_dir and Path(job.run_dir).is_dir() and (Path(job.run_dir) / "run.json").is_file()
+    assert window.runs.selected_paths() == [Path(job.run_dir)]
+
+
+@pytest.mark.parametrize("command, inside", [("tune", 6), ("ensemble", 3)])
+def test_show_run_after_a_tune_or_ensemble_job_selects_its_folder(make_window, qtbot, fake_mode, command, inside):
+    """The search or ensemble directory is a row of the runs browser, followed by its trials or members."""
+    window = _window_with(make_window, command)
+    window.document.set_value(("ensemble", "members"), 3)
+    job, _ = _run_job(window, qtbot, command)
+    folder = Path(job.run_dir)
+    assert folder.is_dir() and (folder / ("search.json" if command == "tune" else "ensemble.json")).is_file()
+    runs = window.runs
+    assert runs.selected_paths() == [folder]  # selected when the job finished
+    runs.select_paths([])
+    window.jobs_view.open_button.click()  # and by "Show run"
+    assert runs.selected_paths() == [folder] and window.tabs.currentIndex() == window.TABS.index("Runs")
+    model = runs.model
+    row = model.row_of(folder)
+    assert model.index(row, model.headers.index("Kind")).data() == ("search" if command == "tune" else "ensemble")
+    assert len(model.children_of(folder)) == inside
+    kind = "trial" if command == "tune" else "member"
+    assert [model.index(row + i, 1).data() for i in range(1, inside + 1)] == [kind] * inside
+    assert "best" in runs.title.text()

@@ -228,3 +228,77 @@ def test_settings_are_persisted(make_window, tmp_path, workspace):
     assert again.workspace == workspace.resolve()
     assert (again.width(), again.height()) == (781, 699)
     assert again.tabs.tabText(again.tabs.currentIndex()) == "Runs"
+
+
+def _search_dir(root: Path) -> tuple[Path, list[Path]]:
+    """A search directory as `kerasguide tune` writes it: search.json, search.md, trials/."""
+    import json
+
+    search = root / "20260104-000000-tiny-search"
+    trials = [make_run(search / "trials", f"t{i}", lr=lr, started=f"2026-01-04T00:00:0{i}+00:00")
+              for i, lr in enumerate((1e-3, 1e-2, 1e-1))]
+    scores = [0.91, 0.97, 0.42]
+    records = [{"stage": 1, "trial_id": str(i), "status": "completed", "score": s, "metric": "val_accuracy",
+                "values": {"optimizer.learning_rate": lr}, "run_dir": f"trials/{t.name}"}
+               for i, (t, s, lr) in enumerate(zip(trials, scores, (1e-3, 1e-2, 1e-1), strict=True))]
+    (search / "search.json").write_text(json.dumps({
+        "format_version": 1, "kind": "search", "name": "tiny", "status": "completed",
+        "started": "2026-01-04T00:00:00+00:00", "ended": "2026-01-04T00:01:00+00:00",
+        "objective": {"metric": "val_accuracy", "direction": "max"},
+        "stages": [{"index": 1, "trials": records, "best": records[1]}], "best": records[1]}))
+    (search / "search.md").write_text("# Search tiny\n\nBest: trial 1\n")
+    save_config(RunConfig(name="tiny"), search / "config.toml")
+    return search, trials
+
+
+def test_a_search_directory_is_a_row_with_its_best_trial_then_its_trials(make_window, settings, workspace):
+    plain = make_run(workspace, "plain")
+    search, trials = _search_dir(workspace)
+    window = _runs_window(make_window, settings, workspace)
+    runs = window.runs
+    model = runs.model
+    assert [r.path for r in model.runs] == [search, *trials, plain]
+    headers = model.headers
+    row = [model.index(0, c).data() for c in range(len(headers))]
+    assert row[0] == search.name and row[1] == "search" and row[2] == "completed"
+    assert row[headers.index("Best")] == "val_accuracy 0.9700 · trial 1"
+    assert row[headers.index("Epochs")] == "3 trials"
+    child = [model.index(1, c).data() for c in range(len(headers))]
+    assert child[0] == f"    ↳ {trials[0].name}" and child[1] == "trial"
+    assert child[headers.index("Best")].endswith("@ 5")  # a trial is a run like any other
+    runs.show_run(search, "Report")
+    assert runs.selected_paths() == [search]
+    assert "search completed" in runs.title.text() and "best val_accuracy 0.9700" in runs.title.text()
+    assert "Best: trial 1" in runs.report.browser.toPlainText()  # search.md, not report.md
+    assert not runs.diagnose_button.isEnabled()  # diagnose reads one run
+    runs.tabs.setCurrentIndex(runs.TABS.index("Curves"))
+    # the trials' curves, best first: 0.97, 0.91, 0.42
+    assert runs._curve_runs([search]) == [trials[1], trials[0], trials[2]]
+    assert len(runs.curves.figure.axes[0].lines) == 6  # three trials x train/validation
+    runs.show_run(trials[1])
+    assert runs.selected_paths() == [trials[1]] and runs.diagnose_button.isEnabled()  # a trial is a run
+
+
+def test_an_ensemble_directory_is_a_row_with_its_score_then_its_members(make_window, settings, workspace):
+    import json
+
+    ensemble = workspace / "20260105-000000-tiny-ensemble-abcdef"
+    members = [make_run(ensemble / "members", f"tiny-m{i}", started=f"2026-01-05T00:00:0{i}+00:00")
+               for i in range(2)]
+    (ensemble / "ensemble.json").write_text(json.dumps({
+        "format_version": 1, "kind": "seeds", "name": "tiny-ensemble",
+        "members": [{"name": m.name, "run_dir": f"members/{m.name}"} for m in members],
+        "validation": {"examples": 360, "ensemble": {"accuracy": 0.9812, "log_loss": 0.1}}, "test": None}))
+    (ensemble / "ensemble.md").write_text("# Ensemble tiny-ensemble\n")
+    window = _runs_window(make_window, settings, workspace)
+    model = window.runs.model
+    assert [r.path for r in model.runs] == [ensemble, *members]
+    headers = model.headers
+    row = [model.index(0, c).data() for c in range(len(headers))]
+    assert row[1] == "ensemble" and row[2] == "completed" and row[headers.index("Epochs")] == "2 members"
+    assert row[headers.index("Best")] == "val_accuracy 0.9812 (ensemble)"
+    assert row[headers.index("val_accuracy")] == "0.9812"
+    assert [model.index(i, 1).data() for i in (1, 2)] == ["member", "member"]
+    window.runs.show_run(ensemble, "Report")
+    assert "Ensemble tiny-ensemble" in window.runs.report.browser.toPlainText()
+    assert window.runs._curve_runs([ensemble]) == members
