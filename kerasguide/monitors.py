@@ -496,12 +496,20 @@ def _read_and_reset(counter: tf.Variable, *others: tf.Variable) -> Callable[[], 
 # The monitors' epoch-end work that does not need the model as it is right
 # now (histograms, PNG encoding, TensorBoard events, record files, and the
 # probe's own forward/backward pass on a snapshot of the weights) runs on one
-# background thread, in order. `model.fit` spends most of an epoch inside a
-# compiled call that releases the GIL, so this work overlaps with training
-# instead of adding to it. Written by hand (a one-thread executor, a list of
-# futures per callback) because Keras' callbacks run on the training thread.
+# background thread, in order. When it runs matters as much as where: the
+# training thread takes and releases the GIL dozens of times an epoch (every
+# eager op, the data iterator, the callbacks), and each time a busy Python
+# thread holds it, it waits up to the interpreter's switch interval (5 ms):
+# a background thread that simply ran at an epoch's end slowed a small
+# model's epoch by more than its own work. So the work is queued at the
+# epoch's end and handed to the thread at the next `on_train_batch_begin`,
+# just before the training thread enters the compiled execution (one call
+# that releases the GIL for most of an epoch with `steps_per_execution`).
+# Written by hand (a queue, a one-thread executor, futures per callback):
+# Keras runs every callback on the training thread.
 _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_LOCK = threading.Lock()
+_QUEUE: list[tuple[Any, Callable[..., None], tuple]] = []
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -510,6 +518,17 @@ def _executor() -> ThreadPoolExecutor:
         if _EXECUTOR is None:
             _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerasguide-monitor")
         return _EXECUTOR
+
+
+def _release() -> None:
+    """Hand every queued piece of monitor work to the background thread, in order."""
+    with _EXECUTOR_LOCK:
+        jobs = _QUEUE[:]
+        _QUEUE.clear()
+    if jobs:
+        executor = _executor()
+        for callback, fn, args in jobs:
+            callback._futures.append(executor.submit(callback._guarded, fn, *args))
 
 
 # ------------------------------------------------------------ base class
@@ -592,12 +611,21 @@ class MonitorCallback(keras.callbacks.Callback):
 
     # the background
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run `fn(*args)` on the background thread (in order), or now when `background` is False."""
+        """Queue `fn(*args)` for the background thread (run from the next execution's start, in order).
+
+        Runs it at once when `background` is False.
+        """
         if not self.background:
             self._guarded(fn, *args)
             return
         self._futures = [f for f in self._futures if not f.done()]
-        self._futures.append(_executor().submit(self._guarded, fn, *args))
+        with _EXECUTOR_LOCK:
+            _QUEUE.append((self, fn, args))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # The training thread is about to enter the compiled execution: the queued work runs now.
+        if _QUEUE:
+            _release()
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -609,6 +637,7 @@ class MonitorCallback(keras.callbacks.Callback):
 
     def _drain(self) -> None:
         """Wait for every piece of work this callback handed to the background thread."""
+        _release()
         futures, self._futures = self._futures, []
         for future in futures:
             future.result()
@@ -700,11 +729,12 @@ class UpdateRatioMonitor(MonitorCallback):
             return [tf.cast(v.value, tf.float32) for v in variables[:-1]] + [tf.cast(value, tf.float32)]
 
         def measure(values):
-            # Few ops per tensor (each op costs microseconds in a small model's step): one read of
-            # the previous value, a difference and two sums of squares (XLA has no EuclideanNorm).
+            # Few passes over each tensor (on a small model every elementwise op over a kernel is a
+            # visible part of the step): one read of the previous value, the difference, and the
+            # fused sum of squares `l2_loss` (sum(t**2) / 2) of each (XLA has it; not EuclideanNorm).
             olds = [tf.identity(p) for p in prevs]
-            d2 = tf.stack([tf.reduce_sum(tf.square(v - p)) for v, p in zip(values, olds, strict=True)])
-            p2 = tf.stack([tf.reduce_sum(tf.square(p)) for p in olds])
+            d2 = 2.0 * tf.stack([tf.nn.l2_loss(v - p) for v, p in zip(values, olds, strict=True)])
+            p2 = 2.0 * tf.stack([tf.nn.l2_loss(p) for p in olds])
             valid = tf.cast(p2 > 0.0, tf.float32)  # a zero tensor (a fresh bias) has no ratio yet
             ratio = tf.sqrt(d2 / tf.maximum(p2, 1e-30)) * valid
             acc.assign_add(tf.concat([ratio, d2, p2, valid, [1.0]], 0))
@@ -744,6 +774,7 @@ class UpdateRatioMonitor(MonitorCallback):
         return fn
 
     def on_train_batch_begin(self, batch, logs=None):
+        super().on_train_batch_begin(batch, logs)
         if self._in_step:
             if self.every_steps == 0:
                 for variable, prev in zip(self._vars, self._prev, strict=True):
