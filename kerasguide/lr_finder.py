@@ -887,7 +887,7 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
         `(run_dir, result)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare
+    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare, record_interrupted
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
@@ -930,15 +930,8 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
         )
         write_report(run_dir)
     except KeyboardInterrupt:
-        error = "interrupted by the user (Ctrl-C or SIGTERM)"
         logger.warning("LR range test interrupted: keeping what was written in %s", run_dir.path)
-        run_dir.update_run(status="interrupted", ended=utc_now(), error=error, stop_reason="interrupted",
-                           seconds=round(time.perf_counter() - started, 3))
-        try:
-            write_report(run_dir)
-        except Exception as report_error:  # noqa: BLE001 - the record matters more than its report
-            logger.warning("could not write report.md: %s: %s", type(report_error).__name__, report_error)
-        progress.emit("end", status="interrupted", run_dir=str(run_dir.path), error=error)
+        record_interrupted(run_dir, started, progress)
         raise
     except BaseException as error:
         run_dir.update_run(status="failed", ended=utc_now(), error=f"{type(error).__name__}: {error}",

@@ -43,6 +43,26 @@ __all__ = ["run", "RunContext", "RunResult", "Progress", "StepEvents", "prepare"
 logger = get_logger()
 
 
+def record_interrupted(run_dir: RunDir, started: float, progress: Progress | None = None) -> str:
+    """Mark a command's run directory `interrupted` (Ctrl-C or SIGTERM), keep what was written, rewrite report.md.
+
+    For the commands that are not a whole run (`check`, `lr-find`); returns
+    the error text. report.md is best effort: the record matters more.
+    """
+    from kerasguide.report import write_report
+
+    error = "interrupted by the user (Ctrl-C or SIGTERM)"
+    run_dir.update_run(status="interrupted", ended=utc_now(), seconds=round(time.perf_counter() - started, 3),
+                       error=error, stop_reason="interrupted")
+    try:
+        write_report(run_dir)
+    except Exception as report_error:  # noqa: BLE001 - the record matters more than its report
+        logger.warning("could not write report.md: %s: %s", type(report_error).__name__, report_error)
+    if progress is not None:
+        progress.emit("end", status="interrupted", run_dir=str(run_dir.path), error=error)
+    return error
+
+
 class Progress:
     """Progress events: JSON lines on stdout for the desktop app, or nothing.
 

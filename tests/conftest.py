@@ -33,6 +33,39 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 300, env
     )
 
 
+def sigterm_cli_midway(*args: str, until, pause: float = 0.0, timeout: float = 120):
+    """Start `python -m kerasguide.cli ARGS --json-progress`, SIGTERM it at the first event `until(event)` accepts.
+
+    Returns `(returncode, stdout, stderr, run_dir)`, the run directory from the events seen.
+    """
+    import json
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasguide.cli", *args, "--json-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        run_dir = None
+        while time.monotonic() < deadline:
+            event = json.loads(proc.stdout.readline() or "null")
+            if event is None:
+                raise AssertionError(f"{args[0]} ended early: {proc.stderr.read()[-2000:]}")
+            run_dir = event.get("run_dir", run_dir)
+            if until(event):
+                break
+        time.sleep(pause)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err, run_dir
+
+
 @pytest.fixture
 def tiny_config():
     """A digits config that trains in a second or two."""

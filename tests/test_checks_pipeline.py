@@ -202,41 +202,17 @@ def test_cli_check_json_progress_counts_the_checks(small_config, tmp_path):
 
 def test_sigterm_during_check_marks_it_interrupted_and_keeps_the_checks_done(small_config, tmp_path):
     """`kerasguide check` stopped mid-way (the desktop app's Cancel) records what it did, exit 1."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import ROOT
+    from tests.conftest import sigterm_cli_midway
 
     small_config.optimizer.learning_rate = 1e-7  # the overfit check never fits: it runs all its steps
     small_config.checks.overfit_steps = 1_000_000
     path = tmp_path / "slow.toml"
     save_config(small_config, path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kerasguide.cli", "check", str(path), "--out", str(tmp_path / "runs"),
-         "--json-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        run_dir = None
-        while time.monotonic() < deadline:
-            event = json.loads(proc.stdout.readline() or "null")
-            if event is None:
-                raise AssertionError(f"check ended early: {proc.stderr.read()[-2000:]}")
-            run_dir = event.get("run_dir", run_dir)
-            if event["event"] == "step" and event["name"] == "regularization":
-                break  # now in the overfit check
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-2000:]
+    returncode, out, err, run_dir = sigterm_cli_midway(
+        "check", str(path), "--out", str(tmp_path / "runs"),
+        until=lambda e: e["event"] == "step" and e["name"] == "regularization",  # now in the overfit check
+        pause=0.5)
+    assert returncode == 1, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
     record = json.loads((Path(run_dir) / "run.json").read_text())
     assert record["status"] == "interrupted" and record["ended"] and record["kind"] == "check"

@@ -514,40 +514,17 @@ def test_cli_lr_find_json_progress_has_steps_of_the_planned_total_with_an_eta(tm
 
 def test_sigterm_during_lr_find_marks_it_interrupted(tmp_path):
     """`kerasguide lr-find` stopped mid-sweep (the desktop app's Cancel): run.json says so, exit 1."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
     from pathlib import Path
 
-    from tests.conftest import ROOT
+    from tests.conftest import sigterm_cli_midway
 
     config = tmp_path / "long.toml"
     config.write_text('name = "long"\n[model]\nhidden = [16]\n[train]\nbatch_size = 32\n'
                       "[lr_find]\nsteps = 1000000\nmax_epochs = 1000000\nstart_lr = 1e-8\nend_lr = 1e-7\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kerasguide.cli", "lr-find", str(config), "--out", str(tmp_path / "runs"),
-         "--json-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        run_dir = None
-        while time.monotonic() < deadline:
-            event = json.loads(proc.stdout.readline() or "null")
-            if event is None:
-                raise AssertionError(f"lr-find ended early: {proc.stderr.read()[-2000:]}")
-            run_dir = event.get("run_dir", run_dir)
-            if event["event"] == "step" and event["step"] >= 2:
-                break
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-2000:]
+    returncode, out, err, run_dir = sigterm_cli_midway(
+        "lr-find", str(config), "--out", str(tmp_path / "runs"),
+        until=lambda e: e["event"] == "step" and e["step"] >= 2)
+    assert returncode == 1, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
     record = json.loads((Path(run_dir) / "run.json").read_text())
     assert record["status"] == "interrupted" and record["ended"] and record["kind"] == "lr_find"

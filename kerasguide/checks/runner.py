@@ -235,7 +235,7 @@ def check_config(
         `(run_dir, results)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare
+    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare, record_interrupted
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
@@ -297,17 +297,10 @@ def check_config(
         )
         write_report(run_dir)
     except KeyboardInterrupt:
-        error = "interrupted by the user (Ctrl-C or SIGTERM)"
         logger.warning("check interrupted with %d check%s done: keeping what was written in %s",
                        len(done), "" if len(done) == 1 else "s", run_dir.path)
         write_checks(run_dir, done)
-        run_dir.update_run(status="interrupted", ended=utc_now(), seconds=round(time.perf_counter() - started, 3),
-                           error=error, stop_reason="interrupted")
-        try:
-            write_report(run_dir)
-        except Exception as report_error:  # noqa: BLE001 - the record matters more than its report
-            logger.warning("could not write report.md: %s: %s", type(report_error).__name__, report_error)
-        progress.emit("end", status="interrupted", run_dir=str(run_dir.path), error=error)
+        record_interrupted(run_dir, started, progress)
         raise
     progress.emit("end", status=status, run_dir=str(run_dir.path), error=error)
     return run_dir, results
