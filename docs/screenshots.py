@@ -67,7 +67,10 @@ def prepare_runs(workspace: Path) -> None:
         config = workspace / ".overfit.toml"
         config.write_text(OVERFIT)
         cli("run", str(config), "--out", str(workspace))
-    if not any((p / "lr_find.json").is_file() for p in workspace.iterdir()):
+    from kerasguide.rundir import list_runs
+
+    # A run's own range test (learning_rate = "auto") also writes lr_find.json: look for the command's.
+    if not any(info.kind == "lr_find" for info in list_runs(workspace)):
         cli("lr-find", "digits", "--out", str(workspace))
 
 
@@ -165,6 +168,13 @@ def main() -> int:
     tabs.setCurrentIndex(window.TABS.index("TensorBoard"))
     wait(until=lambda: bool(loaded), timeout=180)
     wait(8.0)  # the scalars are fetched after the page itself
+    # TensorBoard opens its settings pane on a first visit: closed, the charts get the width; the
+    # tag filter shows the learning curves of both runs side by side.
+    window.board.web.page().runJavaScript(
+        "var b = document.querySelector('button[aria-label=\"Close side pane\"]'); if (b) { b.click(); }"
+        "var i = document.querySelector('input[placeholder=\"Filter tags (regex)\"]');"
+        "if (i) { i.value = '^epoch_(loss|accuracy)$'; i.dispatchEvent(new Event('input', {bubbles: true})); }")
+    wait(3.0)
     shot("tensorboard.png")
 
     window.close()
