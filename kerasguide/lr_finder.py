@@ -832,7 +832,6 @@ def pipeline_stage(ctx) -> None:
     config = ctx.config
     if config.optimizer.learning_rate != "auto":
         return
-    ctx.progress.emit("stage", stage="lr_find")
     total = [0]
 
     def on_step(i, lr, loss):

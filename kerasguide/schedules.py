@@ -409,12 +409,27 @@ class _ScheduledScalar(float):
     def __new__(cls, value: float, fn: Callable[[], Any]):
         self = super().__new__(cls, value)
         self._fn = fn
+        self._graphs: dict[int, tuple[Any, Any]] = {}
         return self
 
     def __tf_tensor__(self, dtype=None, name=None):
+        import weakref
+
         import tensorflow as tf
 
-        value = self._fn()
+        if tf.executing_eagerly():
+            value = self._fn()
+        else:
+            # Adam reads beta_1 a few times for every variable: computed once per traced graph
+            # (one training step; the step counter only moves after every variable's update),
+            # not once per read (each is a dozen ops to trace).
+            graph = tf.compat.v1.get_default_graph()
+            cached = self._graphs.get(id(graph))
+            if cached is not None and cached[0]() is graph:
+                value = cached[1]
+            else:
+                value = self._fn()
+                self._graphs[id(graph)] = (weakref.ref(graph), value)
         return tf.cast(value, dtype) if dtype is not None else tf.convert_to_tensor(value)
 
     def _t(self):
@@ -551,10 +566,38 @@ class ScheduleLogger(keras.callbacks.Callback):
         self.momentum = momentum
 
     def on_train_begin(self, logs=None):
-        import tensorflow as tf
+        from kerasguide.monitors import shared_writer
 
-        self._writer = tf.summary.create_file_writer(self.log_dir)
+        # TensorBoard's event writer in plain Python (`kerasguide.monitors.EventWriter`): an eager
+        # `tf.summary.scalar` costs about a millisecond, and this writes two per training step.
+        self._writer = shared_writer(self.log_dir)
         self._done = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        # The rate (and momentum) of every step of this fit, computed once: the schedules are
+        # pure functions of the step, and a vector of them costs one eager evaluation.
+        params = self.params or {}
+        total = int(params.get("epochs") or 0) * int(params.get("steps") or 0)
+        self._first = self._done
+        self._tables = self._schedules()
+        steps = np.arange(self._done, self._done + total, dtype=np.int64)
+        self._tables = {name: (self._values(fn, steps) if total else np.zeros(0))
+                        for name, fn in self._tables.items()}
+
+    def _schedules(self) -> dict[str, Callable[[Any], Any]]:
+        inner = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        schedules = {}
+        schedule = getattr(inner, "_learning_rate", None)
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            schedules["lr"] = schedule
+        if self.momentum is not None and self.momentum._installed is not None:
+            schedules["momentum"] = self.momentum.schedule
+        return schedules
+
+    def _of(self, name: str, fn: Callable[[Any], Any], steps: np.ndarray) -> np.ndarray:
+        table = self._tables.get(name)
+        offset = int(steps[0]) - self._first
+        if table is not None and offset >= 0 and offset + len(steps) <= len(table):
+            return table[offset: offset + len(steps)]
+        return self._values(fn, steps)
 
     def _values(self, fn: Callable[[Any], Any], steps: np.ndarray) -> np.ndarray:
         try:  # our schedules and most of Keras' take a vector of steps
@@ -566,33 +609,29 @@ class ScheduleLogger(keras.callbacks.Callback):
         return np.array([float(ops.convert_to_numpy(fn(int(s)))) for s in steps])
 
     def on_train_batch_end(self, batch, logs=None):
-        import tensorflow as tf
-
         optimizer = self.model.optimizer
         now = int(ops.convert_to_numpy(optimizer.iterations))
         if now <= self._done:
             return
         steps = np.arange(self._done, now, dtype=np.int64)
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
         # The rate behind `optimizer.learning_rate`: a schedule of the step, or one value.
-        schedule = getattr(inner, "_learning_rate", None)
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            lrs = self._values(schedule, steps)
+        schedules = self._schedules()
+        if "lr" in schedules:
+            lrs = self._of("lr", schedules["lr"], steps)
         else:
             lrs = np.full(len(steps), float(ops.convert_to_numpy(optimizer.learning_rate)))
-        moms = None
-        if self.momentum is not None and self.momentum._installed is not None:
-            moms = self._values(self.momentum.schedule, steps)
-        with self._writer.as_default():
-            for i, step in enumerate(steps):
-                tf.summary.scalar("schedule/learning_rate", lrs[i], step=int(step))
-                if moms is not None:
-                    tf.summary.scalar("schedule/momentum", moms[i], step=int(step))
+        moms = self._of("momentum", schedules["momentum"], steps) if "momentum" in schedules else None
+        for i, step in enumerate(steps.tolist()):
+            self._writer.scalar("schedule/learning_rate", lrs[i], step, "the learning rate of each step (G22-G23)")
+            if moms is not None:
+                self._writer.scalar("schedule/momentum", moms[i], step, "the cycled momentum of each step (G23)")
         self._done = now
 
     def on_train_end(self, logs=None):
+        from kerasguide.monitors import release_writer
+
         self._writer.flush()
-        self._writer.close()
+        release_writer(self.log_dir, force=True)
 
 
 # ------------------------------------------------------------------ factory

@@ -96,6 +96,7 @@ def test_run_with_checks_writes_checks_json_and_report(small_config, tmp_path, c
     assert [e["name"] for e in check_events] == [c["name"] for c in checks]
     stages = [e["stage"] for e in events if e["event"] == "stage"]
     assert stages.index("checks") == stages.index("model") + 1
+    assert len(stages) == len(set(stages)), stages  # each stage announced once (the app's log shows them)
     report = (result.path / "report.md").read_text()
     assert "## Sanity checks" in report and "| initial_loss | pass |" in report
     assert result.run_dir.read_run()["checks"] == {"passed": True, "failed": []}

@@ -323,3 +323,29 @@ def test_predictor_applies_the_saved_preprocessing(tmp_path, tiny_config):
     assert not np.allclose(predictor.model.predict(refitted, verbose=0), expected, atol=1e-3)
     with pytest.raises(Exception, match="no preprocess.npz|no best"):
         kerasguide.load_predictor(tmp_path)
+
+
+def test_epoch_scalars_write_train_and_validation_like_keras(tmp_path):
+    import keras
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kerasguide.callbacks import EpochScalars
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, validation_split=0.25, epochs=3, verbose=0, callbacks=[EpochScalars(tmp_path)])
+
+    def series(folder, tag):
+        events = EventAccumulator(str(tmp_path / folder), size_guidance={"tensors": 0}).Reload()
+        return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+
+    for key in ("loss", "accuracy"):
+        assert series("train", f"epoch_{key}") == [(i, pytest.approx(v, rel=1e-6))
+                                                    for i, v in enumerate(history.history[key])]
+        assert series("validation", f"epoch_{key}") == [(i, pytest.approx(v, rel=1e-6))
+                                                         for i, v in enumerate(history.history[f"val_{key}"])]
+    assert [v for _, v in series("train", "epoch_learning_rate")] == pytest.approx([0.1] * 3)
