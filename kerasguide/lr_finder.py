@@ -407,18 +407,20 @@ class LRFinderResult:
 
     def write_tensorboard(self, log_dir: str | os.PathLike[str]) -> None:
         """The curve as TensorBoard scalars (step = sweep step): loss, smoothed loss, log10 lr."""
-        import tensorflow as tf
+        # TensorBoard's event writer in plain Python: four eager `tf.summary` ops per sweep step
+        # cost about a millisecond each, a visible part of the range test on a small model.
+        from kerasguide.monitors import EventWriter
 
-        writer = tf.summary.create_file_writer(str(log_dir))
-        with writer.as_default():
-            for i, (lr, loss, sm) in enumerate(zip(self.lrs, self.losses, self.smoothed, strict=False)):
-                tf.summary.scalar("lr_find/learning_rate", lr, step=i)
-                tf.summary.scalar("lr_find/log10_learning_rate", math.log10(lr), step=i)
+        writer = EventWriter(log_dir)
+        for i, (lr, loss, sm) in enumerate(zip(self.lrs, self.losses, self.smoothed, strict=False)):
+            with writer:
+                writer.scalar("lr_find/learning_rate", lr, i)
+                writer.scalar("lr_find/log10_learning_rate", math.log10(lr), i)
                 if math.isfinite(loss):
-                    tf.summary.scalar("lr_find/loss", loss, step=i)
+                    writer.scalar("lr_find/loss", loss, i)
                 if math.isfinite(sm):
-                    tf.summary.scalar("lr_find/smoothed_loss", sm, step=i)
-            tf.summary.text("lr_find/chosen", f"{self.chosen:.3g} ({self.chosen_rule}): {self.reason}", step=0)
+                    writer.scalar("lr_find/smoothed_loss", sm, i)
+        writer.text("lr_find/chosen", f"{self.chosen:.3g} ({self.chosen_rule}): {self.reason}", 0)
         writer.flush()
         writer.close()
 
@@ -839,7 +841,9 @@ def pipeline_stage(ctx) -> None:
         ctx.progress.emit("step", stage="lr_find", step=i + 1, steps=config.lr_find.steps, lr=lr, loss=loss)
 
     result = _find_on_config(config, ctx.dataset, ctx.model, ctx.strategy, on_step)
-    result.save(ctx.run_dir.path)
+    # lr_find.png is drawn with the report, after training (the report stage always runs):
+    # matplotlib's figure costs as much as the sweep itself on a small model.
+    result.save(ctx.run_dir.path, plot=False)
     try:
         result.write_tensorboard(ctx.run_dir.tb_dir / "lr_find")
     except Exception as error:  # noqa: BLE001 - TensorBoard is a view, never a reason to fail

@@ -554,6 +554,7 @@ def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
     assert result.run_dir.read_metrics()[0]["lr"] == pytest.approx(expected, rel=1e-5)
     assert "## Learning-rate range test" in result.run_dir.file("report.md").read_text()
     assert "Used for training: max_lr" in result.run_dir.file("report.md").read_text()
+    assert result.run_dir.file("lr_find.png").stat().st_size > 1000  # drawn with the report
 
 
 @pytest.mark.parametrize("min_lr", [None, 1e-4, 0.5])
