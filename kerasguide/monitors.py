@@ -79,6 +79,7 @@ __all__ = [
     "FirstLayerImages",
     "DivergenceGuard",
     "default_monitors",
+    "finish_monitors",
     "loss_noise",
     "weight_grid",
     "roughness",
@@ -1537,10 +1538,24 @@ def pipeline_stage(ctx) -> None:
     ))
 
 
+def finish_monitors(callbacks) -> None:
+    """Wait for the monitors' background work and write their records: what `on_train_end` does.
+
+    For a fit that ended by an exception (Ctrl-C, SIGTERM, a failure), where
+    Keras never calls `on_train_end`: the records of the epochs done reach
+    the disk before anything reads them.
+    """
+    for callback in callbacks:
+        if isinstance(callback, MonitorCallback):
+            callback._drain()
+            callback._write_records()
+
+
 def diagnosis_stage(ctx) -> None:
     """The pipeline's "diagnosis" stage: write diagnosis.json, log the findings and show them in TensorBoard."""
     from kerasguide.diagnosis import findings_markdown, write_diagnosis
 
+    finish_monitors(ctx.callbacks)  # an interrupted fit never ran on_train_end
     findings = write_diagnosis(ctx.run_dir)
     for finding in findings:
         log = logger.warning if finding.severity in ("warning", "error") else logger.info

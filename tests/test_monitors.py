@@ -259,6 +259,26 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on():
         assert record["layers"]["hidden"]["weight_norm"] == pytest.approx(norm, rel=1e-5)
 
 
+def test_an_interrupted_fit_keeps_the_records_of_its_epochs(tmp_path):
+    # Ctrl-C in epoch 3: Keras never calls on_train_end, and epoch 2's probe is still queued for
+    # the background thread. finish_monitors (the pipeline's diagnosis stage) writes it anyway.
+    from kerasguide.monitors import finish_monitors
+
+    x, y = data()
+    probe = ProbeMonitor(x[:32], y[:32], record_dir=tmp_path)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compiled(mlp()).fit(x, y, epochs=5, verbose=0, callbacks=[probe, Interrupt()])
+    finish_monitors([probe])
+    lines = (tmp_path / "probe.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
 def test_a_failing_background_job_is_logged_and_training_goes_on(caplog):
     x, y = data()
     images = FirstLayerImages((4, 4, 1), every_epochs=1)
