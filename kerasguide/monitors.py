@@ -1549,6 +1549,8 @@ def finish_monitors(callbacks) -> None:
         if isinstance(callback, MonitorCallback):
             callback._drain()
             callback._write_records()
+    for writer in list(_WRITERS.values()):  # the schedule's and the epoch scalars' writers too
+        writer.flush()
 
 
 def diagnosis_stage(ctx) -> None:
