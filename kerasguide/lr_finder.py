@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -890,7 +889,7 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
         `(run_dir, result)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare, record_interrupted
+    from kerasguide.pipeline import Progress, StepEvents, prepare, record_interrupted, run_header
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
@@ -902,12 +901,9 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
     steps = planned_steps(lf.steps, lf.max_epochs, math.ceil(len(dataset.x_train) / config.train.batch_size))
     try:
         run_dir.write_text("config.toml", dump_config(config))
-        run_dir.update_run(
-            format_version=1, kind="lr_find", name=config.name, status="running", started=utc_now(), ended=None,
-            seed=config.train.seed, config_path=config_path, command=" ".join(sys.argv), versions=_versions(),
-            data=dataset.summary(), fingerprints=dataset.fingerprints(), parameters=int(model.count_params()),
-            pid=os.getpid(),
-        )
+        run_dir.update_run(**run_header(config, config_path, kind="lr_find", data=dataset.summary(),
+                                        fingerprints=dataset.fingerprints(),
+                                        parameters=int(model.count_params())))
         progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="lr_find", steps=steps)
         progress.emit("stage", stage="lr_find")
         step = StepEvents(progress, "lr_find", steps, every=max(1, steps // 20))

@@ -1190,7 +1190,8 @@ class ProbeMonitor(MonitorCallback):
         # backward pass to every gradient and the unit statistics; histograms
         # are counted in NumPy (in the graph they would triple its tracing
         # time). Autograph is off: nothing here needs it, and it halves tracing.
-        # Its first call (the tracing) happens on the background thread too.
+        # The probe is traced at its first call, on the background thread; the small
+        # snapshot function now, so that the training thread never traces it mid-fit.
         self._snapshot = tf.function(snapshot, autograph=False)
         self._snapshot.get_concrete_function()
         self._function = tf.function(probe, autograph=False)
@@ -1199,7 +1200,6 @@ class ProbeMonitor(MonitorCallback):
         self._kernels = dict(zip(self._order, kernels, strict=True))
         self._sizes = sizes
         self._names = names
-        self._weights = weights
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_batches is None:

@@ -43,6 +43,24 @@ __all__ = ["run", "RunContext", "RunResult", "Progress", "StepEvents", "prepare"
 logger = get_logger()
 
 
+def run_header(config: RunConfig, config_path: str | None, **fields: Any) -> dict[str, Any]:
+    """The fields every command's run.json starts with (`run`, `check`, `lr-find`), plus `fields`."""
+    return {
+        "format_version": 1,
+        **({"kind": fields.pop("kind")} if "kind" in fields else {}),
+        "name": config.name,
+        "status": "running",
+        "started": utc_now(),
+        "ended": None,
+        "seed": config.train.seed,
+        "config_path": config_path,
+        "command": " ".join(sys.argv),
+        "versions": _versions(),
+        **fields,
+        "pid": os.getpid(),
+    }
+
+
 def record_interrupted(run_dir: RunDir, started: float, progress: Progress | None = None) -> str:
     """Mark a command's run directory `interrupted` (Ctrl-C or SIGTERM), keep what was written, rewrite report.md.
 
@@ -554,20 +572,7 @@ def run(
     progress = Progress(json_progress)
     ctx = RunContext(config=config, run_dir=run_dir, progress=progress, verbose=verbose)
     run_dir.write_text("config.toml", _dump(config))
-    ctx.update_run(
-        format_version=1,
-        name=config.name,
-        status="running",
-        started=utc_now(),
-        ended=None,
-        seed=config.train.seed,
-        config_path=config_path,
-        command=" ".join(sys.argv),
-        versions=_versions(),
-        platform=platform.platform(),
-        git=_git_commit(Path.cwd()),
-        pid=os.getpid(),
-    )
+    ctx.update_run(**run_header(config, config_path, platform=platform.platform(), git=_git_commit(Path.cwd())))
     progress.emit("start", run_dir=str(run_dir.path), epochs=config.train.epochs, name=config.name)
     logger.info("run directory %s", run_dir.path)
     started = time.perf_counter()

@@ -577,10 +577,9 @@ class ScheduleLogger(keras.callbacks.Callback):
         params = self.params or {}
         total = int(params.get("epochs") or 0) * int(params.get("steps") or 0)
         self._first = self._done
-        self._tables = self._schedules()
         steps = np.arange(self._done, self._done + total, dtype=np.int64)
         self._tables = {name: (self._values(fn, steps) if total else np.zeros(0))
-                        for name, fn in self._tables.items()}
+                        for name, fn in self._schedules().items()}
 
     def _schedules(self) -> dict[str, Callable[[Any], Any]]:
         inner = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)

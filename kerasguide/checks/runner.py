@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -235,7 +234,7 @@ def check_config(
         `(run_dir, results)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import Progress, StepEvents, _versions, prepare, record_interrupted
+    from kerasguide.pipeline import Progress, StepEvents, prepare, record_interrupted, run_header
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
@@ -247,22 +246,9 @@ def check_config(
     done: list[CheckResult] = []
     try:
         run_dir.write_text("config.toml", dump_config(config))
-        run_dir.update_run(
-            format_version=1,
-            kind="check",
-            name=config.name,
-            status="running",
-            started=utc_now(),
-            ended=None,
-            seed=config.train.seed,
-            config_path=config_path,
-            command=" ".join(sys.argv),
-            versions=_versions(),
-            data=dataset.summary(),
-            fingerprints=dataset.fingerprints(),
-            parameters=int(model.count_params()),
-            pid=os.getpid(),
-        )
+        run_dir.update_run(**run_header(config, config_path, kind="check", data=dataset.summary(),
+                                        fingerprints=dataset.fingerprints(),
+                                        parameters=int(model.count_params())))
         names = planned_checks(config.checks)
         progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="check", planned=names)
         progress.emit("stage", stage="checks")
