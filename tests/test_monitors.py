@@ -233,10 +233,14 @@ def test_probe_sees_dead_and_saturated_units():
     assert saturated.records[0]["layers"]["act"]["dead_fraction"] == 0.0
 
 
-def test_probe_measures_its_epochs_weights_while_training_goes_on():
-    # The probe runs on the background thread on a copy of the weights taken at the epoch's end.
-    # The thread is kept busy so that it probes only after later epochs have trained: a probe that
-    # read the live variables (the planted bug) would see the last weights in every record.
+@pytest.mark.parametrize("busy", [True, False])
+def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
+    # Until its function is traced (by its first call, on the background thread), the probe runs
+    # there on a copy of the weights taken at the epoch's end; afterwards it runs at the epoch's end
+    # on the training thread. Busy: the thread is kept busy so that it probes only after later
+    # epochs have trained: a probe that read the live variables (the planted bug) would see the
+    # last weights in every record. Not busy: the later epochs take the training-thread path.
+    import threading
     import time
 
     from kerasguide import monitors
@@ -248,11 +252,19 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on():
     class Capture(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             seen.append([np.array(w.numpy(), dtype=np.float64) for w in self.model.get_layer("hidden").weights])
+            if not busy:
+                time.sleep(0.1)  # room for the background tracing: later probes run here
 
     probe = ProbeMonitor(x[:64], y[:64])
-    monitors._executor().submit(time.sleep, 1.5)
-    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[Capture(), probe])
-    assert len(probe.records) == 3  # complete when fit() returns
+    threads = []
+    run = probe._run
+    probe._run = lambda values: (threads.append(threading.current_thread() is threading.main_thread()), run(values))[1]
+    if busy:
+        monitors._executor().submit(time.sleep, 1.5)
+    epochs = 3 if busy else 6
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[Capture(), probe])
+    assert len(probe.records) == epochs  # complete when fit() returns
+    assert threads[0] is False and any(threads) is (not busy)
     norms = [math.sqrt(sum(float(np.sum(w ** 2)) for w in weights)) for weights in seen]
     assert abs(norms[0] - norms[-1]) > 1e-3 * norms[-1]  # the weights did move between epochs
     for record, norm in zip(probe.records, norms, strict=True):

@@ -349,3 +349,53 @@ def test_epoch_scalars_write_train_and_validation_like_keras(tmp_path):
         assert series("validation", f"epoch_{key}") == [(i, pytest.approx(v, rel=1e-6))
                                                          for i, v in enumerate(history.history[f"val_{key}"])]
     assert [v for _, v in series("train", "epoch_learning_rate")] == pytest.approx([0.1] * 3)
+
+
+def _count_traces(model) -> list[int]:
+    traces = [0]
+    step = model.train_step
+
+    def counted(data):
+        traces[0] += 1  # Python runs only while the step is traced
+        return step(data)
+
+    model.train_step = counted
+    return traces
+
+
+@pytest.mark.parametrize("prebuild", [True, False])
+def test_build_for_fit_makes_fit_trace_its_step_once(tiny_config, prebuild):
+    import keras
+
+    from kerasguide.pipeline import build_for_fit, compile_model, make_tf_dataset, prepare
+
+    ds, model = prepare(tiny_config)
+    compile_model(model, tiny_config, 1e-2, steps_per_exec=4)
+    weights = [np.array(w) for w in model.weights]
+    if prebuild:
+        assert build_for_fit(model, ds.x_train, ds.y_train)
+        # Nothing learned, nothing counted: the weights are the initial ones and every metric is reset.
+        assert all(np.array_equal(a, np.array(b)) for a, b in zip(weights, model.weights, strict=True))
+        assert all(float(np.sum(np.abs(np.array(v)))) == 0.0 for m in model.metrics for v in m.variables)
+    traces = _count_traces(model)
+    train = make_tf_dataset(ds.x_train, ds.y_train, 128, True, 0)
+    model.fit(train, epochs=2, verbose=0)
+    # Keras builds the optimizer and metric state inside the first trace, and a tf.function
+    # that creates variables is traced again: the planted case (no build_for_fit) shows it.
+    assert traces[0] == (1 if prebuild else 2)
+    assert isinstance(model.optimizer, keras.optimizers.Optimizer) and model.optimizer.iterations.numpy() > 0
+
+
+def test_build_for_fit_leaves_strategies_to_keras(tiny_config):
+    import tensorflow as tf
+
+    from kerasguide.pipeline import build_for_fit, compile_model, prepare
+
+    ds, _ = prepare(tiny_config)
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        from kerasguide.models import build_model
+
+        model = build_model(tiny_config, ds.input_shape, ds.num_classes, ds.image_shape)
+        compile_model(model, tiny_config, 1e-2)
+    assert build_for_fit(model, ds.x_train, ds.y_train) is False
