@@ -76,8 +76,8 @@ class _EveryExecutionImages(FirstLayerImages):
         return True
 
 
-def _callbacks(kind: str, ds, out: Path):
-    x, y = ds.x_train[:256], ds.y_train[:256]
+def _callbacks(kind: str, ds, out: Path, probe_batch: int):
+    x, y = ds.x_train[:probe_batch], ds.y_train[:probe_batch]
     tb, rec = out / "tb", out / "monitor"
     if kind == "plain":
         return []
@@ -120,7 +120,7 @@ def fit_seconds(cfg, ds, kind: str, epochs: int, spe: int) -> tuple[float, list[
     val = make_tf_dataset(ds.x_val, ds.y_val, cfg.train.batch_size, False, cfg.train.seed)
     with tempfile.TemporaryDirectory() as out:
         timer = _EpochTimer()
-        callbacks = [*_callbacks(kind, ds, Path(out)), timer]
+        callbacks = [*_callbacks(kind, ds, Path(out), cfg.monitor.probe_batch), timer]
         started = time.perf_counter()
         model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=0)
         return time.perf_counter() - started, timer.seconds[1:]

@@ -524,10 +524,11 @@ def _lower_priority() -> None:
 
     Training keeps its cores: the scheduler gives the monitors' thread what
     the training threads leave idle. At the same priority the background
-    work slowed a digits MLP's compiled epoch by about its own CPU time
-    (+5 ms an epoch for the first-layer images, +13 ms in all); at nice 19
-    it cost a third of that (benchmarks/README.md). Elsewhere (no per-thread
-    priority) nothing changes.
+    work slowed a digits MLP's compiled epoch by about its own CPU time;
+    in one interleaved measurement the first-layer images cost +13 ms an
+    epoch at nice 0 and +4 ms at nice 19 (all monitors together: +23 ms and
+    +16 ms, within this machine's noise). Elsewhere (no per-thread priority)
+    nothing changes.
     """
     if not sys.platform.startswith("linux"):  # elsewhere a thread id is not a valid `setpriority` target
         return
@@ -1080,7 +1081,7 @@ class ProbeMonitor(MonitorCallback):
     `gradient_norm/<layer>`.
 
     Args:
-        x: Inputs of the probe batch (e.g. 256 training examples).
+        x: Inputs of the probe batch (e.g. 64 training examples, as `kerasguide run`).
         y: Their targets.
         every_epochs: Probe every N epochs (and at the last). Defaults to `1`.
         every_batches: Also probe every N executions (`on_train_batch_end`);
@@ -1252,9 +1253,10 @@ class ProbeMonitor(MonitorCallback):
             # while the next execution trains.
             self._submit(self._measure, epoch, step, values)
             return
-        # Traced: the forward and backward pass run here, between two executions. Run
-        # concurrently with training they cost 2-3x their own time (two executions share
-        # TensorFlow's thread pools: +17 ms an epoch against +6 ms here on mnist1d's CNN).
+        # Traced: the forward and backward pass run here, between two executions, at their own
+        # cost. Run concurrently with a training step the two share TensorFlow's thread pools:
+        # on mnist1d's CNN (64 examples) +17 ms an epoch in the background against +6 ms here;
+        # on the digits MLP no difference showed through the noise.
         outputs = self._run(values)
         if outputs is not None:
             self._submit(self._measure, epoch, step, values, outputs)
@@ -1539,7 +1541,7 @@ def default_monitors(
     Example:
 
     ```python
-    model.fit(x, y, epochs=5, callbacks=default_monitors(x[:256], y[:256], log_dir="tb/monitor"))
+    model.fit(x, y, epochs=5, callbacks=default_monitors(x[:64], y[:64], log_dir="tb/monitor"))
     ```
     """
     monitors: list[keras.callbacks.Callback] = [

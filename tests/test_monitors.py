@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -370,3 +371,18 @@ def test_guard_stops_a_real_divergence(tmp_path):
     assert len(history.history["loss"]) < 20
     saved = json.loads((tmp_path / "divergence.json").read_text())
     assert saved["reason"] == guard.reason
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_the_background_thread_runs_at_the_lowest_priority():
+    # The monitors' thread must take only what training leaves idle (nice 19); at the training
+    # threads' own priority its work slowed the compiled epochs by about its CPU time.
+    import os
+    import threading
+
+    from kerasguide import monitors
+
+    def nice():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    assert monitors._executor().submit(nice).result() == 19
