@@ -254,7 +254,7 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
         def on_epoch_end(self, epoch, logs=None):
             seen.append([np.array(w.numpy(), dtype=np.float64) for w in self.model.get_layer("hidden").weights])
             if not busy:
-                time.sleep(0.1)  # room for the background tracing: later probes run here
+                time.sleep(0.2)  # room for the background tracing: later probes run here
 
     probe = ProbeMonitor(x[:64], y[:64])
     threads = []
@@ -265,7 +265,9 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
     epochs = 3 if busy else 6
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[Capture(), probe])
     assert len(probe.records) == epochs  # complete when fit() returns
-    assert threads[0] is False and any(threads) is (not busy)
+    assert threads[0] is False  # the first probe traces, in the background
+    if not busy:
+        assert any(threads)  # later ones ran at their epoch's end
     norms = [math.sqrt(sum(float(np.sum(w ** 2)) for w in weights)) for weights in seen]
     assert abs(norms[0] - norms[-1]) > 1e-3 * norms[-1]  # the weights did move between epochs
     for record, norm in zip(probe.records, norms, strict=True):
