@@ -889,7 +889,14 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
         `(run_dir, result)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import Progress, StepEvents, prepare, record_interrupted, run_header
+    from kerasguide.pipeline import (
+        Progress,
+        StepEvents,
+        prepare,
+        record_interrupted,
+        run_header,
+        unwrapped_interrupts,
+    )
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
@@ -913,7 +920,8 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
             if on_step is not None:
                 on_step(i, lr, loss)
 
-        result = _find_on_config(config, dataset, model, None, each_step)
+        with unwrapped_interrupts():  # Ctrl-C inside TensorFlow's C++ layer may come out wrapped
+            result = _find_on_config(config, dataset, model, None, each_step)
         result.save(run_dir.path)
         try:
             result.write_tensorboard(run_dir.tb_dir / "lr_find")

@@ -11,6 +11,7 @@ its own module and is called from `_STAGES` below.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -59,6 +60,34 @@ def run_header(config: RunConfig, config_path: str | None, **fields: Any) -> dic
         **fields,
         "pid": os.getpid(),
     }
+
+
+def is_interrupt(error: BaseException | None) -> bool:
+    """True for Ctrl-C or SIGTERM (the CLI's `KeyboardInterrupt`), also when TensorFlow has wrapped it.
+
+    A signal that arrives while TensorFlow's C++ layer is building an
+    exception of its own (seen while it traced a function) comes out as
+    `RuntimeError: pybind11::error_already_set: MISMATCH ... REPLACED BY
+    KeyboardInterrupt`: still the user's interruption, not a failed run.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt) or "REPLACED BY KeyboardInterrupt" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextlib.contextmanager
+def unwrapped_interrupts():
+    """Re-raise an interruption that TensorFlow wrapped in another exception as `KeyboardInterrupt`."""
+    try:
+        yield
+    except Exception as error:
+        if is_interrupt(error):
+            raise KeyboardInterrupt from error
+        raise
 
 
 def record_interrupted(run_dir: RunDir, started: float, progress: Progress | None = None) -> str:
@@ -623,7 +652,8 @@ def run(
     try:
         for name, stage in _STAGES:
             progress.emit("stage", stage=name)
-            stage(ctx)
+            with unwrapped_interrupts():
+                stage(ctx)
         ctx.status = ctx.status if ctx.status not in ("running",) else "completed"
     except StopRun as stop:
         ctx.status = stop.status

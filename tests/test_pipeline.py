@@ -399,3 +399,47 @@ def test_build_for_fit_leaves_strategies_to_keras(tiny_config):
         model = build_model(tiny_config, ds.input_shape, ds.num_classes, ds.image_shape)
         compile_model(model, tiny_config, 1e-2)
     assert build_for_fit(model, ds.x_train, ds.y_train) is False
+
+
+_WRAPPED = ("pybind11::error_already_set: MISMATCH of original and normalized active exception types: "
+            "ORIGINAL InvalidArgumentError REPLACED BY KeyboardInterrupt: <EMPTY MESSAGE>")
+
+
+def test_is_interrupt_sees_through_tensorflows_wrapping():
+    from kerasguide.pipeline import is_interrupt
+
+    assert is_interrupt(KeyboardInterrupt())
+    assert is_interrupt(RuntimeError(_WRAPPED))  # what SIGTERM mid-trace gave in a real run
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise ValueError("while handling") from inner
+    except ValueError as outer:
+        assert is_interrupt(outer)
+    assert not is_interrupt(RuntimeError("a real failure"))
+    assert not is_interrupt(None)
+
+
+def test_a_wrapped_interrupt_marks_the_run_interrupted_not_failed(tmp_path, tiny_config, monkeypatch):
+    # A signal that lands while TensorFlow builds an exception of its own comes out of the
+    # C++ layer as this RuntimeError (seen in the GUI's cancel test): the run is interrupted.
+    import keras
+
+    from kerasguide import pipeline
+
+    class Wrapped(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError(_WRAPPED)
+
+    real = pipeline._stage_fit
+
+    def fit_with_the_signal(ctx):
+        ctx.callbacks.append(Wrapped())
+        real(ctx)
+
+    stages = [(name, fit_with_the_signal if stage is real else stage) for name, stage in pipeline._STAGES]
+    monkeypatch.setattr(pipeline, "_STAGES", stages)
+    result = run(tiny_config, out=tmp_path, verbose=False)
+    assert result.status == "interrupted"
+    assert read_run(result.run_dir.path).status == "interrupted"

@@ -234,7 +234,14 @@ def check_config(
         `(run_dir, results)`. Bad data or config raise `ConfigError`.
     """
     from kerasguide.config import dump_config
-    from kerasguide.pipeline import Progress, StepEvents, prepare, record_interrupted, run_header
+    from kerasguide.pipeline import (
+        Progress,
+        StepEvents,
+        prepare,
+        record_interrupted,
+        run_header,
+        unwrapped_interrupts,
+    )
     from kerasguide.report import write_report
     from kerasguide.rundir import new_run_dir, utc_now
 
@@ -261,15 +268,16 @@ def check_config(
             if on_result is not None:
                 on_result(result)
 
-        results = run_checks(
-            model,
-            dataset,
-            loss=loss,
-            optimizer=optimizer,
-            config=config.checks,
-            seed=config.train.seed,
-            on_result=record,
-        )
+        with unwrapped_interrupts():  # Ctrl-C inside TensorFlow's C++ layer may come out wrapped
+            results = run_checks(
+                model,
+                dataset,
+                loss=loss,
+                optimizer=optimizer,
+                config=config.checks,
+                seed=config.train.seed,
+                on_result=record,
+            )
         write_checks(run_dir, results)
         failed = [r.name for r in results if not r.passed]
         error = f"sanity checks failed: {', '.join(failed)}" if failed else None
