@@ -888,13 +888,12 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
     Returns:
         `(run_dir, result)`. Bad data or config raise `ConfigError`.
     """
-    from kerasguide.config import dump_config
     from kerasguide.pipeline import (
         Progress,
         StepEvents,
         prepare,
         record_interrupted,
-        run_header,
+        start_command_run,
         unwrapped_interrupts,
     )
     from kerasguide.report import write_report
@@ -907,10 +906,7 @@ def lr_find_config(config, out: str | os.PathLike[str] = "runs", config_path: st
     lf = config.lr_find
     steps = planned_steps(lf.steps, lf.max_epochs, math.ceil(len(dataset.x_train) / config.train.batch_size))
     try:
-        run_dir.write_text("config.toml", dump_config(config))
-        run_dir.update_run(**run_header(config, config_path, kind="lr_find", data=dataset.summary(),
-                                        fingerprints=dataset.fingerprints(),
-                                        parameters=int(model.count_params())))
+        start_command_run(run_dir, config, config_path, "lr_find", dataset, model)
         progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="lr_find", steps=steps)
         progress.emit("stage", stage="lr_find")
         step = StepEvents(progress, "lr_find", steps, every=max(1, steps // 20))

@@ -62,6 +62,20 @@ def run_header(config: RunConfig, config_path: str | None, **fields: Any) -> dic
     }
 
 
+def start_command_run(run_dir: RunDir, config: RunConfig, config_path: str | None, kind: str,
+                      dataset: Dataset, model: keras.Model) -> None:
+    """Open the run directory of a command that is not a whole run (`check`, `lr-find`).
+
+    Writes its config.toml and run.json's opening fields (`run_header`,
+    with the data summary, fingerprints and parameter count).
+    """
+    from kerasguide.config import dump_config
+
+    run_dir.write_text("config.toml", dump_config(config))
+    run_dir.update_run(**run_header(config, config_path, kind=kind, data=dataset.summary(),
+                                    fingerprints=dataset.fingerprints(), parameters=int(model.count_params())))
+
+
 def is_interrupt(error: BaseException | None) -> bool:
     """True for Ctrl-C or SIGTERM (the CLI's `KeyboardInterrupt`), also when TensorFlow has wrapped it.
 

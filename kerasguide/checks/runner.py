@@ -233,13 +233,12 @@ def check_config(
     Returns:
         `(run_dir, results)`. Bad data or config raise `ConfigError`.
     """
-    from kerasguide.config import dump_config
     from kerasguide.pipeline import (
         Progress,
         StepEvents,
         prepare,
         record_interrupted,
-        run_header,
+        start_command_run,
         unwrapped_interrupts,
     )
     from kerasguide.report import write_report
@@ -252,10 +251,7 @@ def check_config(
     run_dir = new_run_dir(out, config)
     done: list[CheckResult] = []
     try:
-        run_dir.write_text("config.toml", dump_config(config))
-        run_dir.update_run(**run_header(config, config_path, kind="check", data=dataset.summary(),
-                                        fingerprints=dataset.fingerprints(),
-                                        parameters=int(model.count_params())))
+        start_command_run(run_dir, config, config_path, "check", dataset, model)
         names = planned_checks(config.checks)
         progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="check", planned=names)
         progress.emit("stage", stage="checks")
