@@ -664,9 +664,9 @@ def run(
     # and ensemble members in this process, the caller's own Keras code) mixed.
     policy_before = keras.mixed_precision.global_policy()
     try:
-        for name, stage in _STAGES:
-            progress.emit("stage", stage=name)
-            with unwrapped_interrupts():
+        with unwrapped_interrupts():
+            for name, stage in _STAGES:
+                progress.emit("stage", stage=name)
                 stage(ctx)
         ctx.status = ctx.status if ctx.status not in ("running",) else "completed"
     except StopRun as stop:
