@@ -26,6 +26,7 @@ takes, plus the callbacks the schedule needs (momentum cycling, Keras'
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -413,8 +414,6 @@ class _ScheduledScalar(float):
         return self
 
     def __tf_tensor__(self, dtype=None, name=None):
-        import weakref
-
         import tensorflow as tf
 
         if tf.executing_eagerly():
