@@ -33,8 +33,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(PY) -m pytest -q -p no:cacheprovider tests/gui
 
+# Ruff, then the import contracts in pyproject.toml (the layers, one way; no Qt in the core; no
+# TensorFlow in the app), checked from the repo root where lint-imports finds pyproject.toml.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kerasguide gui tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_speed.py

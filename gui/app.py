@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
-from kerasguide.config import atomic_write_bytes  # noqa: E402
+from kerasguide.io import atomic_write_bytes  # noqa: E402
 from kerasguide.presets import preset_names, preset_path  # noqa: E402
 
 from . import icons  # noqa: E402
@@ -331,8 +331,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"optimizer.learning_rate set to {lr:.3g}", 6000)
 
     def _commit_text(self) -> None:
-        if self.editor.toml._timer.isActive():
-            self.editor.toml.commit()
+        self.editor.toml.flush_pending()
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

@@ -45,12 +45,13 @@ class CommandSet:
 def probe_commands() -> dict[str, list[str]]:
     """Subcommand -> its option strings, read from the CLI's own parser.
 
-    Runs in a child process (`python -m kerasguide_gui.commands`); importing
-    `kerasguide.cli` there is harmless.
+    Runs in a child process (`python -m kerasguide_gui.commands`). The
+    parser is `kerasguide.cli_args`'s, which imports no TensorFlow (and no
+    command handler), so not even this module reaches TensorFlow statically.
     """
     import argparse
 
-    from kerasguide.cli import build_parser
+    from kerasguide.cli_args import build_parser
 
     parser = build_parser()
     result: dict[str, list[str]] = {}

@@ -18,7 +18,8 @@ from typing import Any
 import tomli_w
 from PySide6.QtCore import QObject, Signal
 
-from kerasguide.config import RunConfig, atomic_write_bytes
+from kerasguide.config import RunConfig
+from kerasguide.io import atomic_write_bytes
 
 from .schema import UNSET, FieldSpec, SectionSpec, form_sections, validate
 

@@ -323,6 +323,15 @@ class TomlView(QWidget):
         document.changed.connect(self._document_changed)
         self._document_changed("load")
 
+    def has_pending_edit(self) -> bool:
+        """Whether typed text waits for the pause that hands it to the document."""
+        return self._timer.isActive()
+
+    def flush_pending(self) -> None:
+        """Hand typed text that waits for the pause to the document now; nothing if none waits."""
+        if self.has_pending_edit():
+            self.commit()
+
     def commit(self) -> None:
         """Hand the typed text to the document now."""
         self._timer.stop()

@@ -7,8 +7,9 @@ and to a short tail shown when the job fails. Cancel sends SIGTERM (the CLI
 then records the run as interrupted) and, if the child is still alive after
 a grace period, kills it. Nothing here blocks the event loop.
 
-The pure parts (`parse_event`, `Progress.apply`, `format_eta`,
-`describe_exit`) are plain functions, tested directly.
+The pure parts (`Progress.apply`, `format_eta`, `describe_exit`) are plain
+functions, tested directly; `parse_event` and the exit codes' meanings are
+`kerasguide.progress`'s, the definition the CLI writes by (re-exported here).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+# The events and the exit codes are the CLI's own definitions (TensorFlow-free), not copies.
+from kerasguide.progress import EXIT_CODES, parse_event
 
 __all__ = [
     "Job",
@@ -43,12 +47,6 @@ __all__ = [
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
 FINISHED_STATES = (COMPLETED, FAILED, CANCELLED)
 
-EXIT_MEANINGS = {
-    0: "ok",
-    1: "the run failed, was interrupted or diverged",
-    2: "bad input (config or paths)",
-    3: "a sanity check failed",
-}
 
 _RUN_DIR_LINE = re.compile(r"run directory:?\s+(\S.*)$")
 # `tune` and `ensemble` end by naming the folder they wrote: what "Show run" selects afterwards.
@@ -60,20 +58,6 @@ _RESULT_FILE_LINE = re.compile(r"(?:^|\s)(/\S+|[A-Za-z]:\\\S+|\S+)/(?:checks|lr_
 def cli_program() -> list[str]:
     """The argv prefix that runs the kerasguide CLI with this interpreter."""
     return [sys.executable, "-m", "kerasguide.cli"]
-
-
-def parse_event(line: str) -> dict[str, Any] | None:
-    """A `--json-progress` event from one stdout line, or None for any other line."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    if isinstance(event, dict) and isinstance(event.get("event"), str):
-        return event
-    return None
 
 
 def format_eta(seconds: float | None) -> str:
@@ -90,7 +74,7 @@ def describe_exit(code: int | None) -> str:
     """A short meaning of a CLI exit code."""
     if code is None:
         return "the process did not start or crashed"
-    return EXIT_MEANINGS.get(code, f"exit code {code}")
+    return EXIT_CODES.get(code, f"exit code {code}")
 
 
 @dataclass

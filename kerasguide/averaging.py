@@ -8,6 +8,9 @@ error." Keras' optimizers keep that copy (`use_ema=True`, config
 epoch, checkpointed and kept at the end. `WeightAveraging` is the plain
 (equal-weight) average of the weights at the end of the last N epochs.
 
+`SnapshotCheckpoints` keeps the last epochs' (or cycles') weights for a
+snapshot ensemble (J34).
+
 Example:
 
 ```python
@@ -20,12 +23,16 @@ model.fit(x, y, validation_data=(xv, yv), callbacks=[EMAWeights()])
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-__all__ = ["EMAWeights", "WeightAveraging", "ema_variables", "averaging_callbacks"]
+from kerasguide.training import save_model_atomic
+
+__all__ = ["EMAWeights", "WeightAveraging", "SnapshotCheckpoints", "ema_variables", "averaging_callbacks"]
 
 logger = logging.getLogger("kerasguide")
 
@@ -208,3 +215,72 @@ def averaging_callbacks(config) -> list[keras.callbacks.Callback]:
     if config.ensemble.average_epochs:
         callbacks.append(WeightAveraging(config.ensemble.average_epochs))
     return callbacks
+
+
+class SnapshotCheckpoints(keras.callbacks.Callback):
+    """Keep the weights of the last `keep` epochs (or cycles) for a snapshot ensemble.
+
+    "Taking different checkpoints of a single network over time ... and using
+    those to form an ensemble ... very cheap." The snapshots are held in
+    memory and written once, when training ends (also when it is stopped
+    early), as `snapshot-epoch=NNN.keras` in `directory`; older snapshot
+    files there are removed. With a cyclical learning rate, set `every` to
+    the cycle length in epochs: the snapshots are then taken at the end of
+    each cycle, where the learning rate is lowest (Huang et al., 2017).
+
+    Args:
+        directory: Where the snapshot files go.
+        keep: How many snapshots to keep. Defaults to `5`.
+        every: Take one snapshot every `every` epochs (counted from the
+            first). Defaults to `1`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=20, callbacks=[SnapshotCheckpoints("ckpt", keep=5)])
+    members = members_from_snapshots("ckpt")
+    ```
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], keep: int = 5, every: int = 1):
+        super().__init__()
+        for arg, value in (("keep", keep), ("every", every)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Argument `{arg}` must be an integer > 0. Received: {arg}={value!r}")
+        self.directory = Path(directory)
+        self.keep = int(keep)
+        self.every = int(every)
+
+    def on_train_begin(self, logs=None):
+        self.snapshots: list[tuple[int, list[np.ndarray]]] = []
+        self.written: list[Path] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        self.snapshots.append((epoch + 1, [np.array(w) for w in self.model.get_weights()]))
+        del self.snapshots[: -self.keep]
+
+    def on_train_end(self, logs=None):
+        self.flush()
+
+    def flush(self) -> list[Path]:
+        """Write the snapshots held in memory; returns their paths."""
+        if not self.snapshots:
+            return []
+        self.directory.mkdir(parents=True, exist_ok=True)
+        current = self.model.get_weights()
+        paths = []
+        try:
+            for epoch, weights in self.snapshots:
+                self.model.set_weights(weights)
+                path = self.directory / f"snapshot-epoch={epoch:03d}.keras"
+                save_model_atomic(self.model, path)
+                paths.append(path)
+        finally:
+            self.model.set_weights(current)
+        for old in self.directory.glob("snapshot-epoch=*.keras"):
+            if old not in paths:
+                old.unlink()
+        self.written = paths
+        return paths

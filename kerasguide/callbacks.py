@@ -1,18 +1,21 @@
-"""Callbacks that record a run: metrics.csv, run.json, checkpoints, JSON progress."""
+"""Callbacks that record a run: metrics.csv, run.json, checkpoints, TensorBoard scalars, JSON progress."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from kerasguide.pipeline import Progress, RunContext
+from kerasguide.progress import Progress
+from kerasguide.rundir import RunDir
+from kerasguide.tb_events import release_writer, shared_writer
+from kerasguide.training import save_model_atomic  # re-exported: older callers
 
 __all__ = ["RunRecorder", "BestCheckpoint", "JsonProgress", "EpochScalars", "save_model_atomic", "current_lr"]
 
@@ -26,19 +29,6 @@ def current_lr(model: keras.Model) -> float:
         return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
     except (TypeError, ValueError):  # pragma: no cover
         return math.nan
-
-
-def save_model_atomic(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """`model.save` to a temporary file beside `path`, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _better(mode: str, value: float, best: float) -> bool:
@@ -111,6 +101,11 @@ class BestCheckpoint(keras.callbacks.Callback):
         self._pending = None
         self._last_flush = time.perf_counter()
 
+    @property
+    def has_pending(self) -> bool:
+        """True while an improvement is only in memory (an interrupted fit: `flush` it)."""
+        return getattr(self, "_pending", None) is not None
+
 
 class EpochScalars(keras.callbacks.Callback):
     """Every epoch's logs as TensorBoard scalars, as Keras' `TensorBoard(update_freq="epoch")` writes them.
@@ -118,9 +113,8 @@ class EpochScalars(keras.callbacks.Callback):
     `epoch_<key>` in `<log_dir>/train` and, for the `val_` keys, in
     `<log_dir>/validation`, plus `epoch_learning_rate`. Written with
     TensorBoard's own event writer in plain Python
-    (`kerasguide.monitors.EventWriter`): Keras' callback writes each scalar
-    with an eager `tf.summary` op, about a millisecond each, which on a small
-    model is a tenth of an epoch.
+    (`kerasguide.tb_events.EventWriter`): Keras' callback writes each scalar
+    with an eager `tf.summary` op, slow on a small model (benchmarks/README.md).
 
     Args:
         log_dir: The run's TensorBoard folder.
@@ -131,8 +125,6 @@ class EpochScalars(keras.callbacks.Callback):
         self.log_dir = Path(log_dir)
 
     def on_train_begin(self, logs=None):
-        from kerasguide.monitors import shared_writer
-
         self._train = shared_writer(self.log_dir / "train")
         self._validation = shared_writer(self.log_dir / "validation")
 
@@ -150,18 +142,32 @@ class EpochScalars(keras.callbacks.Callback):
                     self._train.scalar(f"epoch_{key}", value, epoch)
 
     def on_train_end(self, logs=None):
-        from kerasguide.monitors import release_writer
-
         for folder in ("train", "validation"):
             release_writer(self.log_dir / folder, force=True)
 
 
 class RunRecorder(keras.callbacks.Callback):
-    """Append each epoch to metrics.csv and keep run.json's progress and best current."""
+    """Append each epoch to metrics.csv and keep run.json's progress and best current.
 
-    def __init__(self, ctx: RunContext):
+    Args:
+        run_dir: The run directory (a `RunDir` or a path).
+        monitor: The logged metric whose best epoch run.json names.
+            Defaults to `"val_accuracy"` (minimized when its name has "loss").
+        history: The list the epochs' rows are appended to (a caller's, to
+            read them afterwards). Defaults to a new list.
+        update_run: Called with run.json's new fields instead of
+            `run_dir.update_run` (a caller that keeps a copy of the record).
+            Defaults to `None`.
+    """
+
+    def __init__(self, run_dir: RunDir | str | os.PathLike[str], monitor: str = "val_accuracy",
+                 history: list[dict[str, float]] | None = None,
+                 update_run: Callable[..., Any] | None = None):
         super().__init__()
-        self.ctx = ctx
+        self.run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+        self.monitor = monitor
+        self.history = history if history is not None else []
+        self.update_run = update_run or self.run_dir.update_run
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
@@ -180,17 +186,17 @@ class RunRecorder(keras.callbacks.Callback):
             row[key] = float(np.asarray(value))
         row["lr"] = current_lr(self.model)
         row["seconds"] = round(now - self._epoch_start, 4)
-        self.ctx.history.append(row)
-        self.ctx.run_dir.write_metrics(self.ctx.history)
-        monitor = self.ctx.config.train.monitor_metric
-        mode = "min" if "loss" in monitor else "max"
-        values = [(r.get(monitor), r["epoch"]) for r in self.ctx.history if r.get(monitor) is not None and math.isfinite(r.get(monitor))]
+        self.history.append(row)
+        self.run_dir.write_metrics(self.history)
+        mode = "min" if "loss" in self.monitor else "max"
+        values = [(r.get(self.monitor), r["epoch"]) for r in self.history
+                  if r.get(self.monitor) is not None and math.isfinite(r.get(self.monitor))]
         best = {}
         if values:
             value, best_epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
-            best = {"metric": monitor, "value": value, "epoch": best_epoch,
-                    "metrics": next(r for r in self.ctx.history if r["epoch"] == best_epoch)}
-        self.ctx.update_run(epochs_done=epoch + 1, best=best, train_seconds=round(now - self._start, 3))
+            best = {"metric": self.monitor, "value": value, "epoch": best_epoch,
+                    "metrics": next(r for r in self.history if r["epoch"] == best_epoch)}
+        self.update_run(epochs_done=epoch + 1, best=best, train_seconds=round(now - self._start, 3))
 
 
 class JsonProgress(keras.callbacks.Callback):

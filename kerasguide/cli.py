@@ -4,7 +4,11 @@ Exit codes: 0 ok, 1 the run failed (or was interrupted / diverged),
 2 bad input (config, paths), 3 a sanity check failed.
 
 TensorFlow is imported only by the subcommands that train, so `--help`,
-`config` and `runs` answer at once.
+`config` and `runs` answer at once. The parser is `kerasguide.cli_args`'s
+(TensorFlow-free, so the desktop app can read which commands exist without
+importing this module); each subcommand's name maps to its `cmd_*` function
+in `COMMANDS` below. A new subcommand adds its `_add_*` there and its
+`cmd_*` here.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kerasguide._logging import get_logger, set_verbosity
+from kerasguide.cli_args import build_parser
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
 
-__all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED"]
+__all__ = ["main", "build_parser", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -167,49 +172,6 @@ def cmd_gui(args) -> int:
     return gui_main(args.config)
 
 
-# --------------------------------------------------------------- the parser
-def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="run a config: data, model, checks, training, diagnosis, report",
-                       description="Run a config end to end and record it in a new run directory.")
-    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
-    p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
-    p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
-    p.add_argument("--epochs", type=int, help="override train.epochs")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_run)
-
-
-def _add_config(sub) -> None:
-    p = sub.add_parser("config", help="print a config resolved with every default (or the schema)")
-    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
-    p.add_argument("--schema", action="store_true", help="print the JSON schema of the config")
-    p.set_defaults(func=cmd_config)
-
-
-def _add_presets(sub) -> None:
-    p = sub.add_parser("presets", help="list the bundled example configs")
-    p.set_defaults(func=cmd_presets)
-
-
-def _add_runs(sub) -> None:
-    p = sub.add_parser("runs", help="list the runs in a folder")
-    p.add_argument("dir", nargs="?", default="runs", help="folder of run directories (default: runs)")
-    p.set_defaults(func=cmd_runs)
-
-
-def _add_board(sub) -> None:
-    p = sub.add_parser("board", help="start TensorBoard on 127.0.0.1 for a run or a folder of runs")
-    p.add_argument("path", help="a run directory or a folder of runs")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    p.set_defaults(func=cmd_board)
-
-
-def _add_gui(sub) -> None:
-    p = sub.add_parser("gui", help="start the desktop app")
-    p.add_argument("config", nargs="?", help="a config to open")
-    p.set_defaults(func=cmd_gui)
-
-
 def cmd_check(args) -> int:
     """Sanity checks of a config's model and data (recipes B5, D12-D15, A2); exit 3 on failure."""
     config, path = _resolve_config(args.config)
@@ -229,20 +191,6 @@ def cmd_check(args) -> int:
             print(line, file=out)
         print(f"checks.json: {run_dir.file('checks.json')}", file=out)
     return EXIT_OK if all(r.passed for r in results) else EXIT_CHECK_FAILED
-
-
-def _add_check(sub) -> None:
-    p = sub.add_parser("check", help="sanity checks before training: initial loss, overfit, gradients, ...",
-                       description="Run the sanity checks on a config's fresh model and data and write "
-                       "checks.json into a new run directory. Ctrl-C or SIGTERM marks the run interrupted "
-                       "and keeps the checks done so far. Exit 0 all pass, 1 interrupted, 2 bad input, "
-                       "3 a check failed.")
-    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
-    p.add_argument("--json-progress", action="store_true",
-                   help="one JSON object per line on stdout (a check and a step event per check done)")
-    p.set_defaults(func=cmd_check)
 
 
 def cmd_tune(args) -> int:
@@ -270,25 +218,6 @@ def cmd_tune(args) -> int:
     if result.best_config is not None:
         print(f"  best config: {result.best_config}  (kerasguide run {result.best_config})", file=out)
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
-
-
-def _add_tune(sub) -> None:
-    p = sub.add_parser("tune", help="hyperparameter search, coarse to fine: random/grid/bayesian/hyperband",
-                       description="Search the config's [search.space] in [[search.stages]] (coarse to fine), "
-                       "each trial a recorded run; write search.json, search.md and best.toml into a search "
-                       "directory. Running it again on the same config and --out resumes an unfinished search. "
-                       "Exit 0 completed, 1 failed or interrupted, 2 bad input.")
-    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
-    p.add_argument("--out", default="runs", help="folder for the search directory (default: runs)")
-    p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
-    p.add_argument("--new", action="store_true", help="start a new search instead of resuming one")
-    p.set_defaults(func=cmd_tune)
-
-
-# Each later capability adds its `_add_*` function here.
-_COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui]
-_COMMANDS.append(_add_check)
-_COMMANDS.append(_add_tune)
 
 
 def cmd_ensemble(args) -> int:
@@ -347,32 +276,6 @@ def cmd_ensemble(args) -> int:
     return EXIT_OK
 
 
-def _add_ensemble(sub) -> None:
-    p = sub.add_parser("ensemble", help="ensemble of seeds, run directories or snapshots; distill it into one model",
-                       description="Average the predicted probabilities of several models (recipe J34): the "
-                       "config trained with --members seeds (each a recorded run), the best checkpoints of "
-                       "--runs (run or search directories), or one run's --snapshots. Reports each member and "
-                       "the ensemble on the validation (and test) split and writes ensemble.json, ensemble.md "
-                       "and ensemble.keras into a new ensemble directory; --distill also trains one student on "
-                       "the ensemble's softened predictions (J36). Exit 0 ok, 1 a member failed, 2 bad input.")
-    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
-    p.add_argument("--members", type=int, help="seeds to train (default: ensemble.members); with --runs: "
-                   "trials taken from a search directory")
-    p.add_argument("--runs", nargs="+", metavar="DIR", help="run directories (best checkpoints) or search directories")
-    p.add_argument("--snapshots", metavar="RUN_DIR", help="a run trained with [ensemble] snapshots = K")
-    p.add_argument("--distill", action="store_true", help="train one student on the ensemble's soft targets")
-    p.add_argument("--temperature", type=float, help="distillation temperature T (default: ensemble.temperature)")
-    p.add_argument("--alpha", type=float, help="weight of the hard labels in [0, 1] (default: ensemble.alpha)")
-    p.add_argument("--epochs", type=int, help="override train.epochs (members and student)")
-    p.add_argument("--out", default="runs", help="folder for the ensemble directory (default: runs)")
-    p.add_argument("--json-progress", action="store_true", help="members' runs emit JSON lines on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_ensemble)
-
-
-_COMMANDS.append(_add_ensemble)
-
-
 def cmd_lr_find(args) -> int:
     """The LR range test (recipe G24) on a config's data and fresh model; exit 0 found, 1 no rate found."""
     config, path = _resolve_config(args.config)
@@ -401,25 +304,6 @@ def cmd_lr_find(args) -> int:
     return EXIT_OK if result.found else EXIT_FAILED
 
 
-def _add_lr_find(sub) -> None:
-    p = sub.add_parser("lr-find", help="LR range test: sweep the learning rate 1e-7..10, suggest one",
-                       description="Run the LR range test on a config's training data and fresh model "
-                       "(sweep from lr_find.start_lr to lr_find.end_lr, at most lr_find.steps steps and "
-                       "lr_find.max_epochs epochs) and write lr_find.json and lr_find.png into a new run "
-                       "directory. Ctrl-C or SIGTERM marks the run interrupted. Exit 0 a rate was found, "
-                       "1 none was (or interrupted), 2 bad input.")
-    p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
-    p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
-    p.add_argument("--json", action="store_true", help="print lr_find.json instead of a summary")
-    p.add_argument("--steps", type=int, help="override lr_find.steps")
-    p.add_argument("--json-progress", action="store_true",
-                   help="one JSON object per line on stdout (step events of the sweep, with an ETA)")
-    p.set_defaults(func=cmd_lr_find)
-
-
-_COMMANDS.append(_add_lr_find)
-
-
 def cmd_diagnose(args) -> int:
     """What is wrong with a run (recipes E16-E20): print the findings, write diagnosis.json."""
     from kerasguide.diagnosis import format_findings, write_diagnosis
@@ -439,33 +323,33 @@ def cmd_diagnose(args) -> int:
     return EXIT_OK
 
 
-def _add_diagnose(sub) -> None:
-    p = sub.add_parser("diagnose", help="say what is wrong with a run, with numbers and advice (E16-E20)",
-                       description="Read a run directory's metrics, monitors and checks, print the findings "
-                       "(code, severity, evidence, advice) and write diagnosis.json. Exit 2 on a bad path.")
-    p.add_argument("run_dir", help="a run directory")
-    p.add_argument("--json", action="store_true", help="print diagnosis.json instead of text")
-    p.set_defaults(func=cmd_diagnose)
+def cmd_recipes(args) -> int:
+    """The recipe codes that help texts and messages cite, with their titles; exit 2 on an unknown code."""
+    from kerasguide.recipes import UnknownRecipe, format_recipes
+
+    try:
+        text = format_recipes(args.codes or None)
+    except UnknownRecipe as error:
+        raise CliError(str(error)) from None
+    print(text)
+    return EXIT_OK
 
 
-_COMMANDS.append(_add_diagnose)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from kerasguide import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="kerasguide",
-        description="Training recipes for Keras: sanity checks, LR range test, schedules, "
-        "monitors, diagnosis, search, ensembles; every run recorded.",
-        epilog="Exit codes: 0 ok, 1 run failed, 2 bad input, 3 a check failed.",
-    )
-    parser.add_argument("--version", action="version", version=f"kerasguide {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in _COMMANDS:
-        add(sub)
-    return parser
+# subcommand (as `cli_args.build_parser` names it) -> its function
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "config": cmd_config,
+    "presets": cmd_presets,
+    "runs": cmd_runs,
+    "board": cmd_board,
+    "gui": cmd_gui,
+    "check": cmd_check,
+    "tune": cmd_tune,
+    "ensemble": cmd_ensemble,
+    "lr-find": cmd_lr_find,
+    "diagnose": cmd_diagnose,
+    "recipes": cmd_recipes,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -474,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose:
         set_verbosity("DEBUG")
-    if not getattr(args, "func", None):
+    command = COMMANDS.get(args.command) if args.command else None
+    if command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return args.func(args)
+        return command(args)
     except (ConfigError, CliError) as error:
         print(f"kerasguide: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

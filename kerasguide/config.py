@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,6 +36,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from kerasguide.io import atomic_write_bytes  # re-exported: older callers
 
 __all__ = [
     "ConfigError",
@@ -610,27 +611,6 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
 def dump_config(config: RunConfig) -> str:
     """The resolved config as TOML text (every default filled in)."""
     return tomli_w.dumps(config.to_dict())
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write a file so that readers see the old or the new content, never a torn one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        # No fsync: the rename alone guarantees that a killed process leaves
-        # the old or the new file, never a torn one; fsync on every epoch's
-        # record would cost more than a small model's epoch (only a power cut
-        # could lose the last write).
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:

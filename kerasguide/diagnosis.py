@@ -38,6 +38,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
+from kerasguide.io import save_figure
 from kerasguide.rundir import RunDir, read_json
 
 __all__ = [
@@ -694,15 +697,11 @@ def findings_markdown(findings: list[Finding]) -> str:
 
 # ---------------------------------------------------------------- report
 def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
-    """Update ratio and dead/saturated fraction per layer against epochs, saved as PNG (matplotlib, lazily)."""
+    """Update ratio and dead/saturated fraction per layer against epochs, saved as PNG."""
     if not signals.update_ratio and not signals.probe:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 2)
     ax = axes[0]
     layers = list(dict.fromkeys(name for r in signals.update_ratio for name in (r.get("layers") or {})))
     for name in layers:
@@ -734,12 +733,7 @@ def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def report_section(run_dir: str | Path | RunDir) -> str:

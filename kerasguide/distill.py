@@ -30,6 +30,17 @@ from typing import Any
 
 import keras
 
+from kerasguide.models import build_model, make_optimizer
+from kerasguide.schedules import schedule_from_config
+from kerasguide.scores import accuracy, log_loss
+from kerasguide.training import (
+    compile_model,
+    initial_learning_rate,
+    make_tf_dataset,
+    save_model_atomic,
+    steps_per_execution,
+)
+
 __all__ = ["Distiller", "distillation_loss", "distill_ensemble"]
 
 logger = logging.getLogger("kerasguide")
@@ -197,8 +208,6 @@ def _student_config(config):
 
 
 def _scores(model: keras.Model, dataset, from_logits: bool) -> dict[str, float]:
-    from kerasguide.ensemble import accuracy, log_loss
-
     out: dict[str, float] = {}
     for prefix, x, y in (("val_", dataset.x_val, dataset.y_val), ("test_", dataset.x_test, dataset.y_test)):
         if x is None:
@@ -224,11 +233,6 @@ def distill_ensemble(teacher: keras.Model, dataset, config, out_dir: str | Path,
         and the `student`'s and the `alone` model's validation (and test)
         accuracy and log-loss.
     """
-    from kerasguide.callbacks import save_model_atomic
-    from kerasguide.models import build_model, make_optimizer
-    from kerasguide.pipeline import compile_model, initial_learning_rate, make_tf_dataset, steps_per_execution
-    from kerasguide.schedules import schedule_from_config
-
     cfg = _student_config(config)
     from_logits = cfg.train.loss != "sparse_categorical_crossentropy"
     steps = math.ceil(len(dataset.x_train) / cfg.train.batch_size)

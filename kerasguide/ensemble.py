@@ -45,8 +45,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasguide.config import ConfigError, RunConfig
-from kerasguide.rundir import RunDir, atomic_write_json, atomic_write_text, new_run_dir, read_json
+import kerasguide.initializers  # noqa: F401  (registers custom objects for loading members)
+import kerasguide.layers  # noqa: F401
+import kerasguide.losses  # noqa: F401
+import kerasguide.models  # noqa: F401
+from kerasguide.averaging import SnapshotCheckpoints  # re-exported: older callers
+from kerasguide.config import ConfigError, RunConfig, config_from_dict, save_config
+from kerasguide.data import load_dataset
+from kerasguide.distill import distill_ensemble
+from kerasguide.io import atomic_write_json, atomic_write_text
+from kerasguide.rundir import RunDir, new_run_dir, read_json
+from kerasguide.scores import accuracy, average_probabilities, ensemble_metrics, log_loss
+from kerasguide.search.ranges import rank_trials
+from kerasguide.spine import run
+from kerasguide.training import save_model_atomic, split_seed
 
 __all__ = [
     "Ensemble",
@@ -68,7 +80,6 @@ __all__ = [
 
 logger = logging.getLogger("kerasguide")
 
-_EPS = 1e-7
 
 
 class EnsembleError(ConfigError):
@@ -77,85 +88,6 @@ class EnsembleError(ConfigError):
 
 class MemberFailed(RuntimeError):
     """A member's training run did not complete (the CLI exits 1, not 2)."""
-
-
-# --------------------------------------------------------------- pure maths
-def average_probabilities(member_probs: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
-    """The (weighted) mean over members of their class probabilities.
-
-    Args:
-        member_probs: Array `(members, examples, classes)` of probabilities.
-        weights: One non-negative weight per member; equal if None.
-            Defaults to `None`.
-
-    Returns:
-        Array `(examples, classes)`; each row still sums to 1.
-
-    Example:
-
-    >>> average_probabilities(np.array([[[1.0, 0.0]], [[0.5, 0.5]]])).tolist()
-    [[0.75, 0.25]]
-    """
-    member_probs = np.asarray(member_probs, dtype=np.float64)
-    if member_probs.ndim != 3 or member_probs.shape[0] == 0:
-        raise ValueError(
-            f"Argument `member_probs` must have shape (members, examples, classes). "
-            f"Received: shape={member_probs.shape}"
-        )
-    if weights is None:
-        return member_probs.mean(axis=0)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (member_probs.shape[0],) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(
-            f"Argument `weights` must be {member_probs.shape[0]} non-negative numbers, not all 0. "
-            f"Received: weights={list(weights)}"
-        )
-    return np.tensordot(w / w.sum(), member_probs, axes=1)
-
-
-def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of examples whose most probable class is the label."""
-    return float(np.mean(np.argmax(probs, axis=-1) == np.asarray(y).reshape(-1)))
-
-
-def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log probability of the label (probabilities clipped at 1e-7, as Keras does)."""
-    y = np.asarray(y).reshape(-1).astype(int)
-    p = np.clip(np.asarray(probs, dtype=np.float64)[np.arange(len(y)), y], _EPS, 1.0)
-    return float(-np.mean(np.log(p)))
-
-
-def ensemble_metrics(
-    member_probs: np.ndarray, y: np.ndarray, names: Sequence[str] | None = None,
-    weights: Sequence[float] | None = None,
-) -> dict[str, Any]:
-    """Accuracy and log-loss of each member, of the mean member, and of the ensemble.
-
-    Because `-log` is convex, the ensemble's log-loss is never above the mean
-    member's (Jensen); its accuracy usually is above it when members differ.
-
-    Returns:
-        `{"members": [{name, accuracy, log_loss}], "mean_member": {...},
-        "best_member": {...}, "ensemble": {...}, "examples": N}`.
-    """
-    member_probs = np.asarray(member_probs, dtype=np.float64)
-    names = list(names) if names is not None else [f"member {i}" for i in range(len(member_probs))]
-    members = [
-        {"name": n, "accuracy": accuracy(p, y), "log_loss": log_loss(p, y)}
-        for n, p in zip(names, member_probs, strict=True)
-    ]
-    combined = average_probabilities(member_probs, weights)
-    best = max(members, key=lambda m: (m["accuracy"], -m["log_loss"]))
-    return {
-        "members": members,
-        "mean_member": {
-            "accuracy": float(np.mean([m["accuracy"] for m in members])),
-            "log_loss": float(np.mean([m["log_loss"] for m in members])),
-        },
-        "best_member": dict(best),
-        "ensemble": {"accuracy": accuracy(combined, y), "log_loss": log_loss(combined, y)},
-        "examples": int(len(np.asarray(y).reshape(-1))),
-    }
 
 
 # ------------------------------------------------------------ Keras objects
@@ -267,77 +199,6 @@ class Ensemble(keras.Model):
         return cls(**config)
 
 
-class SnapshotCheckpoints(keras.callbacks.Callback):
-    """Keep the weights of the last `keep` epochs (or cycles) for a snapshot ensemble.
-
-    "Taking different checkpoints of a single network over time ... and using
-    those to form an ensemble ... very cheap." The snapshots are held in
-    memory and written once, when training ends (also when it is stopped
-    early), as `snapshot-epoch=NNN.keras` in `directory`; older snapshot
-    files there are removed. With a cyclical learning rate, set `every` to
-    the cycle length in epochs: the snapshots are then taken at the end of
-    each cycle, where the learning rate is lowest (Huang et al., 2017).
-
-    Args:
-        directory: Where the snapshot files go.
-        keep: How many snapshots to keep. Defaults to `5`.
-        every: Take one snapshot every `every` epochs (counted from the
-            first). Defaults to `1`.
-
-    Example:
-
-    ```python
-    model.fit(x, y, epochs=20, callbacks=[SnapshotCheckpoints("ckpt", keep=5)])
-    members = members_from_snapshots("ckpt")
-    ```
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], keep: int = 5, every: int = 1):
-        super().__init__()
-        for arg, value in (("keep", keep), ("every", every)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Argument `{arg}` must be an integer > 0. Received: {arg}={value!r}")
-        self.directory = Path(directory)
-        self.keep = int(keep)
-        self.every = int(every)
-
-    def on_train_begin(self, logs=None):
-        self.snapshots: list[tuple[int, list[np.ndarray]]] = []
-        self.written: list[Path] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        self.snapshots.append((epoch + 1, [np.array(w) for w in self.model.get_weights()]))
-        del self.snapshots[: -self.keep]
-
-    def on_train_end(self, logs=None):
-        self.flush()
-
-    def flush(self) -> list[Path]:
-        """Write the snapshots held in memory; returns their paths."""
-        if not self.snapshots:
-            return []
-        from kerasguide.callbacks import save_model_atomic
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        current = self.model.get_weights()
-        paths = []
-        try:
-            for epoch, weights in self.snapshots:
-                self.model.set_weights(weights)
-                path = self.directory / f"snapshot-epoch={epoch:03d}.keras"
-                save_model_atomic(self.model, path)
-                paths.append(path)
-        finally:
-            self.model.set_weights(current)
-        for old in self.directory.glob("snapshot-epoch=*.keras"):
-            if old not in paths:
-                old.unlink()
-        self.written = paths
-        return paths
-
-
 # ------------------------------------------------------------------ members
 @dataclass
 class Member:
@@ -352,11 +213,6 @@ class Member:
 
 
 def _load_keras(path: Path) -> keras.Model:
-    import kerasguide.initializers  # noqa: F401  (register custom objects)
-    import kerasguide.layers  # noqa: F401
-    import kerasguide.losses  # noqa: F401
-    import kerasguide.models  # noqa: F401
-
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # a damaged or foreign file: one line, exit 2
@@ -395,8 +251,6 @@ def load_member(run_dir: str | os.PathLike[str], which: str = "best") -> Member:
 
 def _search_run_dirs(search_dir: Path, top: int) -> list[Path]:
     """The run directories of a search's `top` best trials (search.json)."""
-    from kerasguide.search.ranges import rank_trials
-
     state = read_json(search_dir / "search.json", default=None)
     if not isinstance(state, dict):
         raise EnsembleError(f"{search_dir}: search.json cannot be read")
@@ -459,8 +313,6 @@ def members_from_snapshots(directory: str | os.PathLike[str]) -> list[Member]:
 
 def member_config(config: RunConfig, index: int) -> RunConfig:
     """Member `index` of a seed ensemble: `train.seed + index`, the split of the base seed."""
-    from kerasguide.pipeline import split_seed
-
     member = config.model_copy(deep=True)
     member.ensemble.split_seed = split_seed(config)
     member.train.seed = config.train.seed + index
@@ -477,8 +329,6 @@ def train_members(
     Each member is a recorded run (`kerasguide.pipeline.run`) in `out`.
     Raises `MemberFailed` when a member does not complete.
     """
-    from kerasguide.pipeline import run
-
     if members <= 0:
         raise ValueError(f"Argument `members` must be > 0. Received: members={members}")
     paths = []
@@ -535,8 +385,6 @@ def _base_config(members: list[Member], config: RunConfig | None) -> RunConfig:
 
 
 def _with_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    from kerasguide.config import config_from_dict
-
     if not overrides:
         return config
     data = config.to_dict()
@@ -622,9 +470,6 @@ def run_ensemble(
     result.validation["ensemble"]["accuracy"], result.validation["mean_member"]["accuracy"]
     ```
     """
-    from kerasguide.data import load_dataset
-    from kerasguide.pipeline import split_seed
-
     if runs and snapshots:
         raise EnsembleError("give either run directories or a snapshot run, not both")
     if not runs and snapshots is None and config is None:
@@ -662,8 +507,6 @@ def run_ensemble(
     test = None
     if dataset.x_test is not None:
         test = ensemble_metrics(ensemble.member_predictions(dataset.x_test), dataset.y_test, names)
-    from kerasguide.callbacks import save_model_atomic
-
     save_model_atomic(ensemble, path / "ensemble.keras")
     if dataset.preprocessor is not None:
         dataset.preprocessor.save(path / "preprocess.npz")
@@ -685,8 +528,6 @@ def run_ensemble(
     atomic_write_json(path / "ensemble.json", record)
     student = None
     if distill:
-        from kerasguide.distill import distill_ensemble
-
         student = distill_ensemble(ensemble, dataset, base, path, verbose=verbose)
         record["student"] = student
         atomic_write_json(path / "ensemble.json", record)
@@ -697,6 +538,4 @@ def run_ensemble(
 
 
 def _copy_config(config: RunConfig, path: Path) -> None:
-    from kerasguide.config import save_config
-
     save_config(config, path / "config.toml")

@@ -13,7 +13,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ __all__ = [
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write a file so that readers see the old or the new content, never a torn one."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
+    with atomic_path(path) as tmp:
+        with open(tmp, "xb") as handle:
+            handle.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -61,9 +62,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(name)
+    # Not created here: the writer creates it, with the umask's permissions like any file it writes.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         yield tmp
         # No fsync: the rename alone guarantees that a killed process leaves the old

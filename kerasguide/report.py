@@ -1,7 +1,7 @@
 """report.md and its plots, written from a run directory alone.
 
-matplotlib is imported lazily (only when a report is written) with the Agg
-backend, so nothing here needs a display.
+The plots are matplotlib `Figure`s made without pyplot: no backend, no
+display, nothing global.
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
+from kerasguide.diagnosis import report_section
+from kerasguide.io import save_figure
+from kerasguide.lr_finder.result import LRFinderResult
 from kerasguide.rundir import RunDir, read_json
 
 __all__ = ["write_report", "plot_history", "SECTIONS"]
@@ -30,15 +35,11 @@ def plot_history(rows: list[dict[str, float]], path: str | Path) -> Path | None:
     """Loss and accuracy against epochs (train and validation), saved as PNG."""
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     epochs = [r["epoch"] for r in rows]
     keys = rows[0].keys()
     panels = [("loss", "Loss")] + [(k, k.replace("_", " ").title()) for k in ("accuracy",) if k in keys]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels, strict=True):
         ax.plot(epochs, [r.get(key, math.nan) for r in rows], label="train", color="#1f77b4")
         if f"val_{key}" in keys:
@@ -52,12 +53,7 @@ def plot_history(rows: list[dict[str, float]], path: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _section_outcome(run_dir: RunDir, record: dict[str, Any]) -> str:
@@ -138,8 +134,6 @@ def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
         return ""
     if not run_dir.file("lr_find.png").exists():
         try:
-            from kerasguide.lr_finder import LRFinderResult
-
             LRFinderResult.from_dict(data).plot(run_dir.file("lr_find.png"))
         except Exception:  # noqa: BLE001 - a missing plot must not lose the table
             pass
@@ -165,8 +159,6 @@ def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
 # Each section renders itself from the run directory, or returns "" to skip.
 def _section_diagnosis(run_dir: RunDir, record: dict[str, Any]) -> str:
     """The diagnosis and the monitors' summary (recipes E16-E20), from diagnosis.json and monitor/."""
-    from kerasguide.diagnosis import report_section
-
     return report_section(run_dir)
 
 

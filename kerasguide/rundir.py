@@ -53,7 +53,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerasguide.config import RunConfig, atomic_write_bytes, load_config
+from kerasguide.config import RunConfig, load_config
+from kerasguide.io import (  # re-exported: older callers
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -85,38 +90,6 @@ DIAGNOSIS_JSON = "diagnosis.json"
 SEARCH_JSON = "search.json"
 ENSEMBLE_JSON = "ensemble.json"
 PREPROCESS_NPZ = "preprocess.npz"
-
-
-def _json_default(value: Any) -> Any:
-    # NumPy scalars and arrays, paths: write them as plain JSON.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _finite(value: Any) -> Any:
-    # JSON has no NaN/Inf; write them as null so every reader can parse the file.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON atomically; NaN and Inf become null."""
-    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2)
-    atomic_write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:

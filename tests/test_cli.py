@@ -26,6 +26,13 @@ def _subcommands() -> list[str]:
     return sorted(action.choices)
 
 
+def test_every_subcommand_has_a_handler():
+    """The parser (`kerasguide.cli_args`, TensorFlow-free) and the handlers (`kerasguide.cli.COMMANDS`) agree."""
+    from kerasguide.cli import COMMANDS
+
+    assert sorted(COMMANDS) == _subcommands()
+
+
 def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--help"])

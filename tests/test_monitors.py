@@ -23,12 +23,12 @@ from kerasguide.monitors import (  # noqa: E402
     LossMonitor,
     ProbeMonitor,
     UpdateRatioMonitor,
-    _unit_stats,
     activation_kind,
     loss_noise,
     roughness,
     weight_grid,
 )
+from kerasguide.monitors.signals import unit_stats  # noqa: E402
 
 
 def data(n=96, d=16, classes=4, seed=0):
@@ -210,7 +210,7 @@ def test_probe_statistics_match_a_direct_computation():
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[probe])
     record = probe.records[0]
     act = keras.Model(model.inputs, model.get_layer("act").output)(x[:64]).numpy()
-    stats = _unit_stats(act, "relu")
+    stats = unit_stats(act, "relu")
     assert record["layers"]["act"]["dead_fraction"] == pytest.approx(stats["dead_fraction"])
     assert record["layers"]["act"]["act_std"] == pytest.approx(stats["std"], rel=1e-4)
     assert sum(record["layers"]["act"]["act_hist"]["counts"]) == act.size
@@ -244,7 +244,7 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
     import threading
     import time
 
-    from kerasguide import monitors
+    from kerasguide.monitors import background
 
     x, y = data()
     model = compiled(mlp(), spe=2, optimizer=keras.optimizers.SGD(0.5))
@@ -261,7 +261,7 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
     run = probe._run
     probe._run = lambda values: (threads.append(threading.current_thread() is threading.main_thread()), run(values))[1]
     if busy:
-        monitors._executor().submit(time.sleep, 1.5)
+        background.executor().submit(time.sleep, 1.5)
     epochs = 3 if busy else 6
     model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[Capture(), probe])
     assert len(probe.records) == epochs  # complete when fit() returns
@@ -382,9 +382,9 @@ def test_the_background_thread_runs_at_the_lowest_priority():
     import os
     import threading
 
-    from kerasguide import monitors
+    from kerasguide.monitors import background
 
     def nice():
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    assert monitors._executor().submit(nice).result() == 19
+    assert background.executor().submit(nice).result() == 19

@@ -16,8 +16,8 @@ batch-norm statistics and optimizer state as it found them.
 - `check_overfit`: 20 examples fitted to ~100 % train accuracy (D14).
 - `check_gradients`: float64 gradient check of every trainable tensor (D15).
 
-`run_checks` runs them all; `kerasguide check CONFIG` does it for a config
-and writes checks.json into a run directory.
+`run_checks` runs them all; `kerasguide check CONFIG` (`kerasguide.spine.check_config`)
+does it for a config and writes checks.json into a run directory.
 
 Example:
 
@@ -45,17 +45,17 @@ from kerasguide.checks.initialization import activation_stats, check_initializat
 from kerasguide.checks.loss import check_initial_loss, check_regularization
 from kerasguide.checks.overfit import check_overfit
 from kerasguide.checks.result import CheckResult, all_passed, failure_lines, format_table
-from kerasguide.checks.runner import CHECK_NAMES, check_config, read_checks, run_checks, write_checks
+from kerasguide.checks.runner import CHECK_NAMES, planned_checks, read_checks, run_checks, write_checks
 
 __all__ = [
     "CHECK_NAMES",
     "CheckResult",
     "activation_stats",
     "all_passed",
-    "check_config",
     "check_data",
     "check_gradients",
     "check_initial_loss",
+    "planned_checks",
     "check_initialization",
     "check_overfit",
     "check_regularization",

@@ -1,9 +1,8 @@
-"""All checks in order, for a model and its data, for a config, and as a pipeline stage."""
+"""All checks in order, for a model and its data (`run_checks`), and checks.json."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -15,11 +14,14 @@ from kerasguide.checks.gradients import check_gradients
 from kerasguide.checks.initialization import check_initialization
 from kerasguide.checks.loss import check_initial_loss, check_regularization
 from kerasguide.checks.overfit import check_overfit
-from kerasguide.checks.result import CheckResult, all_passed, failure_lines, format_table
+from kerasguide.checks.result import CheckResult
 from kerasguide.config import ChecksConfig, RunConfig
+from kerasguide.models import make_loss, make_optimizer
+from kerasguide.rundir import RunDir
+from kerasguide.training import initial_learning_rate
 
-__all__ = ["CHECK_NAMES", "planned_checks", "run_checks", "write_checks", "read_checks", "check_config",
-           "pipeline_stage"]
+__all__ = ["CHECK_NAMES", "CHECKS_JSON", "planned_checks", "run_checks", "write_checks", "read_checks",
+           "checks_inputs"]
 
 logger = logging.getLogger("kerasguide")
 
@@ -178,8 +180,6 @@ def run_checks(
 
 def write_checks(run_dir: Any, results: list[CheckResult]) -> Any:
     """Write checks.json (atomically) into a run directory (a `RunDir` or a path)."""
-    from kerasguide.rundir import RunDir
-
     if not isinstance(run_dir, RunDir):
         run_dir = RunDir(run_dir)
     return run_dir.write_json(CHECKS_JSON, [r.to_dict() for r in results])
@@ -187,164 +187,16 @@ def write_checks(run_dir: Any, results: list[CheckResult]) -> Any:
 
 def read_checks(run_dir: Any) -> list[CheckResult]:
     """The results in a run directory's checks.json ([] if there is none)."""
-    from kerasguide.rundir import RunDir
-
     if not isinstance(run_dir, RunDir):
         run_dir = RunDir(run_dir)
     return [CheckResult.from_dict(item) for item in (run_dir.read(CHECKS_JSON, default=[]) or [])]
 
 
-def _checks_inputs(config: RunConfig, dataset, model):
-    from kerasguide.models import make_loss, make_optimizer
-
-    lr = config.optimizer.learning_rate
-    return make_loss(config), make_optimizer(config.optimizer, 1e-3 if lr == "auto" else float(lr))
+def checks_inputs(config: RunConfig) -> tuple[Any, Any]:
+    """The loss and a fresh optimizer the checks use for a config ("auto" learning rate: 1e-3)."""
+    return make_loss(config), make_optimizer(config.optimizer, initial_learning_rate(config))
 
 
 def planned_checks(config: ChecksConfig, skip: tuple[str, ...] | list[str] = ()) -> list[str]:
     """The names of the checks `run_checks` will run with these settings, in order."""
     return [name for name in CHECK_NAMES if name not in skip and name not in config.skip]
-
-
-def check_config(
-    config: RunConfig,
-    out: str | os.PathLike[str] = "runs",
-    config_path: str | None = None,
-    on_result: Callable[[CheckResult], None] | None = None,
-    progress: Any = None,
-):
-    """What `kerasguide check` does: build a config's data and model, run the checks, record them.
-
-    Writes config.toml, run.json (status `completed` or `checks_failed`),
-    checks.json and report.md into a new run directory. Interrupted (Ctrl-C,
-    or SIGTERM turned into `KeyboardInterrupt` by the CLI), it records the
-    checks done so far in checks.json, marks run.json `interrupted`, writes
-    the report and raises the `KeyboardInterrupt` again.
-
-    Args:
-        config: The run config.
-        out: The folder that receives the run directory. Defaults to `"runs"`.
-        config_path: Recorded in run.json. Defaults to `None`.
-        on_result: Called with each result as it is ready. Defaults to `None`.
-        progress: A `kerasguide.pipeline.Progress`: `start`, `stage`, then a
-            `check` and a `step` event (step k of n checks, elapsed, eta) per
-            check, and `end`. Defaults to `None` (no events).
-
-    Returns:
-        `(run_dir, results)`. Bad data or config raise `ConfigError`.
-    """
-    from kerasguide.pipeline import (
-        Progress,
-        StepEvents,
-        prepare,
-        record_interrupted,
-        start_command_run,
-        unwrapped_interrupts,
-    )
-    from kerasguide.report import write_report
-    from kerasguide.rundir import new_run_dir, utc_now
-
-    progress = progress or Progress(False)
-    started = time.perf_counter()
-    dataset, model = prepare(config)
-    loss, optimizer = _checks_inputs(config, dataset, model)
-    run_dir = new_run_dir(out, config)
-    done: list[CheckResult] = []
-    try:
-        start_command_run(run_dir, config, config_path, "check", dataset, model)
-        names = planned_checks(config.checks)
-        progress.emit("start", run_dir=str(run_dir.path), name=config.name, kind="check", planned=names)
-        progress.emit("stage", stage="checks")
-        step = StepEvents(progress, "checks", len(names))
-
-        def record(result: CheckResult) -> None:
-            done.append(result)
-            progress.emit("check", **result.to_dict())
-            step(len(done), name=result.name)
-            if on_result is not None:
-                on_result(result)
-
-        with unwrapped_interrupts():  # Ctrl-C inside TensorFlow's C++ layer may come out wrapped
-            results = run_checks(
-                model,
-                dataset,
-                loss=loss,
-                optimizer=optimizer,
-                config=config.checks,
-                seed=config.train.seed,
-                on_result=record,
-            )
-        write_checks(run_dir, results)
-        failed = [r.name for r in results if not r.passed]
-        error = f"sanity checks failed: {', '.join(failed)}" if failed else None
-        status = "checks_failed" if failed else "completed"
-        run_dir.update_run(
-            status=status,
-            ended=utc_now(),
-            seconds=round(time.perf_counter() - started, 3),
-            error=error,
-            stop_reason="checks_failed" if failed else None,
-        )
-        write_report(run_dir)
-    except KeyboardInterrupt:
-        logger.warning("check interrupted with %d check%s done: keeping what was written in %s",
-                       len(done), "" if len(done) == 1 else "s", run_dir.path)
-        write_checks(run_dir, done)
-        record_interrupted(run_dir, started, progress)
-        raise
-    progress.emit("end", status=status, run_dir=str(run_dir.path), error=error)
-    return run_dir, results
-
-
-def pipeline_stage(ctx) -> None:
-    """The pipeline's "checks" stage: run the checks on the fresh model, write checks.json.
-
-    Skipped when `config.checks.enabled` is false. Emits a `check` progress
-    event per result and logs the table. When a check fails and
-    `checks.stop_on_failure` is set, raises `StopRun("checks_failed", ...)`
-    so that training never starts.
-    """
-    from kerasguide.pipeline import StopRun
-
-    cfg = ctx.config
-    if not cfg.checks.enabled:
-        return
-    loss, optimizer = _checks_inputs(cfg, ctx.dataset, ctx.model)
-
-    def emit(result: CheckResult) -> None:
-        ctx.progress.emit("check", **result.to_dict())
-
-    model = ctx.model
-    if cfg.train.strategy != "default":
-        # Distributed variables cannot be assigned or differentiated outside a
-        # replica context: check a plain twin with the same weights (the
-        # checks test the model's maths, not its distribution).
-        from kerasguide.models import build_model
-
-        ds = ctx.dataset
-        model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
-        model.set_weights(ctx.model.get_weights())
-    results = run_checks(
-        model,
-        ctx.dataset,
-        loss=loss,
-        optimizer=optimizer,
-        config=cfg.checks,
-        seed=cfg.train.seed,
-        on_result=emit,
-    )
-    write_checks(ctx.run_dir, results)
-    failed = [r.name for r in results if not r.passed]
-    ctx.update_run(checks={"passed": not failed, "failed": failed})
-    for line in format_table(results).splitlines() + failure_lines(results):
-        logger.info("%s", line)
-    if failed and cfg.checks.stop_on_failure:
-        raise StopRun(
-            "checks_failed",
-            f"sanity checks failed: {', '.join(failed)} (see checks.json; "
-            "set [checks] stop_on_failure = false to train anyway)",
-        )
-    if not all_passed(results):
-        logger.warning(
-            "sanity checks failed (%s); training anyway (stop_on_failure = false)", ", ".join(failed)
-        )

@@ -4,8 +4,8 @@ The plot shows the score of every trial against each hyperparameter, one
 panel per key, on a log axis where the key was searched on a log scale,
 with the last searched range drawn and its borders (the outer
 `border_fraction` at each end, recipe H28) shaded: a best point in a shaded
-band means better values may lie beyond the range. matplotlib is imported
-only here, with the Agg backend.
+band means better values may lie beyond the range. The figure is a
+matplotlib `Figure` made without pyplot.
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kerasguide.rundir import atomic_write_text, read_json
+import matplotlib
+from matplotlib.figure import Figure
+
+from kerasguide.config import load_config
+from kerasguide.io import atomic_write_text, save_figure
+from kerasguide.rundir import read_json
 from kerasguide.search.space import ParamRange
 
 __all__ = ["write_search_report", "plot_search"]
@@ -42,15 +47,11 @@ def plot_search(state: dict[str, Any], path: str | os.PathLike[str], border_frac
     ranges = _last_ranges(state)
     if not trials or not ranges:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = list(ranges)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(keys), 3.6))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     best = state.get("best") or {}
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     stage_ids = sorted({t["stage"] for t in trials})
     for ax, key in zip(axes[0], keys, strict=True):
         rng = ranges[key]
@@ -88,16 +89,7 @@ def plot_search(state: dict[str, Any], path: str | os.PathLike[str], border_frac
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle("score vs hyperparameter (shaded: border of the last range searched)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
@@ -107,8 +99,6 @@ def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
     metric = (state.get("objective") or {}).get("metric", "score")
     fraction = 0.1
     try:
-        from kerasguide.config import load_config
-
         fraction = load_config(search_dir / "config.toml").search.border_fraction
     except Exception:  # the report still works without the config
         pass

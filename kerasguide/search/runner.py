@@ -42,8 +42,11 @@ from typing import Any
 
 from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+from kerasguide.progress import Progress
 from kerasguide.rundir import atomic_write_json, atomic_write_text, read_json, utc_now
+from kerasguide.search.oracle import build_hyperparameters, make_oracle
 from kerasguide.search.ranges import BorderFinding, border_findings, next_ranges, rank_trials
+from kerasguide.search.report import write_search_report
 from kerasguide.search.space import (
     ParamRange,
     StagePlan,
@@ -54,6 +57,7 @@ from kerasguide.search.space import (
     resolve_stages,
     with_baseline_choices,
 )
+from kerasguide.search.tuner import SearchTuner
 
 __all__ = ["tune", "SearchResult", "find_search", "FORMAT_VERSION"]
 
@@ -189,9 +193,6 @@ class _Search:
 
     # ---------------------------------------------------------- stages
     def run_stage(self, index: int, plan: StagePlan, ranges: list[ParamRange], baseline: dict[str, Any]) -> dict[str, Any]:
-        from kerasguide.search.oracle import build_hyperparameters, make_oracle
-        from kerasguide.search.tuner import SearchTuner
-
         stage = self.stage_state(index, plan, ranges)
         ranges = [ParamRange.from_dict(r) for r in stage["ranges"]]  # resuming: the stage's own ranges
         ranges, _ = with_baseline_choices(ranges, baseline)
@@ -306,8 +307,6 @@ def tune(
     print(result.best["values"], result.best_config)
     ```
     """
-    from kerasguide.pipeline import Progress
-
     if not isinstance(config, RunConfig):
         config_path = config_path or str(config)
         config = load_config(config)
@@ -383,8 +382,6 @@ def tune(
     state.update(ended=utc_now(), error=error)
     search.save()
     try:
-        from kerasguide.search.report import write_search_report
-
         write_search_report(path)
     except Exception as report_error:  # a report failure must not hide the search's outcome
         logger.warning("search report failed: %s: %s", type(report_error).__name__, report_error)

@@ -46,7 +46,10 @@ from kerasguide.search.space import apply_values
 
 import_tensorflow()  # before keras-tuner imports Keras: hides TensorFlow's start-up chatter
 
+import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
+
+from kerasguide.spine import run  # noqa: E402
 
 __all__ = ["SearchTuner", "read_outcome", "checkpoint_score"]
 
@@ -260,10 +263,6 @@ class SearchTuner(kt.Tuner):
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         """Run one trial in this process (workers = 0); returns `{metric: score}`."""
-        import keras
-
-        from kerasguide.pipeline import run
-
         config = self.trial_config(trial)
         keras.backend.clear_session()
         level = logger.level
@@ -401,8 +400,6 @@ class SearchTuner(kt.Tuner):
 
     # keras-tuner asks for these; a trial's model is its run's best checkpoint.
     def load_model(self, trial):
-        import keras
-
         record = self.record_of(trial)
         if not record.get("run_dir") or not record.get("checkpoint"):
             raise ValueError(f"trial {trial.trial_id} has no checkpoint")

@@ -1,0 +1,152 @@
+"""`MonitorCallback`: what every monitor shares (a shared TensorBoard writer, records on disk, cadence)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from kerasguide import tb_events
+from kerasguide._logging import get_logger
+from kerasguide.io import atomic_write_text
+from kerasguide.monitors import background
+from kerasguide.monitors.signals import finite_or_none, round_floats
+
+__all__ = ["MonitorCallback"]
+
+logger = get_logger()
+
+# Records are rewritten whole (atomically) at most this often, and at the end of training:
+# a rewrite per record would show on a small model's epoch.
+_WRITE_SECONDS = 1.0
+
+
+class MonitorCallback(keras.callbacks.Callback):
+    """Shared logic of the monitors: a shared TensorBoard writer, per-epoch records on disk, cadence.
+
+    Subclasses set `record_name` and call `self._add_record(dict)` once per
+    epoch; the records are kept in `self.records` and, with a `record_dir`,
+    rewritten atomically to `<record_dir>/<record_name>.jsonl`. State is
+    reset in `on_train_begin`, so one instance can serve several `fit()`
+    calls. Work handed to `self._submit(fn)` runs on the monitors'
+    background thread (in order; `background = False` runs it at once);
+    `on_train_end` waits for it (`finish`), so `records` and the files are
+    complete when `fit()` returns. Summaries and records are only written
+    from there.
+
+    Args:
+        log_dir: TensorBoard folder for the summaries (e.g. a run's
+            `tb/monitor`); None writes no summaries. Defaults to `None`.
+        record_dir: Folder for the JSON-lines records (e.g. a run's
+            `monitor/`); None keeps them in memory only. Defaults to `None`.
+        every_epochs: Record every N epochs (and at the last). Defaults to `1`.
+    """
+
+    record_name = "monitor"
+    background = True  # epoch-end work on the background thread (False: at once, on the training thread)
+
+    def __init__(self, log_dir: str | Path | None = None, record_dir: str | Path | None = None,
+                 every_epochs: int = 1):
+        super().__init__()
+        self._futures: list[Future] = []
+        self._errors: list[str] = []
+        if not isinstance(every_epochs, int) or every_epochs <= 0:
+            raise ValueError(f"Argument `every_epochs` must be an integer > 0. Received: every_epochs={every_epochs}")
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        self.record_dir = None if record_dir is None else Path(record_dir)
+        self.every_epochs = every_epochs
+        self.records: list[dict[str, Any]] = []
+
+    # state
+    def on_train_begin(self, logs=None):
+        self._drain()
+        self.records = []
+        self._lines: list[str] = []
+        self._written = -math.inf
+        self._written_lines = 0
+        if self.log_dir is not None:
+            tb_events.acquire_writer(self.log_dir)
+        self._epochs = (self.params or {}).get("epochs")
+
+    def _due(self, epoch: int) -> bool:
+        last = self._epochs is not None and epoch + 1 >= self._epochs
+        return (epoch + 1) % self.every_epochs == 0 or last or bool(getattr(self.model, "stop_training", False))
+
+    # outputs
+    @property
+    def writer(self) -> tb_events.EventWriter | None:
+        """The shared summary writer of `log_dir`, or None."""
+        return None if self.log_dir is None else tb_events.shared_writer(self.log_dir)
+
+    def _add_record(self, record: dict[str, Any]) -> None:
+        record = round_floats(record)
+        self.records.append(record)
+        if self.record_dir is None:
+            return
+        # Each line is serialized once; the file is rewritten whole (atomic rename), so a kill
+        # never leaves half a file.
+        self._lines.append(json.dumps(finite_or_none(record), allow_nan=True) + "\n")
+        if time.perf_counter() - self._written >= _WRITE_SECONDS:
+            self._write_records()
+
+    def _write_records(self) -> None:
+        if self.record_dir is None or not self._lines or self._written_lines == len(self._lines):
+            return
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", "".join(self._lines))
+        self._written = time.perf_counter()
+        self._written_lines = len(self._lines)
+
+    # the background
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue `fn(*args)` for the background thread (run from the next execution's start, in order).
+
+        Runs it at once when `background` is False.
+        """
+        if not self.background:
+            self._guarded(fn, *args)
+            return
+        self._futures = [f for f in self._futures if not f.done()]
+        background.queue(self._guarded, (fn, *args), self._keep)
+
+    def _keep(self, future: Future) -> None:
+        self._futures.append(future)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # The training thread is about to enter the compiled execution: the queued work runs now.
+        if background.pending():
+            background.release()
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as error:  # a monitor must never stop the training
+            if not self._errors:
+                logger.warning("%s: %s: %s", type(self).__name__, type(error).__name__, error)
+            self._errors.append(f"{type(error).__name__}: {error}")
+
+    def _drain(self) -> None:
+        """Wait for every piece of work this callback handed to the background thread."""
+        background.release()
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
+    def finish(self) -> None:
+        """Wait for this monitor's background work and write its records (what `on_train_end` does first).
+
+        For a fit that ended by an exception, where Keras never calls `on_train_end`.
+        """
+        self._drain()
+        self._write_records()
+
+    def on_train_end(self, logs=None):
+        self.finish()
+        if self.log_dir is not None:
+            tb_events.release_writer(self.log_dir)

@@ -1,0 +1,86 @@
+"""`FirstLayerImages`: the first layer's weights as an image grid, in TensorBoard and as PNG files (recipe E20)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasguide.io import atomic_write_bytes
+from kerasguide.monitors.base import MonitorCallback
+from kerasguide.monitors.signals import roughness, weight_grid
+
+__all__ = ["FirstLayerImages"]
+
+
+class FirstLayerImages(MonitorCallback):
+    """The first layer's weights as images (recipe E20): smooth = healthy, noisy = unconverged.
+
+    Every `every_epochs` epochs (and at the last) the kernel of the first
+    dense or conv layer becomes a grid (see `weight_grid`): a dense layer's
+    units reshaped to the input image, a conv layer's kernels. Logged as the
+    TensorBoard image `first_layer` and written as
+    `first_layer_epoch=NNN.png`. Record (`images.jsonl`): `{"epoch", "file",
+    "layer", "tiles", "roughness"}` (`roughness`: about 1 for white noise,
+    near 0 for smooth filters).
+
+    Args:
+        image_shape: `(h, w, c)` of a dense layer's flat inputs; None: from
+            the model's input shape, or square. Defaults to `None`.
+        every_epochs: Defaults to `5`.
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Folder for the PNG files and records. Defaults to `None`.
+
+    Example:
+
+    ```python
+    images = FirstLayerImages(image_shape=(8, 8, 1), record_dir="monitor")
+    model.fit(x, y, epochs=5, callbacks=[images])
+    ```
+    """
+
+    record_name = "images"
+
+    def __init__(self, image_shape: tuple[int, ...] | None = None, every_epochs: int = 5, log_dir=None,
+                 record_dir=None):
+        super().__init__(log_dir, record_dir, every_epochs)
+        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self.last_grid: np.ndarray | None = None
+
+    def _kernel(self):
+        for layer in self.model._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.Model):
+                continue
+            kernel = getattr(layer, "kernel", None)
+            if kernel is not None and len(kernel.shape) in (2, 3, 4):
+                return layer, kernel
+        return None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._due(epoch):
+            return
+        layer, kernel = self._kernel()
+        if kernel is None:
+            return
+        shape = self.image_shape
+        if shape is None:
+            input_shape = getattr(self.model, "input_shape", None)
+            if isinstance(input_shape, tuple) and len(input_shape) == 4:
+                shape = tuple(input_shape[1:])
+        # A copy of the kernel now; the grid, the PNG and the files on the background thread.
+        self._submit(self._draw, epoch, layer.name, np.array(kernel.value), shape)
+
+    def _draw(self, epoch: int, layer_name: str, kernel: np.ndarray, shape) -> None:
+        grid, tiles = weight_grid(kernel, shape)
+        self.last_grid = grid
+        record = {"epoch": epoch + 1, "layer": layer_name, "tiles": int(len(tiles)), "roughness": roughness(tiles)}
+        png = tf.io.encode_png(grid, compression=1).numpy()  # zlib level 1: much faster, slightly larger
+        if self.writer is not None:
+            self.writer.image("first_layer", png, grid.shape[0], grid.shape[1], epoch + 1,
+                              f"{layer_name}'s weights, one tile per unit/filter (E20)")
+        if self.record_dir is not None:
+            name = f"first_layer_epoch={epoch + 1:03d}.png"
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.record_dir / name, png)
+            record["file"] = name
+        self._add_record(record)

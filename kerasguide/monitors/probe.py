@@ -1,0 +1,312 @@
+"""`ProbeMonitor`: activation, gradient and weight histograms per layer on a fixed probe batch (recipe E19)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasguide._logging import get_logger
+from kerasguide.monitors.base import MonitorCallback
+from kerasguide.monitors.hooks import layer_of_variables, var_name
+from kerasguide.monitors.signals import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, histogram
+from kerasguide.tb_events import EventWriter
+
+__all__ = ["ProbeMonitor", "activation_kind"]
+
+logger = get_logger()
+
+_ACT_SAMPLE = 16384  # activation values kept for a layer's histogram (a strided sample)
+
+
+def activation_kind(layer: keras.layers.Layer) -> str | None:
+    """The nonlinearity a layer applies (`"relu"`, `"tanh"`, ...), or None if it is linear."""
+    kinds = {
+        keras.layers.LeakyReLU: "leaky_relu",
+        keras.layers.ReLU: "relu",
+        keras.layers.ELU: "elu",
+        keras.layers.PReLU: "prelu",
+        keras.layers.Softmax: "softmax",
+    }
+    for cls, name in kinds.items():
+        if isinstance(layer, cls):
+            return "leaky_relu" if name == "relu" and getattr(layer, "negative_slope", 0) else name
+    fn = getattr(layer, "activation", None)
+    if fn is None or not callable(fn):
+        return None
+    name = (getattr(fn, "__name__", None) or type(fn).__name__).lower()
+    return None if name == "linear" else name
+
+
+class ProbeMonitor(MonitorCallback):
+    """Activation, gradient and weight histograms per layer on a fixed probe batch (recipe E19).
+
+    One extra compiled function runs the probe batch through the model
+    (inference mode: no dropout, no batch-norm update) on a copy of its
+    weights taken at the epoch's end, takes the gradients of the data loss
+    for every trainable tensor and the unit statistics, and returns a few
+    small arrays. Its first call (the tracing) and all the histograms and
+    summaries run on the monitors' background thread (see
+    `kerasguide.monitors.background`), so training goes on meanwhile; once
+    traced, the function itself runs at the epoch's end, where it does not
+    share TensorFlow's threads with a training step. Per layer with a
+    nonlinearity: the fraction of dead ReLU units
+    (<= 0 on the whole probe batch), of saturated tanh/sigmoid values
+    (`|tanh| > 0.99`, sigmoid outside [0.01, 0.99]), the activations' std;
+    per layer with weights: gradient and weight norms and RMS. Per-layer
+    activations need a Functional or Sequential model; gradients and
+    weights work for any model.
+
+    Record (`probe.jsonl`): `{"epoch", "loss", "order": [layers with
+    weights, input to output], "layers": {layer: {"kind", "dead_fraction",
+    "saturated_fraction", "act_std", "act_hist"} or {"grad_norm", "grad_rms",
+    "weight_norm", "weight_rms", "grad_hist", "weight_hist"}}}`; each
+    `*_hist` is `{"edges", "counts"}` (16 bins, of the layer's largest
+    tensor for gradients and weights). TensorBoard: histograms
+    `activations/<layer>`, `gradients/<path>`, `weights/<path>`, scalars
+    `dead_fraction/<layer>`, `saturated_fraction/<layer>`,
+    `gradient_norm/<layer>`.
+
+    Args:
+        x: Inputs of the probe batch (e.g. 64 training examples, as `kerasguide run`).
+        y: Their targets.
+        every_epochs: Probe every N epochs (and at the last). Defaults to `1`.
+        every_batches: Also probe every N executions (`on_train_batch_end`);
+            None: only at epoch ends. Defaults to `None`.
+        histograms: Write TensorBoard histograms (the record keeps its
+            16-bin ones anyway). Defaults to `True`.
+        log_dir: TensorBoard folder. Defaults to `None`.
+        record_dir: Records folder. Defaults to `None`.
+
+    Example:
+
+    ```python
+    probe = ProbeMonitor(x_train[:256], y_train[:256])
+    model.fit(x_train, y_train, epochs=3, callbacks=[probe])
+    probe.records[-1]["layers"]["activation"]["dead_fraction"]
+    ```
+    """
+
+    record_name = "probe"
+
+    def __init__(self, x, y, every_epochs: int = 1, every_batches: int | None = None, histograms: bool = True,
+                 log_dir=None, record_dir=None):
+        super().__init__(log_dir, record_dir, every_epochs)
+        if every_batches is not None and (not isinstance(every_batches, int) or every_batches <= 0):
+            raise ValueError(f"Argument `every_batches` must be None or an integer > 0. Received: every_batches={every_batches}")
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"Arguments `x` and `y` must be non-empty and of equal length. Received: {len(x)} and {len(y)}")
+        self.x = x
+        self.y = y
+        self.every_batches = every_batches
+        self.histograms = histograms
+        self._function = None
+        self._function_model = None
+        self._traced = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._batches = 0
+        self._probe_step = 0
+        self._failed = False
+        if self._function_model is not self.model:
+            self._traced = False
+            self._build()
+
+    def _build(self) -> None:
+        model = self.model
+        self._function_model = model
+        outputs = set(id(t) for t in (getattr(model, "outputs", None) or []))
+        probed = []
+        for layer in model.layers:
+            kind = activation_kind(layer)
+            if kind is None or kind == "softmax" or isinstance(layer, keras.Model):
+                continue
+            try:
+                out = layer.output
+            except (AttributeError, ValueError):
+                continue
+            if id(out) in outputs:
+                continue
+            probed.append((layer.name, kind, out))
+        submodel = None
+        if probed and getattr(model, "inputs", None):
+            try:
+                submodel = keras.Model(model.inputs, [o for _, _, o in probed] + list(model.outputs))
+            except (ValueError, TypeError, AttributeError):
+                submodel = None
+        self._probed = [(name, kind) for name, kind, _ in probed] if submodel is not None else []
+        weights = list(model.trainable_weights)
+        trainable_ids = {id(w) for w in weights}
+        # Every variable the forward pass reads (batch-norm statistics too), trainable ones first.
+        variables = weights + [v for v in model.non_trainable_weights if id(v) not in trainable_ids]
+        n_weights = len(weights)
+        owners = layer_of_variables(model)
+        self._order: list[str] = []
+        groups: dict[str, list[int]] = {}
+        for i, variable in enumerate(weights):
+            layer = owners.get(id(variable), var_name(variable).split("/")[0])
+            if layer not in groups:
+                self._order.append(layer)
+            groups.setdefault(layer, []).append(i)
+        sizes = [int(np.prod(w.shape)) for w in weights]
+        kernels = [max(groups[layer], key=lambda i: sizes[i]) for layer in self._order]
+        n_act = len(self._probed)
+        probed_kinds = list(self._probed)
+        names = [var_name(v) for v in weights]
+        x_probe = tf.constant(self.x)
+        y_probe = tf.constant(self.y)
+        loss_fn = getattr(model, "loss", None)
+        if isinstance(loss_fn, str):
+            loss_fn = keras.losses.get(loss_fn)
+        single = len(getattr(model, "outputs", None) or [None]) == 1
+        n_examples = len(self.x)
+
+        def snapshot():
+            # The variables' values now: training goes on while the background thread probes them.
+            return [tf.identity(v.value) for v in variables]
+
+        def probe(values):
+            # The model on `values` (a snapshot), not on its live variables (Keras' StatelessScope).
+            trainable = values[:n_weights]
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                with tf.GradientTape() as tape:
+                    tape.watch(trainable)
+                    if submodel is not None:
+                        outs = submodel(x_probe, training=False)
+                        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                        acts, y_pred = outs[:n_act], outs[n_act]
+                    else:
+                        acts, y_pred = [], model(x_probe, training=False)
+                    if callable(loss_fn) and single:
+                        # The data loss alone: the gradients the data push through the layers (E19).
+                        loss = tf.reduce_mean(loss_fn(y_probe, y_pred))
+                    else:
+                        loss = model.compute_loss(x=x_probe, y=y_probe, y_pred=y_pred, training=False)
+            grads = tape.gradient(loss, trainable)
+            grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(g, tf.float32)
+                     for g, w in zip(grads, trainable, strict=True)]
+            stats, samples = [], []
+            for (_, kind), act in zip(probed_kinds, acts, strict=True):
+                units = tf.reshape(tf.cast(act, tf.float32), [-1, act.shape[-1]])
+                dead = saturated = tf.constant(0.0)
+                if kind in RELU_LIKE:
+                    dead = tf.reduce_mean(tf.cast(tf.reduce_all(units <= 0.0, axis=0), tf.float32))
+                elif kind in TANH_LIKE:
+                    saturated = tf.reduce_mean(tf.cast(tf.abs(units) > 0.99, tf.float32))
+                elif kind in SIGMOID_LIKE:
+                    saturated = tf.reduce_mean(tf.cast((units > 0.99) | (units < 0.01), tf.float32))
+                stats.append(tf.stack([dead, saturated, tf.math.reduce_std(units)]))
+                size = int(np.prod(act.shape[1:])) * n_examples
+                samples.append(tf.reshape(units, [-1])[:: max(1, size // _ACT_SAMPLE)])
+            return loss, (tf.stack(stats) if stats else tf.zeros([0, 3])), samples, grads
+
+        # One compiled function for the forward pass to every activation, the backward pass to
+        # every gradient and the unit statistics. Histograms are counted in NumPy (in the graph
+        # they would slow its tracing); autograph is off (nothing here needs it, and it slows
+        # tracing). The probe is traced at its first call, on the background thread; the small
+        # snapshot function now, so that the training thread never traces it mid-fit.
+        self._snapshot = tf.function(snapshot, autograph=False)
+        self._snapshot.get_concrete_function()
+        self._function = tf.function(probe, autograph=False)
+        self._n_weights = n_weights
+        self._groups = groups
+        self._kernels = dict(zip(self._order, kernels, strict=True))
+        self._sizes = sizes
+        self._names = names
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_batches is None:
+            return
+        self._batches += 1
+        if self._batches % self.every_batches == 0:
+            self._probe(None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._due(epoch):
+            self._probe(epoch)
+
+    def _probe(self, epoch: int | None) -> None:
+        if self._failed:
+            return
+        self._probe_step += 1
+        step = epoch + 1 if epoch is not None else self._probe_step
+        values = self._snapshot()  # one compiled call that copies the weights
+        if not self._traced:
+            # The first probe traces the function: on the background thread, while the next
+            # execution trains.
+            self._submit(self._measure, epoch, step, values)
+            return
+        # Traced: the forward and backward pass run here, between two executions. Run beside a
+        # training step, the two would share TensorFlow's thread pools and cost more.
+        outputs = self._run(values)
+        if outputs is not None:
+            self._submit(self._measure, epoch, step, values, outputs)
+
+    def _run(self, values):
+        try:
+            outputs = self._function(values)
+        except Exception as error:  # an exotic model must not stop the training
+            self._failed = True
+            logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
+            return None
+        self._traced = True
+        return outputs
+
+    def _measure(self, epoch: int | None, step: int, values, outputs=None) -> None:
+        if self._failed:
+            return
+        if outputs is None:
+            outputs = self._run(values)
+            if outputs is None:
+                return
+        loss, act_stats, samples, grads = outputs
+        act_stats = np.asarray(act_stats, dtype=np.float64)
+        grads = [np.asarray(g) for g in grads]
+        weights = [np.asarray(w) for w in values[: self._n_weights]]
+        layers: dict[str, dict[str, Any]] = {}
+        for i, (name, kind) in enumerate(self._probed):
+            layers[name] = {"kind": kind, "dead_fraction": act_stats[i, 0], "saturated_fraction": act_stats[i, 1],
+                            "act_std": act_stats[i, 2], "act_hist": histogram(np.asarray(samples[i]))}
+        grad_hists = [histogram(g) for g in grads]
+        weight_hists = [histogram(w) for w in weights]
+        for layer in self._order:
+            idx = self._groups[layer]
+            g2 = float(sum(np.sum(np.square(grads[i], dtype=np.float64)) for i in idx))
+            w2 = float(sum(np.sum(np.square(weights[i], dtype=np.float64)) for i in idx))
+            n = max(sum(self._sizes[i] for i in idx), 1)
+            k = self._kernels[layer]
+            layers.setdefault(layer, {}).update(
+                grad_norm=math.sqrt(g2), grad_rms=math.sqrt(g2 / n), weight_norm=math.sqrt(w2),
+                weight_rms=math.sqrt(w2 / n), grad_hist=grad_hists[k], weight_hist=weight_hists[k])
+        writer = self.writer
+        if writer is not None:
+            with writer:
+                self._write_summaries(writer, layers, grad_hists, weight_hists, step)
+        if epoch is not None:
+            self._add_record({"epoch": epoch + 1, "loss": float(loss), "order": self._order, "layers": layers})
+
+    def _write_summaries(self, writer: EventWriter, layers, grad_hists, weight_hists, step: int) -> None:
+        for name, kind in self._probed:
+            entry = layers[name]
+            if self.histograms:
+                writer.histogram(f"activations/{name}", entry["act_hist"]["edges"], entry["act_hist"]["counts"],
+                                 step, f"{kind} outputs on the probe batch (E19)")
+            if kind in RELU_LIKE:
+                writer.scalar(f"dead_fraction/{name}", entry["dead_fraction"], step,
+                              "ReLU units <= 0 on the whole probe batch (E19)")
+            else:
+                writer.scalar(f"saturated_fraction/{name}", entry["saturated_fraction"], step,
+                              "values saturated at the nonlinearity's ends (E19)")
+        for layer in self._order:
+            writer.scalar(f"gradient_norm/{layer}", layers[layer]["grad_norm"], step,
+                          "norm of the probe batch's data-loss gradient (E19)")
+        if self.histograms:
+            for i, name in enumerate(self._names):
+                writer.histogram(f"gradients/{name}", grad_hists[i]["edges"], grad_hists[i]["counts"], step)
+                writer.histogram(f"weights/{name}", weight_hists[i]["edges"], weight_hists[i]["counts"], step)

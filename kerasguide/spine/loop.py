@@ -1,0 +1,103 @@
+"""`run(config)`: what `kerasguide run` does, the stages in order inside one command lifecycle.
+
+Each stage writes to the run directory as it goes, so a run stopped at any
+point (Ctrl-C, SIGTERM, a crash, SIGKILL) leaves files every kerasguide tool
+can read.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import keras
+
+from kerasguide._logging import get_logger
+from kerasguide.config import RunConfig, load_config
+from kerasguide.progress import Progress
+from kerasguide.spine.context import RunContext, RunResult
+from kerasguide.spine.lifecycle import CommandRun, command_run
+from kerasguide.spine.record import git_commit
+from kerasguide.spine.stages import FINAL_STAGES, STAGES
+from kerasguide.rundir import new_run_dir
+from kerasguide.training import save_model_atomic
+
+__all__ = ["run"]
+
+logger = get_logger()
+
+
+def _save_last(ctx: RunContext) -> None:
+    """checkpoints/last.keras, and the best checkpoint an interrupted fit kept only in memory."""
+    if ctx.model is None or not ctx.model.built or getattr(ctx.model, "optimizer", None) is None:
+        return
+    try:
+        if ctx.best_checkpoint is not None and ctx.best_checkpoint.has_pending:
+            ctx.best_checkpoint.flush()  # interrupted: on_train_end never ran
+        save_model_atomic(ctx.model, ctx.run_dir.checkpoints_dir / "last.keras")
+    except Exception as error:  # a failed save must not hide the run's own outcome
+        logger.warning("could not save last checkpoint: %s", error)
+
+
+def run(
+    config: RunConfig | str | os.PathLike[str],
+    out: str | os.PathLike[str] = "runs",
+    json_progress: bool = False,
+    verbose: int = 1,
+    config_path: str | None = None,
+) -> RunResult:
+    """Run a config end to end and record everything in a new run directory.
+
+    Args:
+        config: A `RunConfig` or the path of a TOML run config.
+        out: The folder that receives the run directory. Defaults to `"runs"`.
+        json_progress: Emit one JSON object per line on stdout (for the
+            desktop app) instead of Keras' progress bar. Defaults to `False`.
+        verbose: 0 for no progress bar. Defaults to `1`.
+        config_path: Recorded in run.json. Defaults to `None`.
+
+    Returns:
+        A `RunResult`; `status` is `completed`, `failed`, `interrupted`,
+        `diverged` or `checks_failed`. Bad input raises `ConfigError`.
+
+    Example:
+
+    ```python
+    result = kerasguide.run("resources/configs/digits.toml", out="runs")
+    print(result.status, result.final_metrics["val_accuracy"])
+    ```
+    """
+    if not isinstance(config, RunConfig):
+        config_path = config_path or str(config)
+        config = load_config(config)
+    run_dir = new_run_dir(out, config)
+    progress = Progress(json_progress)
+    ctx = RunContext(config=config, run_dir=run_dir, progress=progress, verbose=verbose)
+    # A global setting: a mixed-precision run must not leave later runs (search
+    # and ensemble members in this process, the caller's own Keras code) mixed.
+    policy_before = keras.mixed_precision.global_policy()
+
+    def before_record(command: CommandRun) -> None:
+        keras.mixed_precision.set_global_policy(policy_before)
+        ctx.status, ctx.stop_reason = command.status, command.stop_reason
+        _save_last(ctx)
+
+    final_stages = [(name, lambda stage=stage: stage(ctx)) for name, stage in FINAL_STAGES]
+    with command_run(run_dir, config, config_path, progress, header={"platform": platform.platform(),
+                     "git": git_commit(Path.cwd())}, start={"epochs": config.train.epochs},
+                     before_record=before_record, final_stages=final_stages, reraise=False) as command:
+        logger.info("run directory %s", run_dir.path)
+        for name, stage in STAGES:
+            progress.emit("stage", stage=name)
+            stage(ctx)
+        # A stage may have set its own outcome (the divergence guard: `diverged`).
+        command.finish("completed" if ctx.status == "running" else ctx.status, None, ctx.stop_reason)
+    record = run_dir.read_run()
+    return RunResult(
+        run_dir=run_dir,
+        status=ctx.status,
+        final_metrics=record.get("final_metrics") or {},
+        best=record.get("best") or {},
+        error=record.get("error"),
+    )

@@ -1,0 +1,41 @@
+"""The "fit" stage: `model.fit` with the stages' callbacks, the run's records, the best checkpoint."""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+
+from kerasguide._logging import get_logger
+from kerasguide.callbacks import BestCheckpoint, EpochScalars, JsonProgress, RunRecorder
+from kerasguide.spine.context import RunContext
+from kerasguide.training import make_tf_dataset
+
+logger = get_logger()
+
+
+def stage_fit(ctx: RunContext) -> None:
+    cfg = ctx.config
+    ds = ctx.dataset
+    train = make_tf_dataset(ds.x_train, ds.y_train, cfg.train.batch_size, True, cfg.train.seed)
+    val = make_tf_dataset(ds.x_val, ds.y_val, cfg.train.batch_size, False, cfg.train.seed)
+    # Stage callbacks (schedules, monitors) come first, so that what they add
+    # to `logs` reaches metrics.csv, the checkpoints and TensorBoard.
+    recorder = RunRecorder(ctx.run_dir, cfg.train.monitor_metric, history=ctx.history, update_run=ctx.update_run)
+    callbacks: list[keras.callbacks.Callback] = [*ctx.callbacks, recorder]
+    ctx.best_checkpoint = BestCheckpoint(ctx.run_dir.checkpoints_dir, monitor=cfg.train.monitor_metric)
+    callbacks.append(ctx.best_checkpoint)
+    callbacks.append(EpochScalars(ctx.run_dir.tb_dir))  # what Keras' TensorBoard callback writes, faster
+    if cfg.train.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.train.early_stopping_patience, restore_best_weights=False,
+        ))
+    if ctx.progress.json_lines:
+        callbacks.append(JsonProgress(ctx.progress, cfg.train.epochs, ctx.steps_per_epoch))
+    verbose = 0 if ctx.progress.json_lines or not ctx.verbose else (1 if sys.stdout.isatty() else 2)
+    logger.info("training %d epochs, batch %d, %d steps/epoch", cfg.train.epochs, cfg.train.batch_size,
+                ctx.steps_per_epoch)
+    ctx.model.fit(
+        train, validation_data=val, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles, with the seed
+    )

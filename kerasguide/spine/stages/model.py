@@ -1,0 +1,23 @@
+"""The "model" stage: the precision policy, the strategy, and the model built in its scope."""
+
+from __future__ import annotations
+
+import keras
+
+from kerasguide.models import build_model
+from kerasguide.spine.context import RunContext
+from kerasguide.training import make_strategy
+
+
+def stage_model(ctx: RunContext) -> None:
+    cfg = ctx.config
+    # The config decides, both ways (`run` restores the caller's policy at the end).
+    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.train.mixed_precision else "float32")
+    ctx.strategy = make_strategy(cfg)
+    ds = ctx.dataset
+    with ctx.strategy.scope():
+        ctx.model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
+    ctx.update_run(
+        parameters=int(ctx.model.count_params()),
+        user_code=cfg.model.builder is not None and {"path": cfg.model.builder[0], "function": cfg.model.builder[1]},
+    )

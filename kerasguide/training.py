@@ -1,0 +1,168 @@
+"""The pieces of a Keras fit that every recipe shares: tf.data, the strategy, compile, building before fit.
+
+What the run's stages, the sanity checks, the LR range test, distillation
+and the benchmarks use alike; none of it knows about run directories.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasguide._logging import get_logger, import_tensorflow
+from kerasguide.config import RunConfig
+from kerasguide.io import atomic_path
+
+import_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kerasguide.data import Dataset, load_dataset  # noqa: E402
+from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
+
+__all__ = [
+    "make_tf_dataset",
+    "make_strategy",
+    "steps_per_execution",
+    "compile_model",
+    "build_for_fit",
+    "split_seed",
+    "prepare",
+    "initial_learning_rate",
+    "save_model_atomic",
+]
+
+logger = get_logger()
+
+
+def make_tf_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
+    """A cached, shuffled (with the seed), batched, prefetched `tf.data` pipeline."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy that `train.strategy` names."""
+    kind = config.train.strategy
+    if kind == "mirrored":
+        if not tf.config.list_physical_devices("GPU"):
+            # On a CPU-only machine, mirror over two logical CPU devices (possible
+            # only before TensorFlow's runtime starts; otherwise use what exists).
+            try:
+                cpu = tf.config.list_physical_devices("CPU")[0]
+                tf.config.set_logical_device_configuration(
+                    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+                )
+            except RuntimeError:
+                pass
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
+    """`train.steps_per_execution`, with "auto" = one epoch per call, at most 64.
+
+    Fewer Python round trips per step is most of the speed-up over a plain
+    `fit` on small models (benchmarks/README.md).
+    """
+    value = config.train.steps_per_execution
+    if config.train.strategy != "default":
+        # Keras 3.15's multi-step loop fails under MirroredStrategy (a
+        # placeholder left unfed in the while loop): one step per call there.
+        if value not in ("auto", 1):
+            logger.warning("steps_per_execution=%s is not supported with strategy %r; using 1",
+                           value, config.train.strategy)
+        return 1
+    if value == "auto":
+        return max(1, min(steps_per_epoch, 64))
+    return int(value)
+
+
+def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, steps_per_exec: int = 1) -> None:
+    """Compile with the config's optimizer, loss and metrics (then see `build_for_fit`)."""
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, learning_rate),
+        loss=make_loss(config),
+        metrics=make_metrics(config),
+        steps_per_execution=steps_per_exec,
+        jit_compile=config.train.jit_compile,
+    )
+
+
+def build_for_fit(model: keras.Model, x: Any, y: Any) -> bool:
+    """Create the optimizer's slots and the compiled metrics' state before `fit`.
+
+    Without a distribution strategy, Keras 3 leaves them to the first trace
+    of the training step, and a `tf.function` that creates variables on its
+    first call is traced a second time: the first epoch pays for two traces
+    (cost: benchmarks/README.md, "build_for_fit"). Keras builds the same
+    state ahead (`_symbolic_build`) only under a strategy; this does it with
+    public calls on a couple of real examples (inference mode, metrics reset
+    afterwards, weights untouched). Returns False, and changes nothing that
+    matters, for a model it cannot build this way (Keras then builds lazily)
+    and under a strategy (Keras already does it).
+
+    Example:
+
+    ```python
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    build_for_fit(model, x_train[:2], y_train[:2])
+    model.fit(x_train, y_train)   # one trace of the training step
+    ```
+    """
+    if tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy():
+        return False
+    try:
+        x, y = x[:2], y[:2]
+        y_pred = model(x, training=False)
+        model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        model.compute_metrics(x, y, y_pred)
+    except Exception as error:  # an exotic model (own train_step, dict inputs...): Keras builds lazily
+        logger.debug("build_for_fit: left to Keras (%s: %s)", type(error).__name__, error)
+        return False
+    finally:
+        model.reset_metrics()
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return True
+
+
+def split_seed(config: RunConfig) -> int:
+    """The data split's seed: `ensemble.split_seed` if set (ensemble members of
+    different `train.seed` share one split, recipe J34), else `train.seed`."""
+    value = config.ensemble.split_seed
+    return config.train.seed if value is None else value
+
+
+def prepare(config: RunConfig, seed: int | None = None) -> tuple[Dataset, keras.Model]:
+    """Load the data and build the model of a config (for checks and tools)."""
+    data_seed = split_seed(config) if seed is None else seed
+    seed = config.train.seed if seed is None else seed
+    keras.utils.set_random_seed(seed)
+    dataset = load_dataset(config.data, data_seed)
+    model = build_model(config, dataset.input_shape, dataset.num_classes, dataset.image_shape)
+    return dataset, model
+
+
+def initial_learning_rate(config: RunConfig) -> float:
+    """`optimizer.learning_rate`, with "auto" (before the range test has chosen) as 1e-3."""
+    lr = config.optimizer.learning_rate
+    return 1e-3 if lr == "auto" else float(lr)
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """`model.save` to a temporary file beside `path`, then rename over it. Returns `path`."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)
