@@ -21,8 +21,8 @@ from kerasguide._logging import import_tensorflow, set_verbosity
 import_tensorflow()
 
 from kerasguide.config import load_config  # noqa: E402
-from kerasguide.pipeline import run  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.spine import run  # noqa: E402
 
 
 def main(argv=None) -> int:

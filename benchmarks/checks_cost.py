@@ -39,10 +39,10 @@ import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kerasguide.checks import check_config, check_gradients  # noqa: E402
+from kerasguide.checks import check_gradients  # noqa: E402
 from kerasguide.config import load_config  # noqa: E402
-from kerasguide.pipeline import run  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.spine import check_config, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

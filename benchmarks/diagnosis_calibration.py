@@ -26,8 +26,8 @@ import_tensorflow()
 
 from kerasguide.config import RunConfig, load_config  # noqa: E402
 from kerasguide.diagnosis import Thresholds, diagnose_run, load_signals, measure  # noqa: E402
-from kerasguide.pipeline import run  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.spine import run  # noqa: E402
 
 
 def _digits(epochs: int, **changes) -> Callable[[int], RunConfig]:

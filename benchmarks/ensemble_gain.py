@@ -39,8 +39,8 @@ from kerasguide.data import load_dataset  # noqa: E402
 from kerasguide.distill import Distiller  # noqa: E402
 from kerasguide.ensemble import Ensemble, accuracy, ensemble_metrics, log_loss  # noqa: E402
 from kerasguide.models import build_model, make_optimizer  # noqa: E402
-from kerasguide.pipeline import compile_model, make_tf_dataset, steps_per_execution  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.training import compile_model, make_tf_dataset, steps_per_execution  # noqa: E402
 
 
 def _workload(name: str):

@@ -25,9 +25,9 @@ from kerasguide._logging import import_tensorflow, set_verbosity
 
 import_tensorflow()
 
-from kerasguide import pipeline  # noqa: E402
 from kerasguide.config import load_config  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.spine import loop as pipeline  # noqa: E402
 
 
 def _timed_stages(times: dict[str, float]):
@@ -39,7 +39,7 @@ def _timed_stages(times: dict[str, float]):
             finally:
                 times[name] = times.get(name, 0.0) + time.perf_counter() - started
         return timed
-    return [(name, wrap(name, stage)) for name, stage in pipeline._STAGES]
+    return [(name, wrap(name, stage)) for name, stage in pipeline.STAGES]
 
 
 def main(argv=None) -> int:
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default="digits")
     args = parser.parse_args(argv)
     set_verbosity("WARNING")
-    original = list(pipeline._STAGES)
+    original = list(pipeline.STAGES)
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for repeat in range(args.repeats):
@@ -56,13 +56,13 @@ def main(argv=None) -> int:
             if cfg.optimizer.learning_rate != "auto":
                 cfg.optimizer.learning_rate = "auto"
             times: dict[str, float] = {}
-            pipeline._STAGES[:] = _timed_stages(times)
+            pipeline.STAGES[:] = _timed_stages(times)
             try:
                 started = time.perf_counter()
                 result = pipeline.run(cfg, out=out, verbose=0)
                 total = time.perf_counter() - started
             finally:
-                pipeline._STAGES[:] = original
+                pipeline.STAGES[:] = original
             record = result.run_dir.read_run()
             sweep = record["lr_find"]["seconds"]
             rows.append((times["lr_find"], sweep, times["fit"], total, record["lr_find"]["steps"],

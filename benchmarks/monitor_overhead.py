@@ -58,8 +58,8 @@ from kerasguide.monitors import (  # noqa: E402
     UpdateRatioMonitor,
     default_monitors,
 )
-from kerasguide.pipeline import build_for_fit, compile_model, make_tf_dataset  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.training import build_for_fit, compile_model, make_tf_dataset  # noqa: E402
 
 
 class _EveryExecutionImages(FirstLayerImages):

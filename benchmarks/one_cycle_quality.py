@@ -35,11 +35,11 @@ import keras  # noqa: E402
 
 from kerasguide.config import load_config  # noqa: E402
 from kerasguide.data import load_dataset  # noqa: E402
-from kerasguide.lr_finder import _find_on_config  # noqa: E402
+from kerasguide.lr_finder import find_on_config as _find_on_config  # noqa: E402
 from kerasguide.models import build_model  # noqa: E402
-from kerasguide.pipeline import compile_model, make_tf_dataset, steps_per_execution  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
 from kerasguide.schedules import schedule_from_config  # noqa: E402
+from kerasguide.training import compile_model, make_tf_dataset, steps_per_execution  # noqa: E402
 
 GRID = [10 ** (-4 + i / 2) for i in range(9)]  # 1e-4, 3.2e-4, ..., 1
 

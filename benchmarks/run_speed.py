@@ -34,8 +34,8 @@ import keras  # noqa: E402
 from kerasguide.config import load_config  # noqa: E402
 from kerasguide.data import load_dataset  # noqa: E402
 from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
-from kerasguide.pipeline import run  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
+from kerasguide.spine import run  # noqa: E402
 
 
 class _Timer(keras.callbacks.Callback):

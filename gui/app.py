@@ -616,3 +616,7 @@ def _entry() -> None:  # pragma: no cover - gui-script
     parser.add_argument("config", nargs="?", help="a TOML config or preset name to open")
     args = parser.parse_args()
     sys.exit(main(args.config))
+
+
+if __name__ == "__main__":  # pragma: no cover - `kerasguide gui` starts the app this way
+    _entry()

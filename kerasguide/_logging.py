@@ -49,6 +49,7 @@ def import_tensorflow():
     the duration of the import (Python errors raised by it still show).
     """
     quiet_tensorflow()
+    # TensorFlow is imported here, on demand: this module is also imported by the app, which never loads it.
     if "tensorflow" in sys.modules:
         import tensorflow
 

@@ -14,9 +14,11 @@ in `COMMANDS` below. A new subcommand adds its `_add_*` there and its
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 from kerasguide._logging import get_logger, set_verbosity
 from kerasguide.cli_args import build_parser
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+from kerasguide.progress import Progress
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED"]
 
@@ -93,7 +96,7 @@ def cmd_run(args) -> int:
         config.train.epochs = args.epochs
     _prepare_tf_env(args)
     _install_sigterm()
-    from kerasguide.pipeline import run
+    from kerasguide.spine import run
 
     result = run(config, out=args.out, json_progress=args.json_progress,
                  verbose=0 if args.quiet else 1, config_path=path)
@@ -165,11 +168,15 @@ def cmd_board(args) -> int:
 
 
 def cmd_gui(args) -> int:
+    # The app runs as its own process: the core never imports Qt (an import-linter contract).
+    for module in ("PySide6", "kerasguide_gui"):
+        if importlib.util.find_spec(module) is None:
+            raise CliError(f"the desktop app is not available: no module {module}; install kerasguide with PySide6")
+    command = [sys.executable, "-m", "kerasguide_gui.app", *([args.config] if args.config else [])]
     try:
-        from kerasguide_gui.app import main as gui_main
-    except ImportError as error:
-        raise CliError(f"the desktop app is not available: {error}; install kerasguide with PySide6") from None
-    return gui_main(args.config)
+        return subprocess.run(command).returncode
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 def cmd_check(args) -> int:
@@ -177,8 +184,8 @@ def cmd_check(args) -> int:
     config, path = _resolve_config(args.config)
     _prepare_tf_env(args)
     _install_sigterm()
-    from kerasguide.checks import check_config, failure_lines, format_table
-    from kerasguide.pipeline import Progress
+    from kerasguide.checks import failure_lines, format_table
+    from kerasguide.spine import check_config
 
     run_dir, results = check_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
     if args.json:
@@ -285,8 +292,7 @@ def cmd_lr_find(args) -> int:
         config.lr_find.steps = args.steps
     _prepare_tf_env(args)
     _install_sigterm()
-    from kerasguide.lr_finder import lr_find_config
-    from kerasguide.pipeline import Progress
+    from kerasguide.spine import lr_find_config
 
     run_dir, result = lr_find_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
     if args.json:

@@ -6,12 +6,12 @@ test. `load_dataset` makes the other order impossible: it splits first, then
 fits a `Preprocessor` on `x_train` alone, and records the fingerprint of the
 data it was fitted on so that a check can prove it afterwards.
 
-This module imports NumPy and scikit-learn; TensorFlow/Keras only inside the
-loaders that need them (images, keras.datasets).
+The image loader reads folders with Keras' utilities.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import io
@@ -22,8 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mnist1d.data import get_dataset_args, make_dataset
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
+from kerasguide._logging import import_tensorflow
 from kerasguide.config import ConfigError, DataConfig
+from kerasguide.io import atomic_write_bytes
+
+import_tensorflow()  # before Keras: hides TensorFlow's start-up chatter
+
+import keras  # noqa: E402
 
 __all__ = [
     "Dataset",
@@ -173,8 +182,6 @@ class Preprocessor:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save atomically as .npz so that inference applies the same transform."""
-        from kerasguide.config import atomic_write_bytes
-
         buffer = io.BytesIO()
         np.savez(buffer, **self.state())
         atomic_write_bytes(path, buffer.getvalue())
@@ -245,8 +252,6 @@ class _Raw:
 
 
 def _load_digits() -> _Raw:
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     x = (bunch.data / 16.0).astype(np.float32)
     return _Raw(x, bunch.target.astype(np.int64), image_shape=(8, 8, 1))
@@ -256,8 +261,6 @@ def _load_digits() -> _Raw:
 def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
     # Generated offline from the package's templates (never `get_dataset`,
     # which downloads). Cached for the process: generation takes ~1.5 s.
-    from mnist1d.data import get_dataset_args, make_dataset
-
     data = make_dataset(get_dataset_args())
     return (
         data["x"].astype(np.float32),
@@ -300,8 +303,6 @@ def _load_npz(path: str) -> _Raw:
 
 
 def _load_csv(path: str, label_column: str) -> _Raw:
-    import csv
-
     file = _require_file(path, "csv file")
     try:
         with open(file, newline="", encoding="utf-8") as handle:
@@ -338,8 +339,6 @@ def _load_images(directory: str, config: DataConfig) -> _Raw:
     folder = _require_file(directory, "image folder")
     if not folder.is_dir():
         raise DataError(f"data.source: {directory!r} is not a folder of class subfolders")
-    import keras
-
     try:
         dataset = keras.utils.image_dataset_from_directory(
             folder,
@@ -364,8 +363,6 @@ def _load_images(directory: str, config: DataConfig) -> _Raw:
 
 
 def _load_keras_dataset(name: str) -> _Raw:
-    import keras
-
     module = getattr(keras.datasets, name)
     try:
         (x, y), (x_test, y_test) = module.load_data()
@@ -425,8 +422,6 @@ def split(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One stratified, shuffled validation split (recipe A3)."""
-    from sklearn.model_selection import train_test_split
-
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
     try:

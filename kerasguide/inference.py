@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 
+import kerasguide.initializers  # noqa: F401  (registers custom objects for loading)
+import kerasguide.layers  # noqa: F401
+import kerasguide.losses  # noqa: F401
 from kerasguide.config import ConfigError
 from kerasguide.data import Preprocessor
 
@@ -64,10 +68,4 @@ def load_predictor(run_dir: str | os.PathLike[str], which: str = "best") -> Pred
         raise ConfigError(f"{path}: no {which} checkpoint in {checkpoints}")
     if not (path / "preprocess.npz").exists():
         raise ConfigError(f"{path}: no preprocess.npz; is this a kerasguide run directory?")
-    import keras
-
-    import kerasguide.initializers  # noqa: F401  (register custom objects)
-    import kerasguide.layers  # noqa: F401
-    import kerasguide.losses  # noqa: F401
-
     return Predictor(keras.models.load_model(checkpoint), Preprocessor.load(path / "preprocess.npz"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 __all__ = ["resources_dir", "preset_names", "preset_path"]
@@ -10,8 +11,6 @@ __all__ = ["resources_dir", "preset_names", "preset_path"]
 def resources_dir() -> Path:
     """The folder of bundled resources, installed or in a source checkout."""
     try:
-        from importlib.resources import files
-
         path = Path(str(files("kerasguide.resources")))
         if (path / "configs").is_dir():
             return path

@@ -11,6 +11,7 @@ Example:
 >>> print(format_recipes(["G24"]))
 G  Learning-rate schedules and the range test
   G24  LR range test: the learning rate swept 1e-7..10 on a log scale, picked where the loss falls fastest
+
 ```
 """
 

@@ -57,7 +57,7 @@ def mlflow_requested(environ: dict[str, str] | None = None) -> str | None:
 
 def _import_mlflow():
     try:
-        import mlflow
+        import mlflow  # an optional extra: imported only when a run asks for MLflow
     except ImportError:
         raise ConfigError(MISSING_MLFLOW) from None
     return mlflow

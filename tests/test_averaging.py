@@ -180,8 +180,8 @@ def test_averaging_callbacks_from_the_config():
 
 
 def test_pipeline_with_optimizer_ema_validates_checkpoints_and_keeps_the_ema(tiny_config, tmp_path, monkeypatch):
-    from kerasguide import averaging
-    from kerasguide.pipeline import run
+    from kerasguide.spine import run
+    from kerasguide.spine.stages import averaging as averaging_stage
 
     tiny_config.optimizer.ema = True
     tiny_config.optimizer.ema_momentum = 0.9
@@ -204,7 +204,7 @@ def test_pipeline_with_optimizer_ema_validates_checkpoints_and_keeps_the_ema(tin
     assert np.mean(probs.argmax(-1) == ds.y_val) == pytest.approx(rows[epoch - 1]["val_accuracy"], abs=1e-6)
 
     # Planted bug: the pipeline without the averaging callbacks validates raw weights.
-    monkeypatch.setattr(averaging, "averaging_callbacks", lambda config: [])
+    monkeypatch.setattr(averaging_stage, "averaging_callbacks", lambda config: [])
     result = run(tiny_config, out=tmp_path / "no-ema", verbose=0)
     assert result.status == "completed"
     assert not final_matches_last_epoch(result)

@@ -12,7 +12,7 @@ import pytest
 from kerasguide._logging import get_logger
 from kerasguide.cli import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, main
 from kerasguide.config import RunConfig, save_config
-from kerasguide.pipeline import run
+from kerasguide.spine import run
 
 CHECKS_KEYS = {
     "name",

@@ -200,7 +200,7 @@ def test_member_config_varies_the_seed_not_the_split():
     member = member_config(cfg, 2)
     assert member.train.seed == 9 and member.ensemble.split_seed == 7 and member.name.endswith("-m2")
     assert cfg.train.seed == 7 and cfg.ensemble.split_seed is None  # the base config is untouched
-    from kerasguide.pipeline import split_seed
+    from kerasguide.training import split_seed
 
     assert split_seed(member) == split_seed(cfg) == 7
 

@@ -533,8 +533,8 @@ def test_sigterm_during_lr_find_marks_it_interrupted(tmp_path):
 
 
 def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
-    from kerasguide.pipeline import run
     from kerasguide.schedules import OneCycle
+    from kerasguide.spine import run
 
     cfg = tiny_config
     cfg.optimizer.learning_rate = "auto"
@@ -559,7 +559,7 @@ def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
 
 @pytest.mark.parametrize("min_lr", [None, 1e-4, 0.5])
 def test_recorded_cyclical_bounds_are_the_schedules(tiny_config, min_lr):
-    from kerasguide.lr_finder import _bounds
+    from kerasguide.lr_finder import schedule_bounds as _bounds
     from kerasguide.schedules import schedule_from_config
 
     cfg = tiny_config
@@ -573,7 +573,7 @@ def test_recorded_cyclical_bounds_are_the_schedules(tiny_config, min_lr):
 
 
 def test_run_with_a_fixed_learning_rate_skips_the_range_test(tmp_path, tiny_config):
-    from kerasguide.pipeline import run
+    from kerasguide.spine import run
 
     tiny_config.train.epochs = 1
     tiny_config.monitor.enabled = False

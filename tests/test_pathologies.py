@@ -16,7 +16,7 @@ from kerasguide._logging import import_tensorflow
 import_tensorflow()
 
 from kerasguide.config import RunConfig  # noqa: E402
-from kerasguide.pipeline import run  # noqa: E402
+from kerasguide.spine import run  # noqa: E402
 
 
 def digits(epochs: int, **changes) -> RunConfig:

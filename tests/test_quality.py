@@ -7,8 +7,8 @@ measured in benchmarks/accuracy.py, not here: tests are never timed.)
 from __future__ import annotations
 
 from kerasguide.config import load_config
-from kerasguide.pipeline import run
 from kerasguide.presets import preset_path
+from kerasguide.spine import run
 
 
 def test_digits_default_reaches_097(tmp_path):

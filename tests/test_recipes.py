@@ -110,3 +110,11 @@ def test_cli_recipes_unknown_code_is_one_line_exit_2(capsys):
     assert captured.out == ""
     err = captured.err.strip()
     assert err.count("\n") == 0 and "unknown recipe code: Q7 " in err
+
+
+def test_the_module_example_runs():
+    import doctest
+
+    import kerasguide.recipes
+
+    assert doctest.testmod(kerasguide.recipes).failed == 0

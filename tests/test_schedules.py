@@ -379,7 +379,7 @@ def test_zero_momentum_sgd_is_left_alone():
 def test_run_logs_lr_and_momentum_every_step_and_epoch(tmp_path, tiny_config):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from kerasguide.pipeline import run
+    from kerasguide.spine import run
 
     cfg = tiny_config
     cfg.schedule.kind = "one_cycle"

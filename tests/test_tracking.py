@@ -62,7 +62,7 @@ def test_not_a_run_directory(tmp_path):
 
 def test_a_pipeline_run_is_logged_to_mlflow(tiny_config, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
-    from kerasguide.pipeline import run
+    from kerasguide.spine import run
 
     store = tmp_path / "mlruns"
     monkeypatch.setenv("KERASGUIDE_MLFLOW", f"file:{store}")

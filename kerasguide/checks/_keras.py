@@ -16,6 +16,8 @@ import_tensorflow()
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from kerasguide.losses import MulticlassHinge, SparseMeanSquaredError  # noqa: E402
+
 __all__ = [
     "resolve_loss",
     "loss_kind",
@@ -73,8 +75,6 @@ def loss_kind(loss: Any) -> tuple[str | None, dict[str, float]]:
 
     Returns `(kind, params)`; kind None when the loss is unknown.
     """
-    from kerasguide.losses import MulticlassHinge, SparseMeanSquaredError
-
     params: dict[str, float] = {}
     kwargs = getattr(loss, "_fn_kwargs", {}) or {}
     smoothing = getattr(loss, "label_smoothing", kwargs.get("label_smoothing", 0.0)) or 0.0

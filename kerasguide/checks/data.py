@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import keras
 import numpy as np
+from sklearn.base import clone
 
 from kerasguide.checks.result import CheckResult
+from kerasguide.data import Preprocessor, fingerprint
 
 __all__ = ["check_data", "shared_duplicates", "preprocessing_fitted_on_train"]
 
@@ -56,15 +59,11 @@ def _close(a: np.ndarray | None, b: np.ndarray | None, rtol: float = 1e-4) -> tu
 
 def _stats(pre: Any, refit_on: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(stored statistics, the same statistics refitted on `refit_on`), or None if unknown."""
-    from kerasguide.data import Preprocessor
-
     if isinstance(pre, Preprocessor):
         fresh = Preprocessor(pre.mode, pre.k, pre.epsilon).fit(refit_on)
         names = ("mean", "scale", "eigenvalues")
         return {n: getattr(pre, n) for n in names}, {n: getattr(fresh, n) for n in names}
     if hasattr(pre, "adapt") and hasattr(pre, "mean") and hasattr(pre, "variance"):  # keras Normalization
-        import keras
-
         fresh = keras.layers.Normalization(axis=pre.axis)
         fresh.adapt(refit_on)
         return (
@@ -72,8 +71,6 @@ def _stats(pre: Any, refit_on: np.ndarray) -> tuple[dict[str, Any], dict[str, An
             {"mean": _array(fresh.mean), "variance": _array(fresh.variance)},
         )
     if hasattr(pre, "mean_") or hasattr(pre, "min_"):  # scikit-learn transformers
-        from sklearn.base import clone
-
         fresh = clone(pre).fit(refit_on.reshape(len(refit_on), -1))
         names = [
             n for n in ("mean_", "scale_", "var_", "min_", "data_min_", "components_") if hasattr(pre, n)
@@ -121,8 +118,6 @@ def preprocessing_fitted_on_train(
             result["matches_train_plus_validation"] = all(
                 _close(stored_all[n], refit_all[n])[0] for n in stored_all
             )
-    from kerasguide.data import Preprocessor, fingerprint
-
     if isinstance(pre, Preprocessor) and pre.fitted_on:
         result["fingerprint_matches"] = pre.fitted_on == fingerprint(raw_train)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from kerasguide.checks._keras import (
     as_array,
@@ -108,8 +109,6 @@ def check_gradients(
             f"Arguments must satisfy 0 < good <= acceptable <= bug. Received: good={good}, "
             f"acceptable={acceptable}, bug={bug}"
         )
-    import tensorflow as tf
-
     loss = resolve_loss(model, loss)
     x, y = as_array(x)[:examples], as_array(y)[:examples]
     if np.issubdtype(x.dtype, np.floating):

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from kerasguide.checks._keras import (
     accuracy,
@@ -99,8 +100,6 @@ def check_overfit(
             raise ValueError(f"Argument `{name}` must be > 0. Received: {name}={value}")
     if not 0 < min_accuracy <= 1:
         raise ValueError(f"Argument `min_accuracy` must be in (0, 1]. Received: min_accuracy={min_accuracy}")
-    import tensorflow as tf
-
     loss = resolve_loss(model, loss)
     x, y = _subset(x, y, examples, seed)
     xt = tf.convert_to_tensor(x)

@@ -17,8 +17,8 @@ from kerasguide.config import RunConfig
 from kerasguide.lr_finder import LRFinderResult, find_on_config, planned_steps, result_record
 from kerasguide.progress import Progress, StepEvents
 from kerasguide.report import write_report
-from kerasguide.spine.lifecycle import command_run
 from kerasguide.rundir import RunDir, new_run_dir
+from kerasguide.spine.lifecycle import command_run
 from kerasguide.training import prepare
 
 __all__ = ["check_config", "lr_find_config"]

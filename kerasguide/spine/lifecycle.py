@@ -21,8 +21,8 @@ from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig
 from kerasguide.interrupts import INTERRUPTED, StopRun, unwrapped_interrupts
 from kerasguide.progress import Progress
-from kerasguide.spine.record import resolved_config, run_header
 from kerasguide.rundir import RunDir, utc_now
+from kerasguide.spine.record import resolved_config, run_header
 
 __all__ = ["CommandRun", "command_run", "CONFIG_HEADER"]
 

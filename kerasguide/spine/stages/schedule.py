@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kerasguide.spine.context import RunContext
 from kerasguide.schedules import CycleMomentum, ScheduleLogger, schedule_from_config
+from kerasguide.spine.context import RunContext
 from kerasguide.training import initial_learning_rate
 
 

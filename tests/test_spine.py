@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from kerasguide.config import load_config, save_config
-from kerasguide.pipeline import run
 from kerasguide.rundir import RunDir, list_runs, read_json, read_metrics, read_run
+from kerasguide.spine import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,7 +183,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_config):
     code = (
         "import sys, tensorflow as tf\n"
         "from kerasguide.config import load_config\n"
-        "from kerasguide.pipeline import run, _strategy\n"
+        "from kerasguide.spine import run\nfrom kerasguide.training import make_strategy as _strategy\n"
         f"r = run({str(config)!r}, out={str(tmp_path / 'runs')!r}, verbose=0)\n"
         "s = _strategy(load_config(" + repr(str(config)) + "))\n"
         "print('REPLICAS', s.num_replicas_in_sync, r.status)\n"
@@ -207,11 +207,12 @@ def test_multi_worker_strategy_with_a_single_worker_tf_config(tmp_path, tiny_con
     tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
     code = (
         "import tensorflow as tf\n"
-        "import kerasguide.pipeline as pipeline\n"
+        "import kerasguide.spine.stages.model as model_stage\n"
+        "from kerasguide.spine import run\n"
         "used = []\n"
-        "strategy_of = pipeline._strategy\n"
-        "pipeline._strategy = lambda cfg: used.append(strategy_of(cfg)) or used[-1]\n"
-        f"r = pipeline.run({str(config)!r}, out={str(tmp_path / 'runs')!r}, verbose=0)\n"
+        "strategy_of = model_stage.make_strategy\n"
+        "model_stage.make_strategy = lambda cfg: used.append(strategy_of(cfg)) or used[-1]\n"
+        f"r = run({str(config)!r}, out={str(tmp_path / 'runs')!r}, verbose=0)\n"
         "s = used[0]\n"
         "print('STRATEGY', isinstance(s, tf.distribute.MultiWorkerMirroredStrategy), s.num_replicas_in_sync,\n"
         "      s.cluster_resolver.task_type, s.cluster_resolver.task_id, r.status, r.error)\n"
@@ -277,7 +278,7 @@ def test_sigkill_leaves_a_readable_directory(tmp_path):
     rows = read_metrics(run_dir / "metrics.csv")
     assert rows and all(not math.isnan(r["loss"]) for r in rows)
     assert load_config(run_dir / "config.toml").name == "long"
-    assert not list(run_dir.rglob(".*.tmp"))
+    assert not list(run_dir.rglob(".*.tmp*"))
     listed = subprocess.run([sys.executable, "-m", "kerasguide.cli", "runs", str(tmp_path / "runs")],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert listed.returncode == 0 and run_dir.name in listed.stdout
@@ -296,7 +297,7 @@ def test_rundir_writes_are_atomic(tmp_path, monkeypatch):
         rd.write_json("run.json", {"status": "completed"})
     monkeypatch.undo()
     assert read_json(tmp_path / "run.json") == {"status": "running"}
-    assert not list(tmp_path.glob(".*tmp"))
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_nan_is_written_as_null(tmp_path):
@@ -367,7 +368,7 @@ def _count_traces(model) -> list[int]:
 def test_build_for_fit_makes_fit_trace_its_step_once(tiny_config, prebuild):
     import keras
 
-    from kerasguide.pipeline import build_for_fit, compile_model, make_tf_dataset, prepare
+    from kerasguide.training import build_for_fit, compile_model, make_tf_dataset, prepare
 
     ds, model = prepare(tiny_config)
     compile_model(model, tiny_config, 1e-2, steps_per_exec=4)
@@ -389,7 +390,7 @@ def test_build_for_fit_makes_fit_trace_its_step_once(tiny_config, prebuild):
 def test_build_for_fit_leaves_strategies_to_keras(tiny_config):
     import tensorflow as tf
 
-    from kerasguide.pipeline import build_for_fit, compile_model, prepare
+    from kerasguide.training import build_for_fit, compile_model, prepare
 
     ds, _ = prepare(tiny_config)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
@@ -406,7 +407,7 @@ _WRAPPED = ("pybind11::error_already_set: MISMATCH of original and normalized ac
 
 
 def test_is_interrupt_sees_through_tensorflows_wrapping():
-    from kerasguide.pipeline import is_interrupt
+    from kerasguide.interrupts import is_interrupt
 
     assert is_interrupt(KeyboardInterrupt())
     assert is_interrupt(RuntimeError(_WRAPPED))  # what SIGTERM mid-trace gave in a real run
@@ -426,20 +427,20 @@ def test_a_wrapped_interrupt_marks_the_run_interrupted_not_failed(tmp_path, tiny
     # C++ layer as this RuntimeError (seen in the GUI's cancel test): the run is interrupted.
     import keras
 
-    from kerasguide import pipeline
+    from kerasguide.spine import loop
 
     class Wrapped(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             raise RuntimeError(_WRAPPED)
 
-    real = pipeline._stage_fit
+    real = dict(loop.STAGES)["fit"]
 
     def fit_with_the_signal(ctx):
         ctx.callbacks.append(Wrapped())
         real(ctx)
 
-    stages = [(name, fit_with_the_signal if stage is real else stage) for name, stage in pipeline._STAGES]
-    monkeypatch.setattr(pipeline, "_STAGES", stages)
+    stages = [(name, fit_with_the_signal if stage is real else stage) for name, stage in loop.STAGES]
+    monkeypatch.setattr(loop, "STAGES", stages)
     result = run(tiny_config, out=tmp_path, verbose=False)
     assert result.status == "interrupted"
     assert read_run(result.run_dir.path).status == "interrupted"
