@@ -12,6 +12,7 @@ import argparse
 import datetime as _dt
 import os
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["MainWindow", "main", "create_application", "prepare_environment"]
@@ -48,6 +49,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QWidget,
 )
 
+from kerasguide import __version__  # noqa: E402
 from kerasguide.io import atomic_write_bytes  # noqa: E402
 from kerasguide.presets import preset_names, preset_path  # noqa: E402
 
@@ -523,8 +525,6 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, title, text)
 
     def about(self) -> None:
-        from kerasguide import __version__
-
         QMessageBox.about(self, "About kerasguide",
                           f"<b>kerasguide {__version__}</b><br>The training recipes practitioners follow, "
                           "for Keras 3: sanity checks, LR range test, schedules, monitors, diagnosis, "
@@ -571,8 +571,6 @@ def _warm_up_plotting() -> None:
     second or more; a thread gives up the GIL every few milliseconds, so the
     event loop keeps running while it imports.
     """
-    import threading
-
     threading.Thread(target=_import_plotting, name="kerasguide-warm-up", daemon=True).start()
 
 

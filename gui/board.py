@@ -298,7 +298,7 @@ class BoardView(QWidget):
     def _ensure_web(self) -> None:
         if self.web is not None:
             return
-        from PySide6.QtWebEngineWidgets import QWebEngineView
+        from PySide6.QtWebEngineWidgets import QWebEngineView  # QtWebEngine starts Chromium: only when shown
 
         self.web = QWebEngineView()
         self.web.setObjectName("boardWeb")

@@ -10,12 +10,15 @@ from the options a command declares (`--out`, `--json-progress`).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, Signal
+
+from kerasguide.cli_args import build_parser
 
 __all__ = ["CommandSet", "CommandProbe", "JOB_COMMANDS", "job_args", "probe_commands"]
 
@@ -49,10 +52,6 @@ def probe_commands() -> dict[str, list[str]]:
     parser is `kerasguide.cli_args`'s, which imports no TensorFlow (and no
     command handler), so not even this module reaches TensorFlow statically.
     """
-    import argparse
-
-    from kerasguide.cli_args import build_parser
-
     parser = build_parser()
     result: dict[str, list[str]] = {}
     for action in parser._actions:  # argparse has no public accessor for subparsers

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from kerasguide.config import RunConfig
 from kerasguide.io import atomic_write_bytes
+from kerasguide.presets import preset_path
 
 from .schema import UNSET, FieldSpec, SectionSpec, form_sections, validate
 
@@ -183,8 +184,6 @@ class ConfigDocument(QObject):
 
     def load_preset(self, name: str) -> None:
         """Start from a bundled preset; saving asks for a new file."""
-        from kerasguide.presets import preset_path
-
         self._load_text(preset_path(name).read_text(encoding="utf-8"))
         self.path = None
         self.origin = name

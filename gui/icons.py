@@ -12,6 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
 
+from kerasguide.presets import resources_dir
+
 __all__ = ["app_icon", "icon_dir", "status_icon", "status_color", "severity_icon", "blank_icon", "glyph"]
 
 STATUS_COLORS = {
@@ -39,8 +41,6 @@ _GLYPHS = {
 
 
 def icon_dir() -> Path:
-    from kerasguide.presets import resources_dir
-
     return resources_dir() / "icons"
 
 

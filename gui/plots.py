@@ -128,7 +128,9 @@ def draw_curves(fig, series: list[tuple[str, list[dict[str, float]]]]) -> list:
             ax.legend(fontsize=7, frameon=False)
     if several:
         # One legend for the figure: a colour per run, dashed = train, solid = validation.
-        from matplotlib.lines import Line2D
+        from matplotlib.lines import (
+            Line2D,  # matplotlib loads after the window shows (see app._warm_up_plotting)
+        )
 
         handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], linewidth=2.5, label=label)
                    for i, (label, _) in enumerate(series)]
@@ -212,6 +214,7 @@ class PlotWidget(QWidget):
     @property
     def figure(self):
         if self._figure is None:
+            # matplotlib loads after the window shows (see app._warm_up_plotting): seconds off the start-up.
             from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
             from matplotlib.figure import Figure
 

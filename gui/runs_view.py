@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -311,8 +312,6 @@ class _ConfigPane(QStackedWidget):
         self.setCurrentWidget(self.text)
 
     def show_two(self, a: Path, b: Path) -> list[tuple[str, Any, Any]]:
-        import tomllib
-
         def load(run: Path) -> dict:
             try:
                 return tomllib.loads((run / CONFIG).read_text(encoding="utf-8"))

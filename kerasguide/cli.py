@@ -185,9 +185,14 @@ def cmd_check(args) -> int:
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.checks import failure_lines, format_table
-    from kerasguide.spine import check_config
+    from kerasguide.spine import CommandFailed, check_config
 
-    run_dir, results = check_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
+    try:
+        run_dir, results = check_config(config, out=args.out, config_path=path,
+                                        progress=Progress(args.json_progress))
+    except CommandFailed as failed:  # recorded as failed, traceback in error.txt: one line here
+        print(f"kerasguide: {failed}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(run_dir.file("checks.json").read_text(encoding="utf-8"), end="")  # NaN already null
     else:
@@ -292,9 +297,14 @@ def cmd_lr_find(args) -> int:
         config.lr_find.steps = args.steps
     _prepare_tf_env(args)
     _install_sigterm()
-    from kerasguide.spine import lr_find_config
+    from kerasguide.spine import CommandFailed, lr_find_config
 
-    run_dir, result = lr_find_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
+    try:
+        run_dir, result = lr_find_config(config, out=args.out, config_path=path,
+                                         progress=Progress(args.json_progress))
+    except CommandFailed as failed:  # recorded as failed, traceback in error.txt: one line here
+        print(f"kerasguide: {failed}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(run_dir.file("lr_find.json").read_text(encoding="utf-8"), end="")  # NaN already null
     else:

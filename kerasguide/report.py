@@ -13,7 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from kerasguide.diagnosis import report_section
+from kerasguide.diagnosis import Signals, findings_markdown, load_signals, read_diagnosis
 from kerasguide.io import save_figure
 from kerasguide.lr_finder.result import LRFinderResult
 from kerasguide.rundir import RunDir, read_json
@@ -156,10 +156,74 @@ def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------- the diagnosis section
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
+    """Update ratio and dead/saturated fraction per layer against epochs, saved as PNG."""
+    if not signals.update_ratio and not signals.probe:
+        return None
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 2)
+    ax = axes[0]
+    layers = list(dict.fromkeys(name for r in signals.update_ratio for name in (r.get("layers") or {})))
+    for name in layers:
+        points = [(r["epoch"], r["layers"][name]) for r in signals.update_ratio
+                  if _finite((r.get("layers") or {}).get(name)) and r["layers"][name] > 0]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", label=name)
+    ax.axhline(1e-3, color="gray", linestyle="--", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_title("update:weight ratio per step (E18; ~1e-3)")
+    ax.set_xlabel("epoch")
+    if ax.get_lines()[1:]:  # more than the 1e-3 guide line
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    names = [n for n, v in ((signals.probe[-1].get("layers") or {}).items() if signals.probe else [])
+             if isinstance(v, dict) and "kind" in v]
+    for name in names:
+        kind = signals.probe[-1]["layers"][name]["kind"]
+        key = "dead_fraction" if kind not in ("tanh", "sigmoid", "softsign", "hard_sigmoid") else "saturated_fraction"
+        points = [(r["epoch"], r["layers"][name][key]) for r in signals.probe
+                  if _finite(((r.get("layers") or {}).get(name) or {}).get(key))]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", label=f"{name} {key.split('_')[0]}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("dead ReLU / saturated units on the probe batch (E19)")
+    ax.set_xlabel("epoch")
+    if ax.get_lines():
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)
+
+
+def diagnosis_section(run_dir: str | Path | RunDir) -> str:
+    """The report's "Diagnosis" section: the findings, the monitors' plot and the last first-layer image."""
+    rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    if not rd.file("diagnosis.json").exists():
+        return ""
+    parts = ["## Diagnosis", "", findings_markdown(read_diagnosis(rd))]
+    try:
+        signals = load_signals(rd)
+    except FileNotFoundError:
+        return "\n".join(parts)
+    if plot_monitors(signals, rd.monitor_dir / "monitors.png") is not None:
+        parts += ["", "![update ratios and dead/saturated units per layer](monitor/monitors.png)"]
+    files = [r.get("file") for r in signals.images if isinstance(r.get("file"), str)]
+    if files and (rd.monitor_dir / files[-1]).exists():
+        parts += ["", f"First-layer weights at epoch {signals.images[-1].get('epoch')} (recipe E20: smooth = "
+                  f"healthy, noisy = unconverged or under-regularized): ![first layer](monitor/{files[-1]})"]
+    return "\n".join(parts)
+
+
 # Each section renders itself from the run directory, or returns "" to skip.
 def _section_diagnosis(run_dir: RunDir, record: dict[str, Any]) -> str:
     """The diagnosis and the monitors' summary (recipes E16-E20), from diagnosis.json and monitor/."""
-    return report_section(run_dir)
+    return diagnosis_section(run_dir)
 
 
 SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [

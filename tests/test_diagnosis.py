@@ -19,9 +19,9 @@ from kerasguide.diagnosis import (
     load_signals,
     measure,
     read_diagnosis,
-    report_section,
     write_diagnosis,
 )
+from kerasguide.report import diagnosis_section
 from kerasguide.rundir import RunDir
 
 LN10 = math.log(10)
@@ -273,7 +273,7 @@ def test_run_directory_round_trip(tmp_path):
     assert data["format_version"] == 1
     assert set(data["findings"][0]) == {"code", "severity", "evidence", "advice", "recipe"}
     assert read_diagnosis(rd.path) == findings
-    section = report_section(rd)
+    section = diagnosis_section(rd)
     assert "## Diagnosis" in section and "`overfitting`" in section
     assert (rd.monitor_dir / "monitors.png").stat().st_size > 1000
 

@@ -14,7 +14,7 @@ The recipes never import this package; it imports them. (Named `spine`, not `run
 from kerasguide.interrupts import StopRun
 from kerasguide.spine.commands import check_config, lr_find_config
 from kerasguide.spine.context import RunContext, RunResult
-from kerasguide.spine.lifecycle import CommandRun, command_run
+from kerasguide.spine.lifecycle import CommandFailed, CommandRun, command_run
 from kerasguide.spine.loop import run
 from kerasguide.spine.record import run_header
 from kerasguide.spine.stages import FINAL_STAGES, STAGES
@@ -28,6 +28,7 @@ __all__ = [
     "lr_find_config",
     "command_run",
     "CommandRun",
+    "CommandFailed",
     "run_header",
     "STAGES",
     "FINAL_STAGES",

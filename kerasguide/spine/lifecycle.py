@@ -24,11 +24,20 @@ from kerasguide.progress import Progress
 from kerasguide.rundir import RunDir, utc_now
 from kerasguide.spine.record import resolved_config, run_header
 
-__all__ = ["CommandRun", "command_run", "CONFIG_HEADER"]
+__all__ = ["CommandRun", "CommandFailed", "command_run", "CONFIG_HEADER"]
 
 logger = get_logger()
 
 CONFIG_HEADER = "The resolved run config: every default filled in. Re-run with `kerasguide run` on this file."
+
+
+class CommandFailed(RuntimeError):
+    """A command's run failed on an error of its own (not bad input): recorded, with its traceback in error.txt."""
+
+    def __init__(self, what: str, run_dir: RunDir, error: str):
+        super().__init__(f"{what} failed: {error} (traceback in {run_dir.file('error.txt')})")
+        self.run_dir = run_dir
+        self.error = error
 
 
 @dataclass
@@ -85,10 +94,10 @@ def command_run(
         final_stages: `(name, function)` pairs called after the final
             record, each best effort (a failure is a warning; Ctrl-C skips
             the rest).
-        reraise: Re-raise an interruption or an error after recording it
-            (`check`, `lr-find`); with False the block's outcome is only
-            recorded (`run` returns its status). A `ConfigError` is always
-            re-raised.
+        reraise: Re-raise an interruption after recording it, and an error
+            as `CommandFailed` (`check`, `lr-find`); with False the block's
+            outcome is only recorded (`run` returns its status). A
+            `ConfigError` is always re-raised.
     """
     command = CommandRun(run_dir, progress, what)
     run_dir.write_text("config.toml", resolved_config(config, CONFIG_HEADER))
@@ -96,6 +105,7 @@ def command_run(
     progress.emit("start", run_dir=str(run_dir.path), name=config.name, **({"kind": kind} if kind else {}),
                   **(start or {}))
     raised: BaseException | None = None
+    cause: BaseException | None = None
     config_error = False
     try:
         with unwrapped_interrupts():  # Ctrl-C inside TensorFlow's C++ layer may come out wrapped
@@ -113,7 +123,8 @@ def command_run(
         command.finish("failed", f"{type(error).__name__}: {error}")
         run_dir.write_text("error.txt", traceback.format_exc())
         logger.error("%s failed: %s (traceback in %s)", what, command.error, run_dir.file("error.txt"))
-        raised = error if reraise else None
+        if reraise:
+            raised, cause = CommandFailed(what, run_dir, command.error), error
     if before_record is not None:
         try:
             before_record(command)
@@ -131,5 +142,7 @@ def command_run(
             except Exception as error:  # noqa: BLE001 - a report failure must not turn a good run bad
                 logger.warning("%s stage failed: %s: %s", name, type(error).__name__, error)
         progress.emit("end", status=command.status, run_dir=str(run_dir.path), error=command.error)
+    if cause is not None:
+        raise raised from cause
     if raised is not None:
         raise raised
