@@ -168,3 +168,17 @@ def test_board_serves_tensorboard_on_loopback(tmp_path):
 
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", int(match.group(1)))) != 0
+
+
+def test_gui_starts_the_app_in_its_own_process_and_passes_its_exit_code(tmp_path, capfd, monkeypatch):
+    # The core never imports Qt (import-linter): `kerasguide gui` runs `python -m kerasguide_gui.app`.
+    import subprocess
+
+    import kerasguide.cli as cli
+
+    started = []
+    real = subprocess.run
+    monkeypatch.setattr(cli.subprocess, "run", lambda command, **kw: started.append(command) or real(command, **kw))
+    assert main(["gui", str(tmp_path / "missing.toml")]) == 2
+    assert "no such config file or preset" in capfd.readouterr().err
+    assert started and started[0][1:3] == ["-m", "kerasguide_gui.app"]
