@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, activation_kind
 from kerasguide.checks._keras import (
     all_layers,
     as_array,
@@ -18,9 +19,6 @@ from kerasguide.checks.result import CheckResult
 
 __all__ = ["check_initialization", "activation_stats"]
 
-_RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "celu", "prelu")
-_TANH_LIKE = ("tanh", "softsign", "hard_tanh")
-_SIGMOID_LIKE = ("sigmoid", "hard_sigmoid", "hard_silu")
 
 
 def activation_stats(output: np.ndarray, activation: str, saturation: float = 0.99) -> dict[str, Any]:
@@ -48,37 +46,15 @@ def activation_stats(output: np.ndarray, activation: str, saturation: float = 0.
         "dead_fraction": 0.0,
         "saturated_fraction": 0.0,
     }
-    if activation in _RELU_LIKE:
+    if activation in RELU_LIKE:
         stats["dead_fraction"] = float(np.mean(np.all(units <= 0.0, axis=0)))
-    elif activation in _TANH_LIKE:
+    elif activation in TANH_LIKE:
         stats["saturated_fraction"] = float(np.mean(np.abs(units) > saturation))
-    elif activation in _SIGMOID_LIKE:
+    elif activation in SIGMOID_LIKE:
         stats["saturated_fraction"] = float(np.mean((units > saturation) | (units < 1.0 - saturation)))
     elif activation == "softmax":
         stats["saturated_fraction"] = float(np.mean(units.max(axis=1) > saturation))
     return stats
-
-
-def _activation_name(layer) -> str | None:
-    """The nonlinearity a layer applies, or None for a linear/no-activation layer."""
-    kinds = {
-        keras.layers.ReLU: "relu",
-        keras.layers.LeakyReLU: "leaky_relu",
-        keras.layers.ELU: "elu",
-        keras.layers.PReLU: "prelu",
-        keras.layers.Softmax: "softmax",
-    }
-    for cls, name in kinds.items():
-        if isinstance(layer, cls):
-            if name == "relu" and getattr(layer, "negative_slope", 0):
-                return "leaky_relu"
-            return name
-    fn = getattr(layer, "activation", None)
-    if fn is None or not callable(fn):
-        return None
-    name = getattr(fn, "__name__", None) or type(fn).__name__
-    name = name.lower()
-    return None if name == "linear" else name
 
 
 def _symmetry_problems(model: keras.Model) -> tuple[dict[str, str], str | None]:
@@ -167,7 +143,7 @@ def check_initialization(
     hidden_problems = {k: v for k, v in problems.items() if k != output_problem}
     layers: dict[str, dict[str, Any]] = {}
     warnings: list[str] = []
-    probed = [(layer, _activation_name(layer)) for layer in getattr(model, "layers", [])]
+    probed = [(layer, activation_kind(layer)) for layer in getattr(model, "layers", [])]
     probed = [
         (layer, name) for layer, name in probed if name is not None and not isinstance(layer, keras.Model)
     ]
@@ -189,7 +165,7 @@ def check_initialization(
                 layers[layer.name] = activation_stats(as_array(out), name, saturation)
     last = probed[-1][0].name if probed else None
     for layer_name, stats in layers.items():
-        if stats["activation"] == "softmax" or layer_name == last and stats["activation"] in _SIGMOID_LIKE:
+        if stats["activation"] == "softmax" or layer_name == last and stats["activation"] in SIGMOID_LIKE:
             continue  # the output's saturation is the initial-loss check's business
         if stats["dead_fraction"] > max_dead:
             warnings.append(f"{stats['dead_fraction']:.0%} of {layer_name}'s ReLUs are dead")

@@ -10,35 +10,17 @@ import numpy as np
 import tensorflow as tf
 
 from kerasguide._logging import get_logger
+from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, activation_kind
 from kerasguide.monitors.base import MonitorCallback
 from kerasguide.monitors.hooks import layer_of_variables, var_name
-from kerasguide.monitors.signals import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, histogram
+from kerasguide.monitors.signals import histogram
 from kerasguide.tb_events import EventWriter
 
-__all__ = ["ProbeMonitor", "activation_kind"]
+__all__ = ["ProbeMonitor", "activation_kind"]  # activation_kind: re-exported from kerasguide.activations
 
 logger = get_logger()
 
 _ACT_SAMPLE = 16384  # activation values kept for a layer's histogram (a strided sample)
-
-
-def activation_kind(layer: keras.layers.Layer) -> str | None:
-    """The nonlinearity a layer applies (`"relu"`, `"tanh"`, ...), or None if it is linear."""
-    kinds = {
-        keras.layers.LeakyReLU: "leaky_relu",
-        keras.layers.ReLU: "relu",
-        keras.layers.ELU: "elu",
-        keras.layers.PReLU: "prelu",
-        keras.layers.Softmax: "softmax",
-    }
-    for cls, name in kinds.items():
-        if isinstance(layer, cls):
-            return "leaky_relu" if name == "relu" and getattr(layer, "negative_slope", 0) else name
-    fn = getattr(layer, "activation", None)
-    if fn is None or not callable(fn):
-        return None
-    name = (getattr(fn, "__name__", None) or type(fn).__name__).lower()
-    return None if name == "linear" else name
 
 
 class ProbeMonitor(MonitorCallback):

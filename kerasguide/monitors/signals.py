@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE
+
 __all__ = [
-    "RELU_LIKE",
-    "TANH_LIKE",
-    "SIGMOID_LIKE",
     "round_floats",
     "finite_or_none",
     "loss_noise",
@@ -23,9 +22,6 @@ __all__ = [
     "unit_stats",
 ]
 
-RELU_LIKE = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "celu", "prelu")
-TANH_LIKE = ("tanh", "softsign", "hard_tanh")
-SIGMOID_LIKE = ("sigmoid", "hard_sigmoid")
 _HIST_BINS = 16
 _HIST_SAMPLE = 1 << 18  # weights/gradients: at most this many values per histogram (a strided sample)
 
