@@ -69,6 +69,7 @@ _LAZY = {
     "DivergenceGuard": "kerasguide.monitors",
     "default_monitors": "kerasguide.monitors",
     "Finding": "kerasguide.diagnosis",
+    "Babysitter": "kerasguide.babysitter",
     "diagnose": "kerasguide.diagnosis",
     "diagnose_run": "kerasguide.diagnosis",
 }

@@ -610,13 +610,32 @@ def _nulls_to_nan(value: Any) -> Any:
     return value
 
 
+MONITOR_RECORDS = ("update_ratio.jsonl", "loss.jsonl", "probe.jsonl", "images.jsonl", "divergence.json")
+
+
+def _has_records(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in MONITOR_RECORDS)
+
+
 def load_signals(run_dir: str | Path | RunDir) -> Signals:
-    """Read a run directory's signals. Raises `FileNotFoundError` if it is not a run directory."""
+    """Read the signals of a run directory, or of a folder that holds only the monitors' records.
+
+    A folder of records (the `record_dir` given to `default_monitors`, or one
+    with such a `monitor/` inside) gives what those records support: the
+    rules that need metrics.csv or run.json find nothing to say. Raises
+    `FileNotFoundError` for a folder with neither.
+    """
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    if not rd.path.is_dir() or not (rd.run_json.exists() or rd.metrics_csv.exists()):
-        raise FileNotFoundError(f"{rd.path}: not a run directory (no run.json or metrics.csv)")
-    record = rd.read_run()
+    if not rd.path.is_dir():
+        raise FileNotFoundError(f"{rd.path}: no such folder")
     monitor = rd.monitor_dir
+    if not (rd.run_json.exists() or rd.metrics_csv.exists()):
+        if not _has_records(monitor):
+            if not _has_records(rd.path):
+                raise FileNotFoundError(f"{rd.path}: not a run directory (no run.json or metrics.csv) and no "
+                                        f"monitors' records ({', '.join(MONITOR_RECORDS[:3])}, ...)")
+            monitor = rd.path
+    record = rd.read_run()
     checks = read_json(rd.file("checks.json"), default=None)
     return Signals(
         epochs=rd.read_metrics(),

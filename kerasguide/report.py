@@ -91,7 +91,11 @@ def _section_curves(run_dir: RunDir, record: dict[str, Any]) -> str:
 def _section_reproduce(run_dir: RunDir, record: dict[str, Any]) -> str:
     versions = record.get("versions") or {}
     git = record.get("git") or {}
-    lines = ["## Reproduce", "", "```", f"kerasguide run {run_dir.config_path}", "```", ""]
+    if record.get("kind") == "fit":  # a user's own model.fit, watched by kerasguide.Babysitter
+        lines = ["## Reproduce", "", "A `model.fit` recorded by `kerasguide.Babysitter`, run as:", "", "```",
+                 str(record.get("command") or "?"), "```", ""]
+    else:
+        lines = ["## Reproduce", "", "```", f"kerasguide run {run_dir.config_path}", "```", ""]
     lines.append(", ".join(f"{k} {v}" for k, v in versions.items()))
     if git:
         lines.append(f"\ngit commit {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}")

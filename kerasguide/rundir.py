@@ -265,7 +265,7 @@ class RunInfo:
 
     @property
     def kind(self) -> str:
-        """`run`, `check`, `lr_find`, or for a folder of runs `search` or `ensemble`."""
+        """`run`, `check`, `lr_find`, `fit` (a `Babysitter`), or for a folder of runs `search` or `ensemble`."""
         return str(self.record.get("kind") or "run")
 
     @property

@@ -16,10 +16,10 @@ import keras
 from kerasguide._logging import get_logger
 from kerasguide.config import RunConfig, load_config
 from kerasguide.progress import Progress
+from kerasguide.provenance import git_commit
 from kerasguide.rundir import new_run_dir
 from kerasguide.spine.context import RunContext, RunResult
 from kerasguide.spine.lifecycle import CommandRun, command_run
-from kerasguide.spine.record import git_commit
 from kerasguide.spine.stages import FINAL_STAGES, STAGES
 from kerasguide.training import save_model_atomic
 
