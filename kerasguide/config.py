@@ -145,7 +145,8 @@ class ModelConfig(_Section):
     """The network: an MLP, a CNN, or the user's own builder (recipes B4-B8, C9-C11)."""
 
     kind: str = Field(
-        "mlp", description="mlp | cnn | python:PATH:FUNCTION (runs that file's code)."
+        "mlp", description="mlp | cnn | python:PATH:FUNCTION (runs that file's code; FUNCTION may be a "
+        "keras-tuner HyperModel) | keras:PATH.keras (a saved model, fine-tuned)."
     )
     hidden: list[PositiveInt] = Field(
         [256, 128], description="mlp: hidden layer sizes; cnn: dense layers after the convs."
@@ -175,11 +176,21 @@ class ModelConfig(_Section):
     l2: float = Field(0.0, ge=0.0, description="L2 strength on weights (C9).")
     regularize_bias: bool = Field(False, description="Also regularize biases (usually not).")
     max_norm: float | None = Field(None, gt=0.0, description="Max-norm c, about 3 or 4 (C10).")
+    freeze: int = Field(0, ge=0, description="keras: freeze the first N layers with weights (fine-tuning).")
+    hp: dict[str, float | int | str | bool] = Field(
+        default_factory=dict,
+        description="python: values of the hyperparameters the builder declares (hp.Int, hp.Float, "
+        "hp.Choice...); unset ones take their declared default. `kerasguide tune` searches them.",
+    )
 
     @field_validator("kind")
     @classmethod
     def _check_kind(cls, value: str) -> str:
         if value in ("mlp", "cnn"):
+            return value
+        if value.startswith("keras:"):
+            if not value[len("keras:"):].strip().endswith(".keras"):
+                raise ValueError("a saved model is written keras:PATH.keras")
             return value
         if value.startswith("python:"):
             parts = value.split(":")
@@ -187,7 +198,7 @@ class ModelConfig(_Section):
             if len(parts) >= 3 and parts[-1].isidentifier() and ":".join(parts[1:-1]).strip():
                 return value
             raise ValueError("a user builder is written python:PATH:FUNCTION")
-        raise ValueError("allowed: mlp, cnn, python:PATH:FUNCTION")
+        raise ValueError("allowed: mlp, cnn, python:PATH:FUNCTION, keras:PATH.keras")
 
     @property
     def builder(self) -> tuple[str, str] | None:
@@ -196,6 +207,11 @@ class ModelConfig(_Section):
             return None
         parts = self.kind.split(":")
         return ":".join(parts[1:-1]), parts[-1]
+
+    @property
+    def saved_model(self) -> str | None:
+        """The path of a `keras:PATH.keras` saved model, or None."""
+        return self.kind[len("keras:"):].strip() if self.kind.startswith("keras:") else None
 
 
 class OptimizerConfig(_Section):

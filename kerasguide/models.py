@@ -10,13 +10,11 @@ hinge and MSE losses.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import keras
 
+from kerasguide.builders import build_user_model, load_user_builder  # noqa: F401  (load_user_builder: re-exported)
 from kerasguide.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig
 from kerasguide.initializers import SparseInitializer
 from kerasguide.layers import DropConnectDense
@@ -107,15 +105,8 @@ def build_model(
     """
     mc = config.model
     seed = config.train.seed
-    if mc.builder is not None:
-        path, function = mc.builder
-        builder = load_user_builder(path, function)
-        model = builder(config=config, input_shape=input_shape, num_classes=num_classes)
-        if not isinstance(model, keras.Model):
-            raise ConfigError(
-                f"model.kind: {function}() in {path} returned {type(model).__name__}, not a keras.Model"
-            )
-        return model
+    if mc.builder is not None or mc.saved_model is not None:
+        return build_user_model(config, input_shape, num_classes)
     inputs = keras.Input(shape=input_shape, name="inputs")
     x = inputs
     index = 0
@@ -159,15 +150,8 @@ def build_model(
         x = _block(x, layer, mc)
     head = _layer_kwargs(mc, seed, index)
     if mc.kernel_initializer in ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform"):
-        # The output layer has no ReLU after it and its scores should start
-        # small, so that the initial loss sits at chance (recipe D12: ln C,
-        # C - 1 for the hinge). Plain Glorot gives scores of std ~1.4 after a
-        # He-initialized ReLU stack: initial losses of 2.8-4.8 instead of
-        # 2.30 (measured by `kerasguide check`). Glorot at 0.03x its std
-        # (about CS231n's `0.01 * randn`) keeps them near 0.05: initial loss
-        # within 0.5 % of chance for cross-entropy, hinge and MSE on both
-        # presets, with the same accuracy (digits 0.975-0.981, mnist1d
-        # 0.91-0.93 over two seeds, as with plain Glorot).
+        # Small output scores, so the initial loss sits at chance (recipe D12); plain Glorot after a
+        # He-initialized ReLU stack starts far above it (benchmarks/README.md, "output layer").
         head["kernel_initializer"] = keras.initializers.VarianceScaling(
             scale=1e-3, mode="fan_avg", distribution="uniform", seed=seed + index
         )
@@ -175,27 +159,6 @@ def build_model(
     activation = "softmax" if config.train.loss == "sparse_categorical_crossentropy" else None
     outputs = keras.layers.Dense(num_classes, activation=activation, name="output", dtype="float32", **head)(x)
     return keras.Model(inputs, outputs, name=config.name.replace(".", "_").replace("-", "_"))
-
-
-def load_user_builder(path: str, function: str):
-    """Import `function` from the Python file `path` (explicit user code, recorded)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"model.kind: builder file {path!r} does not exist")
-    module_name = f"kerasguide_user_{abs(hash(str(file.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"model.kind: cannot import {path!r} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        raise ConfigError(f"model.kind: importing {path!r} failed: {type(error).__name__}: {error}") from None
-    builder = getattr(module, function, None)
-    if not callable(builder):
-        raise ConfigError(f"model.kind: {path!r} has no function {function!r}")
-    return builder
 
 
 def make_optimizer(config: OptimizerConfig, learning_rate: Any) -> keras.optimizers.Optimizer:

@@ -21,6 +21,7 @@ import_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from kerasguide.builders import is_compiled  # noqa: E402
 from kerasguide.data import Dataset, load_dataset  # noqa: E402
 from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
 
@@ -33,6 +34,7 @@ __all__ = [
     "split_seed",
     "prepare",
     "initial_learning_rate",
+    "loss_and_optimizer",
     "save_model_atomic",
 ]
 
@@ -90,7 +92,18 @@ def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
 
 
 def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, steps_per_exec: int = 1) -> None:
-    """Compile with the config's optimizer, loss and metrics (then see `build_for_fit`)."""
+    """Compile with the config's optimizer, loss and metrics (then see `build_for_fit`).
+
+    A model that came compiled (a `python:` builder that compiles, a saved
+    `.keras`) keeps its own optimizer, loss and metrics: it is compiled again
+    from its compile config (a fresh optimizer of the same settings) with the
+    config's `steps_per_execution` and `jit_compile`; `learning_rate` is not used.
+    """
+    if is_compiled(model):
+        settings = model.get_compile_config()
+        settings.update(steps_per_execution=steps_per_exec, jit_compile=config.train.jit_compile)
+        model.compile_from_config(settings)
+        return
     model.compile(
         optimizer=make_optimizer(config.optimizer, learning_rate),
         loss=make_loss(config),
@@ -98,6 +111,16 @@ def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, ste
         steps_per_execution=steps_per_exec,
         jit_compile=config.train.jit_compile,
     )
+
+
+def loss_and_optimizer(model: keras.Model, config: RunConfig) -> tuple[Any, keras.optimizers.Optimizer]:
+    """The loss and a fresh optimizer for a recipe that trains on its own (the sanity checks).
+
+    The model's own when it came compiled, else the config's ("auto" learning rate: 1e-3).
+    """
+    if is_compiled(model):
+        return model.loss, keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+    return make_loss(config), make_optimizer(config.optimizer, initial_learning_rate(config))
 
 
 def build_for_fit(model: keras.Model, x: Any, y: Any) -> bool:

@@ -44,6 +44,7 @@ from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
 from kerasguide.progress import Progress
 from kerasguide.rundir import atomic_write_json, atomic_write_text, read_json, utc_now
+from kerasguide.search.declared import declared_ranges, merge_declared
 from kerasguide.search.oracle import build_hyperparameters, make_oracle
 from kerasguide.search.ranges import BorderFinding, border_findings, next_ranges, rank_trials
 from kerasguide.search.report import write_search_report
@@ -310,7 +311,7 @@ def tune(
     if not isinstance(config, RunConfig):
         config_path = config_path or str(config)
         config = load_config(config)
-    ranges = resolve_space(config)
+    ranges = merge_declared(resolve_space(config), declared_ranges(config))
     plans = resolve_stages(config)
     baseline, notes = baseline_values(config, ranges)
     ranges, more = with_baseline_choices(ranges, baseline)

@@ -45,6 +45,8 @@ __all__ = [
     "apply_values",
     "baseline_values",
     "objective_of",
+    "HP_PREFIX",
+    "is_builder_key",
 ]
 
 # What matters most (recipe H25): the initial learning rate and the
@@ -57,6 +59,9 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
 
 # Sections whose keys make no sense to search (the search itself, ensembles).
 _NOT_SEARCHABLE = ("search", "ensemble")
+
+# `model.hp.NAME`: a hyperparameter a `python:` builder declares (`hp.Int("NAME", ...)`), set in `[model.hp]`.
+HP_PREFIX = "model.hp."
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class ParamRange:
         log: Sample and compare on a log10 scale. Defaults to `False`.
         step: Grid spacing (a factor when `log`). Defaults to `None`.
         choices: The values of a `"choice"` key. Defaults to `()`.
+        default: The declared default of a builder's hyperparameter. Defaults to `None`.
 
     Example:
 
@@ -87,6 +93,7 @@ class ParamRange:
     log: bool = False
     step: float | None = None
     choices: tuple = ()
+    default: Any = None  # a builder's own hyperparameter: its declared default (the baseline)
 
     def __post_init__(self) -> None:
         if self.kind not in ("float", "int", "choice"):
@@ -147,14 +154,15 @@ class ParamRange:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, **self.to_param()}
+        out = {"key": self.key, "kind": self.kind, **self.to_param()}
+        return out if self.default is None else {**out, "default": self.default}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ParamRange:
         return cls(
             key=data["key"], kind=data["kind"], low=data.get("low"), high=data.get("high"),
             log=bool(data.get("log", False)), step=data.get("step"),
-            choices=tuple(data.get("choices") or ()),
+            choices=tuple(data.get("choices") or ()), default=data.get("default"),
         )
 
 
@@ -190,6 +198,11 @@ class StagePlan:
     trials: int
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_builder_key(key: str) -> bool:
+    """True for `model.hp.NAME`, a builder's own hyperparameter."""
+    return key.startswith(HP_PREFIX) and key[len(HP_PREFIX):].strip() != ""
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -243,7 +256,12 @@ def _scalar_kinds(annotation: Any) -> set[str]:
 
 
 def field_limits(key: str) -> Limits:
-    """The bounds a config key's schema puts on its value (`ge`, `gt`, `le`, `lt`)."""
+    """The bounds a config key's schema puts on its value (`ge`, `gt`, `le`, `lt`).
+
+    A builder's own hyperparameter (`model.hp.NAME`) has none: the builder decides what it takes.
+    """
+    if is_builder_key(key):
+        return Limits()
     _, _, info = _field(key)
     limits = Limits()
     for item in info.metadata:
@@ -270,6 +288,18 @@ def _check_value(config: RunConfig, key: str, value: Any, what: str) -> Any:
     return getattr(probe, name)
 
 
+def _builder_range(key: str, param: SearchConfig.Param) -> ParamRange:
+    """A `[search.space."model.hp.NAME"]` range, as written (`tune` checks it against the declaration)."""
+    if param.choices is not None:
+        return ParamRange(key, "choice", choices=tuple(dict.fromkeys(param.choices)))
+    whole = float(param.low).is_integer() and float(param.high).is_integer() and not param.log
+    try:
+        return ParamRange(key, "int" if whole and isinstance(param.low, int) else "float", low=param.low,
+                          high=param.high, log=param.log, step=param.step)
+    except ValueError as error:
+        raise ConfigError(f"search.space.\"{key}\": {error}") from None
+
+
 def resolve_space(config: RunConfig) -> list[ParamRange]:
     """The config's search space, checked against the run config's schema.
 
@@ -284,9 +314,17 @@ def resolve_space(config: RunConfig) -> list[ParamRange]:
         ConfigError: one line naming the key, when a key does not exist, is
             not a scalar, or a bound is not a valid value for it.
     """
-    space = config.search.space or {k: SearchConfig.Param(**v) for k, v in DEFAULT_SPACE.items()}
+    default = DEFAULT_SPACE
+    if config.model.builder is not None or config.model.saved_model is not None:
+        # The user's own model ignores the config's model keys: the learning rate (and, added by
+        # `tune`, what the builder declares).
+        default = {k: v for k, v in DEFAULT_SPACE.items() if not k.startswith("model.")}
+    space = config.search.space or {k: SearchConfig.Param(**v) for k, v in default.items()}
     ranges = []
     for key, param in space.items():
+        if is_builder_key(key):
+            ranges.append(_builder_range(key, param))
+            continue
         _, _, info = _field(key)
         kinds = _scalar_kinds(info.annotation)
         if "other" in kinds or not kinds:
@@ -383,6 +421,9 @@ def apply_values(config: RunConfig, values: dict[str, Any], epochs: int | None =
     for key, value in values.items():
         if key.startswith("tuner/"):
             continue
+        if is_builder_key(key):
+            new.model.hp = {**new.model.hp, key[len(HP_PREFIX):]: value}
+            continue
         section, name = _split(key)
         part = getattr(new, section)
         if isinstance(value, float) and _scalar_kinds(type(part).model_fields[name].annotation) == {"int"}:
@@ -410,8 +451,12 @@ def baseline_values(config: RunConfig, ranges: list[ParamRange]) -> tuple[dict[s
     values: dict[str, Any] = {}
     notes: list[str] = []
     for r in ranges:
-        section, name = _split(r.key)
-        value = getattr(getattr(config, section), name)
+        if is_builder_key(r.key):
+            name = r.key[len(HP_PREFIX):]
+            value = config.model.hp.get(name, r.default)
+        else:
+            section, name = _split(r.key)
+            value = getattr(getattr(config, section), name)
         if r.kind == "choice":
             values[r.key] = value
             continue

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from kerasguide.checks import CheckResult, run_checks, write_checks
-from kerasguide.checks.runner import checks_inputs, planned_checks
+from kerasguide.checks.runner import planned_checks
 from kerasguide.config import RunConfig
 from kerasguide.lr_finder import LRFinderResult, find_on_config, planned_steps, result_record
 from kerasguide.progress import Progress, StepEvents
 from kerasguide.report import write_report
 from kerasguide.rundir import RunDir, new_run_dir
 from kerasguide.spine.lifecycle import command_run
-from kerasguide.training import prepare
+from kerasguide.training import loss_and_optimizer, prepare
 
 __all__ = ["check_config", "lr_find_config"]
 
@@ -60,7 +60,7 @@ def check_config(
     """
     progress = progress or Progress(False)
     dataset, model = prepare(config)
-    loss, optimizer = checks_inputs(config)
+    loss, optimizer = loss_and_optimizer(model, config)
     run_dir = new_run_dir(out, config)
     names = planned_checks(config.checks)
     done: list[CheckResult] = []

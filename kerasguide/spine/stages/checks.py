@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from kerasguide._logging import get_logger
 from kerasguide.checks import CheckResult, all_passed, failure_lines, format_table, run_checks, write_checks
-from kerasguide.checks.runner import checks_inputs
 from kerasguide.interrupts import StopRun
 from kerasguide.models import build_model
 from kerasguide.spine.context import RunContext
+from kerasguide.training import loss_and_optimizer
 
 logger = get_logger()
 
@@ -20,7 +20,7 @@ def stage_checks(ctx: RunContext) -> None:
     cfg = ctx.config
     if not cfg.checks.enabled:
         return
-    loss, optimizer = checks_inputs(cfg)
+    loss, optimizer = loss_and_optimizer(ctx.model, cfg)
 
     def emit(result: CheckResult) -> None:
         ctx.progress.emit("check", **result.to_dict())

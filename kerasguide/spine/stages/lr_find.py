@@ -10,6 +10,7 @@ schedule).
 from __future__ import annotations
 
 from kerasguide._logging import get_logger
+from kerasguide.builders import is_compiled
 from kerasguide.lr_finder import find_on_config, result_record
 from kerasguide.spine.context import RunContext
 
@@ -19,6 +20,10 @@ logger = get_logger()
 def stage_lr_find(ctx: RunContext) -> None:
     config = ctx.config
     if config.optimizer.learning_rate != "auto":
+        return
+    if is_compiled(ctx.model):
+        logger.info("the model came compiled with its own learning rate: no range test in the run "
+                    "(`kerasguide lr-find` sweeps it)")
         return
 
     def on_step(i, lr, loss):

@@ -19,5 +19,7 @@ def stage_model(ctx: RunContext) -> None:
         ctx.model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
     ctx.update_run(
         parameters=int(ctx.model.count_params()),
-        user_code=cfg.model.builder is not None and {"path": cfg.model.builder[0], "function": cfg.model.builder[1]},
+        user_code=cfg.model.builder is not None and {"path": cfg.model.builder[0], "function": cfg.model.builder[1],
+                                                     "hp": dict(cfg.model.hp)},
+        **({"saved_model": cfg.model.saved_model} if cfg.model.saved_model else {}),
     )

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from kerasguide._logging import get_logger
+from kerasguide.builders import is_compiled
 from kerasguide.schedules import CycleMomentum, ScheduleLogger, schedule_from_config
 from kerasguide.spine.context import RunContext
 from kerasguide.training import initial_learning_rate
 
+logger = get_logger()
+
 
 def stage_schedule(ctx: RunContext) -> None:
+    if is_compiled(ctx.model):
+        logger.info("the model came compiled: its own optimizer, learning rate and loss are kept "
+                    "(the config's [optimizer] and [schedule] do not apply)")
+        ctx.callbacks.append(ScheduleLogger(str(ctx.run_dir.tb_dir / "schedule")))
+        return
     # The range test's choice (lr_find stage), else the config's rate.
     base = ctx.learning_rate if isinstance(ctx.learning_rate, float) else initial_learning_rate(ctx.config)
     lr, callbacks = schedule_from_config(ctx.config, ctx.steps_per_epoch, base)
