@@ -9,6 +9,8 @@ message), and the section list marks the pages that hold a problem.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal
@@ -16,6 +18,7 @@ from PySide6.QtGui import QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -23,10 +26,12 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPlainTextEdit,
     QScrollArea,
     QSplitter,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +40,38 @@ from . import icons
 from .config_doc import FORM, ConfigDocument
 from .schema import BOOL, CHOICE, NUMBER_OR_CHOICE, UNSET, FieldSpec, SectionSpec, format_field, parse_text
 
-__all__ = ["ConfigForm", "ConfigEditor", "TomlView"]
+__all__ = ["ConfigForm", "ConfigEditor", "TomlView", "PICKERS", "model_kind_of", "data_source_of"]
+
+_BUILDER = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.M)
+
+
+def model_kind_of(path: str) -> str:
+    """`model.kind` for a picked file: `keras:PATH` for a saved model, `python:PATH:NAME` for a builder file.
+
+    NAME is the file's `build` if it has one, else its first top-level function or class.
+    """
+    if path.endswith(".keras"):
+        return f"keras:{path}"
+    try:
+        names = _BUILDER.findall(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        names = []
+    name = "build" if "build" in names or not names else names[0]
+    return f"python:{path}:{name}"
+
+
+def data_source_of(path: str, folder: bool = False) -> str:
+    """`data.source` for a picked file (`npz:`, `csv:`) or an image folder (`images:`)."""
+    if folder:
+        return f"images:{path}"
+    return f"{'csv' if path.lower().endswith(('.csv', '.tsv', '.txt')) else 'npz'}:{path}"
+
+
+# Fields with a Browse button: (what it picks, the dialog's file filter).
+PICKERS = {
+    "model.kind": ("file", "Models (*.py *.keras);;Python builder (*.py);;Saved Keras model (*.keras)"),
+    "data.source": ("file or folder", "Data (*.npz *.csv);;NumPy arrays (*.npz);;CSV (*.csv)"),
+}
 
 
 class _FieldRow(QWidget):
@@ -52,7 +88,15 @@ class _FieldRow(QWidget):
         self.editor = self._make_editor()
         self.editor.setObjectName(f"field:{spec.key}")
         self.editor.setToolTip(f"{spec.key}\n{spec.description}".strip())
-        layout.addWidget(self.editor)
+        self.browse: QToolButton | None = None
+        if spec.key in PICKERS and isinstance(self.editor, QLineEdit):
+            line = QHBoxLayout()
+            line.setContentsMargins(0, 0, 0, 0)
+            line.addWidget(self.editor, 1)
+            line.addWidget(self._make_browse())
+            layout.addLayout(line)
+        else:
+            layout.addWidget(self.editor)
         if spec.description:
             hint = QLabel(spec.description)
             hint.setObjectName("hint")
@@ -91,6 +135,46 @@ class _FieldRow(QWidget):
             editor.setPlaceholderText("comma-separated; empty for none")
         editor.textEdited.connect(self._text_edited)
         return editor
+
+    def _make_browse(self) -> QToolButton:
+        what, _ = PICKERS[self.spec.key]
+        button = QToolButton()
+        button.setText("Browse…")
+        button.setObjectName(f"browse:{self.spec.key}")
+        button.setToolTip(f"pick a {what} for {self.spec.key}")
+        if self.spec.key == "data.source":
+            menu = QMenu(button)
+            menu.addAction("Data file (npz, csv)…", lambda: self.pick(folder=False))
+            menu.addAction("Image folder…", lambda: self.pick(folder=True))
+            button.setMenu(menu)
+            button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        else:
+            button.clicked.connect(lambda: self.pick())
+        self.browse = button
+        return button
+
+    def pick(self, folder: bool = False) -> str | None:
+        """Ask for a file (or a folder) and set the field from it; returns the new value or None."""
+        _, filters = PICKERS[self.spec.key]
+        start = self._current_path()
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, f"Image folder for {self.spec.key}", start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, f"A file for {self.spec.key}", start, filters)
+        if not path:
+            return None
+        value = model_kind_of(path) if self.spec.key == "model.kind" else data_source_of(path, folder)
+        self.editor.setText(value)
+        self.edited.emit(self.spec.path, value)
+        return value
+
+    def _current_path(self) -> str:
+        # "python:/a/b.py:build" -> "/a/b.py": the dialog opens where the current value points.
+        text = self.editor.text()
+        body = text.split(":", 1)[1] if ":" in text else ""
+        if text.startswith("python:") and ":" in body:
+            body = body.rsplit(":", 1)[0]
+        return str(Path(body).parent) if body else ""
 
     def _text_edited(self, text: str) -> None:
         self.edited.emit(self.spec.path, parse_text(self.spec, text))

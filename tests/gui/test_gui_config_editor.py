@@ -187,3 +187,40 @@ def test_checks_shorthand_opens_as_its_table(make_window, tmp_path):
     window.document.set_value(("checks", "overfit_steps"), 50)
     cfg = window.document.config
     assert cfg.checks.enabled is False and cfg.checks.overfit_steps == 50
+
+
+def test_browse_sets_model_kind_from_a_builder_file_or_a_saved_model(make_window, qtbot, tmp_path, monkeypatch):
+    from kerasguide_gui import config_form
+    from PySide6.QtWidgets import QFileDialog
+
+    builder = tmp_path / "my_model.py"
+    builder.write_text("import keras\n\ndef helper():\n    pass\n\ndef build(hp, input_shape, num_classes):\n    pass\n")
+    other = tmp_path / "net.py"
+    other.write_text("class MyHyperModel:\n    pass\n")
+    window = make_window()
+    row = window.editor.form.row("model.kind")
+    assert row.browse is not None and row.browse.objectName() == "browse:model.kind"
+    for picked, expected in ((builder, f"python:{builder}:build"), (other, f"python:{other}:MyHyperModel"),
+                             (tmp_path / "saved.keras", f"keras:{tmp_path / 'saved.keras'}")):
+        monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, p=picked: (str(p), "")))
+        qtbot.mouseClick(row.browse, config_form.Qt.MouseButton.LeftButton)
+        assert row.editor.text() == expected
+        assert window.document.config.model.kind == expected
+    # Cancelled: nothing changes.
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a: ("", "")))
+    assert row.pick() is None and window.document.config.model.kind == expected
+
+
+def test_browse_sets_data_source_from_a_file_or_an_image_folder(make_window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window()
+    row = window.editor.form.row("data.source")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a: (str(tmp_path / "d.csv"), "")))
+    assert row.pick() == f"csv:{tmp_path / 'd.csv'}"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a: (str(tmp_path / "d.npz"), "")))
+    assert row.pick() == f"npz:{tmp_path / 'd.npz'}"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a: str(tmp_path)))
+    assert row.pick(folder=True) == f"images:{tmp_path}"
+    assert window.document.config.data.source == f"images:{tmp_path}"
+    assert [a.text() for a in row.browse.menu().actions()] == ["Data file (npz, csv)…", "Image folder…"]
