@@ -15,6 +15,7 @@ __all__ = ["PlotWidget", "draw_curves", "draw_lr_find", "metric_panels", "RUN_CO
 
 RUN_COLORS = ["#1f77b4", "#e8710a", "#2ca02c", "#9334e6", "#d62728", "#8c564b"]
 _SKIP = {"epoch", "lr", "seconds", "step"}
+_TITLES = {"mae": "MAE", "rmse": "RMSE"}  # a regression's errors, in the targets' units
 
 
 def _style(ax) -> None:
@@ -32,8 +33,9 @@ def _style(ax) -> None:
 def metric_panels(rows: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
     """Which panels to draw for a metrics table: `[(title, [columns])]`.
 
-    Loss first, then each other metric with its `val_` twin, then the learning
-    rate when it changes during training.
+    Loss first, then each other metric with its `val_` twin (accuracy; a
+    regression's MAE and RMSE), then the learning rate when it changes during
+    training.
     """
     columns: list[str] = []
     for row in rows:
@@ -53,7 +55,7 @@ def metric_panels(rows: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
     for base in bases:
         cols = [c for c in (base, f"val_{base}") if c in columns]
         if any(_finite(r.get(c)) for r in rows for c in cols):
-            panels.append((base.replace("_", " "), cols))
+            panels.append((_TITLES.get(base, base.replace("_", " ")), cols))
     lrs = [r.get("lr") for r in rows if _finite(r.get("lr"))]
     if lrs and max(lrs) > min(lrs) * (1 + 1e-9):
         panels.append(("learning rate", ["lr"]))

@@ -72,16 +72,23 @@ __all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_tim
 _GROUP_REPORT = {"search": "search.md", "ensemble": "ensemble.md"}
 _GROUP_FILES = ("search.json", "ensemble.json", "search.md", "ensemble.md")
 
-_PREFERRED = ["val_accuracy", "val_loss", "test_accuracy", "test_loss", "accuracy", "loss"]
+# Classification runs: accuracy and loss; regression runs (no accuracy): MAE, RMSE and loss.
+_PREFERRED = ["val_accuracy", "val_mae", "val_rmse", "val_loss", "test_accuracy", "test_mae", "test_loss",
+              "accuracy", "mae", "loss"]
 
 
 def key_metrics(runs: list[RunInfo], limit: int = 3) -> list[str]:
-    """The metric columns worth a column: validation accuracy and loss first."""
+    """The metric columns worth a column: validation accuracy (a regression's MAE and RMSE) and loss first.
+
+    A workspace holding both kinds of runs gets one more column, so that the loss still shows.
+    """
     seen: list[str] = []
     for info in runs:
         for key in info.final:
             if key not in seen:
                 seen.append(key)
+    if "val_accuracy" in seen and "val_mae" in seen:
+        limit += 1
     ordered = [k for k in _PREFERRED if k in seen] + sorted(k for k in seen if k not in _PREFERRED)
     return ordered[:limit]
 

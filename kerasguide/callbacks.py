@@ -31,6 +31,11 @@ def current_lr(model: keras.Model) -> float:
         return math.nan
 
 
+def _mode(monitor: str) -> str:
+    # Losses and errors (a regression's mae, rmse, mse) are minimized, anything else maximized.
+    return "min" if any(word in monitor for word in ("loss", "mae", "mse", "error")) else "max"
+
+
 def _better(mode: str, value: float, best: float) -> bool:
     return value < best if mode == "min" else value > best
 
@@ -48,7 +53,7 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     Args:
         directory: Where the checkpoint goes.
-        monitor: The logged metric to maximize (or minimize for losses).
+        monitor: The logged metric to maximize (or minimize: losses, mae, rmse).
             Defaults to `"val_accuracy"`.
         flush_seconds: Longest time an improvement stays only in memory.
             Defaults to `30.0`.
@@ -59,7 +64,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.directory = Path(directory)
         self.monitor = monitor
-        self.mode = "min" if "loss" in monitor else "max"
+        self.mode = _mode(monitor)
         self.flush_seconds = flush_seconds
 
     def on_train_begin(self, logs=None):
@@ -152,7 +157,7 @@ class RunRecorder(keras.callbacks.Callback):
     Args:
         run_dir: The run directory (a `RunDir` or a path).
         monitor: The logged metric whose best epoch run.json names.
-            Defaults to `"val_accuracy"` (minimized when its name has "loss").
+            Defaults to `"val_accuracy"` (minimized when its name has "loss", "mae", "mse" or "error").
         history: The list the epochs' rows are appended to (a caller's, to
             read them afterwards). Defaults to a new list.
         update_run: Called with run.json's new fields instead of
@@ -188,7 +193,7 @@ class RunRecorder(keras.callbacks.Callback):
         row["seconds"] = round(now - self._epoch_start, 4)
         self.history.append(row)
         self.run_dir.write_metrics(self.history)
-        mode = "min" if "loss" in self.monitor else "max"
+        mode = _mode(self.monitor)
         values = [(r.get(self.monitor), r["epoch"]) for r in self.history
                   if r.get(self.monitor) is not None and math.isfinite(r.get(self.monitor))]
         best = {}

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -40,31 +42,18 @@ from pydantic import (
 from kerasguide.io import atomic_write_bytes  # re-exported: older callers
 
 __all__ = [
-    "ConfigError",
-    "RunConfig",
-    "DataConfig",
-    "ModelConfig",
-    "OptimizerConfig",
-    "ScheduleConfig",
-    "TrainConfig",
-    "ChecksConfig",
-    "MonitorConfig",
-    "LRFindConfig",
-    "SearchConfig",
-    "EnsembleConfig",
-    "load_config",
-    "loads_config",
-    "dump_config",
-    "save_config",
-    "config_from_dict",
-    "format_validation_error",
+    "ConfigError", "RunConfig", "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig",
+    "TrainConfig", "ChecksConfig", "MonitorConfig", "LRFindConfig", "SearchConfig", "EnsembleConfig",
+    "load_config", "loads_config", "dump_config", "save_config", "config_from_dict",
+    "format_validation_error", "TaskSettings", "config_task", "resolve_task", "task_settings",
     "DEFAULT_CONFIG_NAME",
 ]
 
 DEFAULT_CONFIG_NAME = "digits"
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
-BUNDLED_DATASETS = ("digits", "mnist1d")
+BUNDLED_DATASETS = ("digits", "mnist1d", "diabetes")
+REGRESSION_SOURCES = ("diabetes",)  # bundled sources whose targets are quantities
 SOURCE_PREFIXES = ("npz:", "csv:", "images:")
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
@@ -95,37 +84,25 @@ PositiveInt = Annotated[int, Field(gt=0)]
 class DataConfig(_Section):
     """Where the data come from, how they are split and preprocessed (recipes A1-A3)."""
 
-    source: str = Field(
-        "digits",
-        description=(
-            "digits | mnist1d | mnist | fashion_mnist | cifar10 | npz:PATH | "
-            "csv:PATH | images:DIR"
-        ),
-    )
-    label_column: str = Field("label", description="csv: the column holding the labels.")
+    source: str = Field("digits", description=(
+        "digits | mnist1d | diabetes (regression) | mnist | fashion_mnist | cifar10 | npz:PATH | csv:PATH | images:DIR"))
+    task: Literal["auto", "classification", "binary", "regression"] = Field("auto", description=(
+        "auto: regression for train.loss = mae or huber, the diabetes source, or targets that are not whole "
+        "numbers; binary for train.loss = binary_crossentropy; else classification. binary: 2 classes, a sigmoid "
+        "output. regression: a linear output per target; train's defaults mean mse, [mae, rmse], val_loss."))
+    label_column: str = Field("label", description="csv: the column holding the labels (regression: the target).")
     image_size: tuple[PositiveInt, PositiveInt] = Field(
-        (32, 32), description="images: every image is resized to (height, width)."
-    )
+        (32, 32), description="images: every image is resized to (height, width).")
     color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="images: channels.")
     validation_fraction: float = Field(
-        0.2,
-        gt=0.0,
-        lt=1.0,
-        description="One stratified validation split, shuffled with the seed (recipe A3).",
-    )
+        0.2, gt=0.0, lt=1.0, description="One validation split, shuffled with the seed, stratified by class (A3).")
     subset: PositiveInt | None = Field(
-        None, description="Keep only this many training examples (after the split)."
-    )
+        None, description="Keep only this many training examples (after the split).")
     preprocess: Literal["none", "center", "standardize", "pca", "whiten"] = Field(
-        "standardize",
-        description="Fitted on the training split only, then applied everywhere (A1, A2).",
-    )
+        "standardize", description="Fitted on the training split only, then applied everywhere (A1, A2).")
     pca_k: PositiveInt | None = Field(
-        None, description="pca/whiten: keep this many components (all if unset)."
-    )
-    epsilon: float = Field(
-        1e-5, gt=0.0, description="whiten: added to the eigenvalues; larger damps noise."
-    )
+        None, description="pca/whiten: keep this many components (all if unset).")
+    epsilon: float = Field(1e-5, gt=0.0, description="whiten: added to the eigenvalues; larger damps noise.")
 
     @field_validator("source")
     @classmethod
@@ -139,6 +116,21 @@ class DataConfig(_Section):
                 return value
         allowed = ", ".join(BUNDLED_DATASETS + KERAS_DATASETS)
         raise ValueError(f"unknown data source; allowed: {allowed}, npz:PATH, csv:PATH, images:DIR")
+
+    _found: dict[str, Any] | None = PrivateAttr(None)
+
+    def remember(self, task: str, **facts: Any) -> None:
+        """Record what `data.load_dataset` found in this source's data (the task of "auto", the regression
+        targets' mean and std; never saved): the loss, metrics and output layer built from it follow."""
+        self._found = {"key": (self.source, self.label_column), "task": task, **facts}
+
+    def __eq__(self, other: object) -> bool:  # what was found is no setting: equal configs stay equal
+        return isinstance(other, DataConfig) and self.__dict__ == other.__dict__
+
+    @property
+    def found(self) -> dict[str, Any] | None:
+        """What `remember` recorded, while the source is still the one it was recorded for."""
+        return self._found if self._found and self._found["key"] == (self.source, self.label_column) else None
 
 
 class ModelConfig(_Section):
@@ -317,28 +309,26 @@ class ScheduleConfig(_Section):
 class TrainConfig(_Section):
     """The fit itself: loss, metrics, epochs, batch size, seed, speed and distribution."""
 
-    loss: Literal[
-        "sparse_categorical_crossentropy",
-        "categorical_hinge",
-        "mse",
-    ] = "sparse_categorical_crossentropy"
+    loss: Literal["sparse_categorical_crossentropy", "categorical_hinge", "mse", "binary_crossentropy", "mae",
+                  "huber"] = Field("sparse_categorical_crossentropy", description=(
+        "classification: sparse_categorical_crossentropy, categorical_hinge, mse (against one-hot labels); "
+        "binary: binary_crossentropy; regression: mse, mae, huber (against the targets)."))
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    metrics: list[Literal["accuracy", "top3_accuracy", "mae"]] = ["accuracy"]
+    huber_delta: float = Field(1.0, gt=0.0, description="huber: where the loss turns linear, in the targets' units.")
+    metrics: list[Literal["accuracy", "top3_accuracy", "mae", "rmse"]] = Field(
+        ["accuracy"], description="classification: accuracy, top3_accuracy; regression: mae, rmse.")
     epochs: PositiveInt = 30
     batch_size: PositiveInt = 64
     seed: int = Field(0, ge=0)
     steps_per_execution: PositiveInt | Literal["auto"] = Field(
-        "auto", description='Steps per compiled call; "auto" = one epoch up to 64 (speed).'
-    )
+        "auto", description='Steps per compiled call; "auto" = one epoch up to 64 (speed).')
     jit_compile: bool = False
     mixed_precision: bool = False
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     early_stopping_patience: int | None = Field(
-        None, gt=0, description="Stop when val_loss has not improved for N epochs."
-    )
+        None, gt=0, description="Stop when val_loss has not improved for N epochs.")
     monitor_metric: str = Field(
-        "val_accuracy", description="The metric that picks the best checkpoint."
-    )
+        "val_accuracy", description="The metric that picks the best checkpoint (minimized: loss, mae, rmse).")
 
 
 class ChecksConfig(_Section):
@@ -542,9 +532,82 @@ class RunConfig(_Section):
             return {"enabled": value}
         return value
 
+    @model_validator(mode="after")
+    def _check_task(self) -> RunConfig:  # a task the data decide is checked by the data stage
+        task = config_task(self)
+        if task:
+            try:
+                task_settings(self, task)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, defaults filled in, in TOML-friendly types (None dropped)."""
         return _drop_none(self.model_dump(mode="json"))
+
+
+# ------------------------------------------------------------------ the task
+TASK_LOSSES = {"classification": ("sparse_categorical_crossentropy", "categorical_hinge", "mse"),
+               "binary": ("binary_crossentropy",), "regression": ("mse", "mae", "huber")}
+TASK_METRICS = {"classification": ("accuracy", "top3_accuracy", "mae"), "binary": ("accuracy",),
+                "regression": ("mae", "rmse")}
+# What the classification defaults of `train` (loss, metrics, monitor_metric) stand for in another task.
+_TASK_DEFAULTS = {"binary": ("binary_crossentropy", ["accuracy"], "val_accuracy"),
+                  "regression": ("mse", ["mae", "rmse"], "val_loss")}
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What a run trains for: the task and the loss, metrics and monitored metric it takes."""
+
+    task: str
+    loss: str
+    metrics: tuple[str, ...]
+    monitor_metric: str
+
+
+def config_task(config: RunConfig) -> str | None:
+    """The task the config names by itself: `data.task`, else what `train.loss` or the source imply;
+    None when only the data can tell (targets that are not whole numbers make a regression)."""
+    if config.data.task != "auto":
+        return config.data.task
+    if config.train.loss in ("mae", "huber"):
+        return "regression"
+    if config.train.loss == "binary_crossentropy":
+        return "binary"
+    return "regression" if config.data.source in REGRESSION_SOURCES else None
+
+
+def resolve_task(config: RunConfig) -> str:
+    """The run's task: `config_task`, else what `load_dataset` found in this source's data, else classification."""
+    found = config.data.found
+    return config_task(config) or (found or {}).get("task") or "classification"
+
+
+def task_settings(config: RunConfig, task: str | None = None) -> TaskSettings:
+    """The loss, metrics and monitored metric of `task` (`resolve_task` if None) under this config: the
+    classification defaults stand for the task's own; anything else must fit it, or `ConfigError`."""
+    task = task or resolve_task(config)
+    train = config.train
+    loss, metrics, monitor = train.loss, list(train.metrics), train.monitor_metric
+    if task in _TASK_DEFAULTS:
+        default_loss, default_metrics, default_monitor = _TASK_DEFAULTS[task]
+        loss = default_loss if loss == "sparse_categorical_crossentropy" else loss
+        metrics = list(default_metrics) if metrics == ["accuracy"] else metrics
+        monitor = default_monitor if monitor == "val_accuracy" else monitor
+    why = f'data.task = "{task}"' if config.data.task == task else f"the {task} task of " + (
+        f"train.loss = {train.loss!r}" if train.loss in ("mae", "huber", "binary_crossentropy")
+        else f"data.source = {config.data.source!r}" if config.data.source in REGRESSION_SOURCES
+        else 'targets that are not whole numbers (data.task = "auto")')
+    if loss not in TASK_LOSSES[task]:
+        raise ConfigError(f"`train.loss` = {loss!r} does not fit {why}; use {' | '.join(TASK_LOSSES[task])}"
+                          " (or set `data.task`)")
+    wrong = [name for name in metrics if name not in TASK_METRICS[task]]
+    if wrong:
+        raise ConfigError(f"`train.metrics` = {metrics!r}: {', '.join(wrong)} does not fit {why}; use "
+                          f"{' | '.join(TASK_METRICS[task])}")
+    return TaskSettings(task, loss, tuple(metrics), monitor)
 
 
 def _drop_none(value: Any) -> Any:
@@ -573,6 +636,9 @@ def format_validation_error(error: ValidationError, source: str = "config") -> s
         msg = item["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
+        if not item["loc"]:  # a rule over several sections: its message names the keys
+            parts.append(msg)
+            continue
         if kind == "missing":
             parts.append(f"`{key}` is missing")
         else:

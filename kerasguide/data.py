@@ -6,6 +6,12 @@ test. `load_dataset` makes the other order impossible: it splits first, then
 fits a `Preprocessor` on `x_train` alone, and records the fingerprint of the
 data it was fitted on so that a check can prove it afterwards.
 
+Regression (`data.task`, see `kerasguide.config`): targets stay in their own
+units (never standardized, so predictions need no inverse transform); the
+split is not stratified, `num_classes` is 0, and the training targets' mean
+and std are recorded in the summary (the diagnosis compares errors with the
+variance) and given to the model, whose output layer starts at their mean.
+
 The image loader reads folders with Keras' utilities.
 """
 
@@ -23,11 +29,11 @@ from typing import Any
 
 import numpy as np
 from mnist1d.data import get_dataset_args, make_dataset
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_diabetes, load_digits
 from sklearn.model_selection import train_test_split
 
 from kerasguide._logging import import_tensorflow
-from kerasguide.config import ConfigError, DataConfig
+from kerasguide.config import REGRESSION_SOURCES, ConfigError, DataConfig
 from kerasguide.io import atomic_write_bytes
 
 import_tensorflow()  # before Keras: hides TensorFlow's start-up chatter
@@ -216,10 +222,18 @@ class Dataset:
     preprocessor: Preprocessor | None = None
     raw_train: np.ndarray | None = field(default=None, repr=False)
     raw_val: np.ndarray | None = field(default=None, repr=False)
+    task: str = "classification"
+    target_mean: np.ndarray | None = None  # regression: per target column, on the training split
+    target_std: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def target_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Regression: `(mean, std)` of the training targets, per column; None otherwise."""
+        return None if self.target_mean is None else (self.target_mean, self.target_std)
 
     def fingerprints(self) -> dict[str, str]:
         prints = {
@@ -238,7 +252,21 @@ class Dataset:
             "test": 0 if self.x_test is None else int(len(self.x_test)),
             "input_shape": list(self.input_shape),
             "num_classes": int(self.num_classes),
+            "task": self.task,
+            **(_target_summary(self.target_mean, self.target_std) if self.task == "regression" else {}),
         }
+
+
+def _target_summary(mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
+    # One number for one target column, a list for several. The variance is what an MSE of predicting
+    # the mean comes to (averaged over the columns, as Keras' MSE averages them).
+    one = mean.size == 1
+    return {
+        "target_width": int(mean.size),
+        "target_mean": float(mean[0]) if one else [float(v) for v in mean],
+        "target_std": float(std[0]) if one else [float(v) for v in std],
+        "target_variance": float(np.mean(np.square(std))),
+    }
 
 
 # ---------------------------------------------------------------- raw sources
@@ -249,6 +277,14 @@ class _Raw:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     image_shape: tuple[int, ...] | None = None
+
+
+def _load_diabetes() -> _Raw:
+    # 442 patients: age, sex, BMI, blood pressure and six blood serum values in their own units (not
+    # scikit-learn's pre-scaled copy: the preprocessing is fitted here, on the training split), and a
+    # measure of the disease's progression a year later (25-346). Ships with scikit-learn: offline.
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    return _Raw(x.astype(np.float32), y.astype(np.float32))
 
 
 def _load_digits() -> _Raw:
@@ -319,20 +355,22 @@ def _load_csv(path: str, label_column: str) -> _Raw:
             f"columns: {', '.join(header[:20])}"
         )
     index = header.index(label_column)
-    labels_raw = [row[index] for row in rows]
+    labels_raw = [row[index].strip() for row in rows]
     try:
         features = np.array(
             [[float(v) for i, v in enumerate(row) if i != index] for row in rows], dtype=np.float32
         )
     except ValueError as error:
         raise DataError(f"data.source: csv file {path!r} has a non-numeric feature: {error}") from None
-    # Labels may be names: map them to 0..C-1 in sorted order.
+    # Numbers stay numbers (whole ones are class ids, others regression targets); names are
+    # classes, mapped to 0..C-1 in sorted order.
     try:
-        labels = np.array([int(float(v)) for v in labels_raw], dtype=np.int64)
+        values = np.array([float(v) for v in labels_raw], dtype=np.float64)
     except ValueError:
         names = sorted(set(labels_raw))
-        labels = np.array([names.index(v) for v in labels_raw], dtype=np.int64)
-    return _Raw(features, labels)
+        return _Raw(features, np.array([names.index(v) for v in labels_raw], dtype=np.int64))
+    whole = values.size > 0 and np.all(np.mod(values, 1) == 0)
+    return _Raw(features, values.astype(np.int64) if whole else values.astype(np.float32))
 
 
 def _load_images(directory: str, config: DataConfig) -> _Raw:
@@ -386,6 +424,8 @@ def _load_raw(config: DataConfig) -> _Raw:
         return _load_digits()
     if source == "mnist1d":
         return _load_mnist1d()
+    if source == "diabetes":
+        return _load_diabetes()
     if source.startswith("npz:"):
         return _load_npz(source[4:])
     if source.startswith("csv:"):
@@ -400,33 +440,65 @@ def load_arrays(config: DataConfig) -> _Raw:
     return _load_raw(config)
 
 
-def _validate_raw(raw: _Raw, source: str) -> None:
+def _task_of(config: DataConfig, raw: _Raw, hint: str | None) -> str:
+    """`data.task`, else the task the rest of the config implies, else what the targets look like."""
+    if config.task != "auto":
+        return config.task
+    if hint:
+        return hint
+    if config.source in REGRESSION_SOURCES:
+        return "regression"
+    y = np.asarray(raw.y)
+    if np.issubdtype(y.dtype, np.floating) and y.size and not np.all(np.mod(y, 1) == 0):
+        return "regression"  # whole numbers in floats stay class ids, as they always were
+    return "classification"
+
+
+def _validate_raw(raw: _Raw, source: str, task: str = "classification") -> None:
     if raw.x.shape[0] != raw.y.shape[0]:
         raise DataError(
             f"data.source {source!r}: {raw.x.shape[0]} examples but {raw.y.shape[0]} labels"
         )
     if raw.x.shape[0] < 2:
         raise DataError(f"data.source {source!r}: needs at least 2 examples")
+    if task == "regression":
+        for name in ("y", "y_test"):
+            y = getattr(raw, name)
+            if y is None:
+                continue
+            if not np.issubdtype(np.asarray(y).dtype, np.number) or np.asarray(y).ndim > 2:
+                raise DataError(f"data.source {source!r}: regression targets must be numbers, one column "
+                                f"or a table of columns; got {np.asarray(y).dtype} of shape {np.shape(y)}")
+            y = np.asarray(y, dtype=np.float32)
+            setattr(raw, name, y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y)
+        return
     if not np.issubdtype(raw.y.dtype, np.integer):
         if np.all(np.mod(raw.y, 1) == 0):
             raw.y = raw.y.astype(np.int64)
         else:
-            raise DataError(f"data.source {source!r}: labels must be integer class ids")
+            raise DataError(f"data.source {source!r}: labels must be integer class ids (quantities to "
+                            'predict: set data.task = "regression")')
     if raw.y.ndim != 1:
         raw.y = raw.y.reshape(-1)
     if raw.y.min() < 0:
         raise DataError(f"data.source {source!r}: labels must be >= 0")
+    if task == "binary" and raw.y.max() > 1:
+        raise DataError(f'data.task = "binary" needs labels 0 and 1; {source!r} has '
+                        f'{len(np.unique(raw.y))} classes (use data.task = "classification")')
 
 
 def split(
-    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One stratified, shuffled validation split (recipe A3)."""
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
+    """One shuffled validation split (recipe A3), stratified by class unless `stratify` is False
+    (regression targets)."""
+    by_class = None
+    if stratify:
+        counts = np.bincount(y)
+        by_class = y if counts[counts > 0].min() >= 2 else None
     try:
         x_train, x_val, y_train, y_val = train_test_split(
-            x, y, test_size=fraction, random_state=seed, shuffle=True, stratify=stratify
+            x, y, test_size=fraction, random_state=seed, shuffle=True, stratify=by_class
         )
     except ValueError:
         x_train, x_val, y_train, y_val = train_test_split(
@@ -435,12 +507,20 @@ def split(
     return x_train, x_val, y_train, y_val
 
 
-def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
+def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> Dataset:
     """Load, split, subset and preprocess a source; statistics from train only.
+
+    The task (`data.task`; "auto": see `kerasguide.config.DataConfig.task`) decides the targets'
+    type: integer class ids, or float targets in their own units (regression: no stratified split,
+    `num_classes` 0, their training mean and std in the dataset). What it found is remembered on
+    `config` (`DataConfig.remember`), so that the loss, metrics and output layer built afterwards
+    from the same config agree with the data.
 
     Args:
         config: The config's `data` section.
         seed: Shuffles the split and picks the subset. Defaults to `0`.
+        task: The task the rest of the run config implies when `data.task` is "auto"
+            (`kerasguide.config.config_task`: a regression loss, say). Defaults to `None`.
 
     Example:
 
@@ -450,16 +530,29 @@ def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
     (64, 10)
     """
     raw = _load_raw(config)
-    _validate_raw(raw, config.source)
-    x_train, x_val, y_train, y_val = split(raw.x, raw.y, config.validation_fraction, seed)
+    task = _task_of(config, raw, task)
+    _validate_raw(raw, config.source, task)
+    regression = task == "regression"
+    x_train, x_val, y_train, y_val = split(raw.x, raw.y, config.validation_fraction, seed, stratify=not regression)
     if config.subset is not None and config.subset < len(x_train):
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.choice(len(x_train), size=config.subset, replace=False))
         x_train, y_train = x_train[keep], y_train[keep]
     pre = Preprocessor(config.preprocess, config.pca_k, config.epsilon)
     pre.fit(x_train)  # training split only: recipe A2, by construction.
-    labels = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
-    num_classes = int(max(int(v.max()) for v in labels) + 1)
+    mean = std = None
+    if regression:
+        num_classes, dtype = 0, np.float32
+        columns = y_train.reshape(len(y_train), -1).astype(np.float64)
+        mean, std = columns.mean(axis=0), columns.std(axis=0)
+        config.remember(task, target_mean=mean.tolist(), target_std=std.tolist())
+    else:
+        labels = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
+        num_classes, dtype = int(max(int(v.max()) for v in labels) + 1), np.int64
+        if config.task == "auto" and num_classes > 100:
+            logger.warning("data.source %r: its %d whole-number targets are read as %d classes; if they are "
+                           'quantities, set data.task = "regression"', config.source, len(raw.y), num_classes)
+        config.remember(task)
     x_test = pre.transform(raw.x_test) if raw.x_test is not None else None
     image_shape = raw.image_shape
     if image_shape is None and raw.x.ndim == 4:
@@ -467,14 +560,17 @@ def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
     return Dataset(
         name=config.source,
         x_train=pre.transform(x_train),
-        y_train=y_train.astype(np.int64),
+        y_train=y_train.astype(dtype),
         x_val=pre.transform(x_val),
-        y_val=y_val.astype(np.int64),
+        y_val=y_val.astype(dtype),
         x_test=x_test,
-        y_test=None if raw.y_test is None else raw.y_test.astype(np.int64),
+        y_test=None if raw.y_test is None else raw.y_test.astype(dtype),
         num_classes=num_classes,
         image_shape=image_shape if config.preprocess not in ("pca", "whiten") else None,
         preprocessor=pre,
         raw_train=x_train,
         raw_val=x_val,
+        task=task,
+        target_mean=mean,
+        target_std=std,
     )

@@ -1,17 +1,14 @@
 """Diagnosis: what is wrong with a run, in plain words with numbers (recipes E16-E20).
 
-A rules engine in plain Python (no TensorFlow, no NumPy) over what a run
-directory records: `metrics.csv` (per epoch), `run.json` (status, stop
-reason), the monitors' files in `monitor/` (see `kerasguide.monitors`) and
-`checks.json`. `measure(signals)` turns the signals into a few named numbers;
-each rule reads those numbers and `Thresholds` and returns findings, each
-with a `code` from a fixed vocabulary, a `severity` (`info`, `warning`,
-`error`), the `evidence` (numbers) that triggered it and `advice` citing the
-recipe. A healthy run produces no warning and no error.
+A rules engine in plain Python (no TensorFlow, no NumPy) over what a run directory records: `metrics.csv` (per
+epoch), `run.json` (status, stop reason), the monitors' files in `monitor/` (see `kerasguide.monitors`) and
+`checks.json`. `measure(signals)` turns the signals into a few named numbers; each rule reads those numbers
+and `Thresholds` and returns findings, each with a `code` from a fixed vocabulary, a `severity` (`info`,
+`warning`, `error`), the `evidence` (numbers) that triggered it and `advice` citing the recipe. A healthy run
+produces no warning and no error. Without accuracies (regression), errors are read against the targets' variance.
 
-The thresholds come from the recipes (update ratio about 1e-3, the
-train/validation gap) and from measurement on many small runs, healthy and
-planted (`benchmarks/diagnosis_calibration.py`, table in
+The thresholds come from the recipes (update ratio about 1e-3, the train/validation gap) and from measurement
+on many small runs, healthy and planted (`benchmarks/diagnosis_calibration.py`, table in
 `benchmarks/README.md`).
 
 `diagnosis.json` (the desktop app reads it)::
@@ -41,19 +38,8 @@ from typing import Any
 from kerasguide.rundir import RunDir, read_json
 
 __all__ = [
-    "CODES",
-    "SEVERITIES",
-    "Finding",
-    "Signals",
-    "Thresholds",
-    "RULES",
-    "measure",
-    "diagnose",
-    "load_signals",
-    "diagnose_run",
-    "write_diagnosis",
-    "read_diagnosis",
-    "findings_markdown",
+    "CODES", "SEVERITIES", "Finding", "Signals", "Thresholds", "RULES", "measure", "diagnose",
+    "load_signals", "diagnose_run", "write_diagnosis", "read_diagnosis", "findings_markdown",
     "format_findings",
 ]
 
@@ -65,7 +51,7 @@ CODES = {
     "lr_too_high": "the learning rate is too high (explodes, or drops fast then plateaus high)",
     "lr_too_low": "the learning rate is too low (slow, linear-looking progress; tiny updates)",
     "overfitting": "a large train/validation gap (validation loss rising)",
-    "underfitting": "low accuracy with no gap: too little capacity",
+    "underfitting": "low accuracy (no accuracy: a loss high against the targets' variance) with no gap",
     "not_learning": "the loss does not go down at all",
     "dead_units": "many ReLU units output zero for every example",
     "saturated_units": "many tanh/sigmoid units saturated at their ends",
@@ -87,8 +73,7 @@ class Finding:
         code: One of `CODES`.
         severity: `"info"`, `"warning"` or `"error"`.
         evidence: The numbers that triggered it. Defaults to `{}`.
-        advice: One or two sentences: what to change, citing the recipe.
-            Defaults to `""`.
+        advice: One or two sentences: what to change, citing the recipe. Defaults to `""`.
         recipe: The recipe(s), e.g. `"E18"`. Defaults to `""`.
     """
 
@@ -126,45 +111,38 @@ class Thresholds:
     """Where each rule fires. Defaults from the recipes and from measurement (see the module docstring).
 
     Args:
-        ratio_high: Median update:weight ratio (after epoch 1) above this is
-            high (E18). Defaults to `1e-2`.
-        ratio_first_high: Epoch 1's median ratio above this is high (E18).
-            Defaults to `0.07`.
+        ratio_high: Median update:weight ratio (after epoch 1) above this is high (E18). Defaults to `1e-2`.
+        ratio_first_high: Epoch 1's median ratio above this is high (E18). Defaults to `0.07`.
         ratio_low: Median ratio below this is low (E18). Defaults to `3e-5`.
-        gap: Train minus validation accuracy above this is overfitting
-            (E17). Defaults to `0.08`.
-        overfit_accuracy: A gap counts only when the train accuracy is at
-            least this: a broken model that barely fits its training data
-            has other problems first. Defaults to `0.5`.
-        val_rise: Validation loss this fraction above its minimum counts as
-            rising (E17). Defaults to `0.2`.
-        underfit_accuracy: Final train accuracy below this (with no gap and
-            a stalled loss) is underfitting (E17). Defaults to `0.9`.
-        underfit_gap: Largest gap that still counts as "no gap".
-            Defaults to `0.08`.
-        stall: Relative loss decrease over the last third of the epochs
-            below this counts as stalled. Defaults to `0.15`.
-        no_progress: Relative decrease from the first loss below this is
-            not learning. Defaults to `0.05`.
-        slow_progress: Relative decrease below this (with a loss still
-            falling) is slow, as with too low a learning rate. Defaults to `0.5`.
-        high_plateau: Final loss above this fraction of the first loss is
-            "still high". Defaults to `0.5`.
-        dead: Dead ReLU fraction of a layer above this is a finding (E19).
-            Defaults to `0.5`.
-        saturated: Saturated fraction on the probe batch above this is a
-            finding (E19); trained tanh nets saturate a good part of their
-            units (0.38 measured on a healthy digits run). Defaults to `0.6`.
-        saturated_init: The same at initialization (from the checks, as
-            `kerasguide check` warns). Defaults to `0.2`.
-        vanishing: First/last layer gradient RMS ratio below this is
-            vanishing (E19). Defaults to `1e-3`.
-        exploding: First/last layer gradient RMS ratio above this is
-            exploding (E19). Defaults to `1e3`.
-        noise: Median loss noise (relative batch-to-batch jitter) above
-            this is noisy (E16). Defaults to `0.8`.
-        plateau_loss: Final train loss above this fraction of the first
-            loss makes a stalled loss a plateau. Defaults to `0.1`.
+        gap: Train minus validation accuracy above this is overfitting (E17). Defaults to `0.08`.
+        overfit_accuracy: A gap counts only when the train accuracy is at least this: a broken model that
+            barely fits its training data has other problems first. Defaults to `0.5`.
+        val_rise: Validation loss this fraction above its minimum counts as rising (E17). Defaults to `0.2`.
+        underfit_accuracy: Final train accuracy below this (with no gap and a stalled loss) is underfitting
+            (E17). Defaults to `0.9`.
+        underfit_gap: Largest gap that still counts as "no gap". Defaults to `0.08`.
+        loss_gap: No accuracies (regression): `loss_gap` (R² train - R² validation) above this, with a
+            validation error over `loss_ratio` x the train's, is overfitting (E17). Defaults to `0.2`.
+        loss_ratio: See `loss_gap`; small validation sets of noisy targets vary that much. Defaults to `1.5`.
+        underfit_unexplained: No accuracies: `unexplained` (1 - R²) above this with no gap and a stalled loss
+            is underfitting (E17). Defaults to `0.7`.
+        stall: Relative loss decrease over the last third of the epochs below this counts as stalled. Defaults
+            to `0.15`.
+        no_progress: Relative decrease from the first loss below this is not learning. Defaults to `0.05`.
+        slow_progress: Relative decrease below this (with a loss still falling) is slow, as with too low a
+            learning rate. Defaults to `0.5`.
+        high_plateau: Final loss above this fraction of the first loss is "still high". Defaults to `0.5`.
+        dead: Dead ReLU fraction of a layer above this is a finding (E19). Defaults to `0.5`.
+        saturated: Saturated fraction on the probe batch above this is a finding (E19); trained tanh nets
+            saturate a good part of their units (0.38 measured on a healthy digits run). Defaults to `0.6`.
+        saturated_init: The same at initialization (from the checks, as `kerasguide check` warns). Defaults to
+            `0.2`.
+        vanishing: First/last layer gradient RMS ratio below this is vanishing (E19). Defaults to `1e-3`.
+        exploding: First/last layer gradient RMS ratio above this is exploding (E19). Defaults to `1e3`.
+        noise: Median loss noise (relative batch-to-batch jitter) above this is noisy (E16). Defaults to
+            `0.8`.
+        plateau_loss: Final train loss above this fraction of the first loss makes a stalled loss a plateau.
+            Defaults to `0.1`.
     """
 
     ratio_high: float = 1e-2
@@ -175,6 +153,9 @@ class Thresholds:
     val_rise: float = 0.2
     underfit_accuracy: float = 0.9
     underfit_gap: float = 0.08
+    loss_gap: float = 0.2
+    loss_ratio: float = 1.5
+    underfit_unexplained: float = 0.7
     stall: float = 0.15
     no_progress: float = 0.05
     slow_progress: float = 0.5
@@ -193,11 +174,11 @@ class Signals:
     """Everything the rules read, as plain data (what a run directory holds).
 
     Args:
-        epochs: metrics.csv rows (`loss`, `val_loss`, `accuracy`,
-            `val_accuracy`, `lr`, ...). Defaults to `[]`.
+        epochs: metrics.csv rows (`loss`, `accuracy`, `rmse`, ..., their `val_` twins, `lr`). Defaults to `[]`.
         status: run.json's status. Defaults to `"completed"`.
         stop_reason: run.json's stop reason. Defaults to `None`.
         num_classes: Classes of the data, if known. Defaults to `None`.
+        target_variance: The training targets' variance (regression). Defaults to `None`.
         update_ratio: Records of `UpdateRatioMonitor`. Defaults to `[]`.
         loss: Records of `LossMonitor`. Defaults to `[]`.
         probe: Records of `ProbeMonitor`. Defaults to `[]`.
@@ -210,6 +191,7 @@ class Signals:
     status: str = "completed"
     stop_reason: str | None = None
     num_classes: int | None = None
+    target_variance: float | None = None
     update_ratio: list[dict[str, Any]] = field(default_factory=list)
     loss: list[dict[str, Any]] = field(default_factory=list)
     probe: list[dict[str, Any]] = field(default_factory=list)
@@ -240,24 +222,21 @@ def _median(values: list[float]) -> float:
 def measure(signals: Signals) -> dict[str, float]:
     """The numbers the rules read, from a run's signals. Missing signals give NaN.
 
-    - `loss_start`: the loss at initialization (the first batch's loss if
-      recorded, else epoch 1's loss); `loss_final` (mean of the
-      last three epochs), `loss_min`; `progress`: `1 - loss_final /
-      loss_start`; `late_progress`: relative decrease of the epoch loss over
-      the last third of the epochs (at least 2); `nonfinite_loss`: 1 if any
-      epoch loss is NaN/Inf.
-    - `accuracy`, `val_accuracy` (means of the last three epochs), `gap`,
-      `chance_accuracy` (1 / classes).
+    - `loss_start`: the loss at initialization (the first batch's loss if recorded, else epoch 1's loss);
+      `loss_final` (mean of the last three epochs), `loss_min`; `progress`: `1 - loss_final / loss_start`;
+      `late_progress`: relative decrease of the epoch loss over the last third of the epochs (at least 2);
+      `nonfinite_loss`: 1 if any epoch loss is NaN/Inf.
+    - `accuracy`, `val_accuracy` (means of the last three epochs), `gap`, `chance_accuracy` (1 / classes).
     - `val_loss_min`, `val_loss_final`, `val_rise` (`final / min - 1`).
-    - `update_ratio`: median over epochs (the first skipped when there are
-      more) of the per-epoch median over layers; `update_ratio_first`:
-      epoch 1's (large while a tiny output layer grows, huge when the
-      learning rate is too high).
-    - `loss_noise`: median batch-loss noise over the epochs whose mean
-      loss is above 0.3 x `loss_start` (else epoch 1's).
-    - `dead_fraction`, `saturated_fraction`: the largest over layers in the
-      last probe; `grad_ratio`: median over probes of the gradient RMS of the
-      first layer with weights over the last's; `grad_nonfinite`.
+    - `unexplained` (the better of train and validation) and `loss_gap` (validation - train): errors over what
+      predicting the mean costs, `rmse²/target_variance` if known, else `loss/loss_start`.
+    - `update_ratio`: median over epochs (the first skipped when there are more) of the per-epoch median over
+      layers; `update_ratio_first`: epoch 1's (large while a tiny output layer grows, huge when the learning
+      rate is too high).
+    - `loss_noise`: median batch-loss noise over the epochs whose mean loss is above 0.3 x `loss_start` (else
+      epoch 1's).
+    - `dead_fraction`, `saturated_fraction`: the largest over layers in the last probe; `grad_ratio`: median
+      over probes of the gradient RMS of the first layer with weights over the last's; `grad_nonfinite`.
     - `roughness`: the last first-layer image's.
     """
     m: dict[str, float] = {}
@@ -275,13 +254,9 @@ def measure(signals: Signals) -> dict[str, float]:
     m["loss_final"] = _tail_mean(losses)
     m["loss_min"] = min(finite) if finite else math.nan
     m["progress"] = 1.0 - m["loss_final"] / m["loss_start"] if m["loss_start"] > 0 else math.nan
-    if len(finite) >= 3:
-        k = max(2, len(finite) // 3)
-        window = finite[-k:]
-        first = window[0]
-        m["late_progress"] = (first - window[-1]) / first if first > 0 else math.nan
-    else:
-        m["late_progress"] = math.nan
+    k = max(2, len(finite) // 3)
+    first, last = (finite[-k], finite[-1]) if len(finite) >= 3 else (math.nan, math.nan)
+    m["late_progress"] = (first - last) / first if first > 0 else math.nan
     m["accuracy"] = _tail_mean(_series(rows, "accuracy"))
     m["val_accuracy"] = _tail_mean(_series(rows, "val_accuracy"))
     m["gap"] = m["accuracy"] - m["val_accuracy"]
@@ -290,11 +265,18 @@ def measure(signals: Signals) -> dict[str, float]:
     m["val_loss_min"] = min(val) if val else math.nan
     m["val_loss_final"] = _tail_mean(val)
     m["val_rise"] = m["val_loss_final"] / m["val_loss_min"] - 1.0 if val and m["val_loss_min"] > 0 else math.nan
+    m["target_variance"] = float(signals.target_variance) if _finite(signals.target_variance) else math.nan
+    errors = [_tail_mean(_series(rows, "rmse")) ** 2, _tail_mean(_series(rows, "val_rmse")) ** 2, m["target_variance"]]
+    if not all(math.isfinite(v) for v in errors) or errors[2] <= 0:
+        errors, m["target_variance"] = [m["loss_final"], m["val_loss_final"], m["loss_start"]], math.nan
+    scale = errors[2] or math.nan
+    m["unexplained"], m["loss_gap"] = min(errors[:2]) / scale, (errors[1] - errors[0]) / scale
+    m["loss_ratio"] = errors[1] / errors[0] if errors[0] > 0 else math.nan
     ratios = [float(r["median"]) for r in signals.update_ratio if _finite(r.get("median"))]
     m["update_ratio_first"] = ratios[0] if ratios else math.nan
     m["update_ratio"] = _median(ratios[1:] if len(ratios) > 1 else ratios)
-    # The wiggle while the loss is still high: late in training, when the
-    # loss is near zero, a single misclassified example makes any batch jump.
+    # The wiggle while the loss is still high: late in training, when the loss is near zero, a single
+    # misclassified example makes any batch jump.
     noisy = [(float(r.get("mean", math.nan)), float(r["noise"])) for r in signals.loss if _finite(r.get("noise"))]
     early = [n for mean, n in noisy if math.isfinite(mean) and mean > 0.3 * m["loss_start"]]
     m["loss_noise"] = _median(early) if early else (noisy[0][1] if noisy else math.nan)
@@ -348,9 +330,8 @@ def _rule_diverged(s: Signals, m: dict[str, float], t: Thresholds) -> list[Findi
             evidence[f"guard_{key}"] = value
     reason = (s.divergence or {}).get("reason") or s.stop_reason or "a non-finite loss"
     return [Finding("diverged", "error", evidence,
-                    f"Training diverged ({reason}). Lower the learning rate 3-10x (an LR range test finds "
-                    "where the loss falls fastest), and check inputs and initialization (recipes E16, G24).",
-                    "E16")]
+                    f"Training diverged ({reason}). Lower the learning rate 3-10x (an LR range test finds where the "
+                    "loss falls fastest), and check inputs and initialization (recipes E16, G24).", "E16")]
 
 
 def _diverged(s: Signals, m: dict[str, float]) -> bool:
@@ -426,6 +407,17 @@ def _rule_fit(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
         out.append(Finding("overfitting", "warning", _ev(m, "val_loss_min", "val_loss_final", "val_rise"),
                            f"The validation loss rose {m['val_rise']:.0%} above its minimum while the training "
                            "loss kept falling: regularize more or stop earlier (recipes E17, C9).", "E17"))
+    scale = "the targets' variance" if math.isfinite(m["target_variance"]) else "the initial loss"
+    evidence = _ev(m, "loss_final", "val_loss_final", "unexplained", "loss_gap", "loss_ratio", "target_variance")
+    if not math.isfinite(gap) and not out and m["loss_gap"] > t.loss_gap and m["loss_ratio"] > t.loss_ratio:
+        out.append(Finding("overfitting", "warning", evidence, f"The validation error exceeds the training error by "
+                           f"{m['loss_gap']:.0%} of {scale}: regularize more (dropout, L2), get more data, or stop "
+                           "earlier (recipes E17, C9).", "E17"))
+    elif (not math.isfinite(gap) and not out and m["progress"] >= t.no_progress and m["late_progress"] < t.stall
+          and m["unexplained"] > t.underfit_unexplained and not _ratio_high(m, t)):
+        out.append(Finding("underfitting", "warning", evidence, f"Training and validation errors are "
+                           f"{m['unexplained']:.0%} of {scale} and the loss has stopped improving: the model is too "
+                           "small (or the targets mostly noise). Add units or layers, regularize less (E17).", "E17"))
     chance = m["chance_accuracy"] if math.isfinite(m["chance_accuracy"]) else 0.0
     learning = m["progress"] >= t.no_progress and m["accuracy"] > 2 * chance
     if (learning and math.isfinite(m["accuracy"]) and m["accuracy"] < t.underfit_accuracy
@@ -458,9 +450,8 @@ def _rule_plateau(s: Signals, m: dict[str, float], t: Thresholds) -> list[Findin
     if (m["progress"] >= t.no_progress and m["late_progress"] < t.stall / 15
             and m["loss_final"] > t.plateau_loss * m["loss_start"]):
         return [Finding("plateau", "info", _ev(m, "loss_start", "loss_final", "late_progress", "epochs"),
-                        f"The training loss stopped improving at {m['loss_final']:.3g} over the last third of "
-                        "the epochs: decay the learning rate (step decay, or reduce on plateau x0.5) "
-                        "(recipe G22).", "G22")]
+                        f"The training loss stopped improving at {m['loss_final']:.3g} over the last third of the "
+                        "epochs: decay the learning rate (step decay, or reduce on plateau x0.5) (recipe G22).", "G22")]
     return []
 
 
@@ -501,17 +492,17 @@ def _rule_units(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]
     if math.isfinite(dead) and dead > t.dead:
         where = f" (layer {dead_layer})" if dead_layer else ""
         out.append(Finding("dead_units", "warning", {"dead_fraction": dead, "from_initialization": float(source == "initialization")},
-                           f"{dead:.0%} of a layer's ReLU units{where} output zero for every example {when}: they "
-                           "never learn. Check the biases (0, or 0.01) and the initializer (He), or lower the "
-                           "learning rate (recipes E19, B4, B7).", "E19"))
+                           f"{dead:.0%} of a layer's ReLU units{where} output zero for every example {when}: they never "
+                           "learn. Check the biases (0, or 0.01) and the initializer (He), or lower the learning rate "
+                           "(recipes E19, B4, B7).", "E19"))
     limit = t.saturated_init if source == "initialization" else t.saturated
     if math.isfinite(saturated) and saturated > limit:
         where = f" (layer {saturated_layer})" if saturated_layer else ""
         out.append(Finding("saturated_units", "warning",
                            {"saturated_fraction": saturated, "from_initialization": float(source == "initialization")},
-                           f"{saturated:.0%} of the tanh/sigmoid outputs{where} are saturated {when}: their "
-                           "gradients vanish. Use smaller initial weights (Glorot/Xavier for tanh) or batch "
-                           "normalization (recipes E19, B4, B8).", "E19"))
+                           f"{saturated:.0%} of the tanh/sigmoid outputs{where} are saturated {when}: their gradients "
+                           "vanish. Use smaller initial weights (Glorot/Xavier for tanh) or batch normalization "
+                           "(recipes E19, B4, B8).", "E19"))
     return out
 
 
@@ -525,9 +516,9 @@ def _rule_gradients(s: Signals, m: dict[str, float], t: Thresholds) -> list[Find
         return []
     if ratio < t.vanishing:
         return [Finding("vanishing_gradients", "warning", _ev(m, "grad_ratio"),
-                        f"The first layer's gradients are {ratio:.1e} times the last layer's: they vanish on "
-                        "the way down. Use ReLU with He initialization, larger initial weights, or batch "
-                        "normalization (recipes E19, B4, B5, B8).", "E19")]
+                        f"The first layer's gradients are {ratio:.1e} times the last layer's: they vanish on the way "
+                        "down. Use ReLU with He initialization, larger initial weights, or batch normalization "
+                        "(recipes E19, B4, B5, B8).", "E19")]
     if ratio > t.exploding:
         return [Finding("exploding_gradients", "warning", _ev(m, "grad_ratio"),
                         f"The first layer's gradients are {ratio:.1e} times the last layer's: they explode on "
@@ -620,9 +611,8 @@ def _has_records(folder: Path) -> bool:
 def load_signals(run_dir: str | Path | RunDir) -> Signals:
     """Read the signals of a run directory, or of a folder that holds only the monitors' records.
 
-    A folder of records (the `record_dir` given to `default_monitors`, or one
-    with such a `monitor/` inside) gives what those records support: the
-    rules that need metrics.csv or run.json find nothing to say. Raises
+    A folder of records (the `record_dir` given to `default_monitors`, or one with such a `monitor/` inside)
+    gives what those records support: the rules that need metrics.csv or run.json find nothing to say. Raises
     `FileNotFoundError` for a folder with neither.
     """
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
@@ -642,6 +632,7 @@ def load_signals(run_dir: str | Path | RunDir) -> Signals:
         status=str(record.get("status") or "completed"),
         stop_reason=record.get("stop_reason") or record.get("error"),
         num_classes=(record.get("data") or {}).get("num_classes"),
+        target_variance=(record.get("data") or {}).get("target_variance"),
         update_ratio=_jsonl(monitor / "update_ratio.jsonl"),
         loss=_jsonl(monitor / "loss.jsonl"),
         probe=_jsonl(monitor / "probe.jsonl"),

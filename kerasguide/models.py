@@ -5,7 +5,8 @@ after the dense/conv and before the nonlinearity, dropout, L1/L2 on weights
 (not biases unless asked) and a max-norm constraint all come from the
 config's `model` section. The output layer is a softmax for cross-entropy
 (Keras turns it back into logits inside the loss) and linear scores for the
-hinge and MSE losses.
+hinge and MSE losses; one sigmoid unit for a binary task; for regression a
+linear unit per target column, rescaled to the targets' units (`data.task`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from kerasguide.builders import build_user_model, load_user_builder  # noqa: F401  (load_user_builder: re-exported)
-from kerasguide.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig
+from kerasguide.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig, task_settings
 from kerasguide.initializers import SparseInitializer
 from kerasguide.layers import DropConnectDense
 from kerasguide.losses import MulticlassHinge, SparseMeanSquaredError
@@ -86,15 +88,21 @@ def build_model(
     input_shape: tuple[int, ...],
     num_classes: int,
     image_shape: tuple[int, ...] | None = None,
+    *,
+    target_stats: tuple[Any, Any] | None = None,
 ) -> keras.Model:
     """Build (not compile) the network the config describes.
 
     Args:
         config: The run config; its `model` and `train` sections are used.
         input_shape: The shape of one preprocessed example.
-        num_classes: Number of output classes.
+        num_classes: Number of output classes (0 for regression).
         image_shape: `(h, w, c)` when the examples are images (flattened or
             not); a 2-D CNN reshapes flat inputs to it. Defaults to `None`.
+        target_stats: Regression: `(mean, std)` of the training targets, a
+            number or one per column (`Dataset.target_stats`); what
+            `load_dataset` remembered on the config if None, else `(0, 1)`.
+            Defaults to `None`.
 
     Example:
 
@@ -156,9 +164,34 @@ def build_model(
             scale=1e-3, mode="fan_avg", distribution="uniform", seed=seed + index
         )
     head["bias_initializer"] = "zeros"
-    activation = "softmax" if config.train.loss == "sparse_categorical_crossentropy" else None
-    outputs = keras.layers.Dense(num_classes, activation=activation, name="output", dtype="float32", **head)(x)
+    settings = task_settings(config)
+    if settings.task == "regression":
+        # The network predicts standardized targets, a fixed affine map puts them back in the targets'
+        # units: the loss and metrics read the real units, Adam's steps stay well scaled, and the small
+        # head starts every prediction at the training mean (initial MSE = the targets' variance, D12).
+        mean, std = _regression_stats(config, target_stats)
+        x = keras.layers.Dense(len(mean), name="output", dtype="float32", **head)(x)
+        outputs = keras.layers.Rescaling(_number_or_list(std), _number_or_list(mean), name="target_scale",
+                                         dtype="float32")(x)
+    elif settings.task == "binary":
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32", **head)(x)
+    else:
+        activation = "softmax" if settings.loss == "sparse_categorical_crossentropy" else None
+        outputs = keras.layers.Dense(num_classes, activation=activation, name="output", dtype="float32", **head)(x)
     return keras.Model(inputs, outputs, name=config.name.replace(".", "_").replace("-", "_"))
+
+
+def _regression_stats(config: RunConfig, target_stats: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    found = config.data.found or {}
+    if target_stats is None and "target_mean" in found:
+        target_stats = (found["target_mean"], found["target_std"])
+    mean, std = target_stats if target_stats is not None else (0.0, 1.0)
+    mean, std = np.atleast_1d(np.asarray(mean, np.float64)), np.atleast_1d(np.asarray(std, np.float64))
+    return mean, np.where(std > 1e-12, std, 1.0)  # a constant target: scale 1
+
+
+def _number_or_list(values: np.ndarray) -> float | list[float]:
+    return float(values[0]) if values.size == 1 else [float(v) for v in values]
 
 
 def make_optimizer(config: OptimizerConfig, learning_rate: Any) -> keras.optimizers.Optimizer:
@@ -186,8 +219,19 @@ def make_optimizer(config: OptimizerConfig, learning_rate: Any) -> keras.optimiz
 
 
 def make_loss(config: RunConfig) -> keras.losses.Loss:
-    """The loss named by `train.loss`."""
+    """The loss named by `train.loss`, for the run's task (`kerasguide.config.task_settings`).
+
+    `mse` is against the one-hot labels for classification (`SparseMeanSquaredError`), against the
+    targets themselves for regression.
+    """
     train = config.train
+    settings = task_settings(config)
+    if settings.task == "regression":
+        if settings.loss == "huber":
+            return keras.losses.Huber(delta=train.huber_delta)
+        return keras.losses.MeanAbsoluteError() if settings.loss == "mae" else keras.losses.MeanSquaredError()
+    if settings.task == "binary":
+        return keras.losses.BinaryCrossentropy(label_smoothing=train.label_smoothing)
     if train.loss == "categorical_hinge":
         return MulticlassHinge()
     if train.loss == "mse":
@@ -215,11 +259,16 @@ class _SmoothedSparseCrossentropy(keras.losses.Loss):
 
 def make_metrics(config: RunConfig) -> list[keras.metrics.Metric]:
     metrics: list[keras.metrics.Metric] = []
-    for name in config.train.metrics:
-        if name == "accuracy":
+    settings = task_settings(config)
+    for name in settings.metrics:
+        if name == "accuracy" and settings.task == "binary":
+            metrics.append(keras.metrics.BinaryAccuracy(name="accuracy"))
+        elif name == "accuracy":
             metrics.append(keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
         elif name == "top3_accuracy":
             metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3_accuracy"))
         elif name == "mae":
             metrics.append(keras.metrics.MeanAbsoluteError(name="mae"))
+        elif name == "rmse":
+            metrics.append(keras.metrics.RootMeanSquaredError(name="rmse"))
     return metrics

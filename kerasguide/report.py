@@ -28,16 +28,21 @@ def _fmt(value: Any) -> str:
         return f"{value:.4g}"
     if value is None:
         return "—"
+    if isinstance(value, list):  # one number per target column
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
 
 
+_TITLES = {"accuracy": "Accuracy", "mae": "MAE", "rmse": "RMSE"}
+
+
 def plot_history(rows: list[dict[str, float]], path: str | Path) -> Path | None:
-    """Loss and accuracy against epochs (train and validation), saved as PNG."""
+    """Loss and accuracy (a regression: MAE, RMSE) against epochs (train and validation), saved as PNG."""
     if not rows:
         return None
     epochs = [r["epoch"] for r in rows]
     keys = rows[0].keys()
-    panels = [("loss", "Loss")] + [(k, k.replace("_", " ").title()) for k in ("accuracy",) if k in keys]
+    panels = [("loss", "Loss")] + [(k, title) for k, title in _TITLES.items() if k in keys]
     fig = Figure(figsize=(5.5 * len(panels), 3.6))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, title) in zip(axes[0], panels, strict=True):
@@ -67,6 +72,9 @@ def _section_outcome(run_dir: RunDir, record: dict[str, Any]) -> str:
             f"| data | {data.get('name')}: {data.get('train')} train / {data.get('validation')} validation"
             f"{' / ' + str(data['test']) + ' test' if data.get('test') else ''} |"
         )
+    if data.get("task") == "regression" and _finite(data.get("target_variance")):
+        lines.append(f"| targets | regression: mean {_fmt(data.get('target_mean'))}, std {_fmt(data.get('target_std'))}"
+                     f" on the training split; predicting the mean has an MSE of {_fmt(data['target_variance'])} |")
     if record.get("parameters"):
         lines.append(f"| parameters | {record['parameters']:,} |")
     lines.append(f"| epochs run | {record.get('epochs_done', 0)} |")
@@ -85,7 +93,8 @@ def _section_curves(run_dir: RunDir, record: dict[str, Any]) -> str:
     if not rows:
         return ""
     plot_history(rows, run_dir.file("loss.png"))
-    return "## Learning curves\n\n![loss and accuracy per epoch](loss.png)"
+    what = "loss and accuracy" if "mae" not in rows[0] or "accuracy" in rows[0] else "loss, MAE and RMSE"
+    return f"## Learning curves\n\n![{what} per epoch](loss.png)"
 
 
 def _section_reproduce(run_dir: RunDir, record: dict[str, Any]) -> str:

@@ -21,7 +21,6 @@ import_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kerasguide.builders import is_compiled  # noqa: E402
 from kerasguide.data import Dataset, load_dataset  # noqa: E402
 from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
 
@@ -91,15 +90,19 @@ def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
     return int(value)
 
 
-def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, steps_per_exec: int = 1) -> None:
+def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, steps_per_exec: int = 1,
+                  own: bool = False) -> None:
     """Compile with the config's optimizer, loss and metrics (then see `build_for_fit`).
 
-    A model that came compiled (a `python:` builder that compiles, a saved
-    `.keras`) keeps its own optimizer, loss and metrics: it is compiled again
-    from its compile config (a fresh optimizer of the same settings) with the
-    config's `steps_per_execution` and `jit_compile`; `learning_rate` is not used.
+    With `own` (a model that came compiled: a `python:` builder that
+    compiles, a saved `.keras`), the model keeps its own optimizer, loss and
+    metrics: it is compiled again from its compile config (a fresh optimizer
+    of the same settings) with the config's `steps_per_execution` and
+    `jit_compile`; `learning_rate` is not used. Whether a model came
+    compiled is known only before anything compiles it: ask `is_compiled`
+    then, not after (the LR range test compiles the model it sweeps).
     """
-    if is_compiled(model):
+    if own:
         settings = model.get_compile_config()
         settings.update(steps_per_execution=steps_per_exec, jit_compile=config.train.jit_compile)
         model.compile_from_config(settings)
@@ -113,12 +116,12 @@ def compile_model(model: keras.Model, config: RunConfig, learning_rate: Any, ste
     )
 
 
-def loss_and_optimizer(model: keras.Model, config: RunConfig) -> tuple[Any, keras.optimizers.Optimizer]:
+def loss_and_optimizer(model: keras.Model, config: RunConfig, own: bool) -> tuple[Any, keras.optimizers.Optimizer]:
     """The loss and a fresh optimizer for a recipe that trains on its own (the sanity checks).
 
-    The model's own when it came compiled, else the config's ("auto" learning rate: 1e-3).
+    The model's own with `own` (it came compiled), else the config's ("auto" learning rate: 1e-3).
     """
-    if is_compiled(model):
+    if own:
         return model.loss, keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
     return make_loss(config), make_optimizer(config.optimizer, initial_learning_rate(config))
 

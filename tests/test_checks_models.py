@@ -218,10 +218,11 @@ def test_overfit_regression_reaches_near_zero_loss_or_fails(data):
 
     r = check_overfit(regressor(), x, t, examples=20, steps=200)
     assert r.passed, r.advice
-    assert r.details["final_accuracy"] is None and r.measured <= 0.05
+    # Judged scale-free: the squared residual against the targets' variance (1 - R^2), at most 0.1.
+    assert r.details["final_accuracy"] is None and r.measured <= 0.1 and r.details["rule"] == "residual"
     assert r.measured == pytest.approx(r.details["loss_ratio"])
     r = check_overfit(regressor(Disconnect(name="bug")), x, t, examples=20, steps=60)
-    assert not r.passed and r.details["loss_ratio"] > 0.05
+    assert not r.passed and r.details["loss_ratio"] > 0.5  # the disconnected input leaves the variance
     assert "Cannot overfit 20 examples" in r.advice and r.details["curve"]["loss"]
 
 

@@ -231,3 +231,60 @@ def test_cli_config_shows_the_plateau_error_before_a_run(tmp_path):
     out = run_cli("config", str(path), timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "schedule.reduce_on_plateau" in out.stderr
+
+
+# ------------------------------------------------------------------ the task
+def test_every_existing_preset_keeps_its_meaning():
+    from kerasguide.config import config_task, task_settings
+
+    for name in ("digits", "mnist1d_cnn", "digits_search", "digits_ensemble"):
+        cfg = load_config(preset_path(name))
+        assert cfg.data.task == "auto" and config_task(cfg) is None
+        settings = task_settings(cfg)
+        assert settings.task == "classification"
+        assert (settings.loss, list(settings.metrics), settings.monitor_metric) == (
+            cfg.train.loss, cfg.train.metrics, cfg.train.monitor_metric)
+    assert task_settings(loads_config('[train]\nloss = "mse"\n')).loss == "mse"  # the one-hot MSE, as before
+
+
+def test_the_task_from_the_config_alone():
+    from kerasguide.config import config_task
+
+    assert config_task(load_config(preset_path("diabetes"))) == "regression"
+    assert config_task(loads_config('[data]\nsource = "diabetes"\n')) == "regression"
+    assert config_task(loads_config('[train]\nloss = "huber"\nmetrics = ["mae"]\n')) == "regression"
+    assert config_task(loads_config('[train]\nloss = "binary_crossentropy"\n')) == "binary"
+    assert config_task(loads_config('[data]\nsource = "npz:x.npz"\n')) is None  # the data decide
+
+
+def test_regression_defaults_stand_for_the_classification_ones():
+    from kerasguide.config import task_settings
+
+    settings = task_settings(loads_config('[data]\ntask = "regression"\n'))
+    assert (settings.loss, settings.metrics, settings.monitor_metric) == ("mse", ("mae", "rmse"), "val_loss")
+    assert task_settings(RunConfig(), "regression").loss == "mse"
+    # Given values are kept when they fit.
+    cfg = loads_config('[data]\ntask = "regression"\n[train]\nloss = "mae"\nmetrics = ["rmse"]\nmonitor_metric = "val_mae"\n')
+    assert task_settings(cfg) == task_settings(cfg, "regression")
+    assert (task_settings(cfg).loss, task_settings(cfg).metrics, task_settings(cfg).monitor_metric) == (
+        "mae", ("rmse",), "val_mae")
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[data]\ntask = "regression"\n[train]\nloss = "categorical_hinge"\n', "`train.loss` = 'categorical_hinge'"),
+    ('[data]\nsource = "diabetes"\n[train]\nmetrics = ["accuracy", "mae"]\n', "`train.metrics`"),
+    ('[data]\ntask = "classification"\n[train]\nloss = "mae"\n', "`train.loss` = 'mae'"),
+    ('[data]\ntask = "binary"\n[train]\nloss = "mse"\n', "`train.loss` = 'mse'"),
+    ('[data]\ntask = "classification"\n[train]\nmetrics = ["rmse"]\n', "`train.metrics`"),
+])
+def test_a_loss_or_metric_that_does_not_fit_the_task_is_one_line(text, key):
+    with pytest.raises(ConfigError) as info:
+        loads_config(text, "c.toml")
+    message = str(info.value)
+    assert key in message and "\n" not in message and "use" in message
+    assert "{" not in message  # names the keys, not the whole table
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ConfigError, match="data.task"):
+        loads_config('[data]\ntask = "ranking"\n')

@@ -235,3 +235,111 @@ def test_keras_dataset_offline_is_a_clear_error(tmp_path, monkeypatch):
     _offline_keras(monkeypatch, tmp_path)
     with pytest.raises(DataError, match="offline"):
         load_dataset(DataConfig(source="fashion_mnist"))
+
+
+# ------------------------------------------------------------- regression targets
+def _regression(n=200, d=5, seed=0, columns=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32) * 3.0 + 10.0
+    w = rng.normal(size=(d, columns))
+    y = (x @ w + rng.normal(scale=0.5, size=(n, columns)) + 100.0).astype(np.float32)
+    return x, (y[:, 0] if columns == 1 else y)
+
+
+def test_npz_float_targets_are_a_regression(tmp_path):
+    x, y = _regression()
+    np.savez(tmp_path / "r.npz", x=x, y=y)
+    cfg = DataConfig(source=f"npz:{tmp_path / 'r.npz'}")
+    ds = load_dataset(cfg, seed=0)
+    assert ds.task == "regression" and ds.num_classes == 0
+    assert ds.y_train.dtype == np.float32 and ds.y_train.shape == (160,)
+    np.testing.assert_allclose(np.sort(np.concatenate([ds.y_train, ds.y_val])), np.sort(y))  # raw targets
+    # The targets' statistics are the training split's (the summary carries them for the diagnosis) ...
+    summary = ds.summary()
+    assert summary["task"] == "regression" and summary["target_width"] == 1
+    assert summary["target_mean"] == pytest.approx(float(ds.y_train.mean()), rel=1e-5)
+    assert summary["target_variance"] == pytest.approx(float(ds.y_train.var()), rel=1e-4)
+    # ... the inputs' preprocessing was fitted on the training split only (A2) ...
+    assert ds.preprocessor.fitted_on == fingerprint(ds.raw_train)
+    # ... and the config remembers what the data said, for the loss and the model built from it.
+    assert cfg.found["task"] == "regression" and cfg.found["target_mean"] == [pytest.approx(summary["target_mean"])]
+    assert DataConfig(source="digits").found is None
+
+
+def test_regression_split_is_not_stratified_and_seeded(tmp_path):
+    x, y = _regression(n=101)
+    a = split(x, y, 0.2, seed=1, stratify=False)
+    b = split(x, y, 0.2, seed=1, stratify=False)
+    np.testing.assert_array_equal(a[3], b[3])
+    assert len(a[3]) == 21
+    with pytest.raises(TypeError):  # what stratifying by float targets would do
+        split(x, y, 0.2, seed=1)
+
+
+def test_several_target_columns(tmp_path):
+    x, y = _regression(columns=3)
+    np.savez(tmp_path / "r.npz", x=x, y=y)
+    ds = load_dataset(DataConfig(source=f"npz:{tmp_path / 'r.npz'}"), seed=0)
+    assert ds.y_train.shape == (160, 3) and ds.target_mean.shape == (3,)
+    assert ds.summary()["target_width"] == 3 and len(ds.summary()["target_std"]) == 3
+
+
+def test_whole_number_floats_stay_class_ids_unless_the_task_says_regression(tmp_path):
+    x, y = _blobs()
+    np.savez(tmp_path / "d.npz", x=x, y=y.astype(np.float64))
+    assert load_dataset(DataConfig(source=f"npz:{tmp_path / 'd.npz'}")).num_classes == 3
+    ds = load_dataset(DataConfig(source=f"npz:{tmp_path / 'd.npz'}", task="regression"))
+    assert ds.task == "regression" and ds.y_train.dtype == np.float32
+    # The rest of the config may imply the task (train.loss = "mae": kerasguide.config.config_task).
+    assert load_dataset(DataConfig(source=f"npz:{tmp_path / 'd.npz'}"), task="regression").num_classes == 0
+
+
+def test_float_targets_refused_for_an_explicit_classification(tmp_path):
+    x, y = _regression()
+    np.savez(tmp_path / "r.npz", x=x, y=y)
+    with pytest.raises(DataError, match='data.task = "regression"'):
+        load_dataset(DataConfig(source=f"npz:{tmp_path / 'r.npz'}", task="classification"))
+
+
+def _write_csv(path, x, targets, column="price"):
+    lines = ["a,b," + column + ",c,d,e"]
+    for row, target in zip(x, targets, strict=True):
+        values = [f"{v:.4f}" for v in row]
+        lines.append(",".join(values[:2] + [str(target)] + values[2:]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_csv_float_target_column(tmp_path):
+    x, y = _regression()
+    _write_csv(tmp_path / "r.csv", x, [f"{v:.3f}" for v in y])
+    ds = load_dataset(DataConfig(source=f"csv:{tmp_path / 'r.csv'}", label_column="price"), seed=0)
+    assert ds.task == "regression" and ds.x_train.shape[1] == 5
+    # Planted: the old reader took int(float(v)) and truncated 103.7 to 103, a class id.
+    assert not np.all(np.mod(ds.y_train, 1) == 0)
+    np.testing.assert_allclose(np.sort(np.concatenate([ds.y_train, ds.y_val])), np.sort(np.round(y, 3)), atol=1e-3)
+
+
+def test_csv_whole_numbers_are_still_classes(tmp_path):
+    x, y = _blobs(n=90, d=5)
+    _write_csv(tmp_path / "c.csv", x, y, column="label")
+    ds = load_dataset(DataConfig(source=f"csv:{tmp_path / 'c.csv'}"), seed=0)
+    assert ds.task == "classification" and ds.num_classes == 3 and ds.y_train.dtype == np.int64
+
+
+def test_diabetes_ships_offline():
+    ds = load_dataset(DataConfig(source="diabetes"), seed=0)
+    assert ds.task == "regression" and ds.x_train.shape[1:] == (10,)
+    assert len(ds.x_train) + len(ds.x_val) == 442
+    assert 25 <= ds.y_train.min() and ds.y_train.max() <= 346  # raw targets, not standardized
+    np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-4)  # the inputs are
+
+
+def test_binary_needs_two_classes(tmp_path):
+    x, y = _blobs(classes=2)
+    np.savez(tmp_path / "b.npz", x=x, y=y)
+    ds = load_dataset(DataConfig(source=f"npz:{tmp_path / 'b.npz'}", task="binary"))
+    assert ds.task == "binary" and ds.num_classes == 2
+    x, y = _blobs(classes=3)
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    with pytest.raises(DataError, match="binary"):
+        load_dataset(DataConfig(source=f"npz:{tmp_path / 't.npz'}", task="binary"))

@@ -302,4 +302,101 @@ def test_cli_diagnose(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["findings"][0]["code"] == "saturated_units"
     assert main(["diagnose", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such folder" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["diagnose", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a run directory" in err
+
+
+# ------------------------------------------------------- regression (no accuracies)
+VARIANCE = 6000.0  # the training targets' variance: predicting the mean costs this much MSE
+
+
+def regression_curve(epochs=30, train_final=0.45, val_final=0.5, stall_at=0.5):
+    """metrics.csv rows of a regression run (loss = MSE, mae, rmse, no accuracy): the errors fall from the
+    variance to `train_final` / `val_final` of it by `stall_at` of the epochs, then stay flat."""
+    rows = []
+    for e in range(1, epochs + 1):
+        frac = min(1.0, (e - 1) / max(epochs - 1, 1) / stall_at)
+        train = VARIANCE * (1.0 + (train_final - 1.0) * frac)
+        val = VARIANCE * (1.0 + (val_final - 1.0) * frac)
+        rows.append({"epoch": e, "loss": train, "mae": 0.8 * train**0.5, "rmse": train**0.5, "val_loss": val,
+                     "val_mae": 0.8 * val**0.5, "val_rmse": val**0.5, "lr": 1e-3, "seconds": 0.1})
+    return rows
+
+
+def regression(**changes) -> Signals:
+    signals = Signals(epochs=regression_curve(), num_classes=0, target_variance=VARIANCE,
+                      update_ratio=ratios(1e-3), probe=probe())
+    for key, value in changes.items():
+        setattr(signals, key, value)
+    return signals
+
+
+def test_regression_healthy_noisy_targets_find_nothing():
+    # Diabetes-like: half the variance is noise the best model cannot explain; no gap. Not underfitting.
+    assert codes(regression()) == set()
+    assert math.isnan(measure(regression())["accuracy"]) and measure(regression())["unexplained"] < 0.5
+
+
+def test_regression_overfitting_from_the_loss_gap():
+    found = diagnose(regression(epochs=regression_curve(train_final=0.05, val_final=0.8)))
+    over = next(f for f in found if f.code == "overfitting")
+    assert over.evidence["loss_gap"] == pytest.approx(0.75, abs=1e-6)
+    assert over.evidence["target_variance"] == VARIANCE and "targets' variance" in over.advice
+    # Noisy validation error on a model that fits badly everywhere: a gap, but no ratio. Not overfitting.
+    assert "overfitting" not in codes(regression(epochs=regression_curve(train_final=0.9, val_final=1.15)))
+
+
+def test_regression_underfitting_against_the_variance():
+    found = diagnose(regression(epochs=regression_curve(train_final=0.85, val_final=0.88)))
+    under = next(f for f in found if f.code == "underfitting")
+    assert under.evidence["unexplained"] == pytest.approx(0.85, abs=1e-6) and "85%" in under.advice
+    # Still improving: not (yet) underfitting; explaining most of the variance: not underfitting.
+    assert "underfitting" not in codes(regression(epochs=regression_curve(train_final=0.85, stall_at=1.0)))
+    assert "underfitting" not in codes(regression(epochs=regression_curve(train_final=0.3, val_final=0.32)))
+
+
+def test_regression_rules_without_the_variance_use_the_first_loss():
+    # A user's model (no data summary): the errors are read against the loss at the start.
+    rows = [{k: v for k, v in r.items() if "rmse" not in k} for r in regression_curve(train_final=0.85,
+                                                                                      val_final=0.88)]
+    found = diagnose(regression(epochs=rows, target_variance=None))
+    under = next(f for f in found if f.code == "underfitting")
+    assert "initial loss" in under.advice and "target_variance" not in under.evidence
+
+
+def test_planted_a_fit_rule_that_reads_only_accuracies_says_nothing(monkeypatch):
+    # The bug the rules above guard against: over/underfitting judged from accuracy keys a regression
+    # run does not have, silently finding nothing. Planted by hiding the error measures.
+    import kerasguide.diagnosis as diagnosis
+
+    real = diagnosis.measure
+
+    def accuracy_only(signals):
+        m = real(signals)
+        m.update(unexplained=math.nan, loss_gap=math.nan, loss_ratio=math.nan)
+        return m
+
+    over = regression(epochs=regression_curve(train_final=0.05, val_final=0.8))
+    under = regression(epochs=regression_curve(train_final=0.85, val_final=0.88))
+    assert "overfitting" in codes(over) and "underfitting" in codes(under)
+    monkeypatch.setattr(diagnosis, "measure", accuracy_only)
+    assert codes(over) == set() and codes(under) == set()  # what the tests above would catch
+
+
+def test_classification_runs_are_judged_as_before():
+    # Accuracies present: the loss rules stay out of it, even with a large loss gap.
+    rows = curve(30, final=0.001, acc_final=0.99, val_acc_final=0.97, val_floor=1.5)
+    assert codes(healthy(epochs=rows)) == set()
+
+
+def test_run_directory_gives_the_rules_the_target_variance(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    rd.update_run(status="completed", data={"num_classes": 0, "task": "regression", "target_variance": VARIANCE})
+    rd.write_metrics(regression_curve(train_final=0.85, val_final=0.88))
+    signals = load_signals(rd.path)
+    assert signals.target_variance == VARIANCE
+    assert "underfitting" in {f.code for f in write_diagnosis(rd.path)}

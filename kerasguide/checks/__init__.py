@@ -11,10 +11,17 @@ batch-norm statistics and optimizer state as it found them.
   shared between training and validation (A2).
 - `check_initialization`: no all-zero/all-equal weights where symmetry must
   break; per-layer activation statistics at init (B5, E19).
-- `check_initial_loss`: the data loss at chance, e.g. `ln C` (D12).
+- `check_initial_loss`: the data loss at chance, e.g. `ln C`, `ln 2` for a
+  sigmoid, the targets' variance for MSE (D12).
 - `check_regularization`: raising the regularization raises the loss (D13).
-- `check_overfit`: 20 examples fitted to ~100 % train accuracy (D14).
+- `check_overfit`: 20 examples fitted to ~100 % train accuracy, or a
+  regression's residual below 10 % of the targets' variance (D14).
 - `check_gradients`: float64 gradient check of every trainable tensor (D15).
+
+Every check takes the model shapes practitioners bring: Sequential,
+Functional with a dict or list of inputs, subclassed; integer token
+inputs (an `Embedding`); integer, one-hot or real-valued targets; several
+outputs with a loss each (a dict or list of targets, checked per output).
 
 `run_checks` runs them all; `kerasguide check CONFIG` (`kerasguide.spine.check_config`)
 does it for a config and writes checks.json into a run directory.
@@ -33,11 +40,15 @@ print(checks.format_table(results))
 
 from kerasguide.checks.data import check_data
 from kerasguide.checks.expectations import (
+    best_constant,
     class_prior,
     classify_error,
     expected_initial_loss,
+    fit_residual,
     gradient_step,
     is_kink,
+    pointwise_loss,
+    regression_bounds,
     relative_error,
 )
 from kerasguide.checks.gradients import check_gradients
@@ -52,6 +63,7 @@ __all__ = [
     "CheckResult",
     "activation_stats",
     "all_passed",
+    "best_constant",
     "check_data",
     "check_gradients",
     "check_initial_loss",
@@ -63,10 +75,13 @@ __all__ = [
     "classify_error",
     "expected_initial_loss",
     "failure_lines",
+    "fit_residual",
     "format_table",
     "gradient_step",
     "is_kink",
+    "pointwise_loss",
     "read_checks",
+    "regression_bounds",
     "relative_error",
     "run_checks",
     "write_checks",

@@ -25,24 +25,125 @@ def _array(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _row_hashes(x: np.ndarray) -> list[bytes]:
-    flat = np.ascontiguousarray(x.reshape(len(x), -1))
-    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
+def _data(x: Any) -> Any:
+    """An array, or a dict/list/tuple of arrays (several inputs or outputs), as NumPy."""
+    if isinstance(x, dict):
+        return {k: _data(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)) and x and all(len(getattr(v, "shape", ())) >= 1 for v in x):
+        return type(x)(_data(v) for v in x)
+    return _array(x)
 
 
-def shared_duplicates(x_train: np.ndarray, x_val: np.ndarray) -> list[int]:
+def _leaves(x: Any) -> list[tuple[str, np.ndarray]]:
+    """`(name, array)` for every array of a structure (name "" for a single array)."""
+    if isinstance(x, dict):
+        return [(str(k), v) for k, v in x.items()]
+    if isinstance(x, (list, tuple)):
+        return [(str(i), v) for i, v in enumerate(x)]
+    return [("", x)]
+
+
+def _length(x: Any) -> int:
+    lengths = {len(a) for _, a in _leaves(x)}
+    return lengths.pop() if len(lengths) == 1 else -1
+
+
+def _row_hashes(x: Any) -> list[bytes]:
+    # One hash per example over all its arrays (a dict or list of inputs: every input of the example).
+    flats = [np.ascontiguousarray(a.reshape(len(a), -1)) for _, a in _leaves(x)]
+    return [hashlib.blake2b(b"".join(f[i].tobytes() for f in flats), digest_size=16).digest()
+            for i in range(len(flats[0]))]
+
+
+def shared_duplicates(x_train: Any, x_val: Any) -> list[int]:
     """Indices of validation examples that also appear, byte for byte, in training.
+
+    `x_train` and `x_val` are arrays, or the same dict/list structure of
+    arrays (an example then repeats when all its inputs do).
 
     Example:
 
     >>> shared_duplicates(np.array([[1, 2], [3, 4]]), np.array([[3, 4], [5, 6]]))
     [0]
     """
-    x_train, x_val = np.asarray(x_train), np.asarray(x_val)
-    if x_train.dtype != x_val.dtype:
-        x_val = x_val.astype(x_train.dtype)
+    x_train, x_val = _data(x_train), _data(x_val)
+    train, val = _leaves(x_train), _leaves(x_val)
+    if [k for k, _ in train] != [k for k, _ in val]:
+        return []
+    aligned = [v if t.dtype == v.dtype else v.astype(t.dtype) for (_, t), (_, v) in zip(train, val, strict=True)]
+    if isinstance(x_val, dict):
+        x_val = dict(zip(x_val, aligned, strict=True))
+    elif isinstance(x_val, (list, tuple)):
+        x_val = type(x_val)(aligned)
+    else:
+        x_val = aligned[0]
     seen = set(_row_hashes(x_train))
     return [i for i, h in enumerate(_row_hashes(x_val)) if h in seen]
+
+
+def _is_onehot(y: np.ndarray) -> bool:
+    """Rows of 0/1 with a single 1: one-hot encoded class labels."""
+    if y.ndim != 2 or y.shape[1] < 2 or len(y) == 0:
+        return False
+    finite = y[np.all(np.isfinite(y), axis=1)] if np.issubdtype(y.dtype, np.floating) else y
+    return bool(len(finite) and np.all(np.isin(finite, (0, 1))) and np.all(finite.sum(axis=1) == 1))
+
+
+def _guess_classification(y: np.ndarray) -> bool:
+    """Integer dtype, one-hot rows, or few integer-valued floats in one column: class labels."""
+    if np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
+        return True
+    if not np.issubdtype(y.dtype, np.number):
+        return False
+    if _is_onehot(y):
+        return True
+    finite = y[np.isfinite(y)] if np.issubdtype(y.dtype, np.floating) else y
+    single = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)
+    return bool(single and np.all(np.mod(finite, 1) == 0) and len(np.unique(finite)) <= max(2, len(y) // 2))
+
+
+def _label_problems(
+    labels_by_split: dict[str, np.ndarray], num_classes: int | None, where: str
+) -> tuple[list[str], dict[str, Any]]:
+    """Class labels in range, integers, every class in train and validation; `where` names the output."""
+    problems: list[str] = []
+    details: dict[str, Any] = {}
+    onehot = any(_is_onehot(y) for y in labels_by_split.values())
+    width = next((y.shape[1] for y in labels_by_split.values() if y.ndim == 2 and y.shape[1] > 1), None)
+    labels = {
+        k: y.reshape(-1) if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(axis=-1)
+        for k, y in labels_by_split.items()
+    }
+    # NaN/Inf labels are reported apart; the class bookkeeping uses the finite ones.
+    labels = {k: v[np.isfinite(v)] if np.issubdtype(v.dtype, np.floating) else v for k, v in labels.items()}
+    all_labels = np.concatenate(list(labels.values()))
+    if not np.all(np.mod(all_labels, 1) == 0):
+        problems.append(f"{where}labels are not integer class ids")
+    # One-hot labels: as many classes as the rows are wide.
+    classes = int(num_classes or (width if onehot and width else 0)
+                  or (int(np.max(all_labels)) + 1 if all_labels.size else 0))
+    details["num_classes"] = classes
+    details["label_encoding"] = "one-hot" if onehot else "class ids"
+    low, high = (float(np.min(all_labels)), float(np.max(all_labels))) if all_labels.size else (0, 0)
+    details["label_range"] = [low, high]
+    if low < 0 or high >= classes:
+        problems.append(f"{where}labels span {low:g}..{high:g}, outside 0..{classes - 1}")
+    counts = {}
+    missing: dict[str, list[int]] = {}
+    for split in ("train", "validation"):
+        if split not in labels:
+            continue
+        c = np.bincount(np.clip(labels[split].astype(np.int64), 0, None), minlength=classes)[:classes]
+        counts[split] = c.tolist()
+        absent = [int(i) for i in np.flatnonzero(c == 0)]
+        if absent:
+            missing[split] = absent
+            problems.append(
+                f"{where}class{'es' if len(absent) > 1 else ''} {_ids(absent)} missing from the {split} split"
+            )
+    details["class_counts"] = counts
+    details["missing_classes"] = missing
+    return problems, details
 
 
 def _close(a: np.ndarray | None, b: np.ndarray | None, rtol: float = 1e-4) -> tuple[bool, float]:
@@ -129,13 +230,13 @@ def check_data(
     x_val=None,
     y_val=None,
     *,
-    num_classes: int | None = None,
+    num_classes: int | dict[str, int | None] | None = None,
     x_test=None,
     y_test=None,
     preprocessor: Any = None,
     raw_train=None,
     raw_val=None,
-    classification: bool | None = None,
+    classification: bool | dict[str, bool | None] | None = None,
 ) -> CheckResult:
     """Data: finite, labelled in range, every class in both splits, statistics from train only (A2).
 
@@ -147,13 +248,22 @@ def check_data(
     the normalization: recipe A2). Validation examples that also appear in
     the training split are counted and reported (a warning).
 
+    Inputs may be a dict or list of arrays (several inputs), labels
+    integer class ids, one-hot rows (as many classes as the rows are wide)
+    or real-valued targets, for which the class checks are skipped (the
+    reason in `details["class_checks"]`); a dict or list of targets (several
+    outputs) is checked output by output (`details["heads"]`).
+
     Args:
-        x_train: Training inputs, or a kerasguide `Dataset` (then the other
-            arrays, the preprocessor and the raw splits come from it).
+        x_train: Training inputs (an array, or a dict or list of arrays), or a
+            kerasguide `Dataset` (then the other arrays, the preprocessor and
+            the raw splits come from it).
         y_train: Training labels. Defaults to `None`.
         x_val: Validation inputs. Defaults to `None`.
         y_val: Validation labels. Defaults to `None`.
-        num_classes: Classes; `max(label) + 1` if None. Defaults to `None`.
+        num_classes: Classes (per output name for several outputs); the
+            width of one-hot labels, else `max(label) + 1`, if None.
+            Defaults to `None`.
         x_test: Test inputs (checked for NaN/Inf). Defaults to `None`.
         y_test: Test labels. Defaults to `None`.
         preprocessor: The fitted preprocessing: a kerasguide `Preprocessor`,
@@ -163,8 +273,10 @@ def check_data(
             recompute the statistics). Defaults to `None`.
         raw_val: The validation split before preprocessing (names a
             train+validation leak). Defaults to `None`.
-        classification: Whether the labels are class ids; guessed from
-            their dtype if None. Defaults to `None`.
+        classification: Whether the labels are class ids (per output name
+            for several outputs); guessed from their dtype and values if
+            None (integers, one-hot rows, or few integer-valued floats).
+            Defaults to `None`.
 
     Returns:
         A `CheckResult` named `data`: `measured` counts the problems found.
@@ -194,71 +306,56 @@ def check_data(
         splits["validation"] = (x_val, y_val)
     if x_test is not None:
         splits["test"] = (x_test, y_test)
-    splits = {k: (_array(x), None if y is None else _array(y)) for k, (x, y) in splits.items()}
+    splits = {k: (_data(x), None if y is None else _data(y)) for k, (x, y) in splits.items()}
     problems: list[str] = []
     warnings: list[str] = []
-    details: dict[str, Any] = {"examples": {k: int(len(x)) for k, (x, _) in splits.items()}}
+    details: dict[str, Any] = {"examples": {k: int(_length(x)) for k, (x, _) in splits.items()}}
 
-    # NaN / Inf in the inputs, and in the labels or regression targets
+    # NaN / Inf in the inputs, and in the labels or regression targets (every array of a structure)
     nonfinite: dict[str, dict[str, int]] = {}
     nonfinite_labels: dict[str, dict[str, int]] = {}
     for split, (x, y) in splits.items():
-        if len(x) != (len(y) if y is not None else len(x)):
-            problems.append(f"the {split} split has {len(x)} examples but {len(y)} labels")
+        n_x, n_y = _length(x), (_length(y) if y is not None else _length(x))
+        if n_x < 0:
+            problems.append(f"the {split} inputs differ in length: {[len(a) for _, a in _leaves(x)]}")
+        elif n_y != n_x:
+            problems.append(f"the {split} split has {n_x} examples but {n_y} labels")
         for kind, values, found in (("inputs", x, nonfinite), ("labels", y, nonfinite_labels)):
-            if values is None or not np.issubdtype(values.dtype, np.floating):
+            if values is None:
                 continue
-            nan, inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+            leaves = [a for _, a in _leaves(values) if np.issubdtype(a.dtype, np.floating)]
+            nan = sum(int(np.isnan(a).sum()) for a in leaves)
+            inf = sum(int(np.isinf(a).sum()) for a in leaves)
             if nan or inf:
                 found[split] = {"nan": nan, "inf": inf}
                 problems.append(f"the {split} {kind} hold {nan} NaN and {inf} Inf values")
     details["nonfinite"] = nonfinite
     details["nonfinite_labels"] = nonfinite_labels
 
-    # labels: integers in range, every class in train and validation
-    y_tr = splits["train"][1]
-    if classification is None:
-        finite = y_tr[np.isfinite(y_tr)] if np.issubdtype(y_tr.dtype, np.floating) else y_tr
-        classification = np.issubdtype(y_tr.dtype, np.integer) or (
-            y_tr.ndim == 1
-            and np.all(np.mod(finite, 1) == 0)
-            and len(np.unique(finite)) <= max(2, len(y_tr) // 2)
-        )
-    details["classification"] = bool(classification)
-    if classification:
-        labels = {
-            k: y.reshape(-1) if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(axis=-1)
-            for k, (_, y) in splits.items()
-            if y is not None
+    # labels: integers in range, every class in train and validation; per output for several outputs
+    heads = [name for name, _ in _leaves(splits["train"][1])]
+    several = len(heads) > 1 or heads != [""]
+    head_details: dict[str, Any] = {}
+    for head in heads:
+        by_split = {
+            split: dict(_leaves(y))[head] for split, (_, y) in splits.items() if y is not None and head in dict(_leaves(y))
         }
-        # NaN/Inf labels are reported above; the class bookkeeping uses the finite ones.
-        labels = {
-            k: v[np.isfinite(v)] if np.issubdtype(v.dtype, np.floating) else v for k, v in labels.items()
-        }
-        all_labels = np.concatenate(list(labels.values()))
-        if not np.all(np.mod(all_labels, 1) == 0):
-            problems.append("labels are not integer class ids")
-        classes = int(num_classes or (int(np.max(all_labels)) + 1 if all_labels.size else 0))
-        details["num_classes"] = classes
-        low, high = (float(np.min(all_labels)), float(np.max(all_labels))) if all_labels.size else (0, 0)
-        details["label_range"] = [low, high]
-        if low < 0 or high >= classes:
-            problems.append(f"labels span {low:g}..{high:g}, outside 0..{classes - 1}")
-        counts = {}
-        missing: dict[str, list[int]] = {}
-        for split in ("train", "validation"):
-            if split not in labels:
-                continue
-            c = np.bincount(np.clip(labels[split].astype(np.int64), 0, None), minlength=classes)[:classes]
-            counts[split] = c.tolist()
-            absent = [int(i) for i in np.flatnonzero(c == 0)]
-            if absent:
-                missing[split] = absent
-                problems.append(
-                    f"class{'es' if len(absent) > 1 else ''} {_ids(absent)} missing from the {split} split"
-                )
-        details["class_counts"] = counts
-        details["missing_classes"] = missing
+        wanted = classification.get(head) if isinstance(classification, dict) else classification
+        is_class = _guess_classification(by_split["train"]) if wanted is None else bool(wanted)
+        classes = num_classes.get(head) if isinstance(num_classes, dict) else num_classes
+        entry: dict[str, Any] = {"classification": bool(is_class)}
+        if is_class:
+            found, label_details = _label_problems(by_split, classes, f"output {head!r}: " if several else "")
+            problems.extend(found)
+            entry.update(label_details)
+        else:
+            entry["class_checks"] = "skipped: real-valued targets (regression), no classes to check"
+        head_details[head] = entry
+    if several:
+        details["classification"] = any(e["classification"] for e in head_details.values())
+        details["heads"] = head_details
+    else:
+        details.update(head_details[""])
 
     # preprocessing statistics fitted on the training split only (A2)
     if preprocessor is not None:
@@ -277,13 +374,13 @@ def check_data(
     # duplicates shared between training and validation
     if "validation" in splits:
         source_train = (
-            _array(raw_train) if raw_train is not None and raw_val is not None else splits["train"][0]
+            _data(raw_train) if raw_train is not None and raw_val is not None else splits["train"][0]
         )
         source_val = (
-            _array(raw_val) if raw_train is not None and raw_val is not None else splits["validation"][0]
+            _data(raw_val) if raw_train is not None and raw_val is not None else splits["validation"][0]
         )
         shared = shared_duplicates(source_train, source_val)
-        n_val = max(len(source_val), 1)
+        n_val = max(_length(_data(source_val)), 1)
         details["duplicates"] = {
             "count": len(shared),
             "fraction": len(shared) / n_val,
@@ -309,9 +406,13 @@ def check_data(
         if (details.get("preprocessing") or {}).get("checked")
         else "not checked"
     )
-    advice = (
-        f"Data: finite, labels in range, every class in both splits, preprocessing {checked} (recipe A2)."
-    )
+    if not details["classification"]:
+        labels = "real-valued targets (no class checks)"
+    elif several and not all(e["classification"] for e in details["heads"].values()):
+        labels = "class labels in range and every class in both splits where an output has classes"
+    else:
+        labels = "labels in range, every class in both splits"
+    advice = f"Data: finite, {labels}, preprocessing {checked} (recipe A2)."
     return CheckResult("data", True, 0, 0, 0, advice, "A2", "info", details)
 
 

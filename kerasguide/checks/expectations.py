@@ -13,8 +13,13 @@ import numpy as np
 
 __all__ = [
     "LOSS_KINDS",
+    "REGRESSION_KINDS",
     "class_prior",
+    "pointwise_loss",
+    "best_constant",
     "expected_initial_loss",
+    "fit_residual",
+    "regression_bounds",
     "within_tolerance",
     "relative_error",
     "gradient_step",
@@ -30,7 +35,12 @@ LOSS_KINDS = (
     "crammer_singer_hinge",  # Keras' categorical_hinge: max over wrong classes
     "mse_onehot",  # MSE against one-hot encoded integer labels
     "mse",  # MSE against the targets as given
+    "mae",  # mean absolute error
+    "huber",  # Huber loss with its `delta`
+    "log_cosh",
 )
+# The regression kinds: a loss of the residual `y - y_pred`, its expectation from the targets alone.
+REGRESSION_KINDS = ("mse", "mae", "huber", "log_cosh")
 
 LossKind = Literal[
     "crossentropy",
@@ -39,6 +49,9 @@ LossKind = Literal[
     "crammer_singer_hinge",
     "mse_onehot",
     "mse",
+    "mae",
+    "huber",
+    "log_cosh",
 ]
 
 
@@ -67,6 +80,82 @@ def _entropy_terms(p: np.ndarray) -> np.ndarray:
         return np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
 
 
+def pointwise_loss(kind: str, residual: np.ndarray, delta: float = 1.0) -> np.ndarray:
+    """A regression loss of each residual `y - y_pred`, as Keras computes it (before the mean).
+
+    Example:
+
+    >>> pointwise_loss("huber", np.array([0.5, 3.0])).tolist()
+    [0.125, 2.5]
+    """
+    r = np.asarray(residual, dtype=np.float64)
+    if kind == "mse":
+        return r**2
+    if kind == "mae":
+        return np.abs(r)
+    if kind == "huber":
+        a = np.abs(r)
+        return np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))
+    if kind == "log_cosh":
+        a = np.abs(r)
+        return a + np.log1p(np.exp(-2.0 * a)) - math.log(2.0)  # log(cosh(r)) without overflow
+    raise ValueError(f"Argument `kind` must be one of {REGRESSION_KINDS}. Received: kind={kind!r}")
+
+
+def best_constant(kind: str, targets: np.ndarray, delta: float = 1.0) -> np.ndarray:
+    """The constant prediction (one per target column) with the lowest mean loss on `targets`.
+
+    The mean for MSE, the median for MAE; for Huber and log-cosh (convex
+    in the constant) a golden-section search between the column's minimum
+    and maximum.
+
+    Example:
+
+    >>> best_constant("mae", np.array([[1.0], [2.0], [10.0]])).tolist()
+    [2.0]
+    """
+    t = np.asarray(targets, dtype=np.float64)
+    t = t.reshape(len(t), -1)
+    if kind == "mse":
+        return t.mean(axis=0)
+    if kind == "mae":
+        return np.median(t, axis=0)
+    out = np.empty(t.shape[1])
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    for j in range(t.shape[1]):
+        col = t[:, j]
+        lo, hi = float(col.min()), float(col.max())
+        for _ in range(100):  # 0.618^100: far below float precision of any target range
+            a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+            if pointwise_loss(kind, col - a, delta).mean() <= pointwise_loss(kind, col - b, delta).mean():
+                hi = b
+            else:
+                lo = a
+        out[j] = 0.5 * (lo + hi)
+    return out
+
+
+def fit_residual(targets: np.ndarray, predictions: np.ndarray) -> float:
+    """`mean((y - y_pred)^2) / var(y)`: 1 - R^2 of a regression fit, whatever the targets' scale.
+
+    0 for a perfect fit, 1 for predicting the mean (the variance is of each
+    target column, averaged). Targets that are all equal are compared with
+    their mean square instead (a fit to a constant).
+
+    Example:
+
+    >>> fit_residual(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.5]))
+    0.125
+    """
+    t = np.asarray(targets, dtype=np.float64)
+    t = t.reshape(len(t), -1)
+    p = np.asarray(predictions, dtype=np.float64).reshape(t.shape)
+    mse = float(np.mean((t - p) ** 2))
+    var = float(np.mean(t.var(axis=0)))
+    scale = var if var > 1e-12 * (1.0 + float(np.mean(t**2))) else max(float(np.mean(t**2)), 1e-300)
+    return mse / scale
+
+
 def expected_initial_loss(
     kind: LossKind,
     prior: np.ndarray | None = None,
@@ -74,6 +163,7 @@ def expected_initial_loss(
     label_smoothing: float = 0.0,
     margin: float = 1.0,
     targets: np.ndarray | None = None,
+    delta: float = 1.0,
 ) -> tuple[float, float]:
     """The range of losses a freshly initialized model should show (recipe D12).
 
@@ -93,8 +183,18 @@ def expected_initial_loss(
     - Crammer-Singer hinge (Keras' `categorical_hinge`): `margin`.
     - MSE against one-hot labels: `1 / C` at zero scores, the targets'
       variance `sum_c p_c (1 - p_c) / C` for a mean-predicting model.
-    - MSE against real targets: `mean(y^2)` at zero output, `var(y)` for a
-      mean-predicting model.
+    - regression losses of the residual (MSE, MAE, Huber, log-cosh) on real
+      targets: the loss of a zero output and the loss of the best constant
+      (MSE: `mean(y^2)` and `var(y)`; MAE: `mean|y|` and `mean|y - median|`;
+      Huber and log-cosh: the same two constants, computed). A fresh
+      network's output is about 0 plus a small spread `s` from its random
+      weights, so it scores `E[L(y - yhat)]`, about the zero-output end when
+      `s` is small against the targets' spread (for MSE exactly
+      `mean(y^2) + s^2`); with its output bias set to the targets' mean
+      (the better start, Karpathy's "init well") it scores the constant's
+      end. The measured loss itself (`E[(y - yhat_0)^2]` with the model's
+      own initial outputs) would be no expectation at all: the tolerance
+      bounds `s`, which is what a too large output layer inflates.
 
     Args:
         kind: One of `LOSS_KINDS`.
@@ -103,7 +203,8 @@ def expected_initial_loss(
         label_smoothing: Cross-entropy label smoothing epsilon.
             Defaults to `0.0`.
         margin: The hinge margin. Defaults to `1.0`.
-        targets: The regression targets, for `kind="mse"`. Defaults to `None`.
+        targets: The regression targets, for the `REGRESSION_KINDS`. Defaults to `None`.
+        delta: The Huber loss's `delta`. Defaults to `1.0`.
 
     Returns:
         `(low, high)` with `low <= high`.
@@ -114,13 +215,13 @@ def expected_initial_loss(
     >>> round(lo, 3), round(hi, 3)
     (2.303, 2.303)
     """
-    if kind == "mse":
+    if kind in REGRESSION_KINDS:
         if targets is None:
-            raise ValueError("Argument `targets` is required for kind='mse'. Received: targets=None")
+            raise ValueError(f"Argument `targets` is required for kind={kind!r}. Received: targets=None")
         t = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
-        zero_output = float(np.mean(t**2))
-        mean_output = float(np.mean(t.var(axis=0)))
-        return min(zero_output, mean_output), max(zero_output, mean_output)
+        zero_output = float(np.mean(pointwise_loss(kind, t, delta)))
+        constant = float(np.mean(pointwise_loss(kind, t - best_constant(kind, t, delta), delta)))
+        return min(zero_output, constant), max(zero_output, constant)
     if prior is None:
         raise ValueError(f"Argument `prior` is required for kind={kind!r}. Received: prior=None")
     p = np.asarray(prior, dtype=np.float64).reshape(-1)
@@ -152,6 +253,64 @@ def expected_initial_loss(
         mean_output = float(np.sum(p * (1.0 - p)) / c)
         return min(zero_output, mean_output), max(zero_output, mean_output)
     raise ValueError(f"Argument `kind` must be one of {LOSS_KINDS}. Received: kind={kind!r}")
+
+
+def regression_bounds(
+    kind: str,
+    low: float,
+    high: float,
+    targets: np.ndarray,
+    *,
+    delta: float = 1.0,
+    tolerance: float = 0.25,
+    spread: float = 1.25,
+    correlation: float = 0.7,
+) -> tuple[float, float]:
+    """The initial regression losses a healthy fresh network may show, around `[low, high]` (recipe D12).
+
+    A fresh network's output is its constant part (0, or the bias) plus a
+    random spread `s` from its weights, independent of the targets up to
+    a chance correlation `r`. For a loss quadratic in the residual (MSE;
+    Huber and log-cosh when the targets' spread is within `delta`) it
+    scores about `E[(y - c)^2] + s^2 - 2 r s std(y)`; for a linear one
+    (MAE; Huber and log-cosh beyond `delta`) at most `E|y - c| + s`. The
+    bounds let the spread reach `spread` (1.25) times the targets' spread,
+    which Keras' default Glorot layers stay within (measured: 0.8-1.4x the
+    variance for 1-2 hidden layers on standardized data), and the chance
+    correlation reach `correlation` (0.7): the low end
+    `(1 - r^2) * var(y)`, which a label leaking into the inputs (a loss
+    near 0) stays far below. An output layer 1000x too large is far above.
+    Neither bound is tighter than `tolerance` around `[low, high]`.
+
+    Args:
+        kind: One of `REGRESSION_KINDS`.
+        low: The best constant's loss (`expected_initial_loss`).
+        high: The zero output's loss.
+        targets: The regression targets.
+        delta: The Huber loss's `delta`. Defaults to `1.0`.
+        tolerance: The relative tolerance the bounds are at least.
+            Defaults to `0.25`.
+        spread: The fresh output's spread allowed, in units of the targets'.
+            Defaults to `1.25`.
+        correlation: The chance correlation allowed between a fresh output
+            and the targets. Defaults to `0.7`.
+
+    Returns:
+        `(lowest, highest)` losses that pass.
+
+    Example:
+
+    >>> lo, hi = regression_bounds("mse", 1.0, 1.0, np.random.default_rng(0).normal(size=100))
+    >>> round(lo, 2), round(hi, 4)
+    (0.51, 2.5625)
+    """
+    t = np.asarray(targets, dtype=np.float64)
+    quadratic = kind == "mse" or (kind in ("huber", "log_cosh") and float(np.mean(t.std(axis=0))) <= delta)
+    if quadratic:
+        lowest, highest = low * (1.0 - correlation**2), high + spread**2 * low
+    else:
+        lowest, highest = low * math.sqrt(1.0 - correlation**2), high + spread * low
+    return min(lowest, low * (1.0 - tolerance)), max(highest, high * (1.0 + tolerance))
 
 
 def within_tolerance(measured: float, low: float, high: float, tolerance: float) -> tuple[bool, float]:

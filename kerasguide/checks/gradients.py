@@ -9,11 +9,16 @@ import tensorflow as tf
 
 from kerasguide.checks._keras import (
     as_array,
+    as_data,
+    cast_floats,
     clone_float64,
     data_loss,
+    is_floating,
     keras,
     noise_off,
     resolve_loss,
+    take,
+    to_tensors,
     variable_name,
 )
 from kerasguide.checks.expectations import classify_error, gradient_step, is_kink, relative_error
@@ -60,7 +65,8 @@ def check_gradients(
     evaluated on a few examples. For `coords` coordinates of *every*
     trainable tensor (biases and batch-norm parameters included; the
     largest analytic entry and random others), the analytic gradient is
-    compared with the centered difference `(f(w+h) - f(w-h)) / 2h`, with a
+    compared with the centered difference `(f(w+h) - f(w-h)) / 2h` (only
+    trainable float parameters are perturbed, never the inputs), with a
     step `h` chosen per tensor (`gradient_step`), by the relative error
     `|a - n| / max(|a|, |n|)`. Kinks (a ReLU, abs or max input within
     `+-h` of its breakpoint, found as a jump between the forward and
@@ -75,8 +81,10 @@ def check_gradients(
     Args:
         model: The Keras model (Functional, Sequential, or subclassed with
             `get_config`); compiled, or pass `loss`.
-        x: Inputs; the first `examples` are used.
-        y: Labels or targets.
+        x: Inputs (an array, or a dict or list of arrays); the first
+            `examples` are used. Float inputs are cast to float64, integer
+            inputs (token ids for an `Embedding`) are fed as they are.
+        y: Labels or targets (a dict or list for several outputs).
         loss: The loss; the compiled `model.loss` if None. Defaults to `None`.
         examples: Examples in the batch. Defaults to `4`.
         coords: Coordinates per tensor. Defaults to `4`.
@@ -110,11 +118,10 @@ def check_gradients(
             f"acceptable={acceptable}, bug={bug}"
         )
     loss = resolve_loss(model, loss)
-    x, y = as_array(x)[:examples], as_array(y)[:examples]
-    if np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float64)
-    if np.issubdtype(y.dtype, np.floating):
-        y = y.astype(np.float64)
+    # Float inputs and targets in float64; integer inputs (token ids) and labels stay as they are: only
+    # the weights are perturbed, never the data.
+    x = cast_floats(take(as_data(x), slice(0, examples)), np.float64)
+    y = cast_floats(take(as_data(y), slice(0, examples)), np.float64)
     try:
         clone = clone_float64(model, x)
     except Exception as error:  # an exotic model: say so, do not stop the run
@@ -130,9 +137,11 @@ def check_gradients(
             "warning",
             {"skipped": True, "error": str(error)},
         )
-    variables = list(clone.trainable_variables)
+    # Only float parameters can be perturbed by a small step (an integer variable has no gradient).
+    variables = [v for v in clone.trainable_variables if is_floating(v.dtype)]
     not_float64 = [variable_name(v) for v in variables if str(v.dtype) != "float64"]
-    xt, yt = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    xt, yt = to_tensors(x), to_tensors(y)
+    names = getattr(clone, "output_names", None) or getattr(model, "output_names", None)
     rng = np.random.default_rng(seed)
     tensors: dict[str, Any] = {}
     worst: dict[str, Any] | None = None
@@ -142,10 +151,10 @@ def check_gradients(
 
         @tf.function
         def loss_value():
-            return data_loss(loss, yt, clone(xt, training=training))
+            return data_loss(loss, yt, clone(xt, training=training), names)
 
         with tf.GradientTape() as tape:
-            f0_tensor = data_loss(loss, yt, clone(xt, training=training))
+            f0_tensor = data_loss(loss, yt, clone(xt, training=training), names)
         grads = tape.gradient(f0_tensor, variables)
         f0 = float(loss_value())  # the same graph as the perturbed evaluations
         for variable, grad in zip(variables, grads, strict=False):
@@ -153,8 +162,11 @@ def check_gradients(
             if name in not_float64:
                 continue  # a float32 difference cannot resolve a float64 step: reported apart
             values = np.array(variable.numpy(), dtype=np.float64)
+            # An embedding's gradient is sparse (IndexedSlices): dense here, zero for the rows not looked up.
             analytic_all = (
-                np.zeros_like(values) if grad is None else np.asarray(as_array(grad), dtype=np.float64)
+                np.zeros_like(values)
+                if grad is None
+                else np.asarray(as_array(tf.convert_to_tensor(grad)), dtype=np.float64)
             )
             h = gradient_step(values)
             flat = values.reshape(-1)
@@ -211,7 +223,7 @@ def check_gradients(
     bad = [n for n, t in tensors.items() if any(c["status"] == "bug" for c in t["coords"])]
     measured = worst["error"] if worst else 0.0
     details: dict[str, Any] = {
-        "examples": int(len(x)),
+        "examples": int(len(keras.tree.flatten(x)[0])),
         "coords_per_tensor": coords,
         "dtype": "float64",
         "loss_at_weights": f0,

@@ -10,9 +10,14 @@ from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, activatio
 from kerasguide.checks._keras import (
     all_layers,
     as_array,
+    as_data,
+    float_leaves,
+    io_structure,
     keras,
     noise_off,
+    num_examples,
     preserve_state,
+    take,
     variable_name,
 )
 from kerasguide.checks.result import CheckResult
@@ -108,11 +113,12 @@ def check_initialization(
     tanh/sigmoid units, and warns when more than `max_dead` are dead, more
     than `max_saturated` saturated, or the std has collapsed below
     `collapse` times the input's std (small random weights starving a deep
-    net of signal).
+    net of signal; for integer token inputs, the first embedding's std).
 
     Args:
         model: The freshly initialized Keras model.
-        x: Inputs; a random probe batch is drawn from them.
+        x: Inputs (an array, or a dict or list of arrays); a random probe
+            batch is drawn from them.
         examples: Size of the probe batch. Defaults to `256`.
         max_dead: Dead-ReLU fraction that warns. Defaults to `0.5`.
         max_saturated: Saturated fraction that warns. Defaults to `0.2`.
@@ -134,11 +140,12 @@ def check_initialization(
     result.details["layers"]["activation"]["dead_fraction"]   # 0.0
     ```
     """
-    x = as_array(x)
-    if len(x) > examples:
-        x = x[np.sort(np.random.default_rng(seed).choice(len(x), size=examples, replace=False))]
+    x = as_data(x)
+    n = num_examples(x)
+    if n > examples:
+        x = take(x, np.sort(np.random.default_rng(seed).choice(n, size=examples, replace=False)))
     if not model.built:
-        model(x[:1], training=False)
+        model(take(x, slice(0, 1)), training=False)
     problems, output_problem = _symmetry_problems(model)
     hidden_problems = {k: v for k, v in problems.items() if k != output_problem}
     layers: dict[str, dict[str, Any]] = {}
@@ -147,12 +154,17 @@ def check_initialization(
     probed = [
         (layer, name) for layer, name in probed if name is not None and not isinstance(layer, keras.Model)
     ]
-    input_std = float(np.std(x)) if np.issubdtype(x.dtype, np.number) else 1.0
+    # The scale the activations are compared with: the float inputs' std. Token ids (integer inputs)
+    # have none: there the first embedding's output is the reference.
+    floats = float_leaves(x)
+    input_std = float(np.std(np.concatenate([a.reshape(-1) for a in floats]))) if floats else None
+    embeddings = [layer for layer in getattr(model, "layers", []) if isinstance(layer, keras.layers.Embedding)]
+    references = embeddings[:1] if input_std is None else []
     note = None
-    if probed:
+    if probed or references:
         try:
-            inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-            probe = keras.Model(inputs, [layer.output for layer, _ in probed])
+            inputs, _ = io_structure(model)
+            probe = keras.Model(inputs, [layer.output for layer, _ in probed] + [r.output for r in references])
         except (AttributeError, ValueError, TypeError) as error:
             probe = None
             note = f"per-layer statistics need a Functional or Sequential model ({type(error).__name__})"
@@ -163,6 +175,10 @@ def check_initialization(
                 outputs = [outputs]
             for (layer, name), out in zip(probed, outputs, strict=False):
                 layers[layer.name] = activation_stats(as_array(out), name, saturation)
+            if references:
+                input_std = float(np.std(as_array(outputs[len(probed)])))
+    if input_std is None:
+        note = (note + "; " if note else "") + "integer inputs and no embedding: no scale to judge a collapse by"
     last = probed[-1][0].name if probed else None
     for layer_name, stats in layers.items():
         if stats["activation"] == "softmax" or layer_name == last and stats["activation"] in SIGMOID_LIKE:
@@ -173,7 +189,7 @@ def check_initialization(
             warnings.append(
                 f"{stats['saturated_fraction']:.0%} of {layer_name}'s {stats['activation']} units are saturated"
             )
-        if input_std > 0 and stats["std"] < collapse * input_std:
+        if input_std is not None and input_std > 0 and stats["std"] < collapse * input_std:
             warnings.append(f"{layer_name}'s activations collapsed (std {stats['std']:.2g})")
     if output_problem:
         warnings.append(
@@ -184,7 +200,7 @@ def check_initialization(
         "tensors": problems,
         "warnings": warnings,
         "input_std": input_std,
-        "examples": int(len(x)),
+        "examples": int(num_examples(x)),
     }
     if note:
         details["note"] = note
@@ -205,8 +221,11 @@ def check_initialization(
             "the activation (recipes B4, B5, E19)."
         )
         return CheckResult("initialization", True, 0, 0, 0, advice, "B5", "warning", details)
-    advice = (
-        f"Symmetry is broken and the activations of {len(layers)} layers are healthy at "
-        "initialization (recipe B5)."
-    )
+    if note and not layers:
+        advice = f"Symmetry is broken; per-layer activation statistics skipped: {note} (recipe B5)."
+    else:
+        advice = (
+            f"Symmetry is broken and the activations of {len(layers)} layers are healthy at "
+            "initialization (recipe B5)."
+        )
     return CheckResult("initialization", True, 0, 0, 0, advice, "B5", "info", details)

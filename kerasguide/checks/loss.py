@@ -8,42 +8,96 @@ from typing import Any
 import numpy as np
 
 from kerasguide.checks._keras import (
-    as_array,
+    MultiLoss,
+    as_data,
+    concat,
     data_loss,
+    heads_of,
     keras,
     loss_kind,
+    loss_name,
     noise_off,
+    num_examples,
+    pick,
     preserve_state,
     resolve_loss,
+    subset,
+    take,
     variable_name,
 )
-from kerasguide.checks.expectations import class_prior, expected_initial_loss, within_tolerance
+from kerasguide.checks.expectations import (
+    REGRESSION_KINDS,
+    class_prior,
+    expected_initial_loss,
+    regression_bounds,
+    within_tolerance,
+)
 from kerasguide.checks.result import CheckResult
 
 __all__ = ["check_initial_loss", "check_regularization"]
 
-
-def _probe(x, y, examples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    x, y = as_array(x), as_array(y)
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} examples, {len(y)} labels")
-    if len(x) == 0:
-        raise ValueError("Argument `x` is empty")
-    if examples < len(x):
-        keep = np.sort(np.random.default_rng(seed).choice(len(x), size=examples, replace=False))
-        x, y = x[keep], y[keep]
-    return x, y
+# The zero-output end of a regression expectation this many times the constant's end: targets far
+# from 0 (uncentered), which a fresh output must first travel to.
+_UNCENTERED = 4.0
 
 
-def _mean_loss(model, loss, x, y, batch_size: int) -> tuple[float, np.ndarray]:
+def _probe(x, y, examples: int, seed: int) -> tuple[Any, Any]:
+    return subset(x, y, examples, seed)
+
+
+def _mean_loss(model, loss, x, y, batch_size: int) -> tuple[float, dict[str, float], Any]:
+    """The mean data loss over batches, each head's mean loss, and the outputs (joined)."""
     total, count, outputs = 0.0, 0, []
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+    per_head: dict[str, float] = {}
+    names = getattr(model, "output_names", None)
+    for i in range(0, num_examples(x), batch_size):
+        xb, yb = take(x, slice(i, i + batch_size)), take(y, slice(i, i + batch_size))
         pred = model(xb, training=True)
-        total += float(data_loss(loss, yb, pred)) * len(xb)
-        count += len(xb)
-        outputs.append(as_array(pred))
-    return total / count, np.concatenate(outputs, axis=0)
+        n = num_examples(xb)
+        total += float(data_loss(loss, yb, pred, names)) * n
+        if isinstance(loss, MultiLoss):
+            for head in loss.heads:
+                value = float(data_loss(head.loss, pick(yb, head, names), pick(pred, head, names)))
+                per_head[head.name] = per_head.get(head.name, 0.0) + value * n
+        count += n
+        outputs.append(as_data(keras.tree.map_structure(np.asarray, pred)))
+    return total / count, {k: v / count for k, v in per_head.items()}, concat(outputs)
+
+
+def _expectation(
+    loss: Any, y: np.ndarray, outputs: np.ndarray, num_classes: int | None, tolerance: float
+) -> dict[str, Any]:
+    """The expected initial range of one head's loss, or the reason there is none."""
+    kind, params = loss_kind(loss)
+    name = str(getattr(loss, "name", None) or loss_name(loss))
+    out: dict[str, Any] = {"kind": kind, "loss_function": name}
+    if kind is None:
+        out["reason"] = f"no expected initial value for loss {name}"
+        return out
+    y_arr = np.asarray(y)
+    if kind in REGRESSION_KINDS:
+        if not np.issubdtype(y_arr.dtype, np.number):
+            out["reason"] = f"the targets of loss {name} are not numbers"
+            return out
+        t = y_arr.astype(np.float64).reshape(len(y_arr), -1)
+        low, high = expected_initial_loss(kind, targets=t, delta=params.get("delta", 1.0))
+        out.update(low=low, high=high, prior=None, params=params)
+        out["accept"] = regression_bounds(kind, low, high, t, delta=params.get("delta", 1.0), tolerance=tolerance)
+        return out
+    width = outputs.shape[-1] if outputs.ndim > 1 else 1
+    classes = int(num_classes or width)
+    out["num_classes"] = classes
+    if kind == "binary_crossentropy":
+        prior = y_arr.reshape(len(y_arr), -1).astype(np.float64).mean(axis=0)
+    else:
+        if classes < 2 and y_arr.ndim == 2:
+            classes = y_arr.shape[1]
+        prior = class_prior(y_arr, classes)
+    low, high = expected_initial_loss(
+        kind, prior, label_smoothing=params.get("label_smoothing", 0.0), margin=params.get("margin", 1.0)
+    )
+    out.update(low=low, high=high, prior=prior, params=params)
+    return out
 
 
 def check_initial_loss(
@@ -62,19 +116,28 @@ def check_initial_loss(
 
     The data loss alone (the loss function on the model's outputs, no
     regularization terms, dropout and noise off) is averaged over a few
-    batches and compared with what chance predicts: `ln C` for softmax
-    cross-entropy with balanced classes (2.302 for 10), the entropy of the
-    class prior when they are unbalanced (adjusted for label smoothing),
-    `C - 1` for the multiclass hinge, the targets' variance for MSE (see
-    `expected_initial_loss`). A loss far above chance means the output
-    layer's weights are too large; far below, the labels leak or the model
-    is not fresh. Weights, batch-norm statistics and optimizer state are
-    restored afterwards.
+    batches and compared with what chance predicts (see
+    `expected_initial_loss`): `ln C` for softmax cross-entropy with
+    balanced classes, integer or one-hot labels (2.302 for 10), the entropy
+    of the class prior when they are unbalanced (adjusted for label
+    smoothing); for binary cross-entropy with a sigmoid, `ln 2` and the
+    entropy of the label prior (`ln 2` when balanced); `C - 1` for the
+    multiclass hinge; for regression losses on real targets the loss of a
+    zero output and of the best constant (MSE: `mean(y^2)` and `var(y)`,
+    the targets' variance for centered targets; MAE: `mean|y|` and
+    `mean|y - median|`; Huber and log-cosh alike). A loss far above chance
+    means the output layer's weights are too large; far below, the labels
+    leak or the model is not fresh. A model with several outputs is
+    checked output by output (its losses as compiled, with their weights).
+    Any other loss is skipped: "no expected initial value for loss X".
+    Weights, batch-norm statistics and optimizer state are restored
+    afterwards.
 
     Args:
         model: A freshly initialized Keras model (compiled, or pass `loss`).
-        x: Training inputs.
-        y: Training labels (integer ids or one-hot) or targets.
+        x: Training inputs (an array, or a dict or list of arrays).
+        y: Training labels (integer ids or one-hot) or targets (a dict or
+            list of them for several outputs).
         loss: The loss; the compiled `model.loss` if None. Defaults to `None`.
         num_classes: Classes; the model's output width if None.
             Defaults to `None`.
@@ -86,8 +149,9 @@ def check_initial_loss(
 
     Returns:
         A `CheckResult` named `initial_loss`; `details` hold the measured
-        and expected losses (`loss`, `expected_loss`, `uniform_loss`,
-        `prior_loss`).
+        and expected losses (`loss`, `expected_loss`, `expected_low`,
+        `expected_high`, `uniform_loss`, `prior_loss`), and per output
+        `details["heads"]` for a model with several.
 
     Example:
 
@@ -102,45 +166,47 @@ def check_initial_loss(
     loss = resolve_loss(model, loss)
     x, y = _probe(x, y, examples, seed)
     with preserve_state(model), noise_off(model):
-        measured, outputs = _mean_loss(model, loss, x, y, batch_size)
-    kind, params = loss_kind(loss)
-    width = outputs.shape[-1] if outputs.ndim > 1 else 1
-    classes = int(num_classes or width)
+        measured, per_head, outputs = _mean_loss(model, loss, x, y, batch_size)
+    names = getattr(model, "output_names", None)
+    heads = heads_of(loss)
+    judged: dict[str, dict[str, Any]] = {}
+    for head in heads:
+        out_h = np.asarray(pick(outputs, head, names))
+        y_h = np.asarray(pick(y, head, names))
+        entry = _expectation(head.loss, y_h, out_h, num_classes if len(heads) == 1 else None, tolerance)
+        entry["loss"] = per_head.get(head.name, measured)
+        entry["weight"] = head.weight
+        entry["output_mean"] = float(np.mean(out_h))
+        entry["output_std"] = float(np.std(out_h))
+        if "low" in entry:
+            entry["ok"], entry["expected"] = within_tolerance(entry["loss"], entry["low"], entry["high"], tolerance)
+            if "accept" in entry:  # regression: the bounds of `regression_bounds`
+                lowest, highest = entry["accept"]
+                entry["ok"] = bool(math.isfinite(entry["loss"]) and lowest <= entry["loss"] <= highest)
+        judged[head.name] = entry
+    if len(heads) == 1:
+        return _single_result(judged[heads[0].name], measured, y, tolerance, len_x=num_examples(x))
+    return _multi_result(judged, measured, tolerance, num_examples(x))
+
+
+def _single_result(entry: dict[str, Any], measured: float, y, tolerance: float, len_x: int) -> CheckResult:
     details: dict[str, Any] = {
         "loss": measured,
-        "loss_function": getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__),
-        "kind": kind,
-        "num_classes": classes,
-        "examples": int(len(x)),
-        "output_mean": float(np.mean(outputs)),
-        "output_std": float(np.std(outputs)),
+        "loss_function": entry["loss_function"],
+        "kind": entry["kind"],
+        "num_classes": entry.get("num_classes"),
+        "examples": int(len_x),
+        "output_mean": entry["output_mean"],
+        "output_std": entry["output_std"],
     }
-    if kind is None:
+    if "low" not in entry:
         return CheckResult(
-            "initial_loss",
-            True,
-            measured,
-            None,
-            tolerance,
-            f"No expected initial value is known for the loss {details['loss_function']!r}; "
-            "check by hand that it starts at chance (recipe D12).",
-            "D12",
-            "warning",
-            {**details, "skipped": True},
+            "initial_loss", True, measured, None, tolerance,
+            f"Skipped: {entry['reason']}; check by hand that it starts at chance (recipe D12).",
+            "D12", "warning", {**details, "skipped": True, "reason": entry["reason"]},
         )
-    y_arr = np.asarray(y)
-    if kind == "mse":
-        low, high = expected_initial_loss("mse", targets=y_arr.astype(np.float64))
-        prior = None
-    else:
-        if kind == "binary_crossentropy":
-            prior = y_arr.reshape(len(y_arr), -1).astype(np.float64).mean(axis=0)
-        else:
-            prior = class_prior(y_arr, classes)
-        low, high = expected_initial_loss(
-            kind, prior, label_smoothing=params.get("label_smoothing", 0.0), margin=params.get("margin", 1.0)
-        )
-    ok, expected = within_tolerance(measured, low, high, tolerance)
+    kind, params, low, high = entry["kind"], entry["params"], entry["low"], entry["high"]
+    ok, expected = entry["ok"], entry["expected"]
     details.update(
         expected_loss=expected,
         expected_low=low,
@@ -149,29 +215,89 @@ def check_initial_loss(
         prior_loss=low if kind == "crossentropy" else None,
         label_smoothing=params.get("label_smoothing"),
     )
+    if kind == "huber":
+        details["delta"] = params.get("delta", 1.0)
+    if "accept" in entry:
+        details["accepted_range"] = [float(v) for v in entry["accept"]]
+    prior = entry.get("prior")
     if prior is not None and kind != "binary_crossentropy":
         details["class_prior"] = [round(float(p), 6) for p in prior]
     if ok:
-        advice = f"Initial loss {measured:.4g} is at chance ({_range(low, high)}) (recipe D12)."
-        return CheckResult(
-            "initial_loss", True, measured, expected, tolerance, advice, "D12", "info", details
-        )
+        spread = f"; with a fresh output's spread up to {entry['accept'][1]:.4g}" if "accept" in entry else ""
+        advice = f"Initial loss {measured:.4g} is at chance ({_range(low, high)}{spread}) (recipe D12)."
+        severity = "info"
+        note = _uncentered_note(kind, measured, low, high, y)
+        if note:
+            advice = f"Initial loss {measured:.4g} is at chance ({_range(low, high)}{spread}), but {note}"
+            severity = "warning"
+            details["uncentered_targets"] = True
+        return CheckResult("initial_loss", True, measured, expected, tolerance, advice, "D12", severity, details)
+    return CheckResult("initial_loss", False, measured, expected, tolerance,
+                       _failure_advice(measured, low, high, accept=entry.get("accept")), "D12", "error", details)
+
+
+def _uncentered_note(kind: str | None, measured: float, low: float, high: float, y) -> str | None:
+    """A sentence when regression targets sit far from 0 and the fresh output starts at 0."""
+    if kind not in REGRESSION_KINDS or not (low > 0 and high > _UNCENTERED * low and measured > 2.0 * low):
+        return None
+    t = np.asarray(y, dtype=np.float64)
+    return (f"the targets are far from 0 (mean {float(t.mean()):.4g}, std {float(t.std()):.4g}) while a fresh "
+            "output starts near 0: standardize the targets, or start the output layer's bias at their mean, "
+            f"which starts the loss at {low:.4g} (recipe D12).")
+
+
+def _failure_advice(measured: float, low: float, high: float, what: str = "Initial loss", accept=None) -> str:
     if not math.isfinite(measured):
-        advice = (
-            f"Initial loss is {measured}: the network produces NaN or Inf before any training; "
+        return (
+            f"{what} is {measured}: the network produces NaN or Inf before any training; "
             "check the inputs for NaN and the output layer (recipe D12)."
         )
-    elif measured > high:
-        advice = (
-            f"Initial loss {measured:.4g}, expected {_range(low, high)}: the output layer's weights "
+    if measured > high:
+        if accept is not None:  # regression
+            return (
+                f"{what} {measured:.4g}, expected {_range(low, high)} (at most {accept[1]:.4g}: the fresh "
+                "output spreads more than the targets do): the output layer's weights are too large; check "
+                "its initializer and activation, and that the inputs are standardized (recipe D12)."
+            )
+        return (
+            f"{what} {measured:.4g}, expected {_range(low, high)}: the output layer's weights "
             "are too large; check its initializer and activation (recipe D12)."
         )
-    else:
-        advice = (
-            f"Initial loss {measured:.4g} is below chance ({_range(low, high)}): the model is not "
-            "freshly initialized, or the labels leak into the inputs (recipe D12)."
-        )
-    return CheckResult("initial_loss", False, measured, expected, tolerance, advice, "D12", "error", details)
+    return (
+        f"{what} {measured:.4g} is below chance ({_range(low, high)}): the model is not "
+        "freshly initialized, or the labels leak into the inputs (recipe D12)."
+    )
+
+
+def _multi_result(judged: dict[str, dict[str, Any]], measured: float, tolerance: float, len_x: int) -> CheckResult:
+    heads = {}
+    for name, entry in judged.items():
+        heads[name] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in entry.items()
+                       if k not in ("params",)}
+        if entry.get("prior") is not None:
+            heads[name]["prior"] = [round(float(p), 6) for p in entry["prior"]]
+    details: dict[str, Any] = {"loss": measured, "examples": int(len_x), "heads": heads,
+                               "loss_function": " + ".join(e["loss_function"] for e in judged.values())}
+    known = {n: e for n, e in judged.items() if "low" in e}
+    if not known:
+        reasons = "; ".join(e["reason"] for e in judged.values())
+        return CheckResult("initial_loss", True, measured, None, tolerance,
+                           f"Skipped: {reasons}; check by hand that each output starts at chance (recipe D12).",
+                           "D12", "warning", {**details, "skipped": True, "reason": reasons})
+    expected = sum(e["weight"] * e["expected"] for e in known.values())
+    failed = {n: e for n, e in known.items() if not e["ok"]}
+    unknown = [f"{n}: {e['reason']}" for n, e in judged.items() if "low" not in e]
+    details.update(expected_loss=expected, not_checked=unknown)
+    if failed:
+        name, e = next(iter(failed.items()))
+        advice = _failure_advice(e["loss"], e["low"], e["high"], what=f"The initial loss of output {name!r}",
+                                 accept=e.get("accept"))
+        return CheckResult("initial_loss", False, measured, expected, tolerance, advice, "D12", "error", details)
+    listed = ", ".join(f"{n} {e['loss']:.4g} ({_range(e['low'], e['high'])})" for n, e in known.items())
+    advice = f"Initial losses at chance: {listed}"
+    advice += f"; not checked: {'; '.join(unknown)}" if unknown else ""
+    return CheckResult("initial_loss", True, measured, expected, tolerance, advice + " (recipe D12).", "D12",
+                       "warning" if unknown else "info", details)
 
 
 def _range(low: float, high: float) -> str:
@@ -226,7 +352,7 @@ def check_regularization(
     x, y = _probe(x, y, examples, seed)
     with preserve_state(model), noise_off(model):
         pred = model(x, training=True)
-        base = float(data_loss(loss, y, pred))
+        base = float(data_loss(loss, y, pred, getattr(model, "output_names", None)))
         extra = [float(v) for v in model.losses]
         penalties = {
             variable_name(v): float(v.regularizer(v))

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from kerasguide.checks._keras import keras
+from kerasguide.checks._keras import MultiLoss, heads_of, keras, loss_kind, resolve_loss
 from kerasguide.checks.data import check_data
 from kerasguide.checks.gradients import check_gradients
 from kerasguide.checks.initialization import check_initialization
@@ -67,6 +67,34 @@ def _output_classes(model: keras.Model) -> int | None:
     return None
 
 
+_CLASS_KINDS = ("crossentropy", "binary_crossentropy", "multiclass_hinge", "crammer_singer_hinge", "mse_onehot")
+_REGRESSION_KINDS = ("mse", "mae", "huber", "log_cosh")
+
+
+def _task(model: keras.Model, loss: Any) -> Any:
+    """Whether each output's targets are class labels, from its loss: True, False, or None (guess from the data).
+
+    A cross-entropy or hinge loss means class labels; a regression loss (MSE, MAE, Huber, log-cosh)
+    means real targets even when they happen to be whole numbers (counts, prices). For several
+    outputs, a dict by output name and position.
+    """
+    try:
+        resolved = resolve_loss(model, loss)
+    except (ValueError, TypeError):
+        return None
+
+    def flag(head_loss) -> bool | None:
+        kind, _ = loss_kind(head_loss)
+        return True if kind in _CLASS_KINDS else False if kind in _REGRESSION_KINDS else None
+
+    if not isinstance(resolved, MultiLoss):
+        return flag(resolved)
+    hint: dict[str, bool | None] = {}
+    for i, head in enumerate(heads_of(resolved)):
+        hint[head.name] = hint[str(head.key if head.key is not None else i)] = flag(head.loss)
+    return hint
+
+
 def run_checks(
     model: keras.Model,
     data: Any,
@@ -87,8 +115,12 @@ def run_checks(
     Args:
         model: A freshly initialized Keras model, compiled (or pass `loss`).
         data: A kerasguide `Dataset`, or `(x_train, y_train)` /
-            `(x_train, y_train, x_val, y_val)` (class labels are then checked
-            against the model's output width).
+            `(x_train, y_train, x_val, y_val)`: inputs an array or a dict or
+            list of arrays, labels integer ids, one-hot rows or real-valued
+            targets (a dict or list of them for several outputs). Class
+            labels are then checked against the model's output width; the
+            loss says whether the targets are classes (cross-entropy, hinge)
+            or real values (MSE, MAE, Huber: the class checks are skipped).
         loss: The loss; the compiled one if None. Defaults to `None`.
         optimizer: Settings for the overfit check; the compiled one if None.
             Defaults to `None`.
@@ -119,7 +151,8 @@ def run_checks(
         "data": lambda: (
             check_data(d["dataset"])
             if d["dataset"] is not None
-            else check_data(x, y, d.get("x_val"), d.get("y_val"), num_classes=_output_classes(model))
+            else check_data(x, y, d.get("x_val"), d.get("y_val"), num_classes=_output_classes(model),
+                            classification=_task(model, loss))
         ),
         "initialization": lambda: check_initialization(model, x, examples=cfg.probe_examples, seed=seed),
         "initial_loss": lambda: check_initial_loss(

@@ -14,9 +14,13 @@ when the sweep fails half-way (try/finally).
 The suggestion rules are pure functions of `(lrs, losses)`:
 `suggest_steepest`, `suggest_valley`, `suggest_minimum`, combined by
 `consensus`; they read the losses with early spikes set aside
-(`ignore_early_spikes`). `kerasguide lr-find CONFIG` and the run's "lr_find" stage
-(`optimizer.learning_rate = "auto"`) write lr_find.json and lr_find.png into
-a run directory.
+(`ignore_early_spikes`). No rate is chosen (`result.found` False, the
+reason given, the fallback 1e-3) when the sweep has fewer than 8 steps or
+its smoothed loss never falls clearly below its starting level
+(`curve_problem`), and never one at the sweep's very start
+(`start_points`). `kerasguide lr-find CONFIG` and the run's "lr_find"
+stage (`optimizer.learning_rate = "auto"`) write lr_find.json and
+lr_find.png into a run directory.
 
 Modules: `suggest` (the rules), `result` (`LRFinderResult`), `finder`
 (`LRFinder`); here, the range test on a config (`find_on_config`).
@@ -29,6 +33,7 @@ from typing import Any
 
 import keras
 
+from kerasguide.builders import is_compiled
 from kerasguide.config import RunConfig
 from kerasguide.lr_finder.finder import LRFinder
 from kerasguide.lr_finder.result import LRFinderResult
@@ -36,9 +41,11 @@ from kerasguide.lr_finder.suggest import (
     FALLBACK_LR,
     RULES,
     consensus,
+    curve_problem,
     ignore_early_spikes,
     planned_steps,
     smooth_losses,
+    start_points,
     suggest_all,
     suggest_minimum,
     suggest_steepest,
@@ -55,6 +62,8 @@ __all__ = [
     "suggest_valley",
     "suggest_minimum",
     "consensus",
+    "curve_problem",
+    "start_points",
     "suggest_all",
     "ignore_early_spikes",
     "sweep_learning_rates",
@@ -67,11 +76,16 @@ __all__ = [
 ]
 
 
-def find_on_config(config: RunConfig, dataset, model, strategy=None, on_step=None) -> LRFinderResult:
-    """Compile `model` with the config's optimizer and loss, and run the range test on the training split."""
+def find_on_config(config: RunConfig, dataset, model, strategy=None, on_step=None,
+                   own: bool | None = None) -> LRFinderResult:
+    """Compile `model` with the config's optimizer and loss, and run the range test on the training split.
+
+    `own`: the model came compiled and keeps its optimizer and loss; None asks `is_compiled` (right for a
+    model no recipe has compiled yet).
+    """
     lf = config.lr_find
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        compile_model(model, config, 1e-3, 1)
+        compile_model(model, config, 1e-3, 1, own=is_compiled(model) if own is None else own)
     keras.utils.set_random_seed(config.train.seed)
     return LRFinder(model).find(
         dataset.x_train, dataset.y_train, batch_size=config.train.batch_size, start_lr=lf.start_lr,

@@ -21,9 +21,11 @@ from kerasguide.lr_finder.suggest import (  # noqa: E402
     FALLBACK_LR,
     RULES,
     consensus,
+    curve_problem,
     ignore_early_spikes,
     planned_steps,
     smooth_losses,
+    start_points,
     suggest_all,
     sweep_learning_rates,
 )
@@ -31,6 +33,9 @@ from kerasguide.lr_finder.suggest import (  # noqa: E402
 __all__ = ["LRFinder"]
 
 logger = get_logger()
+
+# Fewer points than this cannot show a curve: with the default 1e-7..10, one point per 1.1 decades.
+MIN_STEPS = 8
 
 
 def _check(name: str, value: Any, ok: bool, what: str) -> None:
@@ -43,6 +48,7 @@ class _Batches:
 
     def __init__(self, x, y, sample_weight, batch_size: int, seed: int, steps_per_epoch: int | None):
         self.numpy = y is not None or not _is_iterable_dataset(x)
+        y, sample_weight = _as_arrays(y), _as_arrays(sample_weight)
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
@@ -53,8 +59,12 @@ class _Batches:
             self.n = len(leaves[0])
             if self.n == 0:
                 raise ValueError("Argument `x` must hold at least one example. Received: 0 examples")
-            if y is not None and len(y) != self.n:
-                raise ValueError(f"Arguments `x` and `y` must have as many examples. Received: {self.n} and {len(y)}")
+            # x, y and sample_weight may each be a structure (dict, list) of arrays: several inputs or outputs.
+            for name, value in (("y", y), ("sample_weight", sample_weight)):
+                for leaf in [] if value is None else keras.tree.flatten(value):
+                    if len(leaf) != self.n:
+                        raise ValueError(f"Arguments `x` and `{name}` must have as many examples. "
+                                         f"Received: {self.n} and {len(leaf)}")
             self.steps_per_epoch = steps_per_epoch or math.ceil(self.n / batch_size)
         else:
             self.steps_per_epoch = steps_per_epoch or _cardinality(x)
@@ -67,9 +77,9 @@ class _Batches:
                 order = self.rng.permutation(self.n)
                 for start in range(0, self.n, self.batch_size):
                     idx = order[start:start + self.batch_size]
-                    yield (keras.tree.map_structure(lambda a, idx=idx: np.asarray(a)[idx], self.x),
-                           None if self.y is None else np.asarray(self.y)[idx],
-                           None if self.sample_weight is None else np.asarray(self.sample_weight)[idx])
+                    yield tuple(None if part is None else
+                                keras.tree.map_structure(lambda a, idx=idx: np.asarray(a)[idx], part)
+                                for part in (self.x, self.y, self.sample_weight))
             else:
                 count = 0
                 for batch in self.x:
@@ -79,6 +89,13 @@ class _Batches:
                     self.first_pass = count
                 if count == 0:
                     return
+
+
+def _as_arrays(value):
+    """Targets or weights as arrays: a list of numbers is one array, a dict or list of arrays stays a structure."""
+    if isinstance(value, (list, tuple)) and value and not all(hasattr(v, "shape") for v in value):
+        return np.asarray(value)
+    return value
 
 
 def _is_iterable_dataset(x) -> bool:
@@ -190,7 +207,12 @@ class LRFinder:
                 `"minimum_div_10"`; the consensus if it has none). Defaults to `"auto"`.
 
         Returns:
-            An `LRFinderResult`.
+            An `LRFinderResult`. `found` is False (the reason in `reason`, the
+            fallback 1e-3 in `chosen`) when the sweep has fewer than 8 steps
+            (`MIN_STEPS`: too few batches in `max_epochs`), or when its smoothed
+            loss never falls 5 % and clearly more than the batches' noise below
+            its starting level (`curve_problem`); no rate at the very start of
+            the sweep is ever chosen, asked for by `rule` or not.
         """
         _check("start_lr", start_lr, isinstance(start_lr, (int, float)) and 0 < start_lr < math.inf, "> 0")
         _check("end_lr", end_lr, isinstance(end_lr, (int, float)) and start_lr < end_lr < math.inf,
@@ -269,8 +291,17 @@ class LRFinder:
         clean, spikes = ignore_early_spikes(losses)
         rule_smoothed = smooth_losses(clean, smoothing) if spikes else smoothed
         suggestions = suggest_all(lrs, clean, rule_smoothed)
-        chosen_rule, chosen, reason = consensus(suggestions, lrs, rule_smoothed, target)
-        picked = suggestions.get(rule) if rule != "auto" else None
+        chosen_rule, chosen, reason = consensus(suggestions, lrs, rule_smoothed, target, clean, smoothing)
+        problem = curve_problem(lrs, rule_smoothed, clean, smoothing=smoothing)
+        if n_steps < MIN_STEPS:
+            # Too few batches to draw a curve (a small data set at a large batch size): every rule reads noise.
+            problem = (f"the sweep had only {n_steps} steps ({batches.steps_per_epoch} batches in "
+                       f"{max_epochs:g} epoch(s)); at least {MIN_STEPS} are needed to read a curve: lower "
+                       "batch_size or raise max_epochs")
+            chosen_rule, chosen, reason = None, None, problem
+        picked = suggestions.get(rule) if rule != "auto" and problem is None else None
+        if picked is not None and picked < lrs[min(start_points(len(lrs)), len(lrs) - 1)]:
+            picked = None  # at the very start of the sweep, where nothing trains
         if picked is not None and math.isfinite(picked):
             usual = "none" if chosen is None else f"{chosen_rule} {chosen:.2g}"
             chosen_rule, chosen = rule, picked

@@ -47,7 +47,8 @@ class LRFinderResult:
 
     @property
     def found(self) -> bool:
-        """Whether a rule found a rate (otherwise `chosen` is a fallback)."""
+        """Whether a rule found a rate (otherwise `chosen` is the fallback 1e-3 and `reason` says why:
+        a sweep too short, or a loss that never fell clearly below its starting level)."""
         return self.chosen_rule is not None
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,12 +18,18 @@ __all__ = [
     "suggest_minimum",
     "suggest_all",
     "consensus",
+    "curve_problem",
+    "start_points",
     "planned_steps",
 ]
 
 # The rules, in the order a tie between two of them is broken.
 RULES = ("valley", "steepest", "minimum_div_10")
 FALLBACK_LR = 1e-3
+# The smoothed loss must fall this far below its starting level for the sweep to show a usable rate.
+MIN_FALL = 0.05
+# ... and by this many standard deviations of what the batches' noise alone gives.
+NOISE_SIGMAS = 1.5
 
 
 # ----------------------------------------------------------------- pure maths
@@ -67,6 +73,103 @@ def _start_level(losses: np.ndarray) -> float:
     head = losses[: max(3, len(losses) // 10)]
     head = head[np.isfinite(head)]
     return float(np.median(head)) if len(head) else math.inf
+
+
+def start_points(n: int) -> int:
+    """How many points open a sweep of `n` points: the first tenth, at least one.
+
+    There the rate is too small to change the model (with the default
+    1e-7..10 over 100 steps: below 6e-7), so no rule may suggest a rate in
+    it: a suggestion there reads the noise of the first batches (a lucky
+    first batch is the smoothed curve's minimum, and "minimum / 10" would
+    fall below the sweep's first rate).
+    """
+    return max(1, int(n) // 10)
+
+
+def _minimum_index(sm: np.ndarray) -> int:
+    """The index of the smoothed loss's minimum after the opening points (a lucky first batch is no minimum)."""
+    head = min(start_points(len(sm)), len(sm) - 1)
+    return head + int(np.argmin(sm[head:]))
+
+
+def _flat_start(raw: np.ndarray, best: int) -> np.ndarray:
+    """The finite raw losses of the sweep's flat start: its first fifth (at least 5 points), before `best`.
+
+    With the default sweep that is below 4e-6, where no model trains yet.
+    """
+    head = raw[: max(1, min(max(5, len(raw) // 5), best))]
+    return head[np.isfinite(head)]
+
+
+def _noise_of_fall(head: np.ndarray, best: int, smoothing: float) -> float:
+    """The standard deviation of `level - smoothed[best]` for a loss that does not move at all.
+
+    `level` is the median of the flat start's losses `head`; the raw
+    losses' spread is read from them too (a MAD, so that a spike does not
+    count); the smoothed value at `best` averages `n_eff` losses (the
+    bias-corrected EMA's effective count).
+    """
+    if len(head) < 3:
+        return 0.0
+    sd = 1.4826 * float(np.median(np.abs(head - np.median(head))))
+    weights = float(smoothing) ** np.arange(best + 1, dtype=np.float64)
+    n_eff = float(weights.sum() ** 2 / np.sum(weights**2))
+    # The median of n values varies about 1.25x as much as their mean.
+    return sd * math.sqrt(1.0 / n_eff + 1.57 / len(head))
+
+
+def curve_problem(lrs, smoothed, losses=None, min_fall: float = MIN_FALL,
+                  smoothing: float = 0.98) -> str | None:
+    """Why the curve shows no usable rate, or None when it does.
+
+    A curve is usable when its smoothed loss, somewhere after the opening
+    points (`start_points`), falls below the starting level (the median of
+    the raw losses of the flat start: the first fifth of the sweep, at
+    least 5 points, before that lowest point) by at least `min_fall` (5 %) of it and by at least 1.5
+    standard deviations of what the batches' noise alone would give (the
+    spread of the flat start's losses, averaged as the EMA and the median
+    average them). A curve that stays flat (the model learns at no rate
+    the sweep reached: a sweep too short, or batch-norm or small-batch
+    noise around a flat loss) or that is lowest at its very start has no
+    rate to suggest: every rule's answer would be noise.
+
+    Args:
+        lrs: The learning rates of the sweep.
+        smoothed: The smoothed losses the rules read.
+        losses: The raw losses (for the starting level and the noise).
+            Defaults to `smoothed`.
+        min_fall: The fraction of the starting level the smoothed loss must
+            fall. Defaults to `0.05`.
+        smoothing: The EMA factor `smoothed` was made with. Defaults to `0.98`.
+
+    Returns:
+        One sentence, or None.
+
+    Example:
+
+    >>> curve_problem([1e-3, 1e-2, 1e-1, 1.0], [1.0, 1.01, 0.99, 1.02]) is not None
+    True
+    """
+    lrs, sm = _finite_prefix(lrs, smoothed)
+    if len(sm) < 2:
+        return f"the sweep recorded {len(sm)} finite loss{'es' if len(sm) != 1 else ''}"
+    best = _minimum_index(sm)
+    head = _flat_start(np.asarray(losses if losses is not None else smoothed, dtype=np.float64), best)
+    if len(head) == 0:
+        return "the sweep recorded no finite loss at its start"
+    level = float(np.median(head))
+    if level <= 0:
+        return None  # a loss that is not positive: no relative fall to measure
+    fall = level - float(sm[best])
+    noise = NOISE_SIGMAS * _noise_of_fall(head, best, smoothing)
+    if fall < min_fall * level or fall < noise:
+        by_noise = f", nor more than the batches' noise ({noise:.3g})" if noise > min_fall * level else ""
+        opening = start_points(len(sm))
+        return (f"the smoothed loss never fell {min_fall:.0%} below its starting level {level:.4g}{by_noise} "
+                f"(its lowest after the first {opening} point{'s' if opening > 1 else ''}: "
+                f"{float(sm[best]):.4g} at {float(lrs[best]):.2g}), so no rate of the sweep trains the model")
+    return None
 
 
 def ignore_early_spikes(losses, factor: float = 1.5) -> tuple[np.ndarray, list[int]]:
@@ -131,7 +234,7 @@ def suggest_steepest(lrs, smoothed, losses=None, skip_end: int = 1) -> float | N
         return None
     raw = np.asarray(losses if losses is not None else smoothed, dtype=np.float64)
     level = _start_level(raw)
-    end = int(np.argmin(sm)) + 1
+    end = _minimum_index(sm) + 1
     end = min(end, len(sm) - skip_end) if skip_end else end
     if end < 2:
         return None
@@ -172,11 +275,18 @@ def suggest_valley(lrs, smoothed) -> float | None:
 
 
 def suggest_minimum(lrs, smoothed, divisor: float = 10.0) -> float | None:
-    """The rate of the smoothed loss's minimum, divided by `divisor` (fastai's `minimum`)."""
+    """The rate of the smoothed loss's minimum, divided by `divisor` (fastai's `minimum`).
+
+    The minimum is looked for after the opening points (`start_points`): a
+    lucky first batch is often the lowest point of a noisy smoothed curve,
+    and its rate divided by 10 (1e-8 for the default sweep) lies before the
+    sweep's start. None when the rate would lie below the sweep's first.
+    """
     lrs, sm = _finite_prefix(lrs, smoothed)
     if len(sm) < 2:
         return None
-    return float(lrs[int(np.argmin(sm))] / divisor)
+    lr = float(lrs[_minimum_index(sm)] / divisor)
+    return lr if lr >= float(lrs[0]) else None  # before the sweep's first rate: nothing was measured there
 
 
 def suggest_all(lrs, losses, smoothed) -> dict[str, float | None]:
@@ -189,11 +299,16 @@ def suggest_all(lrs, losses, smoothed) -> dict[str, float | None]:
 
 
 def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None,
-              target: str = "constant") -> tuple[str | None, float | None, str]:
+              target: str = "constant", losses=None,
+              smoothing: float = 0.98) -> tuple[str | None, float | None, str]:
     """The chosen rate from the rules' suggestions.
 
-    Non-finite suggestions, and those at or past the rate of the loss
-    minimum (the loss already rises there), are dropped first. For a
+    With the curve (`lrs`, `smoothed`): a curve that never falls enough
+    (`curve_problem`) gives no rate at all, and suggestions among the
+    sweep's opening points (`start_points`: the rate there is too small to
+    train) are dropped. Non-finite suggestions, and those at or past the
+    rate of the loss minimum (the loss already rises there), are dropped
+    too. For a
     constant rate (`target="constant"`), the chosen one is the median (on a
     log scale) of what is left: a median of three ignores one rule fooled by
     its curve (a flat start for "valley", a spike for "steepest"); with two
@@ -208,6 +323,9 @@ def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None,
         lrs: The sweep's rates (to find the loss minimum). Defaults to `None`.
         smoothed: The smoothed losses. Defaults to `None`.
         target: `"constant"` or `"peak"`. Defaults to `"constant"`.
+        losses: The raw losses the rules read (the starting level and noise
+            of `curve_problem`). Defaults to `smoothed`.
+        smoothing: The EMA factor of `smoothed`. Defaults to `0.98`.
 
     Returns:
         `(rule, lr, reason)`: the rule whose value was chosen (None if none
@@ -215,16 +333,27 @@ def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None,
     """
     finite = {k: float(v) for k, v in suggestions.items()
               if isinstance(v, (int, float)) and math.isfinite(v) and v > 0}
-    dropped = []
+    dropped, early = [], []
     if lrs is not None and smoothed is not None:
+        problem = curve_problem(lrs, smoothed, losses, smoothing=smoothing)
+        if problem is not None:
+            return None, None, problem
         flrs, fsm = _finite_prefix(lrs, smoothed)
         if len(fsm):
-            lr_min = float(flrs[int(np.argmin(fsm))])
+            lr_min = float(flrs[_minimum_index(fsm)])
             dropped = [k for k, v in finite.items() if v >= lr_min]
             finite = {k: v for k, v in finite.items() if v < lr_min}
+            lr_open = float(flrs[min(start_points(len(fsm)), len(fsm) - 1)])
+            early = [k for k, v in finite.items() if v < lr_open]
+            finite = {k: v for k, v in finite.items() if v >= lr_open}
     if not finite:
-        return None, None, "no rule found a descending loss (the sweep diverged at once or never learned)"
+        why = "no rule found a descending loss (the sweep diverged at once or never learned)"
+        if early:
+            why += f"; {', '.join(early)} only at the very start of the sweep, where nothing trains"
+        return None, None, why
     extra = f"; {', '.join(dropped)} dropped (at or past the loss minimum)" if dropped else ""
+    if early:
+        extra += f"; {', '.join(early)} dropped (at the very start of the sweep)"
     if target == "peak" and "steepest" in finite:
         listed = ", ".join(f"{k} {v:.2g}" for k, v in sorted(finite.items(), key=lambda kv: kv[1]))
         lr = finite["steepest"]

@@ -6,11 +6,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasguide._logging import get_logger
 from kerasguide.io import atomic_write_bytes
 from kerasguide.monitors.base import MonitorCallback
 from kerasguide.monitors.signals import roughness, weight_grid
 
 __all__ = ["FirstLayerImages"]
+
+logger = get_logger()
+
+# The layers whose kernel is a bank of filters over the input: one tile per unit or filter.
+_DRAWN = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv1DTranspose,
+          keras.layers.Conv2DTranspose)
+# Layers in front of the first filters that keep the inputs' layout: looked through.
+_PASS_THROUGH = (keras.layers.Normalization, keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+                 keras.layers.GroupNormalization, keras.layers.UnitNormalization)
 
 
 class FirstLayerImages(MonitorCallback):
@@ -22,7 +32,10 @@ class FirstLayerImages(MonitorCallback):
     TensorBoard image `first_layer` and written as
     `first_layer_epoch=NNN.png`. Record (`images.jsonl`): `{"epoch", "file",
     "layer", "tiles", "roughness"}` (`roughness`: about 1 for white noise,
-    near 0 for smooth filters).
+    near 0 for smooth filters). When the first layer with weights is not a
+    dense or conv layer (an `Embedding`, an `LSTM`, a normalization layer)
+    there is nothing to draw: no image, no record, the reason in `skipped`
+    and the log.
 
     Args:
         image_shape: `(h, w, c)` of a dense layer's flat inputs; None: from
@@ -46,21 +59,34 @@ class FirstLayerImages(MonitorCallback):
         super().__init__(log_dir, record_dir, every_epochs)
         self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
         self.last_grid: np.ndarray | None = None
+        self.skipped: str | None = None  # why nothing is drawn, once known
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.skipped: str | None = None
 
     def _kernel(self):
+        """The first layer with weights, and its kernel when it is a dense or conv layer; else a reason."""
         for layer in self.model._flatten_layers(include_self=False, recursive=True):
-            if isinstance(layer, keras.Model):
+            if isinstance(layer, (keras.Model, *_PASS_THROUGH)) or not layer.weights:
                 continue
+            # The first layer with weights is the one that reads the inputs. Only a dense or conv
+            # layer's kernel holds one filter per unit over the input: an embedding's rows are tokens,
+            # a recurrent kernel mixes the gates, a normalization layer has no filters.
             kernel = getattr(layer, "kernel", None)
-            if kernel is not None and len(kernel.shape) in (2, 3, 4):
-                return layer, kernel
-        return None, None
+            if not isinstance(layer, _DRAWN) or kernel is None or len(kernel.shape) not in (2, 3, 4):
+                return layer, None, (f"the first layer with weights, {layer.name} ({type(layer).__name__}), "
+                                     "has no dense or conv kernel to draw")
+            return layer, kernel, None
+        return None, None, "the model has no layer with weights"
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._due(epoch):
+        if not self._due(epoch) or self.skipped:
             return
-        layer, kernel = self._kernel()
+        layer, kernel, reason = self._kernel()
         if kernel is None:
+            self.skipped = reason
+            logger.info("first-layer images skipped: %s (recipe E20)", reason)
             return
         shape = self.image_shape
         if shape is None:

@@ -12,11 +12,24 @@ import tensorflow as tf
 from kerasguide._logging import get_logger
 from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, activation_kind
 from kerasguide.monitors.base import MonitorCallback
-from kerasguide.monitors.hooks import layer_of_variables, var_name
+from kerasguide.monitors.hooks import io_structure, layer_of_variables, var_name
 from kerasguide.monitors.signals import histogram
 from kerasguide.tb_events import EventWriter
 
 __all__ = ["ProbeMonitor", "activation_kind"]  # activation_kind: re-exported from kerasguide.activations
+
+
+def _one_array_if_flat(data):
+    """A list of numbers (or of rows) is one array; a dict, or a list of arrays, stays a structure."""
+    if isinstance(data, (list, tuple)) and data and not all(hasattr(v, "shape") for v in data):
+        return np.asarray(data)
+    return data
+
+
+def _lengths(data) -> str:
+    """The examples in each array of a structure, for an error message."""
+    lengths = [len(a) if a.ndim else "a scalar" for a in keras.tree.flatten(data)]
+    return str(lengths[0]) if len(lengths) == 1 else str(lengths)
 
 logger = get_logger()
 
@@ -53,8 +66,9 @@ class ProbeMonitor(MonitorCallback):
     `gradient_norm/<layer>`.
 
     Args:
-        x: Inputs of the probe batch (e.g. 64 training examples, as `kerasguide run`).
-        y: Their targets.
+        x: Inputs of the probe batch (e.g. 64 training examples, as `kerasguide run`): an
+            array, or a dict or list of arrays for a model with several inputs.
+        y: Their targets (integer ids, one-hot rows or floats; a dict or list for several outputs).
         every_epochs: Probe every N epochs (and at the last). Defaults to `1`.
         every_batches: Also probe every N executions (`on_train_batch_end`);
             None: only at epoch ends. Defaults to `None`.
@@ -79,10 +93,14 @@ class ProbeMonitor(MonitorCallback):
         super().__init__(log_dir, record_dir, every_epochs)
         if every_batches is not None and (not isinstance(every_batches, int) or every_batches <= 0):
             raise ValueError(f"Argument `every_batches` must be None or an integer > 0. Received: every_batches={every_batches}")
-        x = np.asarray(x)
-        y = np.asarray(y)
-        if len(x) == 0 or len(x) != len(y):
-            raise ValueError(f"Arguments `x` and `y` must be non-empty and of equal length. Received: {len(x)} and {len(y)}")
+        # Each may be one array or a structure of them (a dict or list: several inputs or outputs), and
+        # the targets integer ids, one-hot rows or floats.
+        x = keras.tree.map_structure(np.asarray, _one_array_if_flat(x))
+        y = keras.tree.map_structure(np.asarray, _one_array_if_flat(y))
+        lengths = [len(a) if a.ndim else 0 for a in keras.tree.flatten(x) + keras.tree.flatten(y)]
+        if not lengths or min(lengths) == 0 or len(set(lengths)) > 1:
+            raise ValueError("Arguments `x` and `y` must be non-empty and of equal length. Received: "
+                             f"{_lengths(x)} and {_lengths(y)}")
         self.x = x
         self.y = y
         self.every_batches = every_batches
@@ -119,7 +137,9 @@ class ProbeMonitor(MonitorCallback):
         submodel = None
         if probed and getattr(model, "inputs", None):
             try:
-                submodel = keras.Model(model.inputs, [o for _, _, o in probed] + list(model.outputs))
+                # The model's own input and output structures: a dict of inputs or of outputs stays one.
+                inputs, outputs_struct = io_structure(model)
+                submodel = keras.Model(inputs, {"acts": [o for _, _, o in probed], "pred": outputs_struct})
             except (ValueError, TypeError, AttributeError):
                 submodel = None
         self._probed = [(name, kind) for name, kind, _ in probed] if submodel is not None else []
@@ -138,16 +158,15 @@ class ProbeMonitor(MonitorCallback):
             groups.setdefault(layer, []).append(i)
         sizes = [int(np.prod(w.shape)) for w in weights]
         kernels = [max(groups[layer], key=lambda i: sizes[i]) for layer in self._order]
-        n_act = len(self._probed)
         probed_kinds = list(self._probed)
         names = [var_name(v) for v in weights]
-        x_probe = tf.constant(self.x)
-        y_probe = tf.constant(self.y)
+        x_probe = keras.tree.map_structure(tf.constant, self.x)
+        y_probe = keras.tree.map_structure(tf.constant, self.y)
         loss_fn = getattr(model, "loss", None)
         if isinstance(loss_fn, str):
             loss_fn = keras.losses.get(loss_fn)
         single = len(getattr(model, "outputs", None) or [None]) == 1
-        n_examples = len(self.x)
+        n_examples = len(keras.tree.flatten(self.x)[0])
 
         def snapshot():
             # The variables' values now: training goes on while the background thread probes them.
@@ -161,8 +180,7 @@ class ProbeMonitor(MonitorCallback):
                     tape.watch(trainable)
                     if submodel is not None:
                         outs = submodel(x_probe, training=False)
-                        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-                        acts, y_pred = outs[:n_act], outs[n_act]
+                        acts, y_pred = list(outs["acts"]), outs["pred"]
                     else:
                         acts, y_pred = [], model(x_probe, training=False)
                     if callable(loss_fn) and single:
@@ -171,7 +189,8 @@ class ProbeMonitor(MonitorCallback):
                     else:
                         loss = model.compute_loss(x=x_probe, y=y_probe, y_pred=y_pred, training=False)
             grads = tape.gradient(loss, trainable)
-            grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(g, tf.float32)
+            # An embedding's gradient is sparse (IndexedSlices): made dense for the norms and histograms.
+            grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
                      for g, w in zip(grads, trainable, strict=True)]
             stats, samples = [], []
             for (_, kind), act in zip(probed_kinds, acts, strict=True):

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from kerasguide.builders import is_compiled
 from kerasguide.checks import CheckResult, run_checks, write_checks
 from kerasguide.checks.runner import planned_checks
 from kerasguide.config import RunConfig
@@ -60,7 +61,7 @@ def check_config(
     """
     progress = progress or Progress(False)
     dataset, model = prepare(config)
-    loss, optimizer = loss_and_optimizer(model, config)
+    loss, optimizer = loss_and_optimizer(model, config, own=is_compiled(model))
     run_dir = new_run_dir(out, config)
     names = planned_checks(config.checks)
     done: list[CheckResult] = []

@@ -35,6 +35,7 @@ class RunContext:
     stop_reason: str | None = None
     verbose: int = 1
     best_checkpoint: Any = None
+    own_compile: bool = False  # the model came compiled (its optimizer, loss and metrics are kept)
 
     def update_run(self, **fields: Any) -> None:
         """Merge `fields` into run.json (and the in-memory copy of the record)."""

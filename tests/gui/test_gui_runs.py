@@ -302,3 +302,52 @@ def test_an_ensemble_directory_is_a_row_with_its_score_then_its_members(make_win
     window.runs.show_run(ensemble, "Report")
     assert "Ensemble tiny-ensemble" in window.runs.report.browser.toPlainText()
     assert window.runs._curve_runs([ensemble]) == members
+
+
+def make_regression_run(root: Path, name: str, epochs: int = 5) -> Path:
+    """A regression run directory as `kerasguide run diabetes` writes it: MSE loss, mae and rmse, no accuracy."""
+    run = RunDir(root / f"20260102-040506-{name}")
+    run.path.mkdir(parents=True)
+    cfg = RunConfig()
+    cfg.name = name
+    cfg.data.source, cfg.data.task, cfg.train.loss = "diabetes", "regression", "mse"
+    cfg.train.metrics, cfg.train.monitor_metric = ["mae", "rmse"], "val_loss"
+    save_config(cfg, run.config_path)
+    rows = []
+    for e in range(1, epochs + 1):
+        loss, val = 6000.0 / e + 2500.0, 6000.0 / e + 2900.0
+        rows.append({"epoch": e, "loss": loss, "mae": 0.8 * loss**0.5, "rmse": loss**0.5, "val_loss": val,
+                     "val_mae": 0.8 * val**0.5, "val_rmse": val**0.5, "lr": 1e-3 / e})
+    run.write_metrics(rows)
+    run.write_json("run.json", {
+        "name": name, "status": "completed", "started": "2026-01-04T03:04:05+00:00", "epochs_done": epochs,
+        "data": {"name": "diabetes", "task": "regression", "num_classes": 0, "target_variance": 6100.0},
+        "final_metrics": {k: v for k, v in rows[-1].items() if k not in ("epoch", "lr")},
+        "best": {"metric": "val_loss", "value": rows[-1]["val_loss"], "epoch": epochs},
+    })
+    run.write_text("report.md", f"# Run {name}\n")
+    return run.path
+
+
+def test_a_regression_run_shows_mae_and_rmse_not_accuracy(make_window, settings, workspace):
+    path = make_regression_run(workspace, "diabetes")
+    window = _runs_window(make_window, settings, workspace)
+    model = window.runs.model
+    assert model.headers[3:6] == ["val_mae", "val_rmse", "val_loss"]
+    row = [model.index(0, c).data() for c in range(len(model.headers))]
+    assert row[model.headers.index("val_mae")] == f"{0.8 * (6000.0 / 5 + 2900.0) ** 0.5:.4f}"
+    assert row[model.headers.index("Best")].startswith("val_loss 4100.0000 @ 5")
+    window.runs.select_paths([path])
+    titles = [ax.get_title() for ax in window.runs.curves.figure.axes]
+    assert titles == ["loss", "MAE", "RMSE"]
+    assert len(window.runs.curves.figure.axes[1].lines) == 2  # train and validation MAE
+
+
+def test_a_workspace_of_both_kinds_shows_both_scores(make_window, settings, workspace):
+    make_run(workspace, "digits")
+    make_regression_run(workspace, "diabetes")
+    window = _runs_window(make_window, settings, workspace)
+    headers = window.runs.model.headers
+    assert headers[3:7] == ["val_accuracy", "val_mae", "val_rmse", "val_loss"]
+    digits = window.runs.model.row_of(next(p for p in workspace.iterdir() if p.name.endswith("digits")))
+    assert window.runs.model.index(digits, headers.index("val_mae")).data() == ""  # a classification run has no MAE: an empty cell

@@ -20,7 +20,7 @@ def stage_checks(ctx: RunContext) -> None:
     cfg = ctx.config
     if not cfg.checks.enabled:
         return
-    loss, optimizer = loss_and_optimizer(ctx.model, cfg)
+    loss, optimizer = loss_and_optimizer(ctx.model, cfg, own=ctx.own_compile)
 
     def emit(result: CheckResult) -> None:
         ctx.progress.emit("check", **result.to_dict())
@@ -31,7 +31,7 @@ def stage_checks(ctx: RunContext) -> None:
         # replica context: check a plain twin with the same weights (the
         # checks test the model's maths, not its distribution).
         ds = ctx.dataset
-        model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
+        model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape, target_stats=ds.target_stats)
         model.set_weights(ctx.model.get_weights())
     results = run_checks(model, ctx.dataset, loss=loss, optimizer=optimizer, config=cfg.checks,
                          seed=cfg.train.seed, on_result=emit)

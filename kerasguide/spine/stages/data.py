@@ -1,4 +1,11 @@
-"""The "data" stage: load and split the data (preprocessing fitted on the training split), seed everything."""
+"""The "data" stage: load and split the data (preprocessing fitted on the training split), seed everything.
+
+It also settles the run's task (`data.task`; "auto" asks the data): the run
+goes on with the task, and the loss, metrics and monitored metric the task
+takes, written into its config, and config.toml is rewritten when that
+changed anything (a regression found in the data says so there). A config
+that contradicts the task ends the run here, as bad input.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +14,60 @@ import math
 import keras
 
 from kerasguide._logging import get_logger
+from kerasguide.config import RunConfig, config_task, task_settings
 from kerasguide.data import load_dataset
 from kerasguide.spine.context import RunContext
+from kerasguide.spine.lifecycle import CONFIG_HEADER
+from kerasguide.spine.record import resolved_config
 from kerasguide.training import split_seed
 
 logger = get_logger()
+
+
+def apply_task(config: RunConfig, task: str) -> RunConfig:
+    """`config` with `task` and the task's loss, metrics and monitored metric written in: a copy, or
+    `config` itself when nothing changes (a classification config that said "auto" keeps saying it).
+
+    Raises:
+        ConfigError: when the config's loss or metrics do not fit the task.
+    """
+    settings = task_settings(config, task)
+    train = config.train
+    current = (train.loss, tuple(train.metrics), train.monitor_metric)
+    if current == (settings.loss, settings.metrics, settings.monitor_metric) and (
+            task == "classification" or config.data.task == task):
+        return config
+    resolved = config.model_copy(deep=True)  # the caller's config stays as it was
+    if task != "classification":
+        resolved.data.task = task
+    resolved.train.loss = settings.loss
+    resolved.train.metrics = list(settings.metrics)
+    resolved.train.monitor_metric = settings.monitor_metric
+    return resolved
 
 
 def stage_data(ctx: RunContext) -> None:
     cfg = ctx.config
     # Python, NumPy and TensorFlow seeds: the same config reproduces its metrics.
     keras.utils.set_random_seed(cfg.train.seed)
-    ctx.dataset = load_dataset(cfg.data, split_seed(cfg))
+    ctx.dataset = load_dataset(cfg.data, split_seed(cfg), task=config_task(cfg))
     ds = ctx.dataset
+    resolved = apply_task(cfg, ds.task)
+    if resolved is not cfg:
+        ctx.config = resolved
+        ctx.run_dir.write_text("config.toml", resolved_config(resolved, CONFIG_HEADER))
+        logger.info("task %s: loss %s, metrics %s, best checkpoint by %s", ds.task, resolved.train.loss,
+                    ", ".join(resolved.train.metrics) or "none", resolved.train.monitor_metric)
     if ds.preprocessor is not None:
         ds.preprocessor.save(ctx.run_dir.file("preprocess.npz"))
     ctx.steps_per_epoch = math.ceil(len(ds.x_train) / cfg.train.batch_size)
-    ctx.update_run(data=ds.summary(), fingerprints=ds.fingerprints())
+    summary = ds.summary()
+    ctx.update_run(data=summary, fingerprints=ds.fingerprints())
+    what = (f"{ds.num_classes} classes" if ds.task != "regression" else "regression targets: mean "
+            f"{float(ds.target_mean.mean()):.4g}, std {math.sqrt(summary['target_variance']):.4g}")
     logger.info(
-        "data %s: %d train, %d validation%s, input %s, %d classes",
+        "data %s: %d train, %d validation%s, input %s, %s",
         ds.name, len(ds.x_train), len(ds.x_val),
         f", {len(ds.x_test)} test" if ds.x_test is not None else "",
-        ds.input_shape, ds.num_classes,
+        ds.input_shape, what,
     )

@@ -1,4 +1,8 @@
-"""The "evaluate" stage: the final validation (and test) metrics, into run.json."""
+"""The "evaluate" stage: the final validation (and test) metrics, into run.json.
+
+Every compiled metric (accuracy, or a regression's mae and rmse) with the
+loss, on validation and test, and the last epoch's training values.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def stage_evaluate(ctx: RunContext) -> None:
         final.update({prefix + k: float(v) for k, v in values.items()})
     if ctx.history:
         last = ctx.history[-1]
-        for key in ("loss", "accuracy"):
+        for key in ("loss", "accuracy", "mae", "rmse"):
             if key in last:
                 final[key] = float(last[key])
     ctx.update_run(final_metrics=final)

@@ -8,6 +8,7 @@ import keras
 
 from kerasguide._logging import get_logger
 from kerasguide.callbacks import BestCheckpoint, EpochScalars, JsonProgress, RunRecorder
+from kerasguide.config import task_settings
 from kerasguide.spine.context import RunContext
 from kerasguide.training import make_tf_dataset
 
@@ -21,9 +22,10 @@ def stage_fit(ctx: RunContext) -> None:
     val = make_tf_dataset(ds.x_val, ds.y_val, cfg.train.batch_size, False, cfg.train.seed)
     # Stage callbacks (schedules, monitors) come first, so that what they add
     # to `logs` reaches metrics.csv, the checkpoints and TensorBoard.
-    recorder = RunRecorder(ctx.run_dir, cfg.train.monitor_metric, history=ctx.history, update_run=ctx.update_run)
+    monitor = task_settings(cfg).monitor_metric  # a regression's val_loss for the classification default
+    recorder = RunRecorder(ctx.run_dir, monitor, history=ctx.history, update_run=ctx.update_run)
     callbacks: list[keras.callbacks.Callback] = [*ctx.callbacks, recorder]
-    ctx.best_checkpoint = BestCheckpoint(ctx.run_dir.checkpoints_dir, monitor=cfg.train.monitor_metric)
+    ctx.best_checkpoint = BestCheckpoint(ctx.run_dir.checkpoints_dir, monitor=monitor)
     callbacks.append(ctx.best_checkpoint)
     callbacks.append(EpochScalars(ctx.run_dir.tb_dir))  # what Keras' TensorBoard callback writes, faster
     if cfg.train.early_stopping_patience:

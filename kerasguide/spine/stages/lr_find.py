@@ -10,7 +10,6 @@ schedule).
 from __future__ import annotations
 
 from kerasguide._logging import get_logger
-from kerasguide.builders import is_compiled
 from kerasguide.lr_finder import find_on_config, result_record
 from kerasguide.spine.context import RunContext
 
@@ -21,7 +20,7 @@ def stage_lr_find(ctx: RunContext) -> None:
     config = ctx.config
     if config.optimizer.learning_rate != "auto":
         return
-    if is_compiled(ctx.model):
+    if ctx.own_compile:
         logger.info("the model came compiled with its own learning rate: no range test in the run "
                     "(`kerasguide lr-find` sweeps it)")
         return
@@ -29,7 +28,7 @@ def stage_lr_find(ctx: RunContext) -> None:
     def on_step(i, lr, loss):
         ctx.progress.emit("step", stage="lr_find", step=i + 1, steps=config.lr_find.steps, lr=lr, loss=loss)
 
-    result = find_on_config(config, ctx.dataset, ctx.model, ctx.strategy, on_step)
+    result = find_on_config(config, ctx.dataset, ctx.model, ctx.strategy, on_step, own=False)
     # The PNG waits for the report (after training): matplotlib's figure costs as much as a small sweep.
     result.save(ctx.run_dir.path, plot=False)
     try:

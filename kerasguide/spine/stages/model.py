@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from kerasguide.builders import is_compiled
 from kerasguide.models import build_model
 from kerasguide.spine.context import RunContext
 from kerasguide.training import make_strategy
@@ -16,7 +17,8 @@ def stage_model(ctx: RunContext) -> None:
     ctx.strategy = make_strategy(cfg)
     ds = ctx.dataset
     with ctx.strategy.scope():
-        ctx.model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape)
+        ctx.model = build_model(cfg, ds.input_shape, ds.num_classes, ds.image_shape, target_stats=ds.target_stats)
+    ctx.own_compile = is_compiled(ctx.model)  # now: the checks and the LR range test compile it later
     ctx.update_run(
         parameters=int(ctx.model.count_params()),
         user_code=cfg.model.builder is not None and {"path": cfg.model.builder[0], "function": cfg.model.builder[1],

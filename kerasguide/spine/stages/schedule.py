@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from kerasguide._logging import get_logger
-from kerasguide.builders import is_compiled
 from kerasguide.schedules import CycleMomentum, ScheduleLogger, schedule_from_config
 from kerasguide.spine.context import RunContext
 from kerasguide.training import initial_learning_rate
@@ -12,7 +11,7 @@ logger = get_logger()
 
 
 def stage_schedule(ctx: RunContext) -> None:
-    if is_compiled(ctx.model):
+    if ctx.own_compile:
         logger.info("the model came compiled: its own optimizer, learning rate and loss are kept "
                     "(the config's [optimizer] and [schedule] do not apply)")
         ctx.callbacks.append(ScheduleLogger(str(ctx.run_dir.tb_dir / "schedule")))
