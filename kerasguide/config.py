@@ -24,7 +24,6 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,19 +32,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from kerasguide.errors import ConfigError
 from kerasguide.io import atomic_write_bytes  # re-exported: older callers
+from kerasguide.tasks import REGRESSION_SOURCES, config_task, task_settings  # noqa: F401  (re-exported)
 
 __all__ = [
     "ConfigError", "RunConfig", "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig",
     "TrainConfig", "ChecksConfig", "MonitorConfig", "LRFindConfig", "SearchConfig", "EnsembleConfig",
     "load_config", "loads_config", "dump_config", "save_config", "config_from_dict",
-    "format_validation_error", "TaskSettings", "config_task", "resolve_task", "task_settings",
+    "format_validation_error",
     "DEFAULT_CONFIG_NAME",
 ]
 
@@ -53,7 +53,6 @@ DEFAULT_CONFIG_NAME = "digits"
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 BUNDLED_DATASETS = ("digits", "mnist1d", "diabetes")
-REGRESSION_SOURCES = ("diabetes",)  # bundled sources whose targets are quantities
 SOURCE_PREFIXES = ("npz:", "csv:", "images:")
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
@@ -66,10 +65,6 @@ INITIALIZERS = (
     "zeros",
     "sparse",
 )
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used. Its message is one line meant for a user."""
 
 
 class _Section(BaseModel):
@@ -116,21 +111,6 @@ class DataConfig(_Section):
                 return value
         allowed = ", ".join(BUNDLED_DATASETS + KERAS_DATASETS)
         raise ValueError(f"unknown data source; allowed: {allowed}, npz:PATH, csv:PATH, images:DIR")
-
-    _found: dict[str, Any] | None = PrivateAttr(None)
-
-    def remember(self, task: str, **facts: Any) -> None:
-        """Record what `data.load_dataset` found in this source's data (the task of "auto", the regression
-        targets' mean and std; never saved): the loss, metrics and output layer built from it follow."""
-        self._found = {"key": (self.source, self.label_column), "task": task, **facts}
-
-    def __eq__(self, other: object) -> bool:  # what was found is no setting: equal configs stay equal
-        return isinstance(other, DataConfig) and self.__dict__ == other.__dict__
-
-    @property
-    def found(self) -> dict[str, Any] | None:
-        """What `remember` recorded, while the source is still the one it was recorded for."""
-        return self._found if self._found and self._found["key"] == (self.source, self.label_column) else None
 
 
 class ModelConfig(_Section):
@@ -545,69 +525,6 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         """Every field, defaults filled in, in TOML-friendly types (None dropped)."""
         return _drop_none(self.model_dump(mode="json"))
-
-
-# ------------------------------------------------------------------ the task
-TASK_LOSSES = {"classification": ("sparse_categorical_crossentropy", "categorical_hinge", "mse"),
-               "binary": ("binary_crossentropy",), "regression": ("mse", "mae", "huber")}
-TASK_METRICS = {"classification": ("accuracy", "top3_accuracy", "mae"), "binary": ("accuracy",),
-                "regression": ("mae", "rmse")}
-# What the classification defaults of `train` (loss, metrics, monitor_metric) stand for in another task.
-_TASK_DEFAULTS = {"binary": ("binary_crossentropy", ["accuracy"], "val_accuracy"),
-                  "regression": ("mse", ["mae", "rmse"], "val_loss")}
-
-
-@dataclass(frozen=True)
-class TaskSettings:
-    """What a run trains for: the task and the loss, metrics and monitored metric it takes."""
-
-    task: str
-    loss: str
-    metrics: tuple[str, ...]
-    monitor_metric: str
-
-
-def config_task(config: RunConfig) -> str | None:
-    """The task the config names by itself: `data.task`, else what `train.loss` or the source imply;
-    None when only the data can tell (targets that are not whole numbers make a regression)."""
-    if config.data.task != "auto":
-        return config.data.task
-    if config.train.loss in ("mae", "huber"):
-        return "regression"
-    if config.train.loss == "binary_crossentropy":
-        return "binary"
-    return "regression" if config.data.source in REGRESSION_SOURCES else None
-
-
-def resolve_task(config: RunConfig) -> str:
-    """The run's task: `config_task`, else what `load_dataset` found in this source's data, else classification."""
-    found = config.data.found
-    return config_task(config) or (found or {}).get("task") or "classification"
-
-
-def task_settings(config: RunConfig, task: str | None = None) -> TaskSettings:
-    """The loss, metrics and monitored metric of `task` (`resolve_task` if None) under this config: the
-    classification defaults stand for the task's own; anything else must fit it, or `ConfigError`."""
-    task = task or resolve_task(config)
-    train = config.train
-    loss, metrics, monitor = train.loss, list(train.metrics), train.monitor_metric
-    if task in _TASK_DEFAULTS:
-        default_loss, default_metrics, default_monitor = _TASK_DEFAULTS[task]
-        loss = default_loss if loss == "sparse_categorical_crossentropy" else loss
-        metrics = list(default_metrics) if metrics == ["accuracy"] else metrics
-        monitor = default_monitor if monitor == "val_accuracy" else monitor
-    why = f'data.task = "{task}"' if config.data.task == task else f"the {task} task of " + (
-        f"train.loss = {train.loss!r}" if train.loss in ("mae", "huber", "binary_crossentropy")
-        else f"data.source = {config.data.source!r}" if config.data.source in REGRESSION_SOURCES
-        else 'targets that are not whole numbers (data.task = "auto")')
-    if loss not in TASK_LOSSES[task]:
-        raise ConfigError(f"`train.loss` = {loss!r} does not fit {why}; use {' | '.join(TASK_LOSSES[task])}"
-                          " (or set `data.task`)")
-    wrong = [name for name in metrics if name not in TASK_METRICS[task]]
-    if wrong:
-        raise ConfigError(f"`train.metrics` = {metrics!r}: {', '.join(wrong)} does not fit {why}; use "
-                          f"{' | '.join(TASK_METRICS[task])}")
-    return TaskSettings(task, loss, tuple(metrics), monitor)
 
 
 def _drop_none(value: Any) -> Any:

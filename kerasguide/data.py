@@ -33,8 +33,9 @@ from sklearn.datasets import load_diabetes, load_digits
 from sklearn.model_selection import train_test_split
 
 from kerasguide._logging import import_tensorflow
-from kerasguide.config import REGRESSION_SOURCES, ConfigError, DataConfig
+from kerasguide.config import ConfigError, DataConfig
 from kerasguide.io import atomic_write_bytes
+from kerasguide.tasks import REGRESSION_SOURCES
 
 import_tensorflow()  # before Keras: hides TensorFlow's start-up chatter
 
@@ -512,15 +513,14 @@ def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> 
 
     The task (`data.task`; "auto": see `kerasguide.config.DataConfig.task`) decides the targets'
     type: integer class ids, or float targets in their own units (regression: no stratified split,
-    `num_classes` 0, their training mean and std in the dataset). What it found is remembered on
-    `config` (`DataConfig.remember`), so that the loss, metrics and output layer built afterwards
-    from the same config agree with the data.
+    `num_classes` 0, their training mean and std in the dataset). `dataset.task` is what it found:
+    `kerasguide.tasks.apply_task(config, dataset.task)` makes the rest of the config agree.
 
     Args:
         config: The config's `data` section.
         seed: Shuffles the split and picks the subset. Defaults to `0`.
         task: The task the rest of the run config implies when `data.task` is "auto"
-            (`kerasguide.config.config_task`: a regression loss, say). Defaults to `None`.
+            (`kerasguide.tasks.config_task`: a regression loss, say). Defaults to `None`.
 
     Example:
 
@@ -545,14 +545,12 @@ def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> 
         num_classes, dtype = 0, np.float32
         columns = y_train.reshape(len(y_train), -1).astype(np.float64)
         mean, std = columns.mean(axis=0), columns.std(axis=0)
-        config.remember(task, target_mean=mean.tolist(), target_std=std.tolist())
     else:
         labels = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
         num_classes, dtype = int(max(int(v.max()) for v in labels) + 1), np.int64
         if config.task == "auto" and num_classes > 100:
             logger.warning("data.source %r: its %d whole-number targets are read as %d classes; if they are "
                            'quantities, set data.task = "regression"', config.source, len(raw.y), num_classes)
-        config.remember(task)
     x_test = pre.transform(raw.x_test) if raw.x_test is not None else None
     image_shape = raw.image_shape
     if image_shape is None and raw.x.ndim == 4:

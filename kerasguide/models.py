@@ -17,10 +17,11 @@ import keras
 import numpy as np
 
 from kerasguide.builders import build_user_model, load_user_builder  # noqa: F401  (load_user_builder: re-exported)
-from kerasguide.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig, task_settings
+from kerasguide.config import ConfigError, ModelConfig, OptimizerConfig, RunConfig
 from kerasguide.initializers import SparseInitializer
 from kerasguide.layers import DropConnectDense
 from kerasguide.losses import MulticlassHinge, SparseMeanSquaredError
+from kerasguide.tasks import task_settings
 
 __all__ = [
     "build_model",
@@ -100,9 +101,8 @@ def build_model(
         image_shape: `(h, w, c)` when the examples are images (flattened or
             not); a 2-D CNN reshapes flat inputs to it. Defaults to `None`.
         target_stats: Regression: `(mean, std)` of the training targets, a
-            number or one per column (`Dataset.target_stats`); what
-            `load_dataset` remembered on the config if None, else `(0, 1)`.
-            Defaults to `None`.
+            number or one per column (`Dataset.target_stats`); `(0, 1)` if
+            None. Defaults to `None`.
 
     Example:
 
@@ -182,9 +182,6 @@ def build_model(
 
 
 def _regression_stats(config: RunConfig, target_stats: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
-    found = config.data.found or {}
-    if target_stats is None and "target_mean" in found:
-        target_stats = (found["target_mean"], found["target_std"])
     mean, std = target_stats if target_stats is not None else (0.0, 1.0)
     mean, std = np.atleast_1d(np.asarray(mean, np.float64)), np.atleast_1d(np.asarray(std, np.float64))
     return mean, np.where(std > 1e-12, std, 1.0)  # a constant target: scale 1
@@ -219,7 +216,7 @@ def make_optimizer(config: OptimizerConfig, learning_rate: Any) -> keras.optimiz
 
 
 def make_loss(config: RunConfig) -> keras.losses.Loss:
-    """The loss named by `train.loss`, for the run's task (`kerasguide.config.task_settings`).
+    """The loss named by `train.loss`, for the run's task (`kerasguide.tasks.task_settings`).
 
     `mse` is against the one-hot labels for classification (`SparseMeanSquaredError`), against the
     targets themselves for regression.

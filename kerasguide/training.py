@@ -15,6 +15,7 @@ import numpy as np
 from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import RunConfig
 from kerasguide.io import atomic_path
+from kerasguide.tasks import apply_task, config_task
 
 import_tensorflow()
 
@@ -172,12 +173,18 @@ def split_seed(config: RunConfig) -> int:
 
 
 def prepare(config: RunConfig, seed: int | None = None) -> tuple[Dataset, keras.Model]:
-    """Load the data and build the model of a config (for checks and tools)."""
+    """Load the data and build the model of a config (for checks and tools).
+
+    The model is built for the task the data show (`dataset.task`); a caller that goes on with the
+    config takes `kerasguide.tasks.apply_task(config, dataset.task)`.
+    """
     data_seed = split_seed(config) if seed is None else seed
     seed = config.train.seed if seed is None else seed
     keras.utils.set_random_seed(seed)
-    dataset = load_dataset(config.data, data_seed)
-    model = build_model(config, dataset.input_shape, dataset.num_classes, dataset.image_shape)
+    dataset = load_dataset(config.data, data_seed, task=config_task(config))
+    config = apply_task(config, dataset.task)
+    model = build_model(config, dataset.input_shape, dataset.num_classes, dataset.image_shape,
+                        target_stats=dataset.target_stats)
     return dataset, model
 
 

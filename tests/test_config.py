@@ -235,7 +235,7 @@ def test_cli_config_shows_the_plateau_error_before_a_run(tmp_path):
 
 # ------------------------------------------------------------------ the task
 def test_every_existing_preset_keeps_its_meaning():
-    from kerasguide.config import config_task, task_settings
+    from kerasguide.tasks import config_task, task_settings
 
     for name in ("digits", "mnist1d_cnn", "digits_search", "digits_ensemble"):
         cfg = load_config(preset_path(name))
@@ -248,7 +248,7 @@ def test_every_existing_preset_keeps_its_meaning():
 
 
 def test_the_task_from_the_config_alone():
-    from kerasguide.config import config_task
+    from kerasguide.tasks import config_task
 
     assert config_task(load_config(preset_path("diabetes"))) == "regression"
     assert config_task(loads_config('[data]\nsource = "diabetes"\n')) == "regression"
@@ -258,7 +258,7 @@ def test_the_task_from_the_config_alone():
 
 
 def test_regression_defaults_stand_for_the_classification_ones():
-    from kerasguide.config import task_settings
+    from kerasguide.tasks import task_settings
 
     settings = task_settings(loads_config('[data]\ntask = "regression"\n'))
     assert (settings.loss, settings.metrics, settings.monitor_metric) == ("mse", ("mae", "rmse"), "val_loss")

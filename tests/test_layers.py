@@ -29,7 +29,8 @@ PIPELINE = ("kerasguide.spine", "kerasguide.pipeline")
 
 def _graph(*packages: str, external: bool = False) -> grimp.ImportGraph:
     # cache_dir=None: nothing written into the working tree
-    return grimp.build_graph(*packages, include_external_packages=external, cache_dir=None)
+    return grimp.build_graph(*packages, include_external_packages=external, cache_dir=None,
+                             exclude_type_checking_imports=True)  # as pyproject.toml's contracts
 
 
 def pipeline_imports(graph: grimp.ImportGraph) -> dict[str, list[tuple[str, ...]]]:

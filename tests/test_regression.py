@@ -21,13 +21,14 @@ import_tensorflow()
 
 import keras  # noqa: E402
 
-from kerasguide.config import ConfigError, RunConfig, load_config, loads_config, task_settings  # noqa: E402
+from kerasguide.config import ConfigError, RunConfig, load_config, loads_config  # noqa: E402
 from kerasguide.data import load_dataset  # noqa: E402
 from kerasguide.losses import SparseMeanSquaredError  # noqa: E402
 from kerasguide.models import build_model, make_loss, make_metrics  # noqa: E402
 from kerasguide.presets import preset_path  # noqa: E402
 from kerasguide.rundir import read_metrics  # noqa: E402
 from kerasguide.spine import run  # noqa: E402
+from kerasguide.tasks import apply_task, task_settings  # noqa: E402
 from kerasguide.training import prepare  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,7 @@ def test_several_target_columns_get_one_output_each(tmp_path):
     cfg = RunConfig()
     cfg.data.source = _npz(tmp_path, columns=3)
     ds = load_dataset(cfg.data)
+    cfg = apply_task(cfg, ds.task)  # the data say regression: the config follows
     model = build_model(cfg, ds.input_shape, ds.num_classes, target_stats=ds.target_stats)
     assert model.output_shape == (None, 3)
     np.testing.assert_allclose(model.predict(ds.x_val[:4], verbose=0).mean(axis=0), ds.target_mean, rtol=0.05)

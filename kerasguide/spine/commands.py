@@ -20,6 +20,7 @@ from kerasguide.progress import Progress, StepEvents
 from kerasguide.report import write_report
 from kerasguide.rundir import RunDir, new_run_dir
 from kerasguide.spine.lifecycle import command_run
+from kerasguide.tasks import apply_task
 from kerasguide.training import loss_and_optimizer, prepare
 
 __all__ = ["check_config", "lr_find_config"]
@@ -61,6 +62,7 @@ def check_config(
     """
     progress = progress or Progress(False)
     dataset, model = prepare(config)
+    config = apply_task(config, dataset.task)  # the loss and metrics of the task the data show
     loss, optimizer = loss_and_optimizer(model, config, own=is_compiled(model))
     run_dir = new_run_dir(out, config)
     names = planned_checks(config.checks)
@@ -119,6 +121,7 @@ def lr_find_config(
     """
     progress = progress or Progress(False)
     dataset, model = prepare(config)
+    config = apply_task(config, dataset.task)  # the loss and metrics of the task the data show
     run_dir = new_run_dir(out, config)
     lf = config.lr_find
     steps = planned_steps(lf.steps, lf.max_epochs, math.ceil(len(dataset.x_train) / config.train.batch_size))

@@ -14,36 +14,14 @@ import math
 import keras
 
 from kerasguide._logging import get_logger
-from kerasguide.config import RunConfig, config_task, task_settings
 from kerasguide.data import load_dataset
 from kerasguide.spine.context import RunContext
 from kerasguide.spine.lifecycle import CONFIG_HEADER
 from kerasguide.spine.record import resolved_config
+from kerasguide.tasks import apply_task, config_task
 from kerasguide.training import split_seed
 
 logger = get_logger()
-
-
-def apply_task(config: RunConfig, task: str) -> RunConfig:
-    """`config` with `task` and the task's loss, metrics and monitored metric written in: a copy, or
-    `config` itself when nothing changes (a classification config that said "auto" keeps saying it).
-
-    Raises:
-        ConfigError: when the config's loss or metrics do not fit the task.
-    """
-    settings = task_settings(config, task)
-    train = config.train
-    current = (train.loss, tuple(train.metrics), train.monitor_metric)
-    if current == (settings.loss, settings.metrics, settings.monitor_metric) and (
-            task == "classification" or config.data.task == task):
-        return config
-    resolved = config.model_copy(deep=True)  # the caller's config stays as it was
-    if task != "classification":
-        resolved.data.task = task
-    resolved.train.loss = settings.loss
-    resolved.train.metrics = list(settings.metrics)
-    resolved.train.monitor_metric = settings.monitor_metric
-    return resolved
 
 
 def stage_data(ctx: RunContext) -> None:

@@ -8,8 +8,8 @@ import keras
 
 from kerasguide._logging import get_logger
 from kerasguide.callbacks import BestCheckpoint, EpochScalars, JsonProgress, RunRecorder
-from kerasguide.config import task_settings
 from kerasguide.spine.context import RunContext
+from kerasguide.tasks import task_settings
 from kerasguide.training import make_tf_dataset
 
 logger = get_logger()
