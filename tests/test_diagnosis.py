@@ -370,9 +370,9 @@ def test_regression_rules_without_the_variance_use_the_first_loss():
 def test_planted_a_fit_rule_that_reads_only_accuracies_says_nothing(monkeypatch):
     # The bug the rules above guard against: over/underfitting judged from accuracy keys a regression
     # run does not have, silently finding nothing. Planted by hiding the error measures.
-    import kerasguide.diagnosis as diagnosis
+    import kerasguide.diagnosis.rules as rules
 
-    real = diagnosis.measure
+    real = rules.measure
 
     def accuracy_only(signals):
         m = real(signals)
@@ -382,7 +382,7 @@ def test_planted_a_fit_rule_that_reads_only_accuracies_says_nothing(monkeypatch)
     over = regression(epochs=regression_curve(train_final=0.05, val_final=0.8))
     under = regression(epochs=regression_curve(train_final=0.85, val_final=0.88))
     assert "overfitting" in codes(over) and "underfitting" in codes(under)
-    monkeypatch.setattr(diagnosis, "measure", accuracy_only)
+    monkeypatch.setattr(rules, "measure", accuracy_only)
     assert codes(over) == set() and codes(under) == set()  # what the tests above would catch
 
 
