@@ -39,6 +39,7 @@ import_tensorflow()  # before keras-tuner imports Keras: hides TensorFlow's star
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
+import numpy as np  # noqa: E402
 
 import kerasguide.initializers  # noqa: E402, F401  (registers custom objects for loading)
 import kerasguide.layers  # noqa: E402, F401
@@ -186,11 +187,24 @@ def build_user_model(config: RunConfig, input_shape: tuple[int, ...], num_classe
     hp = _hp_for(config)
     model = call_builder(builder, f"{name}() in {path}", hp=hp, config=config, input_shape=input_shape,
                          num_classes=num_classes)
+    _build(model, input_shape, f"{name}() in {path}")
     unknown = sorted(set(mc.hp) - {p.name for p in hp.space})
     if unknown:
         raise ConfigError(f"model.hp: {', '.join(unknown)}: the builder declares no such hyperparameter "
                           f"(it declares: {', '.join(p.name for p in hp.space) or 'none'})")
     return model
+
+
+def _build(model: keras.Model, input_shape: tuple[int, ...], where: str) -> None:
+    """Create a subclassed model's weights now (Keras waits for its first call): the checks, the parameter
+    count and the first-layer images need them before training."""
+    if model.built and model.weights:
+        return
+    try:  # a call, not `build()`: a subclassed model without its own `build` makes its layers in `call`
+        model(np.zeros((1, *input_shape), "float32"), training=False)
+    except Exception as error:
+        raise ConfigError(f"model.kind: {where}: the model cannot be built on inputs of shape {input_shape}: "
+                          f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
 
 
 def declared_hyperparameters(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> kt.HyperParameters:

@@ -97,7 +97,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         try:
             self.model.set_weights(self._pending)
             target = self.directory / f"best-epoch={self.best_epoch:03d}-{self.monitor}={self.best:.4f}.keras"
-            save_model_atomic(self.model, target)
+            target = save_model_atomic(self.model, target)  # NAME.weights.h5 for a model Keras cannot save whole
         finally:
             self.model.set_weights(current)
         if self.best_path is not None and self.best_path != target and self.best_path.exists():

@@ -63,7 +63,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not created here: the writer creates it, with the umask's permissions like any file it writes.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    # Keras reads the format from the whole ending (`.weights.h5`), not the last suffix alone.
+    suffix = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    tmp = path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
     try:
         yield tmp
         # No fsync: the rename alone guarantees that a killed process leaves the old

@@ -7,6 +7,7 @@ and the benchmarks use alike; none of it knows about run directories.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 logger = get_logger()
+
+_WEIGHTS_ONLY: weakref.WeakSet = weakref.WeakSet()  # models saved as weights only (warned once)
 
 
 def make_tf_dataset(
@@ -195,7 +198,22 @@ def initial_learning_rate(config: RunConfig) -> float:
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike[str]) -> Path:
-    """`model.save` to a temporary file beside `path`, then rename over it. Returns `path`."""
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-    return Path(path)
+    """`model.save` to a temporary file beside `path`, then rename over it. Returns the path written.
+
+    A model Keras cannot save whole (a subclassed model without `get_config`) is saved as its weights,
+    `NAME.weights.h5` beside `path`, with one warning for that model: the run goes on.
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+        return path
+    except NotImplementedError as error:
+        weights = path.with_name(path.name.removesuffix(".keras") + ".weights.h5")
+        if model not in _WEIGHTS_ONLY:  # one warning a model, not one a checkpoint
+            _WEIGHTS_ONLY.add(model)
+            logger.warning("%s cannot be saved whole (%s): its checkpoints hold the weights only (%s)",
+                           type(model).__name__, str(error).strip().splitlines()[0][:120], weights.name)
+        with atomic_path(weights) as tmp:
+            model.save_weights(tmp)
+        return weights

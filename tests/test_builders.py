@@ -185,3 +185,13 @@ def test_tune_searches_the_builders_hyperparameters_with_the_config_keys(builder
     for trial in stage["trials"]:
         run_dir = result.path / trial["run_dir"]
         assert _hidden_units(run_dir) == trial["values"]["model.hp.units"]
+
+
+def test_the_cli_says_a_bad_builder_in_one_line_exit_2(builders, tmp_path, capsys):
+    for name, message in (("raises", "raised ValueError: my builder is broken"), ("twice", "twice")):
+        path = tmp_path / f"{name}.toml"
+        save_config(_config(f"python:{builders}:{name}"), path)
+        capsys.readouterr()
+        assert main(["run", str(path), "--out", str(tmp_path / "runs")]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

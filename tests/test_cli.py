@@ -182,3 +182,15 @@ def test_gui_starts_the_app_in_its_own_process_and_passes_its_exit_code(tmp_path
     assert main(["gui", str(tmp_path / "missing.toml")]) == 2
     assert "no such config file or preset" in capfd.readouterr().err
     assert started and started[0][1:3] == ["-m", "kerasguide_gui.app"]
+
+
+def test_python_dash_m_kerasguide_is_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "kerasguide", "recipes", "D12"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "D12" in out.stdout, out.stderr
+    bad = subprocess.run([sys.executable, "-m", "kerasguide", "recipes", "Z9"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

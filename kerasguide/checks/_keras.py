@@ -521,7 +521,8 @@ def clone_float64(model: keras.Model, sample: Any) -> keras.Model:
                     config["dtype"] = "float64"
                 clone = model.__class__.from_config(config)
             except (NotImplementedError, TypeError) as error:
-                raise ValueError(f"cannot rebuild {type(model).__name__} from its config: {error}") from None
+                first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+                raise ValueError(f"cannot rebuild {type(model).__name__} from its config: {first}") from None
             clone(cast_floats(take(sample, slice(0, 1)), np.float64), training=False)
         finally:
             keras.config.set_floatx(previous_floatx)

@@ -22,7 +22,7 @@ from kerasguide.checks._keras import (
     variable_name,
 )
 from kerasguide.checks.expectations import classify_error, gradient_step, is_kink, relative_error
-from kerasguide.checks.result import CheckResult
+from kerasguide.checks.result import CheckResult, first_line
 
 __all__ = ["check_gradients"]
 
@@ -131,7 +131,7 @@ def check_gradients(
             None,
             good,
             bug,
-            f"Could not clone the model to float64 ({type(error).__name__}: {error}); "
+            f"Could not clone the model to float64 ({type(error).__name__}: {first_line(error)}); "
             "gradient check skipped: give the custom layers get_config (recipe D15).",
             "D15",
             "warning",

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CheckResult", "SEVERITIES", "format_table", "failure_lines", "all_passed"]
+__all__ = ["CheckResult", "SEVERITIES", "format_table", "failure_lines", "all_passed", "first_line"]
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -128,3 +128,8 @@ def failure_lines(results: Iterable[CheckResult], warnings: bool = True) -> list
 def all_passed(results: Iterable[CheckResult]) -> bool:
     """True when no check failed (warnings do not count)."""
     return all(r.passed for r in results)
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first non-empty line: advice is one line (Keras' errors can run to a page)."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), "")

@@ -14,7 +14,7 @@ from kerasguide.checks.gradients import check_gradients
 from kerasguide.checks.initialization import check_initialization
 from kerasguide.checks.loss import check_initial_loss, check_regularization
 from kerasguide.checks.overfit import check_overfit
-from kerasguide.checks.result import CheckResult
+from kerasguide.checks.result import CheckResult, first_line
 from kerasguide.config import ChecksConfig, RunConfig
 from kerasguide.models import make_loss, make_optimizer
 from kerasguide.rundir import RunDir
@@ -199,7 +199,7 @@ def run_checks(
                 None,
                 None,
                 None,
-                f"The {name} check could not run on this model ({type(error).__name__}: {error}).",
+                f"The {name} check could not run on this model ({type(error).__name__}: {first_line(error)}).",
                 "",
                 "warning",
                 {"skipped": True, "error": f"{type(error).__name__}: {error}"},
