@@ -49,6 +49,7 @@ from kerasguide.report import write_report
 from kerasguide.rundir import RunDir, utc_now
 from kerasguide.tb_events import release_writer, shared_writer
 from kerasguide.training import save_model_atomic
+from kerasguide.user_data import n_examples, take
 
 __all__ = ["Babysitter"]
 
@@ -76,20 +77,6 @@ def _arrays(data: Any) -> list[np.ndarray] | None:
     if any(p is None for p in parts):
         return None
     return [a for p in parts for a in p]
-
-
-def _length(data: Any) -> int | None:
-    arrays = _arrays(data)
-    return int(len(arrays[0])) if arrays and arrays[0].ndim else None
-
-
-def _take(data: Any, index: np.ndarray) -> Any:
-    """`data[index]` through dicts and lists of arrays (the probe batch of a model with several inputs)."""
-    if isinstance(data, dict):
-        return {k: _take(v, index) for k, v in data.items()}
-    if isinstance(data, (tuple, list)):
-        return type(data)(_take(v, index) for v in data)
-    return np.asarray(data)[index]
 
 
 def _image_shape(x: Any) -> tuple[int, ...] | None:
@@ -299,7 +286,7 @@ class Babysitter(keras.callbacks.Callback):
             arrays = _arrays(part) if part is not None else None
             if arrays:
                 prints[split] = fingerprint(*arrays)
-                data[split] = _length(part[0]) if isinstance(part, (tuple, list)) else None
+                data[split] = n_examples(part[0]) if isinstance(part, (tuple, list)) else None
         header["data"] = data
         if prints:
             header["fingerprints"] = prints
@@ -334,11 +321,11 @@ class Babysitter(keras.callbacks.Callback):
         children: list[keras.callbacks.Callback] = []
         if self.monitors:
             probe_x = probe_y = None
-            n = _length(self.x)
+            n = n_examples(self.x) if _arrays(self.x) else 0
             if n:
                 keep = np.sort(np.random.default_rng(self.seed or 0).choice(n, size=min(self.probe_batch, n),
                                                                              replace=False))
-                probe_x, probe_y = _take(self.x, keep), _take(self.y, keep)
+                probe_x, probe_y = take(self.x, keep), take(self.y, keep)
 
             def on_diverge(reason: str) -> None:
                 self.status = "diverged"

@@ -108,30 +108,30 @@ class DeclaredHyperParameters(kt.HyperParameters):
         return super().Fixed(name, value, parent_name=parent_name, parent_values=parent_values)
 
 
-def load_user_builder(path: str, name: str) -> Callable[..., Any]:
+def load_user_builder(path: str, name: str, key: str = "model.kind") -> Callable[..., Any]:
     """Import `name` from the Python file `path` (explicit user code, recorded in run.json).
 
     A `keras_tuner.HyperModel` subclass (or instance) comes back as its bound `build(hp)`.
     """
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ConfigError(f"model.kind: builder file {path!r} does not exist")
+        raise ConfigError(f"{key}: builder file {path!r} does not exist")
     module_name = f"kerasguide_user_{abs(hash(str(file.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
-        raise ConfigError(f"model.kind: cannot import {path!r} as Python")
+        raise ConfigError(f"{key}: cannot import {path!r} as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as error:
-        raise ConfigError(f"model.kind: importing {path!r} failed: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"{key}: importing {path!r} failed: {type(error).__name__}: {error}") from None
     builder = getattr(module, name, None)
     if isinstance(builder, type) and issubclass(builder, kt.HyperModel):
         try:
             builder = builder()
         except Exception as error:
-            raise ConfigError(f"model.kind: {name}() in {path} (a HyperModel) could not be made: "
+            raise ConfigError(f"{key}: {name}() in {path} (a HyperModel) could not be made: "
                               f"{type(error).__name__}: {error}") from None
     if isinstance(builder, kt.HyperModel):
         hypermodel = builder
@@ -141,7 +141,7 @@ def load_user_builder(path: str, name: str) -> Callable[..., Any]:
 
         return build
     if not callable(builder):
-        raise ConfigError(f"model.kind: {path!r} has no function {name!r}")
+        raise ConfigError(f"{key}: {path!r} has no function {name!r}")
     return builder
 
 
@@ -201,7 +201,8 @@ def _build(model: keras.Model, input_shape: tuple[int, ...], where: str) -> None
     if model.built and model.weights:
         return
     try:  # a call, not `build()`: a subclassed model without its own `build` makes its layers in `call`
-        model(np.zeros((1, *input_shape), "float32"), training=False)
+        model(keras.tree.map_shape_structure(lambda shape: np.zeros((1, *shape), "float32"), input_shape),
+              training=False)
     except Exception as error:
         raise ConfigError(f"model.kind: {where}: the model cannot be built on inputs of shape {input_shape}: "
                           f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None

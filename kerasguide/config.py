@@ -53,7 +53,7 @@ DEFAULT_CONFIG_NAME = "digits"
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 BUNDLED_DATASETS = ("digits", "mnist1d", "diabetes")
-SOURCE_PREFIXES = ("npz:", "csv:", "images:")
+SOURCE_PREFIXES = ("npz:", "csv:", "images:", "python:")
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "linear")
 INITIALIZERS = (
@@ -80,7 +80,8 @@ class DataConfig(_Section):
     """Where the data come from, how they are split and preprocessed (recipes A1-A3)."""
 
     source: str = Field("digits", description=(
-        "digits | mnist1d | diabetes (regression) | mnist | fashion_mnist | cifar10 | npz:PATH | csv:PATH | images:DIR"))
+        "digits | mnist1d | diabetes (regression) | mnist | fashion_mnist | cifar10 | npz:PATH | csv:PATH | images:DIR "
+        "| python:PATH:FUNCTION (your function returns the splits: kerasguide.user_data)"))
     task: Literal["auto", "classification", "binary", "regression"] = Field("auto", description=(
         "auto: regression for train.loss = mae or huber, the diabetes source, or targets that are not whole "
         "numbers; binary for train.loss = binary_crossentropy; else classification. binary: 2 classes, a sigmoid "
@@ -104,13 +105,19 @@ class DataConfig(_Section):
     def _check_source(cls, value: str) -> str:
         if value in BUNDLED_DATASETS or value in KERAS_DATASETS:
             return value
+        if value.startswith("python:"):
+            path, _, name = value[len("python:"):].rpartition(":")
+            if not (path.strip() and name.isidentifier()):
+                raise ValueError("your own data is written python:PATH:FUNCTION")
+            return value
         for prefix in SOURCE_PREFIXES:
             if value.startswith(prefix):
                 if not value[len(prefix) :].strip():
                     raise ValueError(f"`{prefix}` needs a path after the colon")
                 return value
         allowed = ", ".join(BUNDLED_DATASETS + KERAS_DATASETS)
-        raise ValueError(f"unknown data source; allowed: {allowed}, npz:PATH, csv:PATH, images:DIR")
+        raise ValueError(f"unknown data source; allowed: {allowed}, npz:PATH, csv:PATH, images:DIR, "
+                         "python:PATH:FUNCTION")
 
 
 class ModelConfig(_Section):

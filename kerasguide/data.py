@@ -36,6 +36,7 @@ from kerasguide._logging import import_tensorflow
 from kerasguide.config import ConfigError, DataConfig
 from kerasguide.io import atomic_write_bytes
 from kerasguide.tasks import REGRESSION_SOURCES
+from kerasguide.user_data import flat_arrays, is_structured, load_python_source, n_examples, shape_of
 
 import_tensorflow()  # before Keras: hides TensorFlow's start-up chatter
 
@@ -228,8 +229,9 @@ class Dataset:
     target_std: np.ndarray | None = None
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+    def input_shape(self) -> Any:
+        """One example's shape: a tuple, or a dict or list of them (several inputs)."""
+        return shape_of(self.x_train)
 
     @property
     def target_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -238,20 +240,20 @@ class Dataset:
 
     def fingerprints(self) -> dict[str, str]:
         prints = {
-            "train": fingerprint(self.x_train, self.y_train),
-            "validation": fingerprint(self.x_val, self.y_val),
+            "train": fingerprint(*flat_arrays(self.x_train), *flat_arrays(self.y_train)),
+            "validation": fingerprint(*flat_arrays(self.x_val), *flat_arrays(self.y_val)),
         }
         if self.x_test is not None:
-            prints["test"] = fingerprint(self.x_test, self.y_test)
+            prints["test"] = fingerprint(*flat_arrays(self.x_test), *flat_arrays(self.y_test))
         return prints
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "train": int(len(self.x_train)),
-            "validation": int(len(self.x_val)),
-            "test": 0 if self.x_test is None else int(len(self.x_test)),
-            "input_shape": list(self.input_shape),
+            "train": n_examples(self.x_train),
+            "validation": n_examples(self.x_val),
+            "test": 0 if self.x_test is None else n_examples(self.x_test),
+            "input_shape": self.input_shape if is_structured(self.x_train) else list(self.input_shape),
             "num_classes": int(self.num_classes),
             "task": self.task,
             **(_target_summary(self.target_mean, self.target_std) if self.task == "regression" else {}),
@@ -529,6 +531,8 @@ def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> 
     >>> ds.x_train.shape[1], ds.num_classes
     (64, 10)
     """
+    if config.source.startswith("python:"):
+        return _python_dataset(config, seed, task)
     raw = _load_raw(config)
     task = _task_of(config, raw, task)
     _validate_raw(raw, config.source, task)
@@ -571,4 +575,34 @@ def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> 
         task=task,
         target_mean=mean,
         target_std=std,
+    )
+
+
+def _python_dataset(config: DataConfig, seed: int, task: str | None) -> Dataset:
+    """A `python:PATH:FUNCTION` source: the function's splits as given (`kerasguide.user_data`)."""
+    found = load_python_source(config, seed, task)
+    (x_train, y_train), (x_val, y_val) = found["splits"]["train"], found["splits"]["validation"]
+    x_test, y_test = found["splits"].get("test", (None, None))
+    pre = None
+    if not is_structured(x_train) and config.preprocess != "none":
+        pre = Preprocessor(config.preprocess, config.pca_k, config.epsilon).fit(x_train)  # training split: A2
+    elif is_structured(x_train) and config.preprocess != "none":
+        logger.info("data.source: several inputs: data.preprocess = %r applies to one input array only; "
+                    "the inputs are used as %s gives them", config.preprocess, found["where"])
+    transform = pre.transform if pre is not None else (lambda x: x)
+    regression = found["task"] == "regression"
+    mean = std = None
+    if regression and not is_structured(y_train):
+        y_train, y_val = np.asarray(y_train, np.float32), np.asarray(y_val, np.float32)
+        columns = y_train.reshape(len(y_train), -1).astype(np.float64)
+        mean, std = columns.mean(axis=0), columns.std(axis=0)
+    elif not is_structured(y_train) and not found["one_hot"]:
+        y_train, y_val = (np.asarray(y, np.int64).reshape(-1) for y in (y_train, y_val))
+        y_test = None if y_test is None else np.asarray(y_test, np.int64).reshape(-1)
+    image_shape = tuple(x_train.shape[1:]) if not is_structured(x_train) and x_train.ndim == 4 else None
+    return Dataset(
+        name=config.source, x_train=transform(x_train), y_train=y_train, x_val=transform(x_val), y_val=y_val,
+        x_test=None if x_test is None else transform(x_test), y_test=y_test, num_classes=found["num_classes"],
+        image_shape=image_shape, preprocessor=pre, raw_train=None if is_structured(x_train) else x_train,
+        raw_val=None if is_structured(x_val) else x_val, task=found["task"], target_mean=mean, target_std=std,
     )

@@ -115,6 +115,9 @@ def build_model(
     seed = config.train.seed
     if mc.builder is not None or mc.saved_model is not None:
         return build_user_model(config, input_shape, num_classes)
+    if not isinstance(input_shape, tuple):
+        raise ConfigError(f"model.kind = {mc.kind!r} takes one input array; data.source gives several "
+                          f"({input_shape}): build the model yourself (model.kind = \"python:PATH:FUNCTION\")")
     inputs = keras.Input(shape=input_shape, name="inputs")
     x = inputs
     index = 0

@@ -17,6 +17,7 @@ from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import RunConfig
 from kerasguide.io import atomic_path
 from kerasguide.tasks import apply_task, config_task
+from kerasguide.user_data import n_examples
 
 import_tensorflow()
 
@@ -48,9 +49,11 @@ def make_tf_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int
 ) -> tf.data.Dataset:
     """A cached, shuffled (with the seed), batched, prefetched `tf.data` pipeline."""
+    # A list of input arrays is several inputs, not one tensor to stack: tf.data takes a tuple.
+    x, y = (tuple(v) if isinstance(v, list) else v for v in (x, y))
     ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(n_examples(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

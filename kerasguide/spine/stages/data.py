@@ -20,6 +20,7 @@ from kerasguide.spine.lifecycle import CONFIG_HEADER
 from kerasguide.spine.record import resolved_config
 from kerasguide.tasks import apply_task, config_task
 from kerasguide.training import split_seed
+from kerasguide.user_data import n_examples
 
 logger = get_logger()
 
@@ -38,14 +39,14 @@ def stage_data(ctx: RunContext) -> None:
                     ", ".join(resolved.train.metrics) or "none", resolved.train.monitor_metric)
     if ds.preprocessor is not None:
         ds.preprocessor.save(ctx.run_dir.file("preprocess.npz"))
-    ctx.steps_per_epoch = math.ceil(len(ds.x_train) / cfg.train.batch_size)
+    ctx.steps_per_epoch = math.ceil(n_examples(ds.x_train) / cfg.train.batch_size)
     summary = ds.summary()
     ctx.update_run(data=summary, fingerprints=ds.fingerprints())
     what = (f"{ds.num_classes} classes" if ds.task != "regression" else "regression targets: mean "
             f"{float(ds.target_mean.mean()):.4g}, std {math.sqrt(summary['target_variance']):.4g}")
     logger.info(
         "data %s: %d train, %d validation%s, input %s, %s",
-        ds.name, len(ds.x_train), len(ds.x_val),
-        f", {len(ds.x_test)} test" if ds.x_test is not None else "",
+        ds.name, n_examples(ds.x_train), n_examples(ds.x_val),
+        f", {n_examples(ds.x_test)} test" if ds.x_test is not None else "",
         ds.input_shape, what,
     )

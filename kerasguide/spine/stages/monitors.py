@@ -10,6 +10,7 @@ import numpy as np
 
 from kerasguide.monitors import default_monitors
 from kerasguide.spine.context import RunContext
+from kerasguide.user_data import n_examples, take
 
 
 def stage_monitors(ctx: RunContext) -> None:
@@ -17,15 +18,16 @@ def stage_monitors(ctx: RunContext) -> None:
     if not cfg.enabled:
         return
     ds = ctx.dataset
-    n = min(cfg.probe_batch, len(ds.x_train))
-    keep = np.sort(np.random.default_rng(ctx.config.train.seed).choice(len(ds.x_train), size=n, replace=False))
+    total = n_examples(ds.x_train)
+    keep = np.sort(np.random.default_rng(ctx.config.train.seed).choice(total, size=min(cfg.probe_batch, total),
+                                                                         replace=False))
 
     def on_diverge(reason: str) -> None:
         ctx.status = "diverged"
         ctx.stop_reason = f"divergence guard: {reason}"
 
     ctx.callbacks.extend(default_monitors(
-        ds.x_train[keep], ds.y_train[keep],
+        take(ds.x_train, keep), take(ds.y_train, keep),
         log_dir=ctx.run_dir.tb_dir / "monitor",
         record_dir=ctx.run_dir.monitor_dir,
         image_shape=ds.image_shape,
