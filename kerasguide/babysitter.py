@@ -47,6 +47,7 @@ from kerasguide.monitors import default_monitors, finish_monitors
 from kerasguide.provenance import git_commit, versions
 from kerasguide.report import write_report
 from kerasguide.rundir import RunDir, utc_now
+from kerasguide.tasks import metric_direction
 from kerasguide.tb_events import release_writer, shared_writer
 from kerasguide.training import save_model_atomic
 from kerasguide.user_data import n_examples, take
@@ -311,7 +312,7 @@ class Babysitter(keras.callbacks.Callback):
         self._recorder.monitor = name
         if self._best is not None:  # before its first epoch: nothing to carry over
             self._best.monitor = name
-            self._best.mode = "min" if "loss" in name else "max"
+            self._best.mode = metric_direction(name)
             self._best.best = math.inf if self._best.mode == "min" else -math.inf
 
     def _make_children(self) -> list[keras.callbacks.Callback]:

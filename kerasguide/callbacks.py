@@ -14,6 +14,7 @@ import numpy as np
 
 from kerasguide.progress import Progress
 from kerasguide.rundir import RunDir
+from kerasguide.tasks import metric_direction
 from kerasguide.tb_events import release_writer, shared_writer
 from kerasguide.training import save_model_atomic  # re-exported: older callers
 
@@ -30,10 +31,6 @@ def current_lr(model: keras.Model) -> float:
     except (TypeError, ValueError):  # pragma: no cover
         return math.nan
 
-
-def _mode(monitor: str) -> str:
-    # Losses and errors (a regression's mae, rmse, mse) are minimized, anything else maximized.
-    return "min" if any(word in monitor for word in ("loss", "mae", "mse", "error")) else "max"
 
 
 def _better(mode: str, value: float, best: float) -> bool:
@@ -64,7 +61,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.directory = Path(directory)
         self.monitor = monitor
-        self.mode = _mode(monitor)
+        self.mode = metric_direction(monitor)
         self.flush_seconds = flush_seconds
 
     def on_train_begin(self, logs=None):
@@ -193,7 +190,7 @@ class RunRecorder(keras.callbacks.Callback):
         row["seconds"] = round(now - self._epoch_start, 4)
         self.history.append(row)
         self.run_dir.write_metrics(self.history)
-        mode = _mode(self.monitor)
+        mode = metric_direction(self.monitor)
         values = [(r.get(self.monitor), r["epoch"]) for r in self.history
                   if r.get(self.monitor) is not None and math.isfinite(r.get(self.monitor))]
         best = {}

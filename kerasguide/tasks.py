@@ -18,7 +18,7 @@ from kerasguide.errors import ConfigError
 if TYPE_CHECKING:  # the schema imports this module: type names only
     from kerasguide.config import RunConfig
 
-__all__ = ["TASKS", "TASK_LOSSES", "TASK_METRICS", "REGRESSION_SOURCES", "TaskSettings", "config_task",
+__all__ = ["metric_direction", "TASKS", "TASK_LOSSES", "TASK_METRICS", "REGRESSION_SOURCES", "TaskSettings", "config_task",
            "resolve_task", "task_settings", "apply_task"]
 
 TASKS = ("classification", "binary", "regression")
@@ -108,3 +108,11 @@ def apply_task(config: RunConfig, task: str) -> RunConfig:
     resolved.train.metrics = list(settings.metrics)
     resolved.train.monitor_metric = settings.monitor_metric
     return resolved
+
+
+def metric_direction(name: str) -> str:
+    """`"min"` for losses and errors (`val_loss`, a regression's `mae`, `rmse`, `mse`), else `"max"`.
+
+    One rule for the best checkpoint, the run record's best epoch and a search's objective.
+    """
+    return "min" if any(word in name for word in ("loss", "mae", "mse", "error")) else "max"

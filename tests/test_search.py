@@ -492,3 +492,13 @@ def test_public_api_and_the_pure_parts_need_no_tensorflow():
             "print('TF' if 'tensorflow' in sys.modules else 'NOTF')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "NOTF", out.stderr  # the desktop app can validate a space
+
+
+def test_an_error_metric_objective_is_minimized():
+    # The planted bug: `val_mae` (a regression's error) read as a score to maximize.
+    from kerasguide.search.space import objective_of
+
+    for metric, direction in (("val_loss", "min"), ("val_mae", "min"), ("val_rmse", "min"),
+                              ("val_accuracy", "max"), ("val_top3_accuracy", "max")):
+        cfg = _tiny(objective=metric)
+        assert objective_of(cfg) == (metric, direction)

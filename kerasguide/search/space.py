@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from kerasguide.config import ConfigError, RunConfig, SearchConfig
+from kerasguide.tasks import metric_direction
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -404,9 +405,9 @@ def _label(index: int, count: int) -> str:
 
 
 def objective_of(config: RunConfig) -> tuple[str, str]:
-    """`(metric, direction)`: the search's objective; losses are minimized."""
+    """`(metric, direction)`: the search's objective; losses and errors (mae, rmse) are minimized."""
     metric = config.search.objective or config.train.monitor_metric
-    return metric, ("min" if "loss" in metric else "max")
+    return metric, metric_direction(metric)
 
 
 def apply_values(config: RunConfig, values: dict[str, Any], epochs: int | None = None) -> RunConfig:
