@@ -15,13 +15,10 @@ from kerasguide.checks.initialization import check_initialization
 from kerasguide.checks.loss import check_initial_loss, check_regularization
 from kerasguide.checks.overfit import check_overfit
 from kerasguide.checks.result import CheckResult, first_line
-from kerasguide.config import ChecksConfig, RunConfig
-from kerasguide.models import make_loss, make_optimizer
+from kerasguide.config import ChecksConfig
 from kerasguide.rundir import RunDir
-from kerasguide.training import initial_learning_rate
 
-__all__ = ["CHECK_NAMES", "CHECKS_JSON", "planned_checks", "run_checks", "write_checks", "read_checks",
-           "checks_inputs"]
+__all__ = ["CHECK_NAMES", "CHECKS_JSON", "planned_checks", "run_checks", "write_checks", "read_checks"]
 
 logger = logging.getLogger("kerasguide")
 
@@ -223,11 +220,6 @@ def read_checks(run_dir: Any) -> list[CheckResult]:
     if not isinstance(run_dir, RunDir):
         run_dir = RunDir(run_dir)
     return [CheckResult.from_dict(item) for item in (run_dir.read(CHECKS_JSON, default=[]) or [])]
-
-
-def checks_inputs(config: RunConfig) -> tuple[Any, Any]:
-    """The loss and a fresh optimizer the checks use for a config ("auto" learning rate: 1e-3)."""
-    return make_loss(config), make_optimizer(config.optimizer, initial_learning_rate(config))
 
 
 def planned_checks(config: ChecksConfig, skip: tuple[str, ...] | list[str] = ()) -> list[str]:
