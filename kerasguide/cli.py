@@ -26,6 +26,7 @@ from pathlib import Path
 from kerasguide._logging import get_logger, set_verbosity
 from kerasguide.cli_args import build_parser
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+from kerasguide.interrupts import clear_interrupt_request, request_interrupt
 from kerasguide.progress import Progress
 
 __all__ = ["main", "build_parser", "COMMANDS", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED"]
@@ -71,12 +72,15 @@ def _resolve_config(value: str | None) -> tuple[RunConfig, str | None]:
 
 
 def _install_sigterm() -> None:
-    # SIGTERM is turned into KeyboardInterrupt so the pipeline records the run
-    # as interrupted and keeps what was written, exactly as for Ctrl-C.
+    # SIGTERM is turned into KeyboardInterrupt so the run is recorded as interrupted and keeps what was
+    # written, exactly as for Ctrl-C; both note the request first (an error it causes is still an interrupt).
     def handler(signum, frame):
+        request_interrupt()
         raise KeyboardInterrupt
 
+    clear_interrupt_request()
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _prepare_tf_env(args=None) -> None:

@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
-__all__ = ["INTERRUPTED", "StopRun", "is_interrupt", "unwrapped_interrupts"]
+__all__ = ["INTERRUPTED", "StopRun", "is_interrupt", "unwrapped_interrupts", "request_interrupt",
+           "interrupt_requested", "clear_interrupt_request"]
+
+# Set by the CLI's signal handlers before they raise KeyboardInterrupt: a KeyboardInterrupt raised inside
+# TensorFlow's tracing can leave it broken and come out as another error (an AttributeError from
+# tf.while_loop was seen), which is still the user's interruption.
+_REQUESTED = threading.Event()
+
+
+def request_interrupt() -> None:
+    """Note that the user asked to stop (Ctrl-C or SIGTERM): any error from now on is that interruption."""
+    _REQUESTED.set()
+
+
+def interrupt_requested() -> bool:
+    return _REQUESTED.is_set()
+
+
+def clear_interrupt_request() -> None:
+    """Forget an earlier request (a new command starts)."""
+    _REQUESTED.clear()
 
 INTERRUPTED = "interrupted by the user (Ctrl-C or SIGTERM)"
 
@@ -25,8 +46,11 @@ def is_interrupt(error: BaseException | None) -> bool:
     A signal that arrives while TensorFlow's C++ layer is building an
     exception of its own (seen while it traced a function) comes out as
     `RuntimeError: pybind11::error_already_set: MISMATCH ... REPLACED BY
-    KeyboardInterrupt`: still the user's interruption, not a failed run.
+    KeyboardInterrupt`: still the user's interruption, not a failed run. So is any error once the
+    user asked to stop (`request_interrupt`).
     """
+    if error is not None and interrupt_requested():
+        return True
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))

@@ -190,3 +190,21 @@ def test_planted_a_lifecycle_that_forgets_the_error_leaves_running_and_is_caught
     (run_dir,) = tmp_path.iterdir()
     with pytest.raises(AssertionError):
         assert_recorded(run_dir, "failed")
+
+
+def test_any_error_after_the_user_asked_to_stop_is_the_interruption(tmp_path):
+    # Seen when the app cancelled a run mid-trace: the KeyboardInterrupt raised inside TensorFlow's tracing
+    # broke it, and an AttributeError from tf.while_loop came out instead.
+    from kerasguide.interrupts import clear_interrupt_request, request_interrupt
+
+    config, run_dir, progress, _ = _open(tmp_path / "a")
+    with command_run(run_dir, config, None, progress, reraise=False):
+        request_interrupt()
+        raise AttributeError("'OptionalSpec' object has no attribute 'most_specific_common_supertype'")
+    assert_recorded(run_dir, "interrupted")
+    # The planted bug: without the request noted, the same error reads as a failed run.
+    config, run_dir, progress, _ = _open(tmp_path / "b")
+    with command_run(run_dir, config, None, progress, reraise=False):
+        raise AttributeError("'OptionalSpec' object has no attribute 'most_specific_common_supertype'")
+    assert_recorded(run_dir, "failed", "AttributeError")
+    clear_interrupt_request()

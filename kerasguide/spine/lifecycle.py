@@ -19,7 +19,7 @@ from typing import Any
 
 from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig
-from kerasguide.interrupts import INTERRUPTED, StopRun, unwrapped_interrupts
+from kerasguide.interrupts import INTERRUPTED, StopRun, clear_interrupt_request, unwrapped_interrupts
 from kerasguide.progress import Progress
 from kerasguide.rundir import RunDir, utc_now
 from kerasguide.spine.record import resolved_config, run_header
@@ -99,6 +99,7 @@ def command_run(
             outcome is only recorded (`run` returns its status). A
             `ConfigError` is always re-raised.
     """
+    clear_interrupt_request()  # a request before this command is not about it
     command = CommandRun(run_dir, progress, what)
     run_dir.write_text("config.toml", resolved_config(config, CONFIG_HEADER))
     run_dir.update_run(**run_header(config, config_path, kind=kind, **(header or {})))
