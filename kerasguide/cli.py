@@ -26,6 +26,7 @@ from pathlib import Path
 from kerasguide._logging import get_logger, set_verbosity
 from kerasguide.cli_args import build_parser
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+from kerasguide.errors import CommandFailed
 from kerasguide.interrupts import clear_interrupt_request, request_interrupt
 from kerasguide.progress import Progress
 
@@ -189,14 +190,9 @@ def cmd_check(args) -> int:
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.checks import failure_lines, format_table
-    from kerasguide.spine import CommandFailed, check_config
+    from kerasguide.spine import check_config
 
-    try:
-        run_dir, results = check_config(config, out=args.out, config_path=path,
-                                        progress=Progress(args.json_progress))
-    except CommandFailed as failed:  # recorded as failed, traceback in error.txt: one line here
-        print(f"kerasguide: {failed}", file=sys.stderr)
-        return EXIT_FAILED
+    run_dir, results = check_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
     if args.json:
         print(run_dir.file("checks.json").read_text(encoding="utf-8"), end="")  # NaN already null
     else:
@@ -301,14 +297,9 @@ def cmd_lr_find(args) -> int:
         config.lr_find.steps = args.steps
     _prepare_tf_env(args)
     _install_sigterm()
-    from kerasguide.spine import CommandFailed, lr_find_config
+    from kerasguide.spine import lr_find_config
 
-    try:
-        run_dir, result = lr_find_config(config, out=args.out, config_path=path,
-                                         progress=Progress(args.json_progress))
-    except CommandFailed as failed:  # recorded as failed, traceback in error.txt: one line here
-        print(f"kerasguide: {failed}", file=sys.stderr)
-        return EXIT_FAILED
+    run_dir, result = lr_find_config(config, out=args.out, config_path=path, progress=Progress(args.json_progress))
     if args.json:
         print(run_dir.file("lr_find.json").read_text(encoding="utf-8"), end="")  # NaN already null
     else:
@@ -387,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CliError) as error:
         print(f"kerasguide: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except CommandFailed as failed:  # recorded as failed, traceback in error.txt: one line here
+        print(f"kerasguide: {failed}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("kerasguide: interrupted", file=sys.stderr)
         return EXIT_FAILED

@@ -38,6 +38,7 @@ __all__ = [
     "initial_learning_rate",
     "loss_and_optimizer",
     "save_model_atomic",
+    "io_structure",
 ]
 
 logger = get_logger()
@@ -169,6 +170,24 @@ def build_for_fit(model: keras.Model, x: Any, y: Any) -> bool:
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     return True
+
+
+def io_structure(model: keras.Model) -> tuple[Any, Any]:
+    """A Functional or Sequential model's symbolic inputs and outputs, in the structure it was built with.
+
+    A dict of named inputs stays a dict and a list a list (Keras matches a dict of arrays to named
+    inputs either way, but warns when a single input comes as a one-element list); one input or
+    output is the tensor itself. Raises AttributeError for a model without symbolic inputs.
+    """
+
+    def structure(name: str, flat: list):
+        try:
+            return getattr(model, name)  # a Functional model's own structure (a dict stays a dict)
+        except (AttributeError, ValueError):  # a Sequential model not called yet
+            return flat[0] if len(flat) == 1 else list(flat)
+
+    inputs, outputs = list(model.inputs), list(model.outputs)
+    return structure("input", inputs), structure("output", outputs)
 
 
 def split_seed(config: RunConfig) -> int:

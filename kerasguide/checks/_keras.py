@@ -21,7 +21,9 @@ import_tensorflow()
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from kerasguide.checks.result import first_line  # noqa: E402
 from kerasguide.losses import MulticlassHinge, SparseMeanSquaredError  # noqa: E402
+from kerasguide.training import io_structure  # noqa: E402
 
 __all__ = [
     "Head",
@@ -39,7 +41,6 @@ __all__ = [
     "cast_floats",
     "float_leaves",
     "to_tensors",
-    "io_structure",
     "is_floating",
     "preserve_state",
     "noise_off",
@@ -148,24 +149,6 @@ def float_leaves(x: Any) -> list[np.ndarray]:
 def to_tensors(x: Any) -> Any:
     """Tensors of every array of a structure."""
     return _map(ops.convert_to_tensor, x)
-
-
-def io_structure(model: keras.Model) -> tuple[Any, Any]:
-    """A Functional or Sequential model's symbolic inputs and outputs, in the structure it was built with.
-
-    A dict of named inputs stays a dict and a list a list; one input or
-    output is the tensor itself. Raises AttributeError for a model without
-    symbolic inputs (a subclassed model).
-    """
-
-    def structure(name: str, flat: list):
-        try:
-            return getattr(model, name)  # a Functional model's own structure (a dict stays a dict)
-        except (AttributeError, ValueError):  # a Sequential model not called yet
-            return flat[0] if len(flat) == 1 else list(flat)
-
-    inputs, outputs = list(model.inputs), list(model.outputs)
-    return structure("input", inputs), structure("output", outputs)
 
 
 def variable_name(variable) -> str:
@@ -521,8 +504,7 @@ def clone_float64(model: keras.Model, sample: Any) -> keras.Model:
                     config["dtype"] = "float64"
                 clone = model.__class__.from_config(config)
             except (NotImplementedError, TypeError) as error:
-                first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-                raise ValueError(f"cannot rebuild {type(model).__name__} from its config: {first}") from None
+                raise ValueError(f"cannot rebuild {type(model).__name__} from its config: {first_line(error)}") from None
             clone(cast_floats(take(sample, slice(0, 1)), np.float64), training=False)
         finally:
             keras.config.set_floatx(previous_floatx)

@@ -12,7 +12,6 @@ from kerasguide.checks._keras import (
     as_array,
     as_data,
     float_leaves,
-    io_structure,
     keras,
     noise_off,
     num_examples,
@@ -21,6 +20,7 @@ from kerasguide.checks._keras import (
     variable_name,
 )
 from kerasguide.checks.result import CheckResult
+from kerasguide.training import io_structure
 
 __all__ = ["check_initialization", "activation_stats"]
 

@@ -25,7 +25,6 @@ __all__ = [
     "is_multi_replica",
     "layer_of_variables",
     "var_name",
-    "io_structure",
 ]
 
 
@@ -115,21 +114,3 @@ def layer_of_variables(model: keras.Model) -> dict[int, str]:
 def var_name(variable) -> str:
     """A variable's path (`dense/kernel`), or its name where it has none."""
     return getattr(variable, "path", None) or variable.name
-
-
-def io_structure(model: keras.Model) -> tuple[Any, Any]:
-    """A Functional or Sequential model's symbolic inputs and outputs, in the structure it was built with.
-
-    A dict of named inputs stays a dict and a list a list (Keras matches a dict of arrays to named
-    inputs either way, but warns when a single input comes as a one-element list); one input or
-    output is the tensor itself. Raises AttributeError for a model without symbolic inputs.
-    """
-
-    def structure(name: str, flat: list):
-        try:
-            return getattr(model, name)  # a Functional model's own structure (a dict stays a dict)
-        except (AttributeError, ValueError):  # a Sequential model not called yet
-            return flat[0] if len(flat) == 1 else list(flat)
-
-    inputs, outputs = list(model.inputs), list(model.outputs)
-    return structure("input", inputs), structure("output", outputs)

@@ -12,9 +12,10 @@ import tensorflow as tf
 from kerasguide._logging import get_logger
 from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, activation_kind
 from kerasguide.monitors.base import MonitorCallback
-from kerasguide.monitors.hooks import io_structure, layer_of_variables, var_name
+from kerasguide.monitors.hooks import layer_of_variables, var_name
 from kerasguide.monitors.signals import histogram
 from kerasguide.tb_events import EventWriter
+from kerasguide.training import io_structure
 
 __all__ = ["ProbeMonitor", "activation_kind"]  # activation_kind: re-exported from kerasguide.activations
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kerasguide._logging import get_logger
-from kerasguide.config import ConfigError, RunConfig
+from kerasguide.config import RunConfig
+from kerasguide.errors import CommandFailed, ConfigError
 from kerasguide.interrupts import INTERRUPTED, StopRun, clear_interrupt_request, unwrapped_interrupts
 from kerasguide.progress import Progress
 from kerasguide.rundir import RunDir, utc_now
@@ -29,15 +30,6 @@ __all__ = ["CommandRun", "CommandFailed", "command_run", "CONFIG_HEADER"]
 logger = get_logger()
 
 CONFIG_HEADER = "The resolved run config: every default filled in. Re-run with `kerasguide run` on this file."
-
-
-class CommandFailed(RuntimeError):
-    """A command's run failed on an error of its own (not bad input): recorded, with its traceback in error.txt."""
-
-    def __init__(self, what: str, run_dir: RunDir, error: str):
-        super().__init__(f"{what} failed: {error} (traceback in {run_dir.file('error.txt')})")
-        self.run_dir = run_dir
-        self.error = error
 
 
 @dataclass
@@ -125,7 +117,7 @@ def command_run(
         run_dir.write_text("error.txt", traceback.format_exc())
         logger.error("%s failed: %s (traceback in %s)", what, command.error, run_dir.file("error.txt"))
         if reraise:
-            raised, cause = CommandFailed(what, run_dir, command.error), error
+            raised, cause = CommandFailed(what, run_dir.path, command.error), error
     if before_record is not None:
         try:
             before_record(command)
