@@ -42,7 +42,7 @@ from kerasguide.io import atomic_write_bytes  # re-exported: older callers
 from kerasguide.tasks import REGRESSION_SOURCES, config_task, task_settings  # noqa: F401  (re-exported)
 
 __all__ = [
-    "ConfigError", "RunConfig", "DataConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig",
+    "ConfigError", "RunConfig", "DataConfig", "AugmentConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig",
     "TrainConfig", "ChecksConfig", "MonitorConfig", "LRFindConfig", "SearchConfig", "EnsembleConfig",
     "load_config", "loads_config", "dump_config", "save_config", "config_from_dict",
     "format_validation_error",
@@ -76,6 +76,31 @@ class _Section(BaseModel):
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+class AugmentConfig(_Section):
+    """Random changes to the training examples, with Keras' preprocessing layers (training split only).
+
+    Off for the sanity checks (recipe D15: checks see the data as it is), the
+    validation and test splits, and prediction. Flip, rotation, zoom,
+    translation and contrast need images (height, width, channels); noise
+    works on any single input array.
+    """
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = Field(
+        "none", description="images: random flips (keras.layers.RandomFlip).")
+    rotation: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "images: random rotation up to this fraction of a full turn either way (RandomRotation; 0.1 = 36 degrees)."))
+    zoom: float = Field(0.0, ge=0.0, lt=1.0, description="images: random zoom in or out by up to this fraction (RandomZoom).")
+    translation: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "images: random shift by up to this fraction of the height and width (RandomTranslation)."))
+    contrast: float = Field(0.0, ge=0.0, lt=1.0, description="images: random contrast change by up to this fraction (RandomContrast).")
+    noise: float = Field(0.0, ge=0.0, description=(
+        "Gaussian noise of this standard deviation, added after preprocessing (GaussianNoise)."))
+
+    def active(self) -> dict[str, Any]:
+        """The augmentations that are on, by name (empty when none is)."""
+        return {k: v for k, v in self.model_dump().items() if v not in (0.0, "none")}
+
+
 class DataConfig(_Section):
     """Where the data come from, how they are split and preprocessed (recipes A1-A3)."""
 
@@ -99,6 +124,21 @@ class DataConfig(_Section):
     pca_k: PositiveInt | None = Field(
         None, description="pca/whiten: keep this many components (all if unset).")
     epsilon: float = Field(1e-5, gt=0.0, description="whiten: added to the eigenvalues; larger damps noise.")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "Hold out this fraction as a test split (stratified, with the seed) when the source has none of its own "
+        "(images:, csv:, npz: without x_test, the bundled sets); 0 = no test split."))
+    sample: PositiveInt = Field(2048, description=(
+        "Streamed data (images:, tf.data from python:): training examples read into memory to fit the "
+        "preprocessing and run the sanity checks on; the rest stays on disk."))
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description=(
+        "Random changes to the training examples only (Keras preprocessing layers)."))
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> DataConfig:
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError(f"validation_fraction + test_fraction = {self.validation_fraction + self.test_fraction:g} "
+                             "leaves no training data; keep their sum below 1")
+        return self
 
     @field_validator("source")
     @classmethod

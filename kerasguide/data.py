@@ -35,6 +35,14 @@ from sklearn.model_selection import train_test_split
 from kerasguide._logging import import_tensorflow
 from kerasguide.config import ConfigError, DataConfig
 from kerasguide.io import atomic_write_bytes
+from kerasguide.streams import (
+    count_stream,
+    describe_paths,
+    image_stream,
+    index_images,
+    read_images,
+    stream_sample,
+)
 from kerasguide.tasks import REGRESSION_SOURCES
 from kerasguide.user_data import flat_arrays, is_structured, load_python_source, n_examples, shape_of
 
@@ -227,6 +235,37 @@ class Dataset:
     task: str = "classification"
     target_mean: np.ndarray | None = None  # regression: per target column, on the training split
     target_std: np.ndarray | None = None
+    # Streamed data: each split a tf.data pipeline of raw examples (images: unbatched; a python: source's
+    # datasets: batched as given); x_train/x_val then hold a bounded sample of them, for the checks.
+    streams: dict[str, Any] = field(default_factory=dict, repr=False)
+    sizes: dict[str, int] = field(default_factory=dict)
+    batches_per_split: dict[str, int] = field(default_factory=dict)
+    stream_batched: bool = False
+    class_names: list[str] | None = None
+    stream_prints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def streamed(self) -> bool:
+        """True when the splits are streams (x_train and x_val are then samples of them)."""
+        return bool(self.streams)
+
+    def has_split(self, name: str) -> bool:
+        if self.streamed:
+            return name in self.streams
+        return {"train": True, "validation": True, "test": self.x_test is not None}[name]
+
+    def size(self, name: str) -> int:
+        """How many examples the split holds (the whole stream, not its sample)."""
+        if self.streamed:
+            return int(self.sizes.get(name, 0))
+        x = {"train": self.x_train, "validation": self.x_val, "test": self.x_test}[name]
+        return 0 if x is None else n_examples(x)
+
+    def steps(self, name: str, batch_size: int) -> int:
+        """Batches in one pass over the split (a python: source's datasets keep their own batch size)."""
+        if self.stream_batched:
+            return int(self.batches_per_split[name])
+        return max(1, -(-self.size(name) // batch_size))
 
     @property
     def input_shape(self) -> Any:
@@ -239,6 +278,8 @@ class Dataset:
         return None if self.target_mean is None else (self.target_mean, self.target_std)
 
     def fingerprints(self) -> dict[str, str]:
+        if self.streamed:
+            return dict(self.stream_prints)
         prints = {
             "train": fingerprint(*flat_arrays(self.x_train), *flat_arrays(self.y_train)),
             "validation": fingerprint(*flat_arrays(self.x_val), *flat_arrays(self.y_val)),
@@ -248,16 +289,26 @@ class Dataset:
         return prints
 
     def summary(self) -> dict[str, Any]:
-        return {
+        summary = {
             "name": self.name,
-            "train": n_examples(self.x_train),
-            "validation": n_examples(self.x_val),
-            "test": 0 if self.x_test is None else n_examples(self.x_test),
+            "train": self.size("train"),
+            "validation": self.size("validation"),
+            "test": self.size("test") if self.has_split("test") else 0,
             "input_shape": self.input_shape if is_structured(self.x_train) else list(self.input_shape),
             "num_classes": int(self.num_classes),
             "task": self.task,
             **(_target_summary(self.target_mean, self.target_std) if self.task == "regression" else {}),
         }
+        if self.class_names is not None:
+            summary["class_names"] = list(self.class_names)
+        if self.streamed:
+            summary["streamed"] = True
+            summary["sample"] = n_examples(self.x_train)  # what the checks ran on
+            if self.preprocessor is not None:
+                summary["preprocess_fitted_on"] = self.preprocessor.fitted_n
+            if self.stream_batched:
+                summary["batches"] = dict(self.batches_per_split)
+        return summary
 
 
 def _target_summary(mean: np.ndarray, std: np.ndarray) -> dict[str, Any]:
@@ -376,33 +427,6 @@ def _load_csv(path: str, label_column: str) -> _Raw:
     return _Raw(features, values.astype(np.int64) if whole else values.astype(np.float32))
 
 
-def _load_images(directory: str, config: DataConfig) -> _Raw:
-    folder = _require_file(directory, "image folder")
-    if not folder.is_dir():
-        raise DataError(f"data.source: {directory!r} is not a folder of class subfolders")
-    try:
-        dataset = keras.utils.image_dataset_from_directory(
-            folder,
-            labels="inferred",
-            label_mode="int",
-            color_mode=config.color_mode,
-            image_size=tuple(config.image_size),
-            shuffle=False,
-            batch_size=None,
-            verbose=False,
-        )
-    except ValueError as error:
-        raise DataError(f"data.source: {directory!r}: {error}") from None
-    xs, ys = [], []
-    for image, label in dataset.as_numpy_iterator():
-        xs.append(image)
-        ys.append(label)
-    if not xs:
-        raise DataError(f"data.source: no images found in {directory!r}")
-    x = np.stack(xs).astype(np.float32) / 255.0
-    return _Raw(x, np.asarray(ys, dtype=np.int64), image_shape=tuple(x.shape[1:]))
-
-
 def _load_keras_dataset(name: str) -> _Raw:
     module = getattr(keras.datasets, name)
     try:
@@ -434,7 +458,7 @@ def _load_raw(config: DataConfig) -> _Raw:
     if source.startswith("csv:"):
         return _load_csv(source[4:], config.label_column)
     if source.startswith("images:"):
-        return _load_images(source[7:], config)
+        raise DataError("images: sources are streamed; read them with load_dataset")
     return _load_keras_dataset(source)
 
 
@@ -510,6 +534,18 @@ def split(
     return x_train, x_val, y_train, y_val
 
 
+def split_three(x: Any, y: np.ndarray, config: DataConfig, seed: int, stratify: bool = True) -> tuple[Any, ...]:
+    """Train, validation and (with `data.test_fraction`) test: `(x_train, x_val, x_test, y_train, y_val, y_test)`,
+    the test parts None without a test fraction."""
+    x_test = y_test = None
+    if config.test_fraction > 0:
+        x, x_test, y, y_test = split(x, y, config.test_fraction, seed + 7919, stratify=stratify)
+    # The validation fraction stays a fraction of the whole source.
+    fraction = config.validation_fraction / (1.0 - config.test_fraction)
+    x_train, x_val, y_train, y_val = split(x, y, fraction, seed, stratify=stratify)
+    return x_train, x_val, x_test, y_train, y_val, y_test
+
+
 def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> Dataset:
     """Load, split, subset and preprocess a source; statistics from train only.
 
@@ -533,11 +569,21 @@ def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> 
     """
     if config.source.startswith("python:"):
         return _python_dataset(config, seed, task)
+    if config.source.startswith("images:"):
+        return _image_dataset(config, seed, task)
     raw = _load_raw(config)
     task = _task_of(config, raw, task)
     _validate_raw(raw, config.source, task)
     regression = task == "regression"
-    x_train, x_val, y_train, y_val = split(raw.x, raw.y, config.validation_fraction, seed, stratify=not regression)
+    if raw.x_test is not None and config.test_fraction > 0:
+        logger.info("data.source %r has its own test split; data.test_fraction = %g is not used",
+                    config.source, config.test_fraction)
+    if raw.x_test is None and config.test_fraction > 0:
+        x_train, x_val, raw.x_test, y_train, y_val, raw.y_test = split_three(raw.x, raw.y, config, seed,
+                                                                              stratify=not regression)
+    else:
+        x_train, x_val, y_train, y_val = split(raw.x, raw.y, config.validation_fraction, seed,
+                                               stratify=not regression)
     if config.subset is not None and config.subset < len(x_train):
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.choice(len(x_train), size=config.subset, replace=False))
@@ -581,6 +627,8 @@ def load_dataset(config: DataConfig, seed: int = 0, task: str | None = None) -> 
 def _python_dataset(config: DataConfig, seed: int, task: str | None) -> Dataset:
     """A `python:PATH:FUNCTION` source: the function's splits as given (`kerasguide.user_data`)."""
     found = load_python_source(config, seed, task)
+    if "streams" in found:
+        return _python_streams(config, found)
     (x_train, y_train), (x_val, y_val) = found["splits"]["train"], found["splits"]["validation"]
     x_test, y_test = found["splits"].get("test", (None, None))
     pre = None
@@ -606,3 +654,82 @@ def _python_dataset(config: DataConfig, seed: int, task: str | None) -> Dataset:
         image_shape=image_shape, preprocessor=pre, raw_train=None if is_structured(x_train) else x_train,
         raw_val=None if is_structured(x_val) else x_val, task=found["task"], target_mean=mean, target_std=std,
     )
+
+
+def _image_dataset(config: DataConfig, seed: int, task: str | None) -> Dataset:
+    """An `images:DIR` source, streamed (`kerasguide.streams`): split by file, a bounded sample in memory."""
+    folder = index_images(config.source[len("images:"):], tuple(config.image_size), config.color_mode)
+    explicit = config.task if config.task != "auto" else task
+    if explicit == "regression":
+        raise DataError('data.source: an image folder\'s classes are its subfolders; data.task = "regression" '
+                        "needs targets: return them from a python: source")
+    if explicit == "binary" and len(folder.class_names) != 2:
+        raise DataError(f'data.task = "binary" needs 2 classes; {config.source!r} has {len(folder.class_names)} '
+                        'subfolders (use data.task = "classification")')
+    index = np.arange(len(folder.paths))
+    train, val, test, _, _, _ = split_three(index, folder.labels, config, seed)
+    if config.subset is not None and config.subset < len(train):
+        train = np.sort(np.random.default_rng(seed).choice(train, size=config.subset, replace=False))
+    size, mode = tuple(config.image_size), config.color_mode
+    # The sample the preprocessing is fitted on and the checks run on: training images only (A2), at random.
+    sample = np.random.default_rng(seed).permutation(train)[: config.sample]
+    raw_train = read_images(folder.paths[sample], size, mode)
+    raw_val = read_images(folder.paths[val[: config.sample]], size, mode)
+    pre = Preprocessor(config.preprocess, config.pca_k, config.epsilon).fit(raw_train)
+    splits = {"train": train, "validation": val, **({"test": test} if test is not None else {})}
+    streams = {name: image_stream(folder.paths[ids], folder.labels[ids], size, mode, shuffle=name == "train",
+                                  seed=seed) for name, ids in splits.items()}
+    logger.info("images %s: %d files in %d classes, streamed from disk; preprocessing fitted on %d training images",
+                folder.root, len(folder.paths), len(folder.class_names), len(sample))
+    return Dataset(
+        name=config.source, x_train=pre.transform(raw_train), y_train=folder.labels[sample],
+        x_val=pre.transform(raw_val), y_val=folder.labels[val[: config.sample]],
+        num_classes=len(folder.class_names), image_shape=raw_train.shape[1:] if config.preprocess not in (
+            "pca", "whiten") else None, preprocessor=pre, raw_train=raw_train, raw_val=raw_val,
+        task=explicit or "classification", streams=streams, sizes={k: len(v) for k, v in splits.items()},
+        class_names=folder.class_names, stream_prints={k: describe_paths(folder.paths[v]) for k, v in splits.items()},
+    )
+
+
+def _python_streams(config: DataConfig, found: dict[str, Any]) -> Dataset:
+    """A `python:` source that returned `tf.data.Dataset`s: used as given, a sample of train in memory."""
+    where, streams = found["where"], found["streams"]
+    x_train, y_train = stream_sample(streams["train"], config.sample, where)
+    x_val, y_val = stream_sample(streams["validation"], config.sample, where)
+    counts = {name: count_stream(ds, where) for name, ds in streams.items()}
+    pre = None
+    if not is_structured(x_train) and config.preprocess != "none" and np.issubdtype(x_train.dtype, np.floating):
+        pre = Preprocessor(config.preprocess, config.pca_k, config.epsilon).fit(x_train)  # a training sample: A2
+    task, num_classes, one_hot = _stream_task(config, found, y_train)
+    transform = pre.transform if pre is not None else (lambda x: x)
+    mean = std = None
+    if task == "regression" and not is_structured(y_train):
+        columns = np.asarray(y_train, np.float64).reshape(n_examples(y_train), -1)
+        mean, std = columns.mean(axis=0), columns.std(axis=0)
+    logger.info("data %s: tf.data datasets, used as given (%s); preprocessing %s", where,
+                ", ".join(f"{k} {b} batches" for k, (b, _) in counts.items()),
+                f"fitted on {n_examples(x_train)} training examples" if pre is not None else "none")
+    return Dataset(
+        name=config.source, x_train=transform(x_train), y_train=y_train, x_val=transform(x_val), y_val=y_val,
+        num_classes=num_classes, image_shape=tuple(x_train.shape[1:]) if not is_structured(x_train)
+        and x_train.ndim == 4 else None, preprocessor=pre, raw_train=None if is_structured(x_train) else x_train,
+        raw_val=None if is_structured(x_val) else x_val, task=task, target_mean=mean, target_std=std,
+        streams=streams, sizes={k: e for k, (_, e) in counts.items()},
+        batches_per_split={k: b for k, (b, _) in counts.items()}, stream_batched=True,
+        stream_prints={k: fingerprint(*flat_arrays(s)) for k, s in (("train", x_train), ("validation", x_val))},
+    )
+
+
+def _stream_task(config: DataConfig, found: dict[str, Any], y: Any) -> tuple[str, int, bool]:
+    """The task, class count and one-hotness a sample of the targets shows (or the config says)."""
+    explicit = config.task if config.task != "auto" else found["task_hint"]
+    if is_structured(y):
+        return explicit or "classification", 0, False
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1 and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+        return explicit or "classification", int(y.shape[1]), True
+    if explicit == "regression" or (explicit is None and np.issubdtype(y.dtype, np.floating)
+                                    and not np.all(np.mod(y, 1) == 0)):
+        return "regression", 0, False
+    # Class ids from a sample: the model's output width is the better count when the sample misses a class.
+    return explicit or "classification", int(y.max()) + 1, False

@@ -17,7 +17,7 @@ from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import RunConfig
 from kerasguide.io import atomic_path
 from kerasguide.tasks import apply_task, config_task
-from kerasguide.user_data import n_examples
+from kerasguide.user_data import is_structured, n_examples
 
 import_tensorflow()
 
@@ -25,10 +25,14 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerasguide.data import Dataset, load_dataset  # noqa: E402
+from kerasguide.errors import ConfigError  # noqa: E402
 from kerasguide.models import build_model, make_loss, make_metrics, make_optimizer  # noqa: E402
+from kerasguide.streams import preprocess_tf  # noqa: E402
 
 __all__ = [
     "make_tf_dataset",
+    "split_batches",
+    "make_augmenter",
     "make_strategy",
     "steps_per_execution",
     "compile_model",
@@ -56,6 +60,106 @@ def make_tf_dataset(
     if shuffle:
         ds = ds.shuffle(n_examples(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class Augmenter:
+    """The `[data.augment]` layers for one dataset: image changes on raw examples, noise after preprocessing."""
+
+    def __init__(self, image_layers: list[keras.layers.Layer], noise: keras.layers.Layer | None,
+                 image_shape: tuple[int, ...] | None, active: dict[str, Any]):
+        self.image = keras.Sequential(image_layers, name="augment") if image_layers else None
+        self.noise = noise
+        self.image_shape = image_shape
+        self.active = active
+
+    def images(self, x):
+        if self.image is None:
+            return x
+        if self.image_shape is None:
+            return self.image(x, training=True)
+        # Flat examples of images (digits): augment them as images, then flatten again.
+        shaped = tf.reshape(x, (-1, *self.image_shape))
+        return tf.reshape(self.image(shaped, training=True), tf.shape(x))
+
+
+def make_augmenter(config: RunConfig, dataset: Dataset) -> Augmenter | None:
+    """The augmentation `data.augment` asks for, checked against the data; None when it asks for none.
+
+    Keras' preprocessing layers (RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
+    RandomContrast, GaussianNoise), seeded with `train.seed`, in the training pipeline only.
+    """
+    aug, seed = config.data.augment, config.train.seed
+    active = aug.active()
+    if not active:
+        return None
+    raw = dataset.raw_train
+    if raw is None or is_structured(dataset.x_train):
+        raise ConfigError("data.augment needs one input array; with several inputs (or your own preprocessing), "
+                          "augment in your tf.data pipeline or model")
+    layers: list[keras.layers.Layer] = []
+    image_keys = [k for k in ("flip", "rotation", "zoom", "translation", "contrast") if k in active]
+    shape = tuple(raw.shape[1:])
+    flat_image = None
+    if image_keys:
+        if len(shape) != 3:
+            if dataset.image_shape is None or len(dataset.image_shape) != 3 or int(np.prod(dataset.image_shape)) != \
+                    int(np.prod(shape)):
+                raise ConfigError(f"data.augment: {', '.join(image_keys)} need images (height, width, channels); "
+                                  f"this data's examples have shape {shape}: use noise only")
+            flat_image = tuple(dataset.image_shape)
+        low, high = float(np.min(raw)), float(np.max(raw))
+        if aug.flip != "none":
+            layers.append(keras.layers.RandomFlip(aug.flip, seed=seed))
+        if aug.rotation:
+            layers.append(keras.layers.RandomRotation(aug.rotation, fill_mode="reflect", seed=seed + 1))
+        if aug.zoom:
+            layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="reflect", seed=seed + 2))
+        if aug.translation:
+            layers.append(keras.layers.RandomTranslation(aug.translation, aug.translation, fill_mode="reflect",
+                                                         seed=seed + 3))
+        if aug.contrast:
+            layers.append(keras.layers.RandomContrast(aug.contrast, value_range=(low, high), seed=seed + 4))
+    noise = keras.layers.GaussianNoise(aug.noise, seed=seed + 5) if aug.noise else None
+    return Augmenter(layers, noise, flat_image, active)
+
+
+def split_batches(dataset: Dataset, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
+                  augment: Augmenter | None = None) -> tf.data.Dataset:
+    """A split of `dataset` as the batches Keras reads: arrays or a stream, preprocessed, augmented when asked.
+
+    Streams (`dataset.streamed`) hold raw examples: the fitted preprocessing is mapped over their
+    batches (as TensorFlow ops) and nothing is read ahead but prefetching. A python: source's
+    datasets keep their own batching and shuffling (`batch_size` and `shuffle` do not apply).
+    Augmentation changes the raw training examples, then the preprocessing runs, then the noise.
+    """
+    names = {"train": ("x_train", "y_train", "raw_train"), "validation": ("x_val", "y_val", "raw_val"),
+             "test": ("x_test", "y_test", None)}
+    if not dataset.streamed:
+        x_name, y_name, raw_name = names[split]
+        if augment is None:
+            return make_tf_dataset(getattr(dataset, x_name), getattr(dataset, y_name), batch_size, shuffle, seed)
+        raw = getattr(dataset, raw_name)
+        ds = tf.data.Dataset.from_tensor_slices((raw, getattr(dataset, y_name))).cache()
+        if shuffle:
+            ds = ds.shuffle(len(raw), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+    else:
+        ds = dataset.streams[split]
+        if not dataset.stream_batched:
+            ds = ds.batch(batch_size)
+    transform = preprocess_tf(dataset.preprocessor)
+    if augment is not None or transform is not None:
+        def apply(x, *rest):
+            if augment is not None:
+                x = augment.images(x)
+            if transform is not None:
+                x = transform(x)
+            if augment is not None and augment.noise is not None:
+                x = augment.noise(x, training=True)
+            return (x, *rest)
+
+        ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def make_strategy(config: RunConfig) -> tf.distribute.Strategy:

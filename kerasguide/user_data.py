@@ -16,6 +16,11 @@ with `categorical_crossentropy`), floats (regression), or a dict of arrays
 for a model with several outputs. The splits are used as given (no split,
 no subset); `data.preprocess` applies to a single input array only, fitted
 on the training split (recipe A2).
+
+Or it returns `tf.data.Dataset`s, batched as `model.fit` takes them
+(`{"train": train_ds, "validation": val_ds}`, or `(train_ds, val_ds[,
+test_ds])`): they are streamed, never read whole into memory
+(`kerasguide.streams`); their batch size and shuffling are theirs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from kerasguide.builders import load_user_builder
 from kerasguide.config import DataConfig
 from kerasguide.errors import ConfigError
+from kerasguide.streams import is_tf_dataset
 
 __all__ = ["load_python_source", "n_examples", "take", "flat_arrays", "is_structured", "shape_of"]
 
@@ -124,6 +130,33 @@ def _splits(result: Any, where: str) -> dict[str, tuple[Any, Any]]:
     return out
 
 
+def _streams(result: Any, where: str) -> dict[str, Any] | None:
+    """The splits as `tf.data.Dataset`s, when the function returned datasets; None for arrays."""
+    if isinstance(result, dict):
+        values, named = [result.get(k) for k in _SPLITS], result
+    elif isinstance(result, (tuple, list)):
+        values, named = list(result), None
+    else:
+        return None
+    if not any(is_tf_dataset(v) for v in values):
+        return None
+    if named is not None:
+        if not {"train", "validation"} <= set(named) or set(named) - set(_SPLITS):
+            raise ConfigError(f"data.source: {where} must return {{'train': dataset, 'validation': dataset"
+                              f"[, 'test': dataset]}}; got keys {sorted(map(str, named))}")
+        pairs = {k: named[k] for k in _SPLITS if k in named}
+    elif len(values) in (2, 3):
+        pairs = dict(zip(_SPLITS, values, strict=False))
+    else:
+        raise ConfigError(f"data.source: {where} must return (train_dataset, validation_dataset[, test_dataset]); "
+                          f"got {len(values)} values")
+    for name, value in pairs.items():
+        if not is_tf_dataset(value):
+            raise ConfigError(f"data.source: {where}: the {name!r} split is a {type(value).__name__}; return "
+                              "every split as a tf.data.Dataset, or every split as arrays")
+    return pairs
+
+
 def _is_one_hot(y: np.ndarray) -> bool:
     return (y.ndim == 2 and y.shape[1] > 1 and np.issubdtype(y.dtype, np.number)
             and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1)))
@@ -138,7 +171,11 @@ def load_python_source(config: DataConfig, seed: int, task: str | None) -> dict[
     path, _, name = body.rpartition(":")
     where = f"{name}() in {path}"
     function = load_user_builder(path, name, key="data.source")
-    splits = _splits(_call(function, where, config, seed), where)
+    result = _call(function, where, config, seed)
+    streams = _streams(result, where)
+    if streams is not None:
+        return {"streams": streams, "where": where, "task_hint": config.task if config.task != "auto" else task}
+    splits = _splits(result, where)
     y = splits["train"][1]
     explicit = config.task if config.task != "auto" else task  # data.task, or what the rest of the config implies
     one_hot = False

@@ -52,7 +52,7 @@ from kerasguide.lr_finder.suggest import (
     suggest_valley,
     sweep_learning_rates,
 )
-from kerasguide.training import compile_model
+from kerasguide.training import compile_model, split_batches
 
 __all__ = [
     "LRFinder",
@@ -87,8 +87,13 @@ def find_on_config(config: RunConfig, dataset, model, strategy=None, on_step=Non
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         compile_model(model, config, 1e-3, 1, own=is_compiled(model) if own is None else own)
     keras.utils.set_random_seed(config.train.seed)
+    x, y, per_epoch = dataset.x_train, dataset.y_train, None
+    if dataset.streamed:
+        # A stream sweeps its own batches (the sample in memory is for the checks): no augmentation, as the checks.
+        x, y = split_batches(dataset, "train", config.train.batch_size, True, config.train.seed), None
+        per_epoch = dataset.steps("train", config.train.batch_size)
     return LRFinder(model).find(
-        dataset.x_train, dataset.y_train, batch_size=config.train.batch_size, start_lr=lf.start_lr,
+        x, y, batch_size=config.train.batch_size, steps_per_epoch=per_epoch, start_lr=lf.start_lr,
         end_lr=lf.end_lr, steps=lf.steps, smoothing=lf.smoothing, diverge_factor=lf.diverge_factor,
         max_epochs=lf.max_epochs, seed=config.train.seed, on_step=on_step, target=_target(config),
         rule=lf.rule,

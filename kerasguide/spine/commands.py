@@ -6,7 +6,6 @@ records it in a new run directory through the same lifecycle as `run`.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -124,7 +123,7 @@ def lr_find_config(
     config = apply_task(config, dataset.task)  # the loss and metrics of the task the data show
     run_dir = new_run_dir(out, config)
     lf = config.lr_find
-    steps = planned_steps(lf.steps, lf.max_epochs, math.ceil(len(dataset.x_train) / config.train.batch_size))
+    steps = planned_steps(lf.steps, lf.max_epochs, dataset.steps("train", config.train.batch_size))
     with command_run(run_dir, config, config_path, progress, kind="lr_find", what="LR range test",
                      header=_opening(dataset, model), start={"steps": steps},
                      final_stages=[("report", lambda: write_report(run_dir))]) as command:

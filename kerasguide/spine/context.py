@@ -27,6 +27,7 @@ class RunContext:
     model: keras.Model | None = None
     strategy: Any = None
     steps_per_epoch: int = 0
+    augmenter: Any = None  # training.Augmenter: [data.augment], training split only
     learning_rate: Any = None  # float, or a LearningRateSchedule
     callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)

@@ -19,8 +19,7 @@ from kerasguide.spine.context import RunContext
 from kerasguide.spine.lifecycle import CONFIG_HEADER
 from kerasguide.spine.record import resolved_config
 from kerasguide.tasks import apply_task, config_task
-from kerasguide.training import split_seed
-from kerasguide.user_data import n_examples
+from kerasguide.training import make_augmenter, split_seed
 
 logger = get_logger()
 
@@ -39,14 +38,18 @@ def stage_data(ctx: RunContext) -> None:
                     ", ".join(resolved.train.metrics) or "none", resolved.train.monitor_metric)
     if ds.preprocessor is not None:
         ds.preprocessor.save(ctx.run_dir.file("preprocess.npz"))
-    ctx.steps_per_epoch = math.ceil(n_examples(ds.x_train) / cfg.train.batch_size)
+    ctx.steps_per_epoch = ds.steps("train", cfg.train.batch_size)
+    ctx.augmenter = make_augmenter(cfg, ds)  # bad augmentation settings end the run here, before any training
     summary = ds.summary()
+    if ctx.augmenter is not None:
+        summary["augment"] = ctx.augmenter.active
     ctx.update_run(data=summary, fingerprints=ds.fingerprints())
     what = (f"{ds.num_classes} classes" if ds.task != "regression" else "regression targets: mean "
             f"{float(ds.target_mean.mean()):.4g}, std {math.sqrt(summary['target_variance']):.4g}")
     logger.info(
-        "data %s: %d train, %d validation%s, input %s, %s",
-        ds.name, n_examples(ds.x_train), n_examples(ds.x_val),
-        f", {n_examples(ds.x_test)} test" if ds.x_test is not None else "",
+        "data %s: %d train, %d validation%s, input %s, %s%s",
+        ds.name, ds.size("train"), ds.size("validation"),
+        f", {ds.size('test')} test" if ds.has_split("test") else "",
         ds.input_shape, what,
+        "; augmented: " + ", ".join(f"{k} {v}" for k, v in ctx.augmenter.active.items()) if ctx.augmenter else "",
     )

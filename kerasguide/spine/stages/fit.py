@@ -10,7 +10,7 @@ from kerasguide._logging import get_logger
 from kerasguide.callbacks import BestCheckpoint, EpochScalars, JsonProgress, RunRecorder
 from kerasguide.spine.context import RunContext
 from kerasguide.tasks import task_settings
-from kerasguide.training import make_tf_dataset
+from kerasguide.training import split_batches
 
 logger = get_logger()
 
@@ -18,8 +18,9 @@ logger = get_logger()
 def stage_fit(ctx: RunContext) -> None:
     cfg = ctx.config
     ds = ctx.dataset
-    train = make_tf_dataset(ds.x_train, ds.y_train, cfg.train.batch_size, True, cfg.train.seed)
-    val = make_tf_dataset(ds.x_val, ds.y_val, cfg.train.batch_size, False, cfg.train.seed)
+    # Augmentation (if any) on the training split only; validation sees the data as it is.
+    train = split_batches(ds, "train", cfg.train.batch_size, True, cfg.train.seed, augment=ctx.augmenter)
+    val = split_batches(ds, "validation", cfg.train.batch_size)
     # Stage callbacks (schedules, monitors) come first, so that what they add
     # to `logs` reaches metrics.csv, the checkpoints and TensorBoard.
     monitor = task_settings(cfg).monitor_metric  # a regression's val_loss for the classification default
