@@ -93,7 +93,7 @@ class AugmentConfig(_Section):
     translation: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "images: random shift by up to this fraction of the height and width (RandomTranslation)."))
     contrast: float = Field(0.0, ge=0.0, lt=1.0, description="images: random contrast change by up to this fraction (RandomContrast).")
-    noise: float = Field(0.0, ge=0.0, description=(
+    noise: float = Field(0.0, ge=0.0, le=1.0, description=(
         "Gaussian noise of this standard deviation, added after preprocessing (GaussianNoise)."))
 
     def active(self) -> dict[str, Any]:

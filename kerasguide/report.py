@@ -72,6 +72,13 @@ def _section_outcome(run_dir: RunDir, record: dict[str, Any]) -> str:
             f"| data | {data.get('name')}: {data.get('train')} train / {data.get('validation')} validation"
             f"{' / ' + str(data['test']) + ' test' if data.get('test') else ''} |"
         )
+    if data.get("streamed"):
+        fitted = data.get("preprocess_fitted_on")
+        lines.append(f"| streamed | read from disk batch by batch; the checks ran on {data.get('sample')} training "
+                     f"examples{f', the preprocessing was fitted on {fitted}' if fitted else ''} |")
+    augment = data.get("augment") or {}
+    lines.append("| augmentation | " + (", ".join(f"{k} {v}" for k, v in augment.items()) + " (training split only; "
+                 "not the checks, validation or test)" if augment else "none") + " |")
     if data.get("task") == "regression" and _finite(data.get("target_variance")):
         lines.append(f"| targets | regression: mean {_fmt(data.get('target_mean'))}, std {_fmt(data.get('target_std'))}"
                      f" on the training split; predicting the mean has an MSE of {_fmt(data['target_variance'])} |")
@@ -82,6 +89,9 @@ def _section_outcome(run_dir: RunDir, record: dict[str, Any]) -> str:
     best = record.get("best") or {}
     if best:
         lines.append(f"| best {best.get('metric')} | {_fmt(best.get('value'))} at epoch {best.get('epoch')} |")
+    evaluated = record.get("evaluated") or {}
+    if evaluated:
+        lines.append(f"| final metrics from | the {evaluated.get('weights')} weights (epoch {evaluated.get('epoch')}) |")
     for key, value in sorted((record.get("final_metrics") or {}).items()):
         lines.append(f"| final {key} | {_fmt(value)} |")
     lines.append(f"| seed | {record.get('seed')} |")
