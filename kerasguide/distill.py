@@ -36,8 +36,9 @@ from kerasguide.scores import accuracy, log_loss
 from kerasguide.training import (
     compile_model,
     initial_learning_rate,
-    make_tf_dataset,
+    predict_split,
     save_model_atomic,
+    split_batches,
     steps_per_execution,
 )
 
@@ -209,10 +210,10 @@ def _student_config(config):
 
 def _scores(model: keras.Model, dataset, from_logits: bool) -> dict[str, float]:
     out: dict[str, float] = {}
-    for prefix, x, y in (("val_", dataset.x_val, dataset.y_val), ("test_", dataset.x_test, dataset.y_test)):
-        if x is None:
+    for prefix, split in (("val_", "validation"), ("test_", "test")):
+        if not dataset.has_split(split):
             continue
-        probs = model.predict(x, batch_size=256, verbose=0)
+        probs, y = predict_split(lambda x: model(x, training=False), dataset, split)
         if from_logits:
             probs = keras.ops.convert_to_numpy(keras.ops.softmax(probs, axis=-1))
         out[prefix + "accuracy"] = accuracy(probs, y)
@@ -235,7 +236,7 @@ def distill_ensemble(teacher: keras.Model, dataset, config, out_dir: str | Path,
     """
     cfg = _student_config(config)
     from_logits = cfg.train.loss != "sparse_categorical_crossentropy"
-    steps = math.ceil(len(dataset.x_train) / cfg.train.batch_size)
+    steps = dataset.steps("train", cfg.train.batch_size)
     spe = steps_per_execution(cfg, steps)
     results: dict[str, Any] = {}
     student = None
@@ -243,8 +244,8 @@ def distill_ensemble(teacher: keras.Model, dataset, config, out_dir: str | Path,
         keras.utils.set_random_seed(cfg.train.seed)
         model = build_model(cfg, dataset.input_shape, dataset.num_classes, dataset.image_shape)
         lr, callbacks = schedule_from_config(cfg, steps, initial_learning_rate(cfg))
-        train = make_tf_dataset(dataset.x_train, dataset.y_train, cfg.train.batch_size, True, cfg.train.seed)
-        val = make_tf_dataset(dataset.x_val, dataset.y_val, cfg.train.batch_size, False, 0)
+        train = split_batches(dataset, "train", cfg.train.batch_size, True, cfg.train.seed)
+        val = split_batches(dataset, "validation", cfg.train.batch_size)
         if role == "alone":
             compile_model(model, cfg, lr, spe)
             fitted = model

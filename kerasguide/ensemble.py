@@ -58,7 +58,7 @@ from kerasguide.rundir import RunDir, new_run_dir, read_json
 from kerasguide.scores import accuracy, average_probabilities, ensemble_metrics, log_loss
 from kerasguide.search.ranges import rank_trials
 from kerasguide.spine import run
-from kerasguide.training import save_model_atomic, split_seed
+from kerasguide.training import predict_split, save_model_atomic, split_seed
 
 __all__ = [
     "Ensemble",
@@ -503,10 +503,11 @@ def run_ensemble(
     ensemble = Ensemble([m.model for m in gathered], from_logits=from_logits.pop())
     ensemble.build((None, *dataset.input_shape))
     names = [m.name for m in gathered]
-    validation = ensemble_metrics(ensemble.member_predictions(dataset.x_val), dataset.y_val, names)
+    # The whole split, streamed or not (a stream's x_val is only its sample).
+    validation = ensemble_metrics(*predict_split(ensemble.member_outputs, dataset, "validation"), names)
     test = None
-    if dataset.x_test is not None:
-        test = ensemble_metrics(ensemble.member_predictions(dataset.x_test), dataset.y_test, names)
+    if dataset.has_split("test"):
+        test = ensemble_metrics(*predict_split(ensemble.member_outputs, dataset, "test"), names)
     save_model_atomic(ensemble, path / "ensemble.keras")
     if dataset.preprocessor is not None:
         dataset.preprocessor.save(path / "preprocess.npz")

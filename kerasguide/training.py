@@ -32,6 +32,7 @@ from kerasguide.streams import preprocess_tf  # noqa: E402
 __all__ = [
     "make_tf_dataset",
     "split_batches",
+    "predict_split",
     "make_augmenter",
     "make_strategy",
     "steps_per_execution",
@@ -160,6 +161,19 @@ def split_batches(dataset: Dataset, split: str, batch_size: int, shuffle: bool =
 
         ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def predict_split(predict, dataset: Dataset, split: str, batch_size: int = 256) -> tuple[np.ndarray, Any]:
+    """`(outputs, targets)` of `predict(x_batch)` over a whole split, arrays or stream (read once, batch by batch).
+
+    Only the outputs and targets are gathered (examples x classes), never the inputs of a stream.
+    """
+    outputs, targets = [], []
+    for batch in split_batches(dataset, split, batch_size):
+        outputs.append(keras.ops.convert_to_numpy(predict(batch[0])))
+        targets.append(np.asarray(batch[1]))
+    axis = 1 if outputs and outputs[0].ndim == 3 else 0  # an ensemble's (members, examples, classes)
+    return np.concatenate(outputs, axis=axis), np.concatenate(targets)
 
 
 def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
