@@ -188,12 +188,21 @@ def test_pipeline_with_optimizer_ema_validates_checkpoints_and_keeps_the_ema(tin
     tiny_config.train.epochs = 3
 
     def final_matches_last_epoch(result) -> bool:
+        # The weights the run ends with (last.keras) score what the last epoch's validation said.
         rows = result.run_dir.read_metrics()
-        return abs(result.final_metrics["val_loss"] - rows[-1]["val_loss"]) < 1e-4
+        model = keras.models.load_model(result.path / "checkpoints" / "last.keras")
+        ds = load_dataset(tiny_config.data, 0)
+        val_loss = model.evaluate(ds.x_val, ds.y_val, verbose=0, return_dict=True)["loss"]
+        return abs(val_loss - rows[-1]["val_loss"]) < 1e-4
 
     result = run(tiny_config, out=tmp_path / "ema", verbose=0)
     assert result.status == "completed"
     assert final_matches_last_epoch(result)
+    # The final metrics are the best checkpoint's (its epoch's validation row).
+    evaluated = result.run_dir.read_run()["evaluated"]
+    assert evaluated["weights"] == "best"
+    rows = result.run_dir.read_metrics()
+    assert result.final_metrics["val_loss"] == pytest.approx(rows[evaluated["epoch"] - 1]["val_loss"], abs=1e-4)
     # The best checkpoint's score (in its name) is the score of the weights it holds.
     best = next((result.path / "checkpoints").glob("best-*.keras"))
     rows = result.run_dir.read_metrics()

@@ -45,3 +45,26 @@ def test_the_builder_example_runs_and_its_config_sets_the_hyperparameter(tmp_pat
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert '"units": 32' in (run_dir / "run.json").read_text()
+
+
+def _data_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Bring your own data")
+    return text[start:text.index("\n## ", start + 10)]
+
+
+def test_the_data_examples_run_stream_augment_predict_and_export(tmp_path):
+    section = _data_section()
+    for name in ("my_data.py", "streamed.toml", "images.toml", "make_shapes.py"):
+        (tmp_path / name).write_text(_block(section, f"# {name}"))
+    (commands,) = [b for b in re.findall(r"```\n(.*?)```", section, re.S) if "kerasguide predict" in b]
+    script = "set -e\n" + commands.replace("kerasguide ", f"{sys.executable} -m kerasguide.cli ").replace(
+        "--out runs", "--out runs --epochs 2 --quiet")
+    (tmp_path / "commands.sh").write_text(script.replace("python make_shapes.py", f"{sys.executable} make_shapes.py"))
+    out = _run(["bash", "commands.sh"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((run / "report.md").exists() for run in runs)
+    rows = (tmp_path / "left.csv").read_text().splitlines()
+    assert len(rows) == 41 and "p_left" in rows[0]
+    assert (tmp_path / "shapes.tflite").stat().st_size > 0
