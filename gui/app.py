@@ -55,17 +55,30 @@ from kerasguide.presets import preset_names, preset_path  # noqa: E402
 
 from . import icons  # noqa: E402
 from .board import BoardView, TensorBoardProcess  # noqa: E402
-from .commands import JOB_COMMANDS, CommandProbe, CommandSet, job_args  # noqa: E402
+from .commands import (  # noqa: E402
+    JOB_COMMANDS,
+    CommandProbe,
+    CommandSet,
+    EnsembleSpec,
+    ensemble_args,
+    existing_search,
+    job_args,
+    predict_args,
+    tune_args,
+)
 from .config_doc import ConfigDocument  # noqa: E402
 from .config_form import ConfigEditor  # noqa: E402
+from .ensemble_dialog import EnsembleDialog  # noqa: E402
 from .jobs import COMPLETED, FAILED, Job, JobQueue, cli_program, workspace_config_dir  # noqa: E402
 from .jobs_view import JobsView  # noqa: E402
+from .predict import predict_unavailable, predictions_path  # noqa: E402
 from .runs_view import RunsBrowser  # noqa: E402
 from .settings import AppSettings  # noqa: E402
 from .style import STYLESHEET, apply_palette  # noqa: E402
 
 # After a job, which tab of the runs browser shows its result.
-_RESULT_TAB = {"check": "Checks", "lr-find": "LR finder", "diagnose": "Diagnosis", "run": "Curves"}
+_RESULT_TAB = {"check": "Checks", "lr-find": "LR finder", "diagnose": "Diagnosis", "run": "Curves",
+               "predict": "Predictions"}
 
 
 class MainWindow(QMainWindow):
@@ -160,10 +173,13 @@ class MainWindow(QMainWindow):
                      "run": sp.SP_MediaPlay, "tune": sp.SP_BrowserReload, "ensemble": sp.SP_FileDialogListView}
         shortcuts = {"run": "Ctrl+R", "check": "Ctrl+K", "lr-find": "Ctrl+L"}
         for command, label, tip in JOB_COMMANDS:
-            act = action(label, lambda checked=False, c=command: self.start_job(c), shortcuts.get(command),
+            act = action(label, lambda checked=False, c=command: self._job_triggered(c), shortcuts.get(command),
                          job_icons.get(command), tip)
             act.setObjectName(f"job:{command}")
             self.job_actions[command] = act
+        self.tune_new_action = action("Tune afresh (new search)", lambda: self.start_tune(new=True), None,
+                                      None, "Start a new search of the config even if one exists (tune --new)")
+        self.tune_new_action.setVisible(False)
         self.cancel_action = action("&Cancel job", self.cancel_job, "Ctrl+.", sp.SP_BrowserStop,
                                     "Cancel the running job (the run is recorded as interrupted)")
         self.view_actions = []
@@ -193,6 +209,8 @@ class MainWindow(QMainWindow):
         jobs_menu = bar.addMenu("&Jobs")
         for act in self.job_actions.values():
             jobs_menu.addAction(act)
+            if act is self.job_actions.get("tune"):
+                jobs_menu.addAction(self.tune_new_action)
         jobs_menu.addSeparator()
         jobs_menu.addAction(self.cancel_action)
         view_menu = bar.addMenu("&View")
@@ -251,6 +269,8 @@ class MainWindow(QMainWindow):
         self.runs.boardRequested.connect(self.show_board)
         self.runs.useLearningRate.connect(self.use_learning_rate)
         self.runs.workspaceRequested.connect(self.choose_workspace)
+        self.runs.predictRequested.connect(self.predict)
+        self.runs.ensembleRequested.connect(lambda mode, paths: self.ensemble_dialog(mode, paths))
         self.tabs.currentChanged.connect(self._tab_changed)
 
     # ------------------------------------------------------------ config
@@ -373,10 +393,46 @@ class MainWindow(QMainWindow):
         for command, act in self.job_actions.items():
             act.setVisible(commands.has(command) or command in ("run", "check", "lr-find"))
         self.runs.set_diagnose_available(commands.has("diagnose"))
+        self.runs.set_predict_available(commands.has("predict"))
+        self.runs.set_ensemble_available(commands.accepts("ensemble", "--runs"),
+                                         commands.accepts("ensemble", "--snapshots"))
+        self.tune_new_action.setVisible(commands.accepts("tune", "--new"))
         self._update_actions()
 
-    def start_job(self, command: str) -> Job | None:
-        """Queue a CLI command on the current config; returns the job (None if refused)."""
+    def _job_triggered(self, command: str) -> None:
+        # The toolbar and menu: Ensemble asks how first, Tune whether to resume; the rest start at once.
+        if command == "ensemble":
+            self.ensemble_dialog()
+        elif command == "tune":
+            self.launch_tune()
+        else:
+            self.start_job(command)
+
+    def start_job(self, command: str, new: bool = False) -> Job | None:
+        """Queue a CLI command on the current config; returns the job (None if refused).
+
+        `new` is tune's: start a new search even if one of this config exists (`tune --new`).
+        An ensemble started here is the config's seeds, `ensemble.members` of them.
+        """
+        config_path = self._checked_config(command)
+        if config_path is None:
+            return None
+        label = dict((c, lbl) for c, lbl, _ in JOB_COMMANDS).get(command, command)
+        name = self.document.config.name if self.document.config else "config"
+        if command == "tune":
+            args = tune_args(self.commands, config_path, self.workspace, new=new and
+                             self.commands.accepts("tune", "--new"))
+        else:
+            args = job_args(self.commands, command, config_path, self.workspace)
+        job = Job(command, args, title=f"{label} {name}" + (" (new search)" if "--new" in args else ""),
+                  program=self.program, source=self.document.title)
+        if command == "ensemble" and self.document.config is not None:
+            # One recorded run per member, one after the other: the bar counts them all.
+            job.progress.runs_total = int(self.document.config.ensemble.members)
+        return self._submit(job)
+
+    def _checked_config(self, command: str) -> Path | None:
+        # The config snapshot a job on the current config runs; None (and why, in the status bar) if it cannot.
         self._commit_text()
         if not self.document.valid:
             self.tabs.setCurrentIndex(self.TABS.index("Config"))
@@ -386,17 +442,118 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"this kerasguide has no `{command}` command", 6000)
             return None
         try:
-            config_path = self._config_for_job()
+            return self._config_for_job()
         except OSError as error:
             self._warn("Cannot write the config", str(error))
             return None
-        label = dict((c, lbl) for c, lbl, _ in JOB_COMMANDS).get(command, command)
-        name = self.document.config.name if self.document.config else "config"
-        job = Job(command, job_args(self.commands, command, config_path, self.workspace),
-                  title=f"{label} {name}", program=self.program, source=self.document.title)
-        if command == "ensemble" and self.document.config is not None:
-            # One recorded run per member, one after the other: the bar counts them all.
-            job.progress.runs_total = int(self.document.config.ensemble.members)
+
+    # ------------------------------------------------------------ tune
+    def start_tune(self, new: bool = False) -> Job | None:
+        """Tune the config: resume its search (the CLI's default) or, with `new`, start afresh (`--new`)."""
+        return self.start_job("tune", new=new)
+
+    def launch_tune(self) -> QMessageBox | Job | None:
+        """The Tune button: when a search of this config exists, ask whether to resume it or start afresh
+        (a dialog, returned; Resume is the default); else start the search."""
+        self._commit_text()
+        config = self.document.config if self.document.valid else None
+        found = existing_search(self.workspace, config) if config is not None else None
+        if found is None or not self.commands.accepts("tune", "--new"):
+            return self.start_tune()
+        state = self.runs.model.info_of(found)
+        status = state.status.replace("_", " ") if state is not None else "unknown"
+        trials = state.record.get("trials_done", 0) if state is not None else 0
+        box = QMessageBox(self)
+        box.setObjectName("tuneChoice")
+        box.setWindowTitle("Tune")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setText(f"A search of this config exists: <b>{found.name}</b> ({status}, {trials} trials).")
+        box.setInformativeText(
+            "Resume it (a completed search is only shown again), or start a new search from scratch?"
+            if status == "completed" else "Resume it where it stopped, or start a new search from scratch?")
+        box.resume_button = box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole)
+        box.afresh_button = box.addButton("Start afresh", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(box.resume_button)
+
+        def chosen(button) -> None:
+            if button is box.resume_button:
+                self.start_tune(new=False)
+            elif button is box.afresh_button:
+                self.start_tune(new=True)
+
+        box.buttonClicked.connect(chosen)
+        box.open()
+        self.tune_choice = box
+        return box
+
+    # ------------------------------------------------------------ ensemble
+    def ensemble_dialog(self, mode: str | None = None, paths: list[Path] | None = None) -> EnsembleDialog | None:
+        """Open the Ensemble dialog (seeds, existing runs, snapshots; distillation); it starts the job on Start.
+
+        `paths` default to the runs selected in the runs browser.
+        """
+        if not self.commands.has("ensemble"):
+            self.statusBar().showMessage("this kerasguide has no `ensemble` command", 6000)
+            return None
+        self._commit_text()
+        selected = list(paths) if paths is not None else self.runs.selected_paths()
+        dialog = EnsembleDialog(self.commands, self.document.config if self.document.valid else None,
+                                selected=selected, mode=mode, workspace=self.workspace, parent=self)
+        dialog.launch.connect(self.start_ensemble)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        self.ensemble_choice = dialog
+        return dialog
+
+    def start_ensemble(self, spec: EnsembleSpec) -> Job | None:
+        """Queue `kerasguide ensemble` for a spec (seeds of the config, runs, snapshots; --distill)."""
+        config_path = None
+        if spec.mode == "seeds":
+            config_path = self._checked_config("ensemble")
+            if config_path is None:
+                return None
+        elif not self.commands.has("ensemble"):
+            self.statusBar().showMessage("this kerasguide has no `ensemble` command", 6000)
+            return None
+        try:
+            args = ensemble_args(self.commands, spec, config_path, self.workspace)
+        except ValueError as error:
+            self.statusBar().showMessage(f"Ensemble: {error}", 8000)
+            return None
+        if spec.mode == "seeds":
+            name = self.document.config.name if self.document.config else "config"
+            title = f"Ensemble {name}" + (f" ({spec.members} seeds)" if spec.members else "")
+            source = self.document.title
+        elif spec.mode == "runs":
+            title, source = f"Ensemble of {len(spec.runs)} runs", ", ".join(Path(p).name for p in spec.runs)
+        else:
+            title, source = f"Snapshot ensemble {Path(spec.snapshots or '').name}", Path(spec.snapshots or "").name
+        if spec.distill:
+            title += " + student"
+        job = Job("ensemble", args, title=title, program=self.program, source=source)
+        if spec.mode == "seeds":
+            members = spec.members or (self.document.config.ensemble.members if self.document.config else 0)
+            job.progress.runs_total = int(members)
+        return self._submit(job)
+
+    # ------------------------------------------------------------ predict
+    def predict(self, run_dir: str | Path, input_path: str | Path) -> Job | None:
+        """Queue `kerasguide predict RUN_DIR INPUT --out RUN_DIR/predictions-<input>.csv`; shown when done."""
+        run_dir = Path(run_dir)
+        if not self.commands.has("predict"):
+            self.statusBar().showMessage("this kerasguide has no `predict` command", 6000)
+            return None
+        info = self.runs.model.info_of(run_dir)
+        why = predict_unavailable(info) if info is not None else None
+        if why is not None:
+            self.statusBar().showMessage(f"Predict {run_dir.name}: {why}", 8000)
+            return None
+        out = predictions_path(run_dir, input_path)
+        job = Job("predict", predict_args(self.commands, run_dir, input_path, out),
+                  title=f"Predict {run_dir.name}", program=self.program, source=Path(input_path).name)
+        job.progress.run_dir = str(run_dir)
+        job.output_file = str(out)
         return self._submit(job)
 
     def diagnose(self, run_dir: Path) -> Job | None:
@@ -439,16 +596,20 @@ class MainWindow(QMainWindow):
         self._update_actions()
         if not job.run_dir and job.started is not None:
             job.progress.run_dir = self._new_run_since(job.started)
-        if job.run_dir and Path(job.run_dir).is_dir():
-            self.runs.show_run(job.run_dir, _RESULT_TAB.get(job.kind))
+        written = job.output_file if job.output_file and Path(job.output_file).is_file() else None
+        if job.kind == "predict" and job.state == COMPLETED and written and job.run_dir:
+            self.runs.show_predictions(job.run_dir, written)
+        elif job.run_dir and Path(job.run_dir).is_dir():
+            self.runs.show_run(job.run_dir, _RESULT_TAB.get(job.kind) if job.kind != "predict" else None)
         else:
             self.runs.refresh()
         if job.state == COMPLETED:
-            self.statusBar().showMessage(f"{job.title}: completed" + (f" — {job.run_dir}" if job.run_dir else ""), 8000)
-            if job.kind in ("lr-find", "check", "diagnose") and job.run_dir:
+            self.statusBar().showMessage(f"{job.title}: completed" + (f" — {written or job.run_dir}"
+                                                                      if written or job.run_dir else ""), 8000)
+            if job.kind in ("lr-find", "check", "diagnose", "predict") and job.run_dir:
                 self.tabs.setCurrentIndex(self.TABS.index("Runs"))
         elif job.state == FAILED:
-            self.statusBar().showMessage(f"{job.title} failed: {job.error}", 10000)
+            self.statusBar().showMessage(f"{job.title} failed: {job.cli_message or job.error}", 10000)
             self.tabs.setCurrentIndex(self.TABS.index("Jobs"))
             self.jobs_view.select_job(job)
 
@@ -481,6 +642,11 @@ class MainWindow(QMainWindow):
             act.setEnabled(valid and self.commands.has(command))
             if not self.commands.has(command):
                 act.setToolTip(f"this kerasguide has no `{command}` command yet")
+        # An ensemble of existing runs or of snapshots needs no valid config (the dialog says so for seeds).
+        if self.commands.has("ensemble") and (self.commands.accepts("ensemble", "--runs")
+                                              or self.commands.accepts("ensemble", "--snapshots")):
+            self.job_actions["ensemble"].setEnabled(True)
+        self.tune_new_action.setEnabled(valid and self.commands.accepts("tune", "--new"))
         self.cancel_action.setEnabled(bool(self.queue.active()))
         problems = len(self.document.error_messages())
         self.valid_label.setText("config valid" if valid else f"config: {problems} problem{'s' * (problems != 1)}")

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -40,38 +41,66 @@ from . import icons
 from .config_doc import FORM, ConfigDocument
 from .schema import BOOL, CHOICE, NUMBER_OR_CHOICE, UNSET, FieldSpec, SectionSpec, format_field, parse_text
 
-__all__ = ["ConfigForm", "ConfigEditor", "TomlView", "PICKERS", "model_kind_of", "data_source_of"]
+__all__ = ["ConfigForm", "ConfigEditor", "TomlView", "PICKERS", "DATA_SOURCE_KINDS", "model_kind_of",
+           "data_source_of", "python_names"]
 
 _BUILDER = re.compile(r"^(?:def|class)\s+([A-Za-z_]\w*)", re.M)
+_FUNCTION = re.compile(r"^def\s+([A-Za-z_]\w*)", re.M)
 
 
-def model_kind_of(path: str) -> str:
+def python_names(path: str, classes: bool = True) -> list[str]:
+    """The public top-level functions (and classes) of a Python file, in file order; [] if unreadable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [n for n in (_BUILDER if classes else _FUNCTION).findall(text) if not n.startswith("_")]
+
+
+def _default_name(names: list[str], conventional: str) -> str:
+    return conventional if conventional in names or not names else names[0]
+
+
+def model_kind_of(path: str, name: str | None = None) -> str:
     """`model.kind` for a picked file: `keras:PATH` for a saved model, `python:PATH:NAME` for a builder file.
 
-    NAME is the file's `build` if it has one, else its first top-level function or class.
+    NAME is the one given, else the file's `build` if it has one, else its first top-level function or class.
     """
     if path.endswith(".keras"):
         return f"keras:{path}"
-    try:
-        names = _BUILDER.findall(Path(path).read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        names = []
-    name = "build" if "build" in names or not names else names[0]
-    return f"python:{path}:{name}"
+    return f"python:{path}:{name or _default_name(python_names(path), 'build')}"
 
 
-def data_source_of(path: str, folder: bool = False) -> str:
-    """`data.source` for a picked file (`npz:`, `csv:`) or an image folder (`images:`)."""
+def data_source_of(path: str, folder: bool = False, function: str | None = None) -> str:
+    """`data.source` for a picked file or folder.
+
+    A folder is `images:DIR` (its subfolders are the classes); a `.py` file is
+    `python:PATH:FUNCTION` (the function given, else the file's `load`, else
+    its first public function); a `.csv` (`.tsv`, `.txt`) file is `csv:PATH`;
+    any other file `npz:PATH`.
+    """
     if folder:
         return f"images:{path}"
-    return f"{'csv' if path.lower().endswith(('.csv', '.tsv', '.txt')) else 'npz'}:{path}"
+    lower = path.lower()
+    if lower.endswith(".py"):
+        return f"python:{path}:{function or _default_name(python_names(path, classes=False), 'load')}"
+    return f"{'csv' if lower.endswith(('.csv', '.tsv', '.txt')) else 'npz'}:{path}"
 
 
 # Fields with a Browse button: (what it picks, the dialog's file filter).
 PICKERS = {
     "model.kind": ("file", "Models (*.py *.keras);;Python builder (*.py);;Saved Keras model (*.keras)"),
-    "data.source": ("file or folder", "Data (*.npz *.csv);;NumPy arrays (*.npz);;CSV (*.csv)"),
+    "data.source": ("data file, image folder or Python file",
+                    "Data (*.npz *.csv *.py);;NumPy arrays (*.npz);;CSV (*.csv);;Python function (*.py)"),
 }
+# data.source's Browse menu: (what, its text); "python" picks a .py file and then, if need be, its function.
+DATA_SOURCE_KINDS = [
+    ("file", "Data file (npz, csv)…"),
+    ("images", "Folder of images (one subfolder per class)…"),
+    ("python", "Python function returning the splits (.py)…"),
+]
+# The conventional name of the function a picked .py file is expected to hold, per field.
+_CONVENTIONAL = {"model.kind": ("build", True), "data.source": ("load", False)}
 
 
 class _FieldRow(QWidget):
@@ -144,8 +173,9 @@ class _FieldRow(QWidget):
         button.setToolTip(f"pick a {what} for {self.spec.key}")
         if self.spec.key == "data.source":
             menu = QMenu(button)
-            menu.addAction("Data file (npz, csv)…", lambda: self.pick(folder=False))
-            menu.addAction("Image folder…", lambda: self.pick(folder=True))
+            for kind, text in DATA_SOURCE_KINDS:
+                action = menu.addAction(text, lambda k=kind: self.pick(kind=k))
+                action.setObjectName(f"pick:{kind}")
             button.setMenu(menu)
             button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         else:
@@ -153,20 +183,51 @@ class _FieldRow(QWidget):
         self.browse = button
         return button
 
-    def pick(self, folder: bool = False) -> str | None:
-        """Ask for a file (or a folder) and set the field from it; returns the new value or None."""
-        _, filters = PICKERS[self.spec.key]
+    def pick(self, folder: bool = False, kind: str | None = None) -> str | None:
+        """Ask for a file (or a folder) and set the field from it; returns the new value or None.
+
+        `kind` is data.source's: `"file"` (npz, csv), `"images"` (a folder, as
+        `folder=True`) or `"python"` (a .py file, then its function when the
+        file has several and none is called `load`).
+        """
+        key = self.spec.key
+        _, filters = PICKERS[key]
+        kind = "images" if folder else (kind or "file")
         start = self._current_path()
-        if folder:
-            path = QFileDialog.getExistingDirectory(self, f"Image folder for {self.spec.key}", start)
+        if kind == "images":
+            path = QFileDialog.getExistingDirectory(self, f"Folder of images for {key} (one subfolder per class)",
+                                                    start)
+        elif kind == "python":
+            path, _ = QFileDialog.getOpenFileName(self, f"A Python file for {key}", start, "Python (*.py)")
         else:
-            path, _ = QFileDialog.getOpenFileName(self, f"A file for {self.spec.key}", start, filters)
+            path, _ = QFileDialog.getOpenFileName(self, f"A file for {key}", start, filters)
         if not path:
             return None
-        value = model_kind_of(path) if self.spec.key == "model.kind" else data_source_of(path, folder)
+        name = None
+        if path.lower().endswith(".py"):
+            name = self._ask_name(path)
+            if name is None:
+                return None
+        if key == "model.kind":
+            value = model_kind_of(path, name)
+        else:
+            value = data_source_of(path, folder=kind == "images", function=name)
         self.editor.setText(value)
         self.edited.emit(self.spec.path, value)
         return value
+
+    def _ask_name(self, path: str) -> str | None:
+        """The function (or class) of a picked .py file: the conventional one (`build`, `load`) or the only one
+        when that settles it, else the user's choice among the file's; None if the user cancels."""
+        conventional, classes = _CONVENTIONAL.get(self.spec.key, ("build", True))
+        names = python_names(path, classes=classes)
+        if conventional in names or len(names) <= 1:
+            return _default_name(names, conventional)
+        what = "builds the model" if self.spec.key == "model.kind" else "returns the splits"
+        name, ok = QInputDialog.getItem(self, f"{self.spec.key}: which function?",
+                                        f"{Path(path).name} has no `{conventional}`. Which one {what}?",
+                                        names, 0, False)
+        return name if ok and name else None
 
     def _current_path(self) -> str:
         # "python:/a/b.py:build" -> "/a/b.py": the dialog opens where the current value points.

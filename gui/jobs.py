@@ -52,6 +52,8 @@ _RUN_DIR_LINE = re.compile(r"run directory:?\s+(\S.*)$")
 # `tune` and `ensemble` end by naming the folder they wrote: what "Show run" selects afterwards.
 _FOLDER_LINE = re.compile(r"^(search|ensemble) directory:\s+(\S.*)$")
 # "checks.json: /runs/x/checks.json" and the like: the run directory is the file's folder.
+# The CLI's one line on failure: `kerasguide: error: ...` (bad input), `kerasguide: ...` (a failed command).
+_CLI_LINE = re.compile(r"^kerasguide(?: [\w-]+)?: \S")
 _RESULT_FILE_LINE = re.compile(r"(?:^|\s)(/\S+|[A-Za-z]:\\\S+|\S+)/(?:checks|lr_find|diagnosis|run)\.json\s*$")
 
 
@@ -334,6 +336,8 @@ class Job(QObject):
         # The search or ensemble directory the job named (`tune`, `ensemble`), once it did.
         self.folder: str | None = None
         self.folder_kind: str | None = None
+        # The file the job writes that the app shows afterwards (`predict`'s CSV), when the app chose it.
+        self.output_file: str | None = None
         self.created = time.time()
         self.started: float | None = None
         self.ended: float | None = None
@@ -356,6 +360,13 @@ class Job(QObject):
     @property
     def finished_state(self) -> bool:
         return self.state in FINISHED_STATES
+
+    @property
+    def cli_message(self) -> str | None:
+        """The CLI's own one-line verdict (`kerasguide: error: ...`, `kerasguide: ensemble failed: ...`): its
+        last line on stderr, when that is one; None otherwise (a traceback's last line, say)."""
+        last = next((line.strip() for line in reversed(self.stderr_tail) if line.strip()), "")
+        return last if _CLI_LINE.match(last) else None
 
     def result_json(self) -> Any:
         """The JSON document the command printed on stdout, if any (e.g. `check --json`)."""

@@ -303,6 +303,8 @@ class JobsView(QWidget):
             lines.append(f"{job.folder_kind} directory: {job.folder}")
         elif job.run_dir:
             lines.append(f"run directory: {job.run_dir}")
+        if job.output_file:
+            lines.append(f"writes: {job.output_file}")
         self.detail.setText("\n".join(lines))
         self.cancel_button.setEnabled(job.state in (QUEUED, RUNNING))
         self.open_button.setEnabled(bool(job.run_dir))
@@ -310,7 +312,9 @@ class JobsView(QWidget):
         if job.state == FAILED:
             code = job.exit_code
             why = job.error or describe_exit(code)
-            self.error_title.setText(f"✖ {job.title} failed — {why}. Last lines of its error output:")
+            said = job.cli_message
+            self.error_title.setText(f"✖ {job.title} failed — {why}" + (f": {said}" if said else "")
+                                     + ". Last lines of its error output:")
             self.error_text.setPlainText("\n".join(job.stderr_tail) or "(the child wrote nothing on stderr)")
             self.error_panel.show()
         elif job.state == CANCELLED:

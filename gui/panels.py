@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -29,9 +31,10 @@ from PySide6.QtWidgets import (
 
 from . import icons
 from .plots import PlotWidget, draw_lr_find
+from .predict import prediction_files, read_csv_head
 
-__all__ = ["ChecksPanel", "LRFindPanel", "DiagnosisPanel", "ReportPanel", "fmt", "check_items",
-           "finding_items"]
+__all__ = ["ChecksPanel", "LRFindPanel", "DiagnosisPanel", "ReportPanel", "PredictionsPanel", "fmt",
+           "check_items", "finding_items"]
 
 
 def fmt(value: Any) -> str:
@@ -306,6 +309,128 @@ class ReportPanel(QWidget):
         self.browser.document().setBaseUrl(QUrl.fromLocalFile(str(path.parent) + "/"))
         self.browser.setSearchPaths([str(path.parent)])
         self.browser.setMarkdown(text)
+
+
+class PredictionsPanel(QWidget):
+    """A run's predictions CSVs (`kerasguide predict`): the first rows as a table, and the file to open.
+
+    Signals:
+        openFile(Path): the user asked to open the CSV (the default app for it).
+    """
+
+    ROWS = 200
+    openFile = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.path: Path | None = None
+        self.files = QComboBox()
+        self.files.setObjectName("predictionFiles")
+        self.files.setToolTip("The predictions CSVs of this run, newest first")
+        self.files.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.files.currentIndexChanged.connect(self._file_chosen)
+        self.summary = _note("")
+        self.summary.setObjectName("panelSummary")
+        self.open_button = QPushButton("Open file")
+        self.open_button.setObjectName("openPredictions")
+        self.open_button.setToolTip("Open the CSV in the application your desktop uses for it")
+        self.open_button.clicked.connect(self._open)
+        self.folder_button = QPushButton("Show in folder")
+        self.folder_button.clicked.connect(self._open_folder)
+        self.table = QTableWidget(0, 0)
+        self.table.setObjectName("predictionsTable")
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("File"))
+        top.addWidget(self.files)
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.folder_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        self.openFile.connect(lambda path: QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))))
+        self._show(None)
+
+    def show_run(self, run_dir: Path, select: Path | None = None) -> None:
+        """List the run's predictions CSVs and show `select` (default: the newest)."""
+        files = prediction_files(run_dir)
+        if select is not None and Path(select).is_file() and Path(select) not in files:
+            files.insert(0, Path(select))
+        wanted = Path(select) if select is not None else (self.path if self.path in files else None)
+        self.files.blockSignals(True)
+        self.files.clear()
+        for path in files:
+            self.files.addItem(path.name, str(path))
+        index = files.index(wanted) if wanted in files else 0
+        self.files.setCurrentIndex(index if files else -1)
+        self.files.blockSignals(False)
+        self._show(files[index] if files else None)
+
+    def show_file(self, path: Path) -> None:
+        """Show one predictions CSV (listing its run directory's others beside it)."""
+        self.show_run(Path(path).parent, Path(path))
+
+    def _file_chosen(self, index: int) -> None:
+        data = self.files.itemData(index) if index >= 0 else None
+        self._show(Path(data) if data else None)
+
+    def _show(self, path: Path | None) -> None:
+        self.path = path
+        self.open_button.setEnabled(path is not None)
+        self.folder_button.setEnabled(path is not None)
+        if path is None:
+            self.table.setRowCount(0)
+            self.table.setColumnCount(0)
+            self.summary.setText("No predictions yet: Predict… (above) on an npz or csv file or a folder of images.")
+            return
+        header, rows, total = read_csv_head(path, self.ROWS)
+        self.table.setUpdatesEnabled(False)  # filled once, then sized once: not per cell
+        self.table.setColumnCount(len(header))
+        self.table.setHorizontalHeaderLabels(header)
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row[: len(header)]):
+                item = QTableWidgetItem(_short_number(value))
+                item.setToolTip(value)
+                if _is_number(value):
+                    item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+        self.table.setUpdatesEnabled(True)
+        shown = f"the first {len(rows)} of {total} rows" if total > len(rows) else f"{total} rows"
+        self.summary.setText(f"{shown}, {len(header)} columns — {path}")
+
+    def _open(self) -> None:
+        if self.path is not None:
+            self.openFile.emit(self.path)
+
+    def _open_folder(self) -> None:
+        if self.path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.path.parent)))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _short_number(text: str) -> str:
+    """A probability like `0.0123456789` as `0.01235`; ids, labels and other text as written."""
+    if "." not in text and "e" not in text.lower():
+        return text
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text
 
 
 def pretty_json(data: Any) -> str:  # pragma: no cover - debugging aid

@@ -30,12 +30,14 @@ from PySide6.QtCore import (
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QDesktopServices, QFont, QFontDatabase
+from PySide6.QtGui import QAction, QDesktopServices, QFont, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -61,8 +63,9 @@ from kerasguide.rundir import (
 )
 
 from . import icons
-from .panels import ChecksPanel, DiagnosisPanel, LRFindPanel, ReportPanel, fmt
+from .panels import ChecksPanel, DiagnosisPanel, LRFindPanel, PredictionsPanel, ReportPanel, fmt
 from .plots import RUN_COLORS, PlotWidget, draw_curves
+from .predict import input_help, predict_unavailable, prediction_files, snapshot_files
 from .schema import config_diff
 
 __all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time", "short_label",
@@ -350,6 +353,8 @@ class RunsBrowser(QWidget):
         loadConfig(Path): "load this run's config into the editor".
         diagnoseRun(Path), boardRequested(list), useLearningRate(float),
         workspaceRequested(): the user wants another workspace folder.
+        predictRequested(Path, str): "predict with this run on this input" (a file or an image folder).
+        ensembleRequested(str, list): "an ensemble of these runs": mode `runs` or `snapshots`, the Paths.
     """
 
     selectionChanged = Signal(list)
@@ -358,8 +363,10 @@ class RunsBrowser(QWidget):
     boardRequested = Signal(list)
     useLearningRate = Signal(float)
     workspaceRequested = Signal()
+    predictRequested = Signal(object, str)
+    ensembleRequested = Signal(str, list)
 
-    TABS = ["Curves", "Config", "Report", "Checks", "LR finder", "Diagnosis"]
+    TABS = ["Curves", "Config", "Report", "Checks", "LR finder", "Diagnosis", "Predictions"]
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -383,6 +390,8 @@ class RunsBrowser(QWidget):
         self.table.setWordWrap(False)
         self.table.doubleClicked.connect(lambda *_: self.tabs.setCurrentIndex(self.TABS.index("Report")))
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
 
         self.workspace_label = QLabel()
         self.workspace_label.setObjectName("workspaceLabel")
@@ -409,11 +418,34 @@ class RunsBrowser(QWidget):
         self.board_button.clicked.connect(lambda: self.boardRequested.emit(self.selected_paths()))
         self.folder_button = QPushButton("Open folder")
         self.folder_button.clicked.connect(self._open_folder)
+        # Predict: on a data file or an image folder, picked from this button's menu.
+        self.predict_file_action = QAction("On a data file (npz, csv)…", self)
+        self.predict_file_action.setObjectName("predict:file")
+        self.predict_file_action.triggered.connect(lambda: self.pick_predict_input(folder=False))
+        self.predict_folder_action = QAction("On a folder of images…", self)
+        self.predict_folder_action.setObjectName("predict:images")
+        self.predict_folder_action.triggered.connect(lambda: self.pick_predict_input(folder=True))
+        self.predict_menu = QMenu("Predict", self)
+        self.predict_menu.addAction(self.predict_file_action)
+        self.predict_menu.addAction(self.predict_folder_action)
+        self.predict_button = QPushButton("Predict…")
+        self.predict_button.setObjectName("predictButton")
+        self.predict_button.setMenu(self.predict_menu)
+        self.predict_button.setVisible(False)
+        self.ensemble_runs_action = QAction("Ensemble of the selected runs…", self)
+        self.ensemble_runs_action.triggered.connect(
+            lambda: self.ensembleRequested.emit("runs", self._ensemble_members()))
+        self.ensemble_snapshots_action = QAction("Ensemble of this run's snapshots…", self)
+        self.ensemble_snapshots_action.triggered.connect(
+            lambda: self.ensembleRequested.emit("snapshots", self.selected_paths()[:1]))
+        self._predict_available = False
+        self._ensemble_available = False
         self.title = QLabel("Select a run")
         self.title.setObjectName("runTitle")
         actions = QHBoxLayout()
         actions.addWidget(self.title, 1)
-        for button in (self.load_button, self.diagnose_button, self.board_button, self.folder_button):
+        for button in (self.load_button, self.predict_button, self.diagnose_button, self.board_button,
+                       self.folder_button):
             actions.addWidget(button)
 
         self.curves = PlotWidget(height=3.0)
@@ -423,11 +455,12 @@ class RunsBrowser(QWidget):
         self.lr_find = LRFindPanel()
         self.lr_find.useLearningRate.connect(self.useLearningRate)
         self.diagnosis = DiagnosisPanel()
+        self.predictions = PredictionsPanel()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("runTabs")
         self.tabs.setDocumentMode(True)
         for name, widget in zip(self.TABS, (self.curves, self.config_pane, self.report, self.checks,
-                                            self.lr_find, self.diagnosis), strict=False):
+                                            self.lr_find, self.diagnosis, self.predictions), strict=True):
             self.tabs.addTab(widget, name)
         self.tabs.currentChanged.connect(lambda *_: self._show_details())
 
@@ -470,6 +503,47 @@ class RunsBrowser(QWidget):
 
     def set_diagnose_available(self, available: bool) -> None:
         self.diagnose_button.setVisible(available)
+
+    def set_predict_available(self, available: bool) -> None:
+        """Show Predict when the CLI has `predict`."""
+        self._predict_available = available
+        self.predict_button.setVisible(available)
+        self._update_actions()
+
+    def set_ensemble_available(self, runs: bool, snapshots: bool) -> None:
+        """Offer "ensemble of the selected runs / of this run's snapshots" when the CLI's `ensemble` takes them."""
+        self._ensemble_available = runs
+        self.ensemble_runs_action.setVisible(runs)
+        self.ensemble_snapshots_action.setVisible(snapshots)
+        self._update_actions()
+
+    def predict_unavailable(self) -> str | None:
+        """Why Predict is disabled for the selection (its tooltip), or None when it is enabled."""
+        paths = self.selected_paths()
+        if len(paths) != 1:
+            return "select one run to predict with its best checkpoint"
+        return predict_unavailable(self.model.info_of(paths[0]))
+
+    def pick_predict_input(self, folder: bool = False) -> str | None:
+        """Ask for an input (a data file or a folder of images) and ask to predict on it; returns its path."""
+        paths = self.selected_paths()
+        if len(paths) != 1 or self.predict_unavailable() is not None:
+            return None
+        start = self._input_folder(paths[0])
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, "Predict on a folder of images", start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, f"Predict on {input_help()}", start,
+                                                  "Data (*.npz *.csv);;NumPy arrays (*.npz);;CSV (*.csv)")
+        if not path:
+            return None
+        self.predictRequested.emit(paths[0], path)
+        return path
+
+    def show_predictions(self, run_dir: str | Path, csv_path: str | Path) -> None:
+        """Select a run and show one of its predictions CSVs."""
+        self.show_run(run_dir, "Predictions")
+        self.predictions.show_file(Path(csv_path))
 
     def set_live(self, live: bool) -> None:
         """Re-read run files every 2 s while jobs run (and while runs are running)."""
@@ -555,6 +629,63 @@ class RunsBrowser(QWidget):
         if first is not None and first.is_group:
             self.diagnose_button.setEnabled(False)
         self.board_button.setEnabled(True)
+        why = self.predict_unavailable()
+        self.predict_button.setEnabled(why is None)
+        self.predict_menu.setEnabled(why is None)
+        self.predict_button.setToolTip(why or f"kerasguide predict {first.path.name if first else 'RUN'} INPUT: "
+                                       f"the best checkpoint's predictions for {input_help()}")
+        members = self._ensemble_members()
+        self.ensemble_runs_action.setEnabled(len(members) >= 2 or any(
+            (info := self.model.info_of(p)) is not None and info.kind == "search" for p in members))
+        self.ensemble_snapshots_action.setEnabled(len(paths) == 1 and bool(snapshot_files(paths[0])))
+
+    def _ensemble_members(self) -> list[Path]:
+        # What `ensemble --runs` takes from the selection: runs that trained, and search directories.
+        members = []
+        for path in self.selected_paths():
+            info = self.model.info_of(path)
+            if info is not None and info.kind in ("run", "fit", "search"):
+                members.append(path)
+        return members
+
+    def _input_folder(self, run: Path) -> str:
+        # The folder of the run's own data file, if it had one: new inputs are often beside it.
+        try:
+            source = tomllib.loads((run / CONFIG).read_text(encoding="utf-8")).get("data", {}).get("source", "")
+        except (OSError, ValueError):
+            source = ""
+        prefix, _, rest = str(source).partition(":")
+        if prefix in ("npz", "csv", "images") and rest:
+            parent = Path(rest).expanduser().parent
+            if parent.is_dir():
+                return str(parent)
+        return str(self.model.workspace or "")
+
+    def _context_menu(self, pos) -> None:
+        menu = self.context_menu()
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def context_menu(self) -> QMenu:
+        """The runs table's context menu for the selection (built each time it opens)."""
+        menu = QMenu(self)
+        menu.setObjectName("runsContextMenu")
+        for button in (self.load_button, self.diagnose_button):
+            if not button.isHidden():
+                action = menu.addAction(button.text(), button.click)
+                action.setEnabled(button.isEnabled())
+        if self._predict_available:
+            predict = menu.addMenu(self.predict_menu)
+            predict.setEnabled(self.predict_button.isEnabled())
+            predict.setToolTip(self.predict_button.toolTip())
+            menu.setToolTipsVisible(True)
+        if self._ensemble_available:
+            menu.addSeparator()
+            menu.addAction(self.ensemble_runs_action)
+            menu.addAction(self.ensemble_snapshots_action)
+        menu.addSeparator()
+        menu.addAction(self.board_button.text(), self.board_button.click)
+        menu.addAction(self.folder_button.text(), self.folder_button.click)
+        return menu
 
     def _file_state(self, paths: list[Path]) -> tuple:
         # What the detail view depends on: redraw only when one of these changes.
@@ -566,6 +697,7 @@ class RunsBrowser(QWidget):
                     state.append((str(path), name, (path / name).stat().st_mtime_ns))
                 except OSError:
                     state.append((str(path), name, None))
+            state.append((str(path), "predictions", tuple(p.name for p in prediction_files(path))))
         return tuple(state)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
@@ -620,6 +752,7 @@ class RunsBrowser(QWidget):
         self.tabs.setTabEnabled(self.TABS.index("Checks"), exists[CHECKS_JSON])
         self.tabs.setTabEnabled(self.TABS.index("LR finder"), exists[LR_FIND_JSON])
         self.tabs.setTabEnabled(self.TABS.index("Diagnosis"), exists[DIAGNOSIS_JSON])
+        self.tabs.setTabEnabled(self.TABS.index("Predictions"), bool(prediction_files(run)))
         current = self.TABS[self.tabs.currentIndex()]
         if not self.tabs.isTabEnabled(self.tabs.currentIndex()):
             current = "Curves"
@@ -642,6 +775,9 @@ class RunsBrowser(QWidget):
             self.lr_find.show_data(read_json(run / LR_FIND_JSON))
         elif current == "Diagnosis":
             self.diagnosis.show_data(read_json(run / DIAGNOSIS_JSON))
+        elif current == "Predictions":
+            self.predictions.show_run(run, self.predictions.path if self.predictions.path is not None
+                                      and self.predictions.path.parent == run else None)
 
     def _curve_runs(self, paths: list[Path]) -> list[Path]:
         """The runs whose curves to draw: the selected ones; for one search or ensemble

@@ -16,6 +16,9 @@ member (`FAKE_CLI_MEMBERS`, default 3) into an ensemble directory's `members/`
 and writes its ensemble.json, as the real `ensemble --json-progress` does;
 `tune` emits a search's events (`start` with its stages, `stage`, `trial`,
 `end`) and writes search.json and a run directory per trial in `trials/`;
+`predict RUN_DIR INPUT --out CSV` writes a predictions CSV (`FAKE_CLI_ROWS`
+rows, default 300: the predicted class and ten probabilities), or says in one
+line that INPUT does not exist (exit 2), as the real one does;
 `check` and `lr-find` record a check or LR-sweep run directory and, with
 `--json-progress`, emit what the real ones do (`start`, `stage`, a `check` and
 a `step` event per check or `step` events of the sweep, each with its ETA,
@@ -79,6 +82,8 @@ def main(argv: list[str]) -> int:
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path("runs")
     interrupted: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: interrupted.append(True))
+    if argv and argv[0] == "predict":
+        return _predict(argv[1], argv[2], out, mode, delay, interrupted)
     if argv and argv[0] == "tune":
         return _tune(out, delay)
     if argv and argv[0] in ("check", "lr-find"):
@@ -99,6 +104,29 @@ def main(argv: list[str]) -> int:
         print(f"ensemble directory: {folder.parent}", file=sys.stderr, flush=True)
         return 0
     return _run(out, mode, delay, interrupted)
+
+
+def _predict(run_dir: str, source: str, out: Path, mode: str, delay: float, interrupted: list[bool]) -> int:
+    if not Path(source).exists():
+        print(f"kerasguide: error: {source}: no such file or folder (an .npz, a .csv or a folder of images)",
+              file=sys.stderr)
+        return 2
+    if mode == "hang":
+        while not interrupted:
+            time.sleep(0.05)
+        print("kerasguide: interrupted", file=sys.stderr, flush=True)
+        return 1
+    rows = int(os.environ.get("FAKE_CLI_ROWS", "300"))
+    time.sleep(delay)
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "predicted", *(f"p_{k}" for k in range(10))])
+        for index in range(rows):
+            probs = [0.01] * 10
+            probs[index % 10] = 0.91
+            writer.writerow([index, index % 10, *probs])
+    print(f"predictions: {out} ({rows} rows, {Path(run_dir).name})", flush=True)
+    return 0
 
 
 def _write_json(path: Path, data) -> None:

@@ -65,3 +65,41 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+def write_run(root: Path, name: str, *, checkpoint: bool = True, snapshots: int = 0, status: str = "completed",
+              kind: str | None = None, config=None) -> Path:
+    """A finished run directory as `kerasguide run` leaves it, with (or without) its checkpoints.
+
+    The checkpoint files are placeholders: the app only looks at their names (the CLI loads them).
+    """
+    from kerasguide.config import RunConfig, save_config
+    from kerasguide.rundir import RunDir
+
+    run = RunDir(root / f"20260106-010203-{name}")
+    run.path.mkdir(parents=True)
+    cfg = config or RunConfig(name=name)
+    save_config(cfg, run.config_path)
+    rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.1 / e, "accuracy": 0.9, "val_accuracy": 0.8 + e / 100}
+            for e in range(1, 4)]
+    run.write_metrics(rows)
+    record = {"name": name, "status": status, "started": "2026-01-06T01:02:03+00:00",
+              "ended": "2026-01-06T01:03:03+00:00", "epochs_done": 3,
+              "final_metrics": {k: v for k, v in rows[-1].items() if k != "epoch"},
+              "best": {"metric": "val_accuracy", "value": rows[-1]["val_accuracy"], "epoch": 3}}
+    if kind:
+        record["kind"] = kind
+    if status == "running":  # alive: its heartbeat is fresh
+        import datetime as dt
+
+        record.pop("ended")
+        record["heartbeat"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    run.write_json("run.json", record)
+    if checkpoint or snapshots:
+        run.checkpoints_dir.mkdir()
+    if checkpoint:
+        (run.checkpoints_dir / "best-epoch=003-val_accuracy=0.8300.keras").write_bytes(b"placeholder")
+        (run.checkpoints_dir / "last.keras").write_bytes(b"placeholder")
+    for epoch in range(3 - snapshots + 1, 4) if snapshots else ():
+        (run.checkpoints_dir / f"snapshot-epoch={epoch:03d}.keras").write_bytes(b"placeholder")
+    return run.path

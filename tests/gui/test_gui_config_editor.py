@@ -223,4 +223,69 @@ def test_browse_sets_data_source_from_a_file_or_an_image_folder(make_window, tmp
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a: str(tmp_path)))
     assert row.pick(folder=True) == f"images:{tmp_path}"
     assert window.document.config.data.source == f"images:{tmp_path}"
-    assert [a.text() for a in row.browse.menu().actions()] == ["Data file (npz, csv)…", "Image folder…"]
+    # The Browse menu says which kind is picked: a file, a folder of images, a Python function.
+    menu = row.browse.menu().actions()
+    assert [a.text() for a in menu] == ["Data file (npz, csv)…", "Folder of images (one subfolder per class)…",
+                                        "Python function returning the splits (.py)…"]
+    asked = []
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        staticmethod(lambda *a: asked.append("folder") or str(tmp_path / "imgs")))
+    menu[1].trigger()
+    assert asked == ["folder"] and window.document.config.data.source == f"images:{tmp_path / 'imgs'}"
+
+
+def test_browse_sets_data_source_from_a_python_function(make_window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    with_load = tmp_path / "my_data.py"
+    with_load.write_text("import numpy as np\n\ndef _scale(x):\n    return x\n\ndef helper():\n    pass\n\n"
+                         "def load(seed):\n    pass\n\nclass Loader:\n    pass\n")
+    single = tmp_path / "one.py"
+    single.write_text("def _private():\n    pass\n\ndef get_splits(seed):\n    pass\n")
+    several = tmp_path / "several.py"
+    several.write_text("def digits_splits():\n    pass\n\ndef mnist_splits():\n    pass\n")
+    window = make_window()
+    row = window.editor.form.row("data.source")
+    questions = []
+
+    def ask(parent, title, label, items, current, editable):
+        questions.append((title, label, list(items)))
+        return answer
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(ask))
+    filters = []
+    for picked, expected in ((with_load, f"python:{with_load}:load"), (single, f"python:{single}:get_splits")):
+        monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                            staticmethod(lambda *a, p=picked: filters.append(a[3]) or (str(p), "")))
+        row.browse.menu().actions()[2].trigger()
+        assert row.editor.text() == expected and window.document.config.data.source == expected
+    assert questions == [] and filters == ["Python (*.py)"] * 2  # `load`, or the one public function: no question
+    # Several functions and no `load`: which one is asked, among the public functions only.
+    answer = ("mnist_splits", True)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a: (str(several), "")))
+    assert row.pick(kind="python") == f"python:{several}:mnist_splits"
+    assert questions[0][2] == ["digits_splits", "mnist_splits"] and "no `load`" in questions[0][1]
+    assert window.document.valid and window.document.config.data.source == f"python:{several}:mnist_splits"
+    # Cancelled: nothing changes.
+    answer = ("", False)
+    assert row.pick(kind="python") is None
+    assert window.document.config.data.source == f"python:{several}:mnist_splits"
+    # A .py picked through the data-file dialog is a python: source too.
+    answer = ("digits_splits", True)
+    assert row.pick() == f"python:{several}:digits_splits"
+
+
+def test_data_source_of_and_python_names(tmp_path):
+    from kerasguide_gui.config_form import data_source_of, model_kind_of, python_names
+
+    code = tmp_path / "m.py"
+    code.write_text("def _x():\n    pass\n\nclass Net:\n    pass\n\ndef make():\n    pass\n")
+    assert python_names(str(code)) == ["Net", "make"]
+    assert python_names(str(code), classes=False) == ["make"]
+    assert python_names(str(tmp_path / "missing.py")) == []
+    assert data_source_of(str(code)) == f"python:{code}:make"
+    assert data_source_of(str(code), function="other") == f"python:{code}:other"
+    assert data_source_of(str(tmp_path / "missing.py")) == f"python:{tmp_path / 'missing.py'}:load"
+    assert data_source_of("/d/x.TSV") == "csv:/d/x.TSV" and data_source_of("/d/x.npz") == "npz:/d/x.npz"
+    assert data_source_of("/d/imgs", folder=True) == "images:/d/imgs"
+    assert model_kind_of(str(code)) == f"python:{code}:Net" and model_kind_of(str(code), "make").endswith(":make")
