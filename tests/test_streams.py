@@ -222,3 +222,24 @@ def test_final_metrics_come_from_the_best_checkpoint(tmp_path):
     best_epoch = record["evaluated"]["epoch"]
     assert best_epoch < record["epochs_done"], "precondition: the best epoch is not the last"
     assert record["final_metrics"]["val_accuracy"] == pytest.approx(record["best"]["value"], abs=1e-4)
+
+
+def test_every_augmentation_builds_and_changes_images_but_keeps_their_shape(image_folder):
+    config = config_from_dict({"data": {"source": f"images:{image_folder}", "image_size": [12, 12], "augment": {
+        "flip": "horizontal_and_vertical", "rotation": 0.1, "zoom": 0.2, "translation": 0.1, "contrast": 0.3,
+        "noise": 0.1}}})
+    ds = load_dataset(config.data)
+    augment = make_augmenter(config, ds)
+    assert set(augment.active) == {"flip", "rotation", "zoom", "translation", "contrast", "noise"}
+    assert [type(layer).__name__ for layer in augment.image.layers] == [
+        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast"]
+    x = next(iter(split_batches(ds, "train", 16, augment=augment)))[0].numpy()
+    plain = next(iter(split_batches(ds, "train", 16)))[0].numpy()
+    assert x.shape == plain.shape == (16, 12, 12, 3) and np.isfinite(x).all()
+    assert not np.allclose(np.sort(x.ravel()), np.sort(plain.ravel()), atol=1e-3)
+
+
+def test_a_data_function_file_that_does_not_exist_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist") as caught:
+        load_dataset(DataConfig(source=f"python:{tmp_path / 'nope.py'}:load"))
+    assert "\n" not in str(caught.value)
