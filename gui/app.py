@@ -4,6 +4,9 @@ The window owns the models (the config document, the job queue, the
 TensorBoard child) and the views that observe them: the config editor, the
 jobs, the runs browser and the TensorBoard tab. Work runs in child
 processes of the `kerasguide` CLI; this process never imports TensorFlow.
+Some jobs ask first: Ensemble its members (`EnsembleDialog`), Tune whether
+to resume the search of this config or start afresh (`tune --new`);
+Predict comes from the runs browser, on a run and an input it picked.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QRadioButton,
     QSpinBox,
@@ -72,6 +73,7 @@ class EnsembleDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("ensembleDialog")
         self.setWindowTitle("Ensemble")
+        self.setMinimumWidth(560)
         self.commands = commands
         self.config = config
         self.workspace = Path(workspace) if workspace is not None else Path.cwd()
@@ -216,10 +218,11 @@ class EnsembleDialog(QDialog):
             mode = "runs" if len(selected) >= 2 or (selected and _is_search(selected[0])) else "seeds"
         if mode == "runs":
             self.add_runs(selected)
+        with_snapshots = [p for p in selected if snapshot_files(p)]
         if mode == "snapshots" and selected:
-            self.snapshot_dir.setText(str(selected[0]))
-        elif len(selected) == 1 and snapshot_files(selected[0]):
-            self.snapshot_dir.setText(str(selected[0]))
+            self.snapshot_dir.setText(str((with_snapshots or selected)[0]))
+        elif with_snapshots:
+            self.snapshot_dir.setText(str(with_snapshots[0]))
         self.set_mode(mode)
 
     # ------------------------------------------------------------ public
@@ -239,14 +242,19 @@ class EnsembleDialog(QDialog):
         self._update()
 
     def runs(self) -> list[str]:
-        return [self.runs_list.item(i).text() for i in range(self.runs_list.count())]
+        """The run and search directories of the runs mode, in the list's order."""
+        return [self.runs_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.runs_list.count())]
 
     def add_runs(self, paths: list[Path | str]) -> None:
         known = set(self.runs())
         for path in paths:
             text = str(path)
             if text not in known:
-                self.runs_list.addItem(text)
+                item = QListWidgetItem(f"{Path(text).name}  (search: its best trials)" if _is_search(Path(text))
+                                       else Path(text).name)
+                item.setData(Qt.ItemDataRole.UserRole, text)
+                item.setToolTip(text)
+                self.runs_list.addItem(item)
                 known.add(text)
         self._update()
 
@@ -307,8 +315,9 @@ class EnsembleDialog(QDialog):
         self.start_button.setEnabled(problem is None)
         self.start_button.setToolTip(problem or "")
         if problem is None:
-            args = ensemble_args(self.commands, self.spec(), "CONFIG", "WORKSPACE")
-            self.preview.setText("kerasguide ensemble " + " ".join(args))
+            args = ensemble_args(self.commands, self.spec(), "CONFIG", self.workspace)
+            self.preview.setText("kerasguide ensemble " + " ".join(
+                Path(a).name if a in self.runs() or a == self.snapshot_dir.text().strip() else a for a in args))
         else:
             self.preview.setText(problem)
         self.adjustSize()

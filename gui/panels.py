@@ -343,7 +343,7 @@ class PredictionsPanel(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()  # the CSV has its own index column
         top = QHBoxLayout()
         top.addWidget(QLabel("File"))
         top.addWidget(self.files)

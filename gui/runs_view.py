@@ -6,9 +6,13 @@ seconds while a run is live. Search directories (`kerasguide tune`) and
 ensemble directories (`kerasguide ensemble`) are rows too, with their best
 trial or the ensemble's score, each followed by the runs inside it (its
 trials or members, indented). `RunsBrowser` shows the selected run's curves,
-config, report, checks, LR range test and diagnosis (for a search or an
-ensemble: its trials' or members' curves and search.md / ensemble.md); with
-two runs selected it compares their curves and their configs key by key.
+config, report, checks, LR range test, diagnosis and predictions (for a
+search or an ensemble: its trials' or members' curves and search.md /
+ensemble.md); with two runs selected it compares their curves and their
+configs key by key. Predict… (enabled for a run with a checkpoint, its
+tooltip says why not) and the table's context menu (which also offers an
+ensemble of the selected runs or of one run's snapshots) ask the window to
+start those jobs; the browser only picks the inputs.
 """
 
 from __future__ import annotations

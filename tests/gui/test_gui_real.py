@@ -1,5 +1,5 @@
-"""The app with the real CLI and real TensorBoard: an end-to-end run, Cancel, the TensorBoard tab,
-no TensorFlow in the GUI process, no orphan processes."""
+"""The app with the real CLI and real TensorBoard: an end-to-end run, a prediction, Cancel, the TensorBoard
+tab, no TensorFlow in the GUI process, no orphan processes."""
 
 from __future__ import annotations
 
@@ -97,6 +97,35 @@ def test_a_real_run_launched_from_the_gui(make_window, qtbot, tmp_path):
     loss_ax = runs.curves.figure.axes[0]
     assert loss_ax.get_title() == "loss" and len(loss_ax.lines) == 2
     assert list(loss_ax.lines[0].get_xdata()) == [1, 2]
+    window.close()
+    assert python_children() == []
+
+
+def test_a_real_predict_from_the_runs_browser(make_window, settings, qtbot, tmp_path):
+    """The real `kerasguide predict` on a real 1-epoch run: the app's argv, its CSV in the Predictions tab."""
+    import numpy as np
+    from kerasguide_gui.commands import probe_commands
+
+    config = tmp_path / "tiny1.toml"
+    config.write_text(TINY.format(epochs=1))
+    workspace = tmp_path / "runs"
+    trained = subprocess.run([*cli_program(), "run", str(config), "--out", str(workspace), "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    run = next(workspace.iterdir())
+    data = tmp_path / "new.npz"
+    np.savez(data, x=np.random.default_rng(0).uniform(0, 16, size=(7, 64)).astype("float32"))
+    settings.set_workspace(workspace)
+    window = make_window(program=cli_program(), commands={**REAL, "predict": tuple(probe_commands()["predict"])})
+    window.runs.select_paths([run])
+    assert window.runs.predict_button.isEnabled()
+    job = window.predict(run, data)
+    qtbot.waitUntil(lambda: job.finished_state, timeout=180000)
+    assert job.state == COMPLETED, "\n".join(job.stderr_tail)
+    panel = window.runs.predictions
+    assert panel.path == run / "predictions-new.csv" and panel.table.rowCount() == 7
+    assert panel.table.horizontalHeaderItem(1).text() == "predicted"
+    assert window.runs.TABS[window.runs.tabs.currentIndex()] == "Predictions"
     window.close()
     assert python_children() == []
 
