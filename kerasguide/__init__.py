@@ -33,6 +33,8 @@ _LAZY = {
     "DropConnectDense": "kerasguide.layers",
     "Predictor": "kerasguide.inference",
     "load_predictor": "kerasguide.inference",
+    "predict_to_csv": "kerasguide.inference",
+    "export_model": "kerasguide.export",
     "set_verbosity": "kerasguide._logging",
     "CheckResult": "kerasguide.checks",
     "run_checks": "kerasguide.checks",

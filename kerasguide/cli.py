@@ -229,6 +229,8 @@ def cmd_tune(args) -> int:
     print(f"  report:      {result.path / 'search.md'}", file=out)
     if result.best_config is not None:
         print(f"  best config: {result.best_config}  (kerasguide run {result.best_config})", file=out)
+    if result.best_model is not None:
+        print(f"  best model:  {result.best_model}  (kerasguide predict {result.path} INPUT)", file=out)
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
 
 
@@ -334,6 +336,36 @@ def cmd_diagnose(args) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args) -> int:
+    """A run's (or a search's best) predictions for an npz, csv or image folder; one CSV row per example."""
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1. Received: {args.batch_size}")
+    for value, what in ((args.run_dir, "run directory"), (args.input, "input file or folder")):
+        if not Path(value).exists():
+            raise CliError(f"{value}: no such {what}")
+    _prepare_tf_env(args)
+    from kerasguide.inference import predict_to_csv
+
+    result = predict_to_csv(args.run_dir, args.input, args.out, batch_size=args.batch_size, which=args.checkpoint)
+    print(f"{result.rows} predictions written to {result.path}")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    """A run's (or a search's best) model with its preprocessing built in: .keras, SavedModel or TFLite."""
+    if not Path(args.run_dir).is_dir():
+        raise CliError(f"{args.run_dir}: no such run directory")
+    _prepare_tf_env(args)
+    from kerasguide.export import export_model
+
+    result = export_model(args.run_dir, args.format, args.out, which=args.checkpoint)
+    print(f"{result.format} model written to {result.path}")
+    built_in = (f"raw inputs: its {result.preprocessing} preprocessing is built in" if result.preprocessing != "none"
+                else "no preprocessing to build in: inputs as the model takes them")
+    print(f"  input signature: {result.signature} ({built_in})")
+    return EXIT_OK
+
+
 def cmd_recipes(args) -> int:
     """The recipe codes that help texts and messages cite, with their titles; exit 2 on an unknown code."""
     from kerasguide.recipes import UnknownRecipe, format_recipes
@@ -359,6 +391,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ensemble": cmd_ensemble,
     "lr-find": cmd_lr_find,
     "diagnose": cmd_diagnose,
+    "predict": cmd_predict,
+    "export": cmd_export,
     "recipes": cmd_recipes,
 }
 

@@ -133,8 +133,37 @@ def _add_recipes(sub) -> None:
                    help="recipe codes (G24), ranges (D12-D15) or family letters (D); default: all")
 
 
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="predictions of a run's best checkpoint for an npz, csv or image folder",
+                       description="Apply a run's saved preprocessing and its best checkpoint to new inputs "
+                       "(an .npz with x, a .csv with the training columns, or a folder of images) and write "
+                       "one CSV row per example: the predicted class and each class's probability, or the "
+                       "predicted values (regression). Exit 0 ok, 2 bad input (a shape the model does not take).")
+    p.add_argument("run_dir", help="a run directory (or a search directory: its best model)")
+    p.add_argument("input", help="an .npz file (array x), a .csv file, or a folder of images")
+    p.add_argument("--out", help="the CSV to write (default: predictions-<input>.csv in the run directory)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which checkpoint (default: best)")
+    p.add_argument("--batch-size", type=int, default=256, help="examples per batch (default: 256)")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a run's best model: keras, savedmodel or tflite",
+                       description="Write a run's best checkpoint, with its preprocessing built in so that it "
+                       "takes raw inputs like `kerasguide predict`, as a .keras file, a TensorFlow SavedModel "
+                       "(model.export) or a TFLite flatbuffer (the TFLite converter). Exit 0 ok, 2 bad input "
+                       "(a format the model cannot take).")
+    p.add_argument("run_dir", help="a run directory (or a search directory: its best model)")
+    p.add_argument("--format", choices=("keras", "savedmodel", "tflite"), default="keras",
+                   help="what to write (default: keras)")
+    p.add_argument("--out", help="where (default: export/model.keras, export/savedmodel or export/model.tflite "
+                   "in the run directory)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint (default: best)")
+
+
 _COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui, _add_check,
-                             _add_tune, _add_ensemble, _add_lr_find, _add_diagnose, _add_recipes]
+                             _add_tune, _add_ensemble, _add_lr_find, _add_diagnose,
+                             _add_predict, _add_export, _add_recipes]
 
 
 def build_parser() -> argparse.ArgumentParser:

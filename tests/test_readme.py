@@ -68,3 +68,18 @@ def test_the_data_examples_run_stream_augment_predict_and_export(tmp_path):
     rows = (tmp_path / "left.csv").read_text().splitlines()
     assert len(rows) == 41 and "p_left" in rows[0]
     assert (tmp_path / "shapes.tflite").stat().st_size > 0
+
+
+def test_the_predict_and_export_example_runs(tmp_path):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Use the result"):]
+    (block,) = [b for b in re.findall(r"```\n(.*?)```", section[:section.index("\n## ", 10)], re.S)
+                if "kerasguide predict" in b]
+    # The commands as the venv runs them (`kerasguide` is its console script), a shorter run.
+    script = (block.replace("--epochs 5", "--epochs 1").replace("python -c", f"{sys.executable} -c")
+              .replace("kerasguide ", f"{sys.executable} -m kerasguide "))
+    out = _run(["bash", "-e", "-c", script], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "100 predictions written to predictions.csv" in out.stdout
+    assert (tmp_path / "predictions.csv").read_text().splitlines()[0].startswith("id,predicted,p_0")
+    assert (tmp_path / "digits.tflite").stat().st_size > 1000

@@ -115,6 +115,11 @@ def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
                   f"trial {best['trial_id']}{', the baseline' if best.get('baseline') else ''}): {values}.",
                   "", f"Run directory `{best.get('run_dir')}`, checkpoint `{best.get('checkpoint')}`; "
                   f"the config with these values: `best.toml`."]
+        model = state.get("best_model") or {}
+        if model.get("dir"):
+            lines += ["", f"The best trial's model (stage {model.get('stage')}, trial {model.get('trial_id')}, "
+                      f"checkpoint `{model.get('checkpoint')}`) is copied to `{model['dir']}/`: `kerasguide predict "
+                      f"{search_dir.name} INPUT` and `kerasguide export {search_dir.name}` use it."]
     if state.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in state["warnings"]]
     if state.get("notes"):

@@ -12,7 +12,8 @@ What `kerasguide tune CONFIG` does (recipes H25-H31):
    value sat on the border of its range, widen that side instead.
 4. After the last stage, warn in plain words about a best value on a border
    and (with `widen_on_border`) run one more stage with the range widened.
-5. Write `search.json`, `search.md` (table and plots) and `best.toml`.
+5. Write `search.json`, `search.md` (table and plots) and `best.toml`; the
+   best trial's model is kept in `best/` as the search goes.
 
 The search directory (format version 1)::
 
@@ -22,6 +23,10 @@ The search directory (format version 1)::
         search.md        the report: best, warnings, a table per stage, search.png
         search.png       score vs each hyperparameter (log axes where log, borders marked)
         best.toml        the config with the best trial's values
+        best/            the best trial's model, for `kerasguide predict` / `export` on this folder: a copy of
+                         its run directory's config.toml, run.json, preprocess.npz and checkpoints/ (its best
+                         checkpoint and last.keras); replaced whole (built beside it, then renamed) after every
+                         trial that changes the best, and at the end; search.json's `best_model` says whose
         trials/          one run directory per trial (best checkpoint's score in its file name)
         tuner/stageN/    keras-tuner's state (oracle.json, trial_*/trial.json) + kerasguide.json
 
@@ -36,6 +41,8 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,13 +67,14 @@ from kerasguide.search.space import (
 )
 from kerasguide.search.tuner import SearchTuner
 
-__all__ = ["tune", "SearchResult", "find_search", "FORMAT_VERSION"]
+__all__ = ["tune", "SearchResult", "find_search", "copy_best_model", "FORMAT_VERSION"]
 
 logger = get_logger()
 
 FORMAT_VERSION = 1
 SEARCH_JSON = "search.json"
 BEST_TOML = "best.toml"
+BEST_DIR = "best"
 
 
 class SearchAborted(Exception):
@@ -88,6 +96,12 @@ class SearchResult:
     def best_config(self) -> Path | None:
         path = self.path / BEST_TOML
         return path if path.is_file() else None
+
+    @property
+    def best_model(self) -> Path | None:
+        """The folder holding the best trial's model (`best/`), once a trial has finished with a score."""
+        path = self.path / BEST_DIR
+        return path if path.is_dir() else None
 
     @property
     def state(self) -> dict[str, Any]:
@@ -186,6 +200,7 @@ class _Search:
         logger.info("stage %d trial %s: %s, %s (%.1f s)%s", record["stage"], record["trial_id"],
                     record["status"], score, record.get("seconds") or 0.0,
                     f": {record['error']}" if record.get("error") and record["status"] != "completed" else "")
+        self.update_best_model()
         if record.get("baseline") and record["stage"] == 1 and record["status"] == "failed":
             raise SearchAborted(
                 f"the baseline trial (the config as given) failed: {record.get('error')}; "
@@ -239,6 +254,26 @@ class _Search:
         self.save()
         return stage
 
+    def update_best_model(self) -> None:
+        """Copy the best trial's model into `best/` when the best has changed (or `best/` is missing)."""
+        ranked = [t for t in rank_trials(_all_trials(self.state), self.direction)
+                  if t.get("run_dir") and t.get("checkpoint")]
+        if not ranked:
+            return
+        best = ranked[0]
+        key = {k: best.get(k) for k in ("stage", "trial_id", "checkpoint")}
+        current = self.state.get("best_model") or {}
+        if {k: current.get(k) for k in key} == key and (self.path / BEST_DIR).is_dir():
+            return
+        try:
+            copy_best_model(self.path / best["run_dir"], best["checkpoint"], self.path / BEST_DIR)
+        except OSError as error:  # a copy that fails must not take the search down; the trial's own files remain
+            logger.warning("could not copy the best model to %s: %s", self.path / BEST_DIR, error)
+            return
+        self.state["best_model"] = dict(key, dir=BEST_DIR, run_dir=best["run_dir"], score=best.get("score"),
+                                        metric=best.get("metric"), epochs=best.get("epochs"))
+        self.save()
+
     def warn(self, finding: BorderFinding, when: str, then: str = "") -> None:
         text = f"{when}: {finding.message}{then if finding.is_warning else ''}"
         key = "warnings" if finding.is_warning else "notes"
@@ -261,6 +296,39 @@ def _values_text(values: dict[str, Any]) -> str:
 
 def _all_trials(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for stage in state["stages"] for t in stage["trials"]]
+
+
+def copy_best_model(run_dir: str | os.PathLike[str], checkpoint: str, dest: str | os.PathLike[str]) -> Path:
+    """Copy a trial's model into `dest` (a search's `best/`): what `kerasguide predict` and `export` read.
+
+    `dest` gets the run's config.toml, run.json and preprocess.npz (those it
+    has) and `checkpoints/` with `checkpoint` and last.keras. The new folder
+    is complete before it takes the name `dest`: the old one is renamed away
+    and the new one renamed in (a reader finding no `dest` in between falls
+    back to the best trial's run directory, `kerasguide.inference.resolve_run_dir`).
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    source = run_dir / "checkpoints" / checkpoint
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no such checkpoint")
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp, old = dest.with_name(f".{dest.name}.{token}.tmp"), dest.with_name(f".{dest.name}.{token}.old")
+    try:
+        (tmp / "checkpoints").mkdir(parents=True)
+        shutil.copy2(source, tmp / "checkpoints" / checkpoint)
+        last = run_dir / "checkpoints" / "last.keras"
+        if last.is_file() and checkpoint != last.name:
+            shutil.copy2(last, tmp / "checkpoints" / last.name)
+        for name in ("config.toml", "run.json", "preprocess.npz"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, tmp / name)
+        if dest.exists():
+            os.replace(dest, old)  # a folder cannot be renamed over a non-empty one
+        os.replace(tmp, dest)
+    finally:
+        for leftover in (tmp, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+    return dest
 
 
 def _write_best(search: _Search, best: dict[str, Any]) -> None:
@@ -374,6 +442,7 @@ def tune(
             state["status"] = "completed"
             _write_best(search, state["best"])
             state["best_config"] = BEST_TOML
+            search.update_best_model()  # a resumed search's best/ too
     except SearchAborted as stop:
         state["status"], error = "failed", str(stop)
         logger.error("search stopped: %s", error)
