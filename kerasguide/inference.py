@@ -198,9 +198,10 @@ def resolve_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     best_dir = path / ((state.get("best_model") or {}).get("dir") or "best")
     if (best_dir / "checkpoints").is_dir():
         return best_dir
-    best = state.get("best") or {}  # a search from before best/ was kept, or caught while best/ is replaced
-    if best.get("run_dir"):
-        return (path / best["run_dir"]).resolve()
+    # Caught while best/ is being replaced (the trial it copies), or a search from before best/ was kept.
+    for best in (state.get("best_model") or {}, state.get("best") or {}):
+        if best.get("run_dir"):
+            return (path / best["run_dir"]).resolve()
     raise ConfigError(f"{path}: the search has no best model yet (no trial has finished with a score)")
 
 

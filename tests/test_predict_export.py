@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import keras
@@ -16,6 +17,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import kerasguide
+import kerasguide.inference
 from kerasguide.cli import main
 from kerasguide.config import RunConfig, SearchConfig
 from kerasguide.data import Preprocessor
@@ -396,6 +398,9 @@ def test_a_search_keeps_its_best_model_for_predict_and_export(raw, tmp_path, cap
     got = _probabilities(_read(tmp_path / "p.csv")[1], range(10))
     np.testing.assert_allclose(got, _by_hand(trial, raw[:50]), atol=1e-6)
     assert main(["export", str(result.path), "--out", str(tmp_path / "m.keras")]) == 0
+    # Between the two renames that replace best/, the search directory stands for the trial being copied.
+    shutil.rmtree(result.path / "best")
+    assert kerasguide.inference.resolve_run_dir(result.path) == trial.resolve()
     np.testing.assert_allclose(_exported_predict("keras", tmp_path / "m.keras", raw[:50]), got, atol=1e-5)
     capsys.readouterr()
 
