@@ -57,7 +57,7 @@ def test_the_data_examples_run_stream_augment_predict_and_export(tmp_path):
     section = _data_section()
     for name in ("my_data.py", "streamed.toml", "images.toml", "make_shapes.py"):
         (tmp_path / name).write_text(_block(section, f"# {name}"))
-    (commands,) = [b for b in re.findall(r"```\n(.*?)```", section, re.S) if "kerasguide predict" in b]
+    commands = _block(section, "python make_shapes.py")
     script = "set -e\n" + commands.replace("kerasguide ", f"{sys.executable} -m kerasguide.cli ").replace(
         "--out runs", "--out runs --epochs 2 --quiet")
     (tmp_path / "commands.sh").write_text(script.replace("python make_shapes.py", f"{sys.executable} make_shapes.py"))
