@@ -40,7 +40,7 @@ def test_form_has_a_field_for_every_schema_field():
     sections = form_sections(RunConfig)
     fields = {f.path for s in sections for f in s.fields}
     assert fields == _schema_leaves(RunConfig)
-    assert [s.key for s in sections][:3] == ["", "data", "model"]
+    assert [s.key for s in sections][:4] == ["", "data", "data.augment", "model"]  # a subsection follows its section
 
 
 def test_a_section_added_to_the_schema_appears_in_the_form():
