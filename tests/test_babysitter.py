@@ -76,6 +76,14 @@ def test_a_diverging_fit_is_recorded_diverged_with_its_diagnosis(digits, tmp_pat
     assert (tmp_path / "diverged" / "report.md").exists()
 
 
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    # A Babysitter that leaves its SIGINT/SIGTERM handler installed would swallow the next Ctrl-C of the process.
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    yield
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
 class _SignalAt(keras.callbacks.Callback):
     """Sends this process a signal after `batch` batches of epoch 2 (as Ctrl-C or `kill` would)."""
 
