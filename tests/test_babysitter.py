@@ -113,10 +113,13 @@ def test_ctrl_c_or_sigterm_stops_the_fit_cleanly_and_records_it_interrupted(digi
     assert signal.getsignal(signum) is before  # the caller's handler is back
 
 
-def test_without_signal_handling_a_context_manager_still_records_the_interrupt(digits, tmp_path):
+def test_without_signal_handling_a_context_manager_still_records_the_interrupt(digits, tmp_path, request):
     # The planted bug the default guards against: Keras skips on_train_end on KeyboardInterrupt, so a
     # bare callback would leave run.json `running`; the `with` block records it all the same.
     x, y, xv, yv = digits
+    # Python's own Ctrl-C handler, as in a terminal (a process started in the background inherits SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     bare = Babysitter(tmp_path / "bare", x=x, y=y, handle_signals=False)
     with pytest.raises(KeyboardInterrupt):
         mlp().fit(x, y, epochs=5, batch_size=32, verbose=0, callbacks=[bare, _SignalAt(signal.SIGINT)])
