@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -50,7 +48,7 @@ from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError
 from kerasguide.data import Preprocessor
 from kerasguide.inference import Predictor, load_predictor
-from kerasguide.io import atomic_path, atomic_write_bytes
+from kerasguide.io import atomic_dir, atomic_path, atomic_write_bytes
 
 __all__ = ["FORMATS", "ExportError", "ExportResult", "preprocessing_layers", "raw_input_model", "export_model"]
 
@@ -166,29 +164,12 @@ def _quiet_fd2():
         os.close(devnull)
 
 
-@contextlib.contextmanager
-def _atomic_dir(path: Path):
-    """A temporary folder beside `path`, moved to `path` (replacing an old one) when the block ends without error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    tmp = path.with_name(f".{path.name}.{token}.tmp")
-    old = path.with_name(f".{path.name}.{token}.old")
-    try:
-        yield tmp
-        if path.exists():
-            os.replace(path, old)  # a folder cannot be renamed over a non-empty one
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, old):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _write(model: keras.Model, fmt: str, target: Path) -> None:
     if fmt == "keras":
         with atomic_path(target) as tmp:
             model.save(tmp)
     elif fmt == "savedmodel":
-        with _atomic_dir(target) as tmp:
+        with atomic_dir(target) as tmp:
             model.export(str(tmp), format="tf_saved_model", verbose=False)
     else:
         with tempfile.TemporaryDirectory(prefix="kerasguide-export-") as folder:

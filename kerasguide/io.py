@@ -14,11 +14,13 @@ import json
 import math
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -75,6 +77,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary folder beside `path`, moved to `path` (replacing an old one) when the block ends without error.
+
+    The writer creates the folder (as `model.export` does) or its contents. On an error nothing changes at
+    `path`; the old folder is gone only for the instant between the two renames.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = path.with_name(f".{path.name}.{token}.tmp")
+    old = path.with_name(f".{path.name}.{token}.old")
+    try:
+        yield tmp
+        if path.exists():
+            os.replace(path, old)  # a folder cannot be renamed over a non-empty one
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:

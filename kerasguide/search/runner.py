@@ -41,7 +41,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 
 from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
+from kerasguide.io import atomic_dir
 from kerasguide.progress import Progress
 from kerasguide.rundir import atomic_write_json, atomic_write_text, read_json, utc_now
 from kerasguide.search.declared import declared_ranges, merge_declared
@@ -311,9 +311,7 @@ def copy_best_model(run_dir: str | os.PathLike[str], checkpoint: str, dest: str 
     source = run_dir / "checkpoints" / checkpoint
     if not source.is_file():
         raise FileNotFoundError(f"{source}: no such checkpoint")
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    tmp, old = dest.with_name(f".{dest.name}.{token}.tmp"), dest.with_name(f".{dest.name}.{token}.old")
-    try:
+    with atomic_dir(dest) as tmp:
         (tmp / "checkpoints").mkdir(parents=True)
         shutil.copy2(source, tmp / "checkpoints" / checkpoint)
         last = run_dir / "checkpoints" / "last.keras"
@@ -322,12 +320,6 @@ def copy_best_model(run_dir: str | os.PathLike[str], checkpoint: str, dest: str 
         for name in ("config.toml", "run.json", "preprocess.npz"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, tmp / name)
-        if dest.exists():
-            os.replace(dest, old)  # a folder cannot be renamed over a non-empty one
-        os.replace(tmp, dest)
-    finally:
-        for leftover in (tmp, old):
-            shutil.rmtree(leftover, ignore_errors=True)
     return dest
 
 
