@@ -40,6 +40,8 @@ class Finding:
         evidence: The numbers that triggered it. Defaults to `{}`.
         advice: One or two sentences: what to change, citing the recipe. Defaults to `""`.
         recipe: The recipe(s), e.g. `"E18"`. Defaults to `""`.
+        caused_by: The code of the finding that explains this one (a too-high rate killed the ReLUs:
+            `dead_units` caused by `lr_too_high`); None for a primary cause. Defaults to `None`.
     """
 
     code: str
@@ -47,6 +49,7 @@ class Finding:
     evidence: dict[str, float] = field(default_factory=dict)
     advice: str = ""
     recipe: str = ""
+    caused_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
@@ -60,8 +63,9 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Finding:
+        caused_by = data.get("caused_by")
         return cls(data["code"], data["severity"], dict(data.get("evidence") or {}), data.get("advice", ""),
-                   data.get("recipe", ""))
+                   data.get("recipe", ""), caused_by if isinstance(caused_by, str) and caused_by in CODES else None)
 
 
 def _number(value: Any) -> float | None:
