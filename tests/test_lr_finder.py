@@ -277,7 +277,7 @@ def test_find_on_functional_subclassed_and_tf_data():
     subclassed.compile(keras.optimizers.RMSprop(1e-3), "sparse_categorical_crossentropy")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     result = LRFinder(subclassed).find(dataset)
-    assert result.steps == 8  # 256 / 32: one epoch at most
+    assert result.steps == 32  # 256 / 32 = 8 batches: small data, swept over 4 epochs to reach 30 steps
     assert subclassed.built
 
 
@@ -297,15 +297,30 @@ def test_find_with_a_schedule_optimizer_puts_the_schedule_back():
     assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(16)), rel=1e-6)
 
 
-def test_never_more_than_one_epoch_unless_asked():
-    x, y = _data(n=100)
+def test_never_more_than_one_epoch_unless_asked_or_the_data_are_small():
+    x, y = _data(n=400)
     batches = []
     model = _sequential()
     result = LRFinder(model).find(x, y, batch_size=10, on_step=lambda i, lr, loss: batches.append(i))
-    assert result.steps == len(batches) == 10  # 100 examples / 10 = one epoch, not 100 steps
+    assert result.steps == len(batches) == 40  # 400 examples / 10 = one epoch, not 100 steps
     assert result.lrs[0] == pytest.approx(1e-7) and result.lrs[-1] == pytest.approx(10.0)  # the sweep is compressed
-    assert LRFinder(model).find(x, y, batch_size=10, max_epochs=2.5).steps == 25
+    assert LRFinder(model).find(x, y, batch_size=10, max_epochs=2.5).steps == 100
     assert LRFinder(model).find(x, y, batch_size=1, steps=40).steps == 40  # at most `steps`
+    # Small data: fewer than 30 steps in an epoch, so the sweep takes more epochs (at most 10) to have a curve.
+    small_x, small_y = _data(n=100)
+    assert LRFinder(model).find(small_x, small_y, batch_size=10).steps == 30
+    assert LRFinder(model).find(small_x, small_y, batch_size=50).steps == 20  # 2 batches: 10 epochs at most
+
+
+def test_planned_steps_for_small_data():
+    from kerasguide.lr_finder import planned_steps
+
+    assert planned_steps(100, 1.0, 200) == 100
+    assert planned_steps(100, 1.0, 40) == 40
+    assert planned_steps(100, 1.0, 8) == 32  # 4 epochs
+    assert planned_steps(100, 1.0, 2) == 20  # 10 epochs at most
+    assert planned_steps(20, 1.0, 8) == 20  # never more than `steps`
+    assert planned_steps(100, 1.0, None) == 100
 
 
 def test_find_stops_when_the_loss_explodes():
@@ -412,7 +427,7 @@ def test_data_of_unknown_length_is_never_swept_past_one_epoch():
     assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
     seen = []
     result = LRFinder(_functional()).find(unknown, on_step=lambda i, lr, loss: seen.append(i))
-    assert result.steps == len(seen) == 8  # counted first: the whole sweep in one epoch
+    assert result.steps == len(seen) == 32  # counted first (8 batches): small data, the sweep over 4 epochs
     assert result.lrs[0] == pytest.approx(1e-7) and result.lrs[-1] == pytest.approx(10.0)
     # An iterable that cannot be counted ahead stops at the end of its epoch (the sweep cut short).
     result = LRFinder(_functional()).find(_Reiterable(x, y, 32))
@@ -540,6 +555,7 @@ def test_sigterm_during_lr_find_marks_it_interrupted(tmp_path):
 
 
 def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
+    from kerasguide.lr_finder import planned_steps
     from kerasguide.schedules import OneCycle
     from kerasguide.spine import run
 
@@ -555,7 +571,7 @@ def test_run_with_auto_learning_rate_uses_the_range_test(tmp_path, tiny_config):
     assert record["lr_find"]["chosen"] == found["chosen"]
     assert record["lr_find"]["used"] == {"max_lr": found["chosen"]}
     steps = math.ceil(1437 / cfg.train.batch_size)
-    assert found["steps"] <= steps  # one epoch at most
+    assert found["steps"] <= planned_steps(cfg.lr_find.steps, cfg.lr_find.max_epochs, steps)  # it may stop early
     # The schedule peaked at the chosen rate: the first epoch's logged lr is one-cycle's at its end.
     expected = float(OneCycle(found["chosen"], steps)(steps))
     assert result.run_dir.read_metrics()[0]["lr"] == pytest.approx(expected, rel=1e-5)

@@ -35,7 +35,7 @@ __all__ = ["LRFinder"]
 logger = get_logger()
 
 # Fewer points than this cannot show a curve: with the default 1e-7..10, one point per 1.1 decades.
-MIN_STEPS = 8
+MIN_STEPS = 10  # fewer points than this: no rate is read from the curve
 
 
 def _check(name: str, value: Any, ok: bool, what: str) -> None:
@@ -208,7 +208,7 @@ class LRFinder:
 
         Returns:
             An `LRFinderResult`. `found` is False (the reason in `reason`, the
-            fallback 1e-3 in `chosen`) when the sweep has fewer than 8 steps
+            fallback 1e-3 in `chosen`) when the sweep has fewer than 10 steps
             (`MIN_STEPS`: too few batches in `max_epochs`), or when its smoothed
             loss never falls 5 % and clearly more than the batches' noise below
             its starting level (`curve_problem`); no rate at the very start of
@@ -236,12 +236,18 @@ class LRFinder:
             batches.steps_per_epoch = _count_batches(x, math.ceil(steps / max_epochs))
         n_steps = planned_steps(steps, max_epochs, batches.steps_per_epoch)
         if batches.steps_per_epoch is not None:
-            if n_steps < steps:
+            if n_steps / batches.steps_per_epoch > max_epochs:
+                logger.info("LR range test: small data: %d steps over %.3g epochs of %d batches (more than "
+                            "max_epochs = %g, to have a curve to read)", n_steps, n_steps / batches.steps_per_epoch,
+                            batches.steps_per_epoch, max_epochs)
+            elif n_steps < steps:
                 logger.info("LR range test: %d steps (%.3g epochs of %d batches; raise max_epochs for more)",
                             n_steps, max_epochs, batches.steps_per_epoch)
         else:
             logger.info("LR range test: data of unknown length, %d steps and %.3g epochs at most", n_steps,
                         max_epochs)
+        # Small data are swept over more than max_epochs (planned_steps): the epochs the plan takes.
+        sweep_epochs = max(max_epochs, n_steps / batches.steps_per_epoch) if batches.steps_per_epoch else max_epochs
         schedule = sweep_learning_rates(start_lr, end_lr, n_steps)
 
         started = time.perf_counter()
@@ -260,7 +266,7 @@ class LRFinder:
                 if batch is None:
                     stop_reason = "data exhausted"
                     break
-                if batches.first_pass is not None and i >= max(1, math.floor(max_epochs * batches.first_pass)):
+                if batches.first_pass is not None and i >= max(1, math.floor(sweep_epochs * batches.first_pass)):
                     # Unknown length: the epoch ended before the sweep did; never more than max_epochs.
                     stop_reason = (f"{max_epochs:g} epoch(s) of data swept (data of unknown length: pass "
                                    "steps_per_epoch to spread the sweep over it)")
@@ -298,6 +304,11 @@ class LRFinder:
             problem = (f"the sweep had only {n_steps} steps ({batches.steps_per_epoch} batches in "
                        f"{max_epochs:g} epoch(s)); at least {MIN_STEPS} are needed to read a curve: lower "
                        "batch_size or raise max_epochs")
+            chosen_rule, chosen, reason = None, None, problem
+        if problem is None and chosen is not None and len(lrs) > 1 and chosen >= lrs[-1]:
+            # The sweep's last point is where it stopped (diverged, or ran out), not a rate the curve supports.
+            problem = (f"the only rate found ({chosen:.2g}) is the sweep's last point; no usable rate: raise "
+                       "lr_find.end_lr or lr_find.steps")
             chosen_rule, chosen, reason = None, None, problem
         picked = suggestions.get(rule) if rule != "auto" and problem is None else None
         if picked is not None and picked < lrs[min(start_points(len(lrs)), len(lrs) - 1)]:

@@ -373,12 +373,24 @@ def consensus(suggestions: dict[str, float | None], lrs=None, smoothed=None,
     return rule, lr, f"{rule} {lr:.2g} is {how} ({listed}){extra}."
 
 
+MIN_SWEEP = 30  # steps a sweep should have to read a curve from
+SMALL_DATA_EPOCHS = 10  # the most epochs small data are swept to reach MIN_SWEEP
+
+
 def planned_steps(steps: int, max_epochs: float, steps_per_epoch: int | None) -> int:
     """The steps a sweep of at most `steps` steps takes over data of `steps_per_epoch` batches.
 
     Never more than `max_epochs` of data, never fewer than 2 steps; `steps`
-    for data of unknown length.
+    for data of unknown length. Small data are the exception: when fewer
+    than `MIN_SWEEP` steps fit in `max_epochs`, the sweep goes on over more
+    epochs, up to `SMALL_DATA_EPOCHS` (a curve of a handful of points reads
+    noise: 150 examples at 2 batches an epoch once chose 1.0).
     """
     if steps_per_epoch is None:
         return steps
-    return min(steps, max(2, int(math.floor(max_epochs * steps_per_epoch))))
+    within = int(math.floor(max_epochs * steps_per_epoch))
+    wanted = min(steps, MIN_SWEEP)
+    if within < wanted:
+        epochs = min(SMALL_DATA_EPOCHS, max(max_epochs, math.ceil(wanted / steps_per_epoch)))
+        within = int(math.floor(epochs * steps_per_epoch))
+    return min(steps, max(2, within))
