@@ -603,3 +603,13 @@ def test_run_with_a_fixed_learning_rate_skips_the_range_test(tmp_path, tiny_conf
     result = run(tiny_config, out=tmp_path, verbose=0)
     assert result.status == "completed"
     assert not result.run_dir.file("lr_find.json").exists() and "lr_find" not in result.run_dir.read_run()
+
+
+def test_a_rate_at_the_sweeps_last_point_is_no_usable_rate(monkeypatch):
+    import kerasguide.lr_finder.finder as finder
+
+    # Planted: a consensus that returns where the sweep stopped (the last rate tried).
+    monkeypatch.setattr(finder, "consensus", lambda suggestions, lrs, *args: ("minimum_div_10", lrs[-1], "planted"))
+    x, y = _data(n=640)
+    result = LRFinder(_scripted()).find(x, y, batch_size=16, steps=40)
+    assert not result.found and "the sweep's last point" in result.reason
