@@ -342,6 +342,38 @@ def cmd_predict(args) -> int:
         raise CliError(f"--batch-size must be >= 1. Received: {args.batch_size}")
     for value, what in ((args.run_dir, "run directory"), (args.input, "input file or folder")):
         if not Path(value).exists():
+def cmd_fix(args) -> int:
+    """Auto-repair (issue 13): the run's findings as config changes, re-run until no warning remains."""
+    if args.rounds < 1:
+        raise CliError(f"--rounds must be >= 1. Received: {args.rounds}")
+    path = Path(args.run_dir)
+    if not path.is_dir():
+        raise CliError(f"{path}: no such run directory")
+    for name, what in (("run.json", "not a kerasguide run directory"), ("config.toml", "no config.toml to repair")):
+        if not (path / name).is_file():
+            raise CliError(f"{path}: {what} (no {name})")
+    _prepare_tf_env(args)
+    _install_sigterm()
+    from kerasguide.repair import RepairError, fix_run
+
+    out = sys.stderr if args.json_progress else sys.stdout
+    try:
+        result = fix_run(path, rounds=args.rounds, out=args.out, progress=lambda line: print(line, file=out, flush=True),
+                         json_progress=args.json_progress, verbose=0 if args.quiet or args.json_progress else 1)
+    except RepairError as error:
+        raise CliError(str(error)) from None
+    if result.outcome == "nothing_to_fix":
+        print(f"nothing to fix: {path.name} has no warning or error in its diagnosis", file=out)
+        return EXIT_OK
+    for line in result.cannot:
+        print(f"cannot: {line}", file=out)
+    print(f"fix {result.outcome}: {result.message}", file=out)
+    if result.rounds:
+        print(f"run directory: {result.last}", file=out)
+        print(f"  before/after: {result.report}", file=out)
+    return EXIT_FAILED if result.outcome in ("failed", "interrupted") else EXIT_OK
+
+
             raise CliError(f"{value}: no such {what}")
     _prepare_tf_env(args)
     from kerasguide.inference import predict_to_csv
@@ -397,6 +429,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+    "fix": cmd_fix,
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()

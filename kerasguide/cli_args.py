@@ -161,8 +161,27 @@ def _add_export(sub) -> None:
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint (default: best)")
 
 
+def _add_fix(sub) -> None:
+    p = sub.add_parser("fix", help="repair a run: its findings as config changes, re-run, before and after",
+                       description="Read a run's diagnosis, turn each finding into a config change (the LR range "
+                       "test's rate for a too-high or too-low one, He/Glorot initialization and zero biases for "
+                       "dead or saturated units, batch normalization, wider layers or less regularization for "
+                       "underfitting, more for overfitting, a larger batch for a noisy loss), run the changed "
+                       "config, and repeat until no warning remains or --rounds are spent. Each repaired run's "
+                       "run.json names its parent and the change; the last one holds fix.md, fix.json and "
+                       "fix.png (metrics side by side, the configs' diff, the curves overlaid). What no config "
+                       "change can do (more data, the labels, your own builder's code) is said, not guessed. "
+                       "Exit 0 done (also: nothing to fix), 1 a repaired run failed or was interrupted, "
+                       "2 bad input.")
+    p.add_argument("run_dir", help="a run directory (with its config.toml)")
+    p.add_argument("--rounds", type=int, default=2, help="at most this many repaired runs (default: 2)")
+    p.add_argument("--out", help="folder for the repaired runs (default: beside RUN_DIR)")
+    p.add_argument("--json-progress", action="store_true", help="the runs' JSON events on stdout, text on stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 _COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui, _add_check,
-                             _add_tune, _add_ensemble, _add_lr_find, _add_diagnose,
+                             _add_tune, _add_ensemble, _add_lr_find, _add_diagnose, _add_fix,
                              _add_predict, _add_export, _add_recipes]
 
 

@@ -21,6 +21,7 @@ def stage_model(ctx: RunContext) -> None:
     ctx.own_compile = is_compiled(ctx.model)  # now: the checks and the LR range test compile it later
     ctx.update_run(
         parameters=int(ctx.model.count_params()),
+        own_compile=ctx.own_compile,  # its own optimizer: the config's [optimizer] does not reach it (`fix` reads it)
         user_code=cfg.model.builder is not None and {"path": cfg.model.builder[0], "function": cfg.model.builder[1],
                                                      "hp": dict(cfg.model.hp)},
         **({"saved_model": cfg.model.saved_model} if cfg.model.saved_model else {}),
