@@ -65,6 +65,7 @@ from .commands import (  # noqa: E402
     EnsembleSpec,
     ensemble_args,
     existing_search,
+    fix_args,
     job_args,
     predict_args,
     tune_args,
@@ -81,7 +82,7 @@ from .style import STYLESHEET, apply_palette  # noqa: E402
 
 # After a job, which tab of the runs browser shows its result.
 _RESULT_TAB = {"check": "Checks", "lr-find": "LR finder", "diagnose": "Diagnosis", "run": "Curves",
-               "predict": "Predictions"}
+               "predict": "Predictions", "fix": "Diagnosis"}
 
 
 class MainWindow(QMainWindow):
@@ -269,6 +270,7 @@ class MainWindow(QMainWindow):
         self.runs.selectionChanged.connect(self.board.set_selected)
         self.runs.loadConfig.connect(self.load_run_config)
         self.runs.diagnoseRun.connect(self.diagnose)
+        self.runs.fixRun.connect(self.fix)
         self.runs.boardRequested.connect(self.show_board)
         self.runs.useLearningRate.connect(self.use_learning_rate)
         self.runs.workspaceRequested.connect(self.choose_workspace)
@@ -397,6 +399,7 @@ class MainWindow(QMainWindow):
             act.setVisible(commands.has(command) or command in ("run", "check", "lr-find"))
         self.runs.set_diagnose_available(commands.has("diagnose"))
         self.runs.set_predict_available(commands.has("predict"))
+        self.runs.set_fix_available(commands.has("fix"))
         self.runs.set_ensemble_available(commands.accepts("ensemble", "--runs"),
                                          commands.accepts("ensemble", "--snapshots"))
         self.tune_new_action.setVisible(commands.accepts("tune", "--new"))
@@ -568,6 +571,13 @@ class MainWindow(QMainWindow):
         return self._submit(Job("diagnose", args, title=f"Diagnose {Path(run_dir).name}", program=self.program,
                                 source=Path(run_dir).name))
 
+    def fix(self, run_dir: Path) -> Job | None:
+        """Queue `kerasguide fix RUN_DIR --out WORKSPACE`: the repaired runs, the last one's diagnosis shown after."""
+        if not self.commands.has("fix"):
+            return None
+        return self._submit(Job("fix", fix_args(self.commands, run_dir, self.workspace),
+                                title=f"Fix {Path(run_dir).name}", program=self.program, source=Path(run_dir).name))
+
     def cancel_job(self) -> None:
         job = self.jobs_view.current_job()
         if job is None or job.finished_state:
@@ -609,7 +619,7 @@ class MainWindow(QMainWindow):
         if job.state == COMPLETED:
             self.statusBar().showMessage(f"{job.title}: completed" + (f" — {written or job.run_dir}"
                                                                       if written or job.run_dir else ""), 8000)
-            if job.kind in ("lr-find", "check", "diagnose", "predict") and job.run_dir:
+            if job.kind in ("lr-find", "check", "diagnose", "predict", "fix") and job.run_dir:
                 self.tabs.setCurrentIndex(self.TABS.index("Runs"))
         elif job.state == FAILED:
             self.statusBar().showMessage(f"{job.title} failed: {job.cli_message or job.error}", 10000)

@@ -23,7 +23,7 @@ from kerasguide.config import RunConfig, load_config
 from kerasguide.rundir import read_json
 
 __all__ = ["CommandSet", "CommandProbe", "EnsembleSpec", "JOB_COMMANDS", "ENSEMBLE_MODES", "job_args",
-           "tune_args", "ensemble_args", "predict_args", "existing_search", "probe_commands"]
+           "tune_args", "ensemble_args", "predict_args", "fix_args", "existing_search", "probe_commands"]
 
 # The job buttons, in toolbar order: (subcommand, label, what it does)
 JOB_COMMANDS = [
@@ -205,6 +205,16 @@ def predict_args(commands: CommandSet, run_dir: str | Path, input_path: str | Pa
     if commands.accepts("predict", "--out"):
         args += ["--out", str(out)]
     if commands.accepts("predict", "--json-progress"):
+        args.append("--json-progress")
+    return args
+
+
+def fix_args(commands: CommandSet, run_dir: str | Path, workspace: str | Path) -> list[str]:
+    """`fix`'s arguments: `RUN_DIR --out WS --json-progress` (the repaired runs land in the workspace, listed)."""
+    args = [str(run_dir)]
+    if commands.accepts("fix", "--out"):
+        args += ["--out", str(workspace)]
+    if commands.accepts("fix", "--json-progress"):
         args.append("--json-progress")
     return args
 

@@ -242,12 +242,31 @@ class LRFindPanel(QWidget):
 
 
 class DiagnosisPanel(QWidget):
-    """`diagnosis.json`: findings with a severity icon, their evidence and advice."""
+    """`diagnosis.json`: findings with a severity icon, their evidence, advice and cause; Fix (`kerasguide fix`).
+
+    A consequence names its cause ("caused by lr_too_high", `Finding.caused_by`). A run that is itself a
+    repair (run.json's `parent` and `repair`) says what was changed from which run.
+
+    Signals:
+        fixRequested(): "repair this run" (`kerasguide fix RUN_DIR`), from the Fix button.
+    """
+
+    fixRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.summary = _note("")
         self.summary.setObjectName("panelSummary")
+        self.repair_note = _note("")
+        self.repair_note.setObjectName("repairNote")
+        self.repair_note.setVisible(False)
+        self.fix_button = QPushButton("Fix")
+        self.fix_button.setObjectName("fixButton")
+        self.fix_button.setToolTip("kerasguide fix RUN_DIR: turn each finding into a config change, run the "
+                                   "changed config, repeat (at most 2 rounds); before and after in fix.md")
+        self.fix_button.clicked.connect(self.fixRequested)
+        self.fix_button.setVisible(False)
+        self._fix_available = False
         self.tree = QTreeWidget()
         self.tree.setObjectName("diagnosisTree")
         self.tree.setHeaderLabels(["Finding", "Advice"])
@@ -255,14 +274,30 @@ class DiagnosisPanel(QWidget):
         self.tree.setAlternatingRowColors(True)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.tree.header().setStretchLastSection(True)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.fix_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
-        layout.addWidget(self.summary)
+        layout.addLayout(top)
+        layout.addWidget(self.repair_note)
         layout.addWidget(self.tree, 1)
 
-    def show_data(self, data: Any) -> None:
+    def set_fix_available(self, available: bool) -> None:
+        """Show Fix when the CLI has `fix`."""
+        self._fix_available = available
+        self.fix_button.setVisible(available)
+
+    def show_data(self, data: Any, record: Any = None) -> None:
+        """Show a diagnosis.json; `record` (run.json) adds what a repaired run changed, and from which run."""
         self.tree.clear()
+        self._show_repair(record if isinstance(record, dict) else {})
         findings = finding_items(data)
+        problems = [f for f in findings if f.get("severity") in ("warning", "error")]
+        self.fix_button.setEnabled(bool(problems))
+        self.fix_button.setToolTip(
+            "kerasguide fix RUN_DIR: turn each finding into a config change, run the changed config, repeat "
+            "(at most 2 rounds); before and after in fix.md" if problems else "nothing to fix: no warning or error")
         if not findings:
             self.summary.setText("No findings: nothing in the recorded signals looks wrong.")
             return
@@ -273,6 +308,9 @@ class DiagnosisPanel(QWidget):
             row = QTreeWidgetItem([str(finding.get("code", "finding")), str(finding.get("advice") or "")])
             row.setIcon(0, icons.severity_icon(severity))
             row.setToolTip(1, str(finding.get("advice") or ""))
+            cause = finding.get("caused_by")
+            if isinstance(cause, str) and cause:
+                row.addChild(QTreeWidgetItem(["caused by", cause]))
             evidence = finding.get("evidence")
             if isinstance(evidence, dict):
                 for key, value in evidence.items():
@@ -286,6 +324,19 @@ class DiagnosisPanel(QWidget):
         order = ["error", "warning", "info"]
         self.summary.setText(", ".join(f"{counts[k]} {k}{'s' if counts[k] > 1 else ''}"
                                        for k in order if k in counts) + ".")
+
+    def _show_repair(self, record: dict[str, Any]) -> None:
+        repair = record.get("repair")
+        parent = record.get("parent")
+        if not isinstance(repair, dict) or not parent:
+            self.repair_note.setVisible(False)
+            return
+        changes = repair.get("changes") if isinstance(repair.get("changes"), dict) else {}
+        text = ", ".join(f"{key} {fmt(v[0])} → {fmt(v[1])}" for key, v in changes.items()
+                         if isinstance(v, (list, tuple)) and len(v) == 2)
+        self.repair_note.setText(f"A repair (round {repair.get('round', '?')}) of {Path(str(parent)).name}: "
+                                 f"{text or 'no change'}.")
+        self.repair_note.setVisible(True)
 
 
 class ReportPanel(QWidget):

@@ -358,12 +358,14 @@ class RunsBrowser(QWidget):
         diagnoseRun(Path), boardRequested(list), useLearningRate(float),
         workspaceRequested(): the user wants another workspace folder.
         predictRequested(Path, str): "predict with this run on this input" (a file or an image folder).
+        fixRun(Path): "repair this run" (`kerasguide fix`), from the Diagnosis tab's Fix button.
         ensembleRequested(str, list): "an ensemble of these runs": mode `runs` or `snapshots`, the Paths.
     """
 
     selectionChanged = Signal(list)
     loadConfig = Signal(object)
     diagnoseRun = Signal(object)
+    fixRun = Signal(object)
     boardRequested = Signal(list)
     useLearningRate = Signal(float)
     workspaceRequested = Signal()
@@ -459,6 +461,7 @@ class RunsBrowser(QWidget):
         self.lr_find = LRFindPanel()
         self.lr_find.useLearningRate.connect(self.useLearningRate)
         self.diagnosis = DiagnosisPanel()
+        self.diagnosis.fixRequested.connect(lambda: self._emit_current(self.fixRun))
         self.predictions = PredictionsPanel()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("runTabs")
@@ -507,6 +510,10 @@ class RunsBrowser(QWidget):
 
     def set_diagnose_available(self, available: bool) -> None:
         self.diagnose_button.setVisible(available)
+
+    def set_fix_available(self, available: bool) -> None:
+        """Show the Diagnosis tab's Fix when the CLI has `fix`."""
+        self.diagnosis.set_fix_available(available)
 
     def set_predict_available(self, available: bool) -> None:
         """Show Predict when the CLI has `predict`."""
@@ -778,7 +785,7 @@ class RunsBrowser(QWidget):
         elif current == "LR finder":
             self.lr_find.show_data(read_json(run / LR_FIND_JSON))
         elif current == "Diagnosis":
-            self.diagnosis.show_data(read_json(run / DIAGNOSIS_JSON))
+            self.diagnosis.show_data(read_json(run / DIAGNOSIS_JSON), info.record if info is not None else None)
         elif current == "Predictions":
             self.predictions.show_run(run, self.predictions.path if self.predictions.path is not None
                                       and self.predictions.path.parent == run else None)

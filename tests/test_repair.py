@@ -68,13 +68,19 @@ def test_saturated_units_glorot_then_batch_norm():
     assert plan_repair(glorot, [F("saturated_units")]).changes == {"model.batch_norm": (False, True)}
 
 
-def test_vanishing_gradients_in_a_deep_sigmoid_net_glorot_and_batch_norm_and_the_rate_waits():
+def test_vanishing_gradients_relus_for_a_deep_sigmoid_net_glorot_for_a_shallow_one_and_the_rate_waits():
     deep = cfg(model__activation="sigmoid", model__kernel_initializer="normal", model__init_stddev=0.01,
                model__hidden=[64] * 6)
     findings = [F("not_learning", "error"), F("lr_too_high"), F("update_ratio_high"), F("vanishing_gradients")]
     repair = plan_repair(deep, findings)
-    assert repair.changes == {"model.kernel_initializer": ("normal", "glorot_normal"), "model.batch_norm": (False, True)}
+    assert repair.changes == {"model.activation": ("sigmoid", "relu"),
+                              "model.kernel_initializer": ("normal", "he_normal")}
     assert any("waits for the next round" in r for r in repair.reasons)
+    shallow = cfg(model__activation="tanh", model__kernel_initializer="normal", model__hidden=[64, 64])
+    assert plan_repair(shallow, [F("vanishing_gradients")]).changes == {
+        "model.kernel_initializer": ("normal", "glorot_normal")}
+    glorot = cfg(model__activation="tanh", model__kernel_initializer="glorot_normal", model__hidden=[64, 64])
+    assert plan_repair(glorot, [F("vanishing_gradients")]).changes == {"model.batch_norm": (False, True)}
     # Dead ReLUs pass no gradient: vanishing is theirs.
     assert plan_repair(cfg(model__bias_init=-5.0), [F("vanishing_gradients"), F("dead_units")]).changes == {
         "model.bias_init": (-5.0, 0.0)}
