@@ -83,6 +83,11 @@ def healthy(**changes) -> Signals:
     return signals
 
 
+def struggling(**changes) -> Signals:
+    """A run that ends poorly (0.8 train accuracy, flat): where a process problem is worth a warning."""
+    return healthy(epochs=curve(final=0.7, acc_final=0.8, val_acc_final=0.78), **changes)
+
+
 def codes(signals, severities=("warning", "error"), thresholds=None):
     return {f.code for f in diagnose(signals, thresholds) if f.severity in severities}
 
@@ -96,8 +101,10 @@ def test_diverged_status_and_nonfinite_loss():
     rows = curve(5)
     rows[-1]["loss"] = math.nan
     found = diagnose(healthy(epochs=rows, update_ratio=ratios(0.5, 5)))
-    assert [f.code for f in found][:2] == ["diverged", "lr_too_high"]
-    assert found[0].severity == "error" and "E16" in found[0].advice
+    # One story: the too-high rate first, the divergence its consequence.
+    assert [f.code for f in found][:2] == ["lr_too_high", "diverged"]
+    assert found[0].severity == "error" and "E16" in found[0].advice and found[0].caused_by is None
+    assert found[1].caused_by == "lr_too_high" and found[1].advice.startswith("A consequence of `lr_too_high`")
     guard = {"reason": "the smoothed training loss 12 rose above 4x its start 2.3", "evidence": {"start_loss": 2.3}}
     found = diagnose(healthy(status="diverged", divergence=guard))
     diverged = next(f for f in found if f.code == "diverged")
@@ -126,15 +133,19 @@ def test_lr_too_low_slow_progress_tiny_updates():
 
 
 def test_update_ratio_thresholds_follow_the_thresholds():
-    assert "update_ratio_high" in codes(healthy(update_ratio=ratios(0.05)))
-    assert "update_ratio_high" not in codes(healthy(update_ratio=ratios(0.05)), thresholds=Thresholds(ratio_high=0.1))
-    assert "update_ratio_low" in codes(healthy(update_ratio=ratios(1e-6)))
+    assert "update_ratio_high" in codes(struggling(update_ratio=ratios(0.05)))
+    assert "update_ratio_high" not in codes(struggling(update_ratio=ratios(0.05)),
+                                            thresholds=Thresholds(ratio_high=0.1))
+    assert "update_ratio_low" in codes(struggling(update_ratio=ratios(1e-6)))
     # The first epoch has its own, higher bar: a tiny output layer grows fast at first.
     first = ratios(1e-3)
     first[0]["median"] = 0.02
-    assert "update_ratio_high" not in codes(healthy(update_ratio=first))
+    assert "update_ratio_high" not in codes(struggling(update_ratio=first))
     first[0]["median"] = 0.1
-    assert "update_ratio_high" in codes(healthy(update_ratio=first))
+    assert "update_ratio_high" in codes(struggling(update_ratio=first))
+    # The healthy twin: the same large updates in a run that learned well are information only.
+    assert "update_ratio_high" in codes(healthy(update_ratio=ratios(0.05)), severities=("info",))
+    assert "update_ratio_high" not in codes(healthy(update_ratio=ratios(0.05)))
 
 
 def test_overfitting_gap_and_validation_rise():
@@ -178,24 +189,30 @@ def test_plateau_is_info_only():
 
 
 def test_noisy_loss_from_batch_losses():
-    assert "noisy_loss" in codes(healthy(loss=losses(1.5)))
-    assert "noisy_loss" not in codes(healthy(loss=losses(0.05)))
+    assert "noisy_loss" in codes(struggling(loss=losses(1.5)))
+    assert "noisy_loss" not in codes(struggling(loss=losses(0.05)))
+    assert "noisy_loss" not in codes(healthy(loss=losses(1.5)))  # it learned well regardless: info
 
 
 def test_dead_and_saturated_units_from_the_probe():
-    found = diagnose(healthy(probe=probe(dead=0.9)))
+    found = diagnose(struggling(probe=probe(dead=0.9)))
     dead = next(f for f in found if f.code == "dead_units")
-    assert dead.evidence["dead_fraction"] == 0.9 and "B7" in dead.advice
-    assert "saturated_units" in codes(healthy(probe=probe(saturated=0.7, kind="tanh")))
-    assert codes(healthy(probe=probe(dead=0.3, saturated=0.1))) == set()
+    assert dead.severity == "warning" and dead.evidence["dead_fraction"] == 0.9 and "B7" in dead.advice
+    # One story: the poor fit is the dead units' consequence.
+    assert next(f for f in found if f.code == "underfitting").caused_by == "dead_units"
+    assert "saturated_units" in codes(struggling(probe=probe(saturated=0.7, kind="tanh")))
+    assert codes(struggling(probe=probe(dead=0.3, saturated=0.1))) == {"underfitting"}
+    # The false alarm of issue 13: a tanh run that learned well (0.97 validation) with many saturated units.
+    assert codes(healthy(probe=probe(saturated=0.7, kind="tanh"))) == set()
 
 
 def test_vanishing_and_exploding_gradients():
-    assert "vanishing_gradients" in codes(healthy(probe=probe(grad_first=1e-9, grad_last=1e-2)))
-    assert "exploding_gradients" in codes(healthy(probe=probe(grad_first=1e3, grad_last=1e-2)))
+    assert "vanishing_gradients" in codes(struggling(probe=probe(grad_first=1e-9, grad_last=1e-2)))
+    assert "exploding_gradients" in codes(struggling(probe=probe(grad_first=1e3, grad_last=1e-2)))
     nan = probe()
     nan[-1]["layers"]["dense"]["grad_rms"] = math.nan
-    assert "exploding_gradients" in codes(healthy(probe=nan))
+    assert "exploding_gradients" in codes(struggling(probe=nan))
+    assert codes(healthy(probe=probe(grad_first=1e-9, grad_last=1e-2))) == set()
 
 
 CHECKS_FAILED = [
@@ -232,7 +249,7 @@ def test_empty_signals_find_nothing():
 
 
 def test_every_code_has_a_meaning_and_findings_validate():
-    assert len(CODES) == 15
+    assert len(CODES) == 19
     with pytest.raises(ValueError, match="Argument `code`"):
         Finding("too_much_coffee", "error")
     with pytest.raises(ValueError, match="Argument `severity`"):
@@ -271,7 +288,7 @@ def test_run_directory_round_trip(tmp_path):
     assert {f.code for f in findings} >= {"overfitting", "dead_units"}
     data = json.loads((rd.path / "diagnosis.json").read_text())
     assert data["format_version"] == 1
-    assert set(data["findings"][0]) == {"code", "severity", "evidence", "advice", "recipe"}
+    assert set(data["findings"][0]) == {"code", "severity", "evidence", "advice", "recipe", "caused_by"}
     assert read_diagnosis(rd.path) == findings
     section = diagnosis_section(rd)
     assert "## Diagnosis" in section and "`overfitting`" in section
@@ -284,7 +301,7 @@ def test_not_a_run_directory(tmp_path):
 
 
 def test_text_and_markdown():
-    found = diagnose(healthy(probe=probe(dead=0.9)))
+    found = diagnose(struggling(probe=probe(dead=0.9)))
     text = format_findings(found)
     assert text.startswith("warning dead_units:") and "dead_fraction=0.9" in text
     assert "| warning | `dead_units` |" in findings_markdown(found)
@@ -400,3 +417,117 @@ def test_run_directory_gives_the_rules_the_target_variance(tmp_path):
     signals = load_signals(rd.path)
     assert signals.target_variance == VARIANCE
     assert "underfitting" in {f.code for f in write_diagnosis(rd.path)}
+
+
+# ------------------------------------------------------------- one story
+def _raw(signals: Signals) -> set[str]:
+    """Every rule's codes before `one_story` (what the diagnosis said before issue 13)."""
+    from kerasguide.diagnosis.rules import RULES
+
+    m = measure(signals)
+    return {f.code for rule in RULES for f in rule(signals, m, Thresholds()) if f.severity != "info"}
+
+
+def test_opposite_causes_are_never_both_reported():
+    # The 150-example run of issue 13: the first epoch's steps huge (a range test on 2 batches chose 1.0),
+    # later ones tiny, the loss barely down: the raw rules say both too high and too low.
+    first = ratios(1e-6)
+    first[0]["median"] = 0.2
+    signals = healthy(epochs=curve(final=2.0, acc_final=0.2, val_acc_final=0.18), update_ratio=first)
+    assert {"lr_too_high", "lr_too_low"} <= _raw(signals)  # the planted contradiction
+    found = codes(signals)
+    assert "lr_too_high" in found and not found & {"lr_too_low", "update_ratio_low"}
+    # Without large steps the slow side stands alone.
+    slow = healthy(epochs=curve(final=2.0, acc_final=0.2, val_acc_final=0.18), update_ratio=ratios(1e-6))
+    assert "lr_too_low" in codes(slow) and not codes(slow) & {"lr_too_high", "update_ratio_high"}
+
+
+def test_consequences_name_their_primary_cause_and_it_comes_first():
+    # A too-high rate that killed the ReLUs (dead only on the probe, not at initialization) and the
+    # gradients with them.
+    first = ratios(0.05)
+    signals = struggling(update_ratio=first, probe=probe(dead=0.95, grad_first=1e-9))
+    found = diagnose(signals)
+    by_code = {f.code: f for f in found}
+    assert found[0].code == "lr_too_high" and found[0].caused_by is None
+    assert by_code["dead_units"].caused_by == "lr_too_high"
+    assert by_code["vanishing_gradients"].caused_by == "lr_too_high"  # through the dead units, to the root
+    assert by_code["update_ratio_high"].caused_by == "lr_too_high"
+    consequences = [f for f in found if f.caused_by]
+    assert found.index(consequences[0]) > found.index(by_code["lr_too_high"])
+    assert all(f.advice.startswith("A consequence of `lr_too_high`") for f in consequences)
+    # Dead from the first step (biases of -5, seen by the initialization check) are their own cause.
+    init = [{"name": "initialization", "passed": True, "details": {"layers": {
+        "activation": {"activation": "relu", "dead_fraction": 0.97, "saturated_fraction": 0.0}}}}]
+    dead = diagnose(struggling(probe=[], checks=init))
+    assert dead[0].code == "dead_units" and dead[0].caused_by is None
+    assert {f.code: f.caused_by for f in dead}.get("underfitting") == "dead_units"
+
+
+def test_a_root_takes_the_severity_of_what_it_explains():
+    # Not learning at all (an error) because of saturated units (a warning): the saturation is the error.
+    rows = curve(final=LN10 * 0.99, acc_final=0.11, val_acc_final=0.1)
+    found = diagnose(healthy(epochs=rows, probe=probe(saturated=0.9, kind="tanh")))
+    assert found[0].code == "saturated_units" and found[0].severity == "error"
+    assert {f.code: f.caused_by for f in found}["not_learning"] == "saturated_units"
+
+
+# ----------------------------------------------------- labels, stopped runs
+def test_labels_not_learnable_when_train_rises_and_validation_stays_at_chance():
+    memorizing = curve(final=1.5, acc_final=0.5, val_acc_final=0.09)
+    found = diagnose(healthy(epochs=memorizing))
+    assert found[0].code == "labels_not_learnable" and found[0].severity == "error"
+    assert {f.code: f.caused_by for f in found}["overfitting"] == "labels_not_learnable"
+    # Its twin: real overfitting, validation far above chance.
+    assert "labels_not_learnable" not in codes(healthy(epochs=curve(30, final=0.001, acc_final=1.0,
+                                                                     val_acc_final=0.8)))
+
+
+OVERFIT = {"name": "overfit", "passed": False, "severity": "error", "measured": 0.5, "expected": 1.0,
+           "advice": "Cannot overfit 20 examples (recipe D14).", "recipe": "D14"}
+
+
+def _overfit(**details) -> list[dict]:
+    base = {"examples": 20, "steps": 200, "initial_loss": 2.3, "final_loss": 1.0, "loss_max": 2.3,
+            "update_ratio": 5e-3, "grad_ratio": 5e-3, "narrowest": 128, "output_width": 10,
+            "learning_rate": 1e-3, "no_gradient": [], "loss_trace": [[1, 2.3], [200, 1.0]]}
+    return [{**OVERFIT, "details": {**base, **details}}]
+
+
+@pytest.mark.parametrize(("details", "expected"), [
+    (dict(final_loss=math.nan, loss_max=1e21, loss_trace=[[1, 2.3], [8, None]]), "lr_too_high"),
+    (dict(final_loss=2.25, update_ratio=3e-5), "lr_too_low"),
+    (dict(final_loss=1.99, grad_ratio=9e-8), "vanishing_gradients"),
+    (dict(final_loss=0.73, narrowest=3), "underfitting"),
+    (dict(final_loss=0.73), "cannot_overfit"),  # nothing recorded tells: the check's own advice
+], ids=["exploded", "tiny updates", "vanishing", "narrow", "undetermined"])
+def test_a_run_stopped_by_the_overfit_check_gets_its_likely_cause(details, expected):
+    signals = Signals(status="checks_failed", stop_reason="sanity checks failed: overfit", num_classes=10,
+                      checks=_overfit(**details))
+    found = diagnose(signals)
+    assert found and found[0].code == expected and found[0].severity == "error"
+    assert "D14" in found[0].recipe and found[0].evidence
+
+
+def test_causes_of_a_healthy_fit_are_none():
+    from kerasguide.causes import overfit_cause
+
+    healthy_fit = _overfit(final_loss=0.07)[0]["details"]
+    assert overfit_cause(healthy_fit) is None
+    assert overfit_cause({**healthy_fit, "no_gradient": ["dense/kernel"]}) is None  # its own advice names them
+
+
+@pytest.mark.parametrize("status", ["interrupted", "failed", "checks_failed", "diverged"])
+def test_no_stopped_run_has_an_empty_diagnosis(status):
+    checks = _overfit(final_loss=0.73) if status == "checks_failed" else None
+    epochs = [] if status == "checks_failed" else curve(2)
+    if status == "diverged":
+        epochs[-1]["loss"] = math.nan
+    signals = Signals(epochs=epochs, status=status, stop_reason="RuntimeError: boom" if status == "failed" else None,
+                      num_classes=10, checks=checks)
+    found = diagnose(signals)
+    assert found, status
+    if status in ("interrupted", "failed"):
+        stopped = next(f for f in found if f.code == "run_stopped")
+        assert stopped.severity == ("info" if status == "interrupted" else "error")
+        assert "after 2 epochs" in stopped.advice and ("boom" in stopped.advice or status == "interrupted")

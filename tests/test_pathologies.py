@@ -102,3 +102,96 @@ def test_run_stopped_by_the_checks_still_gets_a_diagnosis(tmp_path):
     assert found["initial_loss_off"]["severity"] == "error"
     assert found["initial_loss_off"]["evidence"]["loss"] > found["initial_loss_off"]["evidence"]["expected_loss"]
     assert found["saturated_units"]["evidence"]["from_initialization"] == 1.0
+
+
+# Issue 13's held-out runs, stopped by the overfit check: each gets its likely cause, not an empty diagnosis.
+STOPPED = [
+    ("sgd rate 2 explodes", dict(optimizer__name="sgd", optimizer__learning_rate=2.0), "lr_too_high"),
+    ("adam rate 3e-6", dict(optimizer__learning_rate=3e-6), "lr_too_low"),
+    ("sgd rate 3e-5", dict(optimizer__name="sgd", optimizer__learning_rate=3e-5), "lr_too_low"),
+    ("deep sigmoid, tiny weights", dict(model__activation="sigmoid", model__kernel_initializer="normal",
+                                        model__init_stddev=0.02, model__hidden=[64] * 5), "vanishing_gradients"),
+    ("3-unit hidden layer", dict(model__hidden=[3], model__dropout=0.0), "underfitting"),
+]
+
+
+def _checked(epochs: int, **changes) -> RunConfig:
+    cfg = digits(epochs, **changes)
+    cfg.checks.enabled = True
+    cfg.checks.skip = ["regularization", "gradients"]
+    return cfg
+
+
+@pytest.mark.parametrize(("label", "changes", "expected"), STOPPED, ids=[s[0] for s in STOPPED])
+def test_a_run_the_overfit_check_stops_is_diagnosed_with_its_cause(tmp_path, label, changes, expected):
+    result = run(_checked(3, **changes), out=tmp_path, verbose=0)
+    assert result.status == "checks_failed"
+    data = json.loads(result.run_dir.file("diagnosis.json").read_text())["findings"]
+    assert data and data[0]["code"] == expected and data[0]["severity"] == "error", f"{label}: {data}"
+    assert data[0]["evidence"] and "D14" in data[0]["advice"]
+    overfit = next(c for c in json.loads(result.run_dir.file("checks.json").read_text()) if c["name"] == "overfit")
+    assert f"likely {expected}" in overfit["advice"]  # the check's own line names the cause too
+    assert {"loss_trace", "update_ratio", "grad_rms", "narrowest"} <= set(overfit["details"])
+
+
+def test_the_healthy_twin_passes_the_overfit_check_and_trains(tmp_path):
+    result = run(_checked(2), out=tmp_path, verbose=0)
+    assert result.status == "completed"
+    assert serious(diagnosis(result)) == set()
+
+
+def _npz(path, shuffle: bool):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    if shuffle:
+        y = np.random.default_rng(0).permutation(y)
+    np.savez(path, x=x.astype("float32"), y=y)
+    return f"npz:{path}"
+
+
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled labels", "true labels"])
+def test_shuffled_labels_are_named(tmp_path, shuffle):
+    cfg = digits(10, data__source=_npz(tmp_path / "d.npz", shuffle))
+    found = diagnosis(run(cfg, out=tmp_path, verbose=0))
+    if shuffle:
+        assert next(iter(found)) == "labels_not_learnable"
+        assert all(f["caused_by"] == "labels_not_learnable" for c, f in found.items() if c != "labels_not_learnable")
+    else:
+        assert serious(found) == set()
+
+
+class _Stop:
+    """A Keras callback raising `error` at the end of epoch 2 (in place of the fit stage's EpochScalars)."""
+
+    def __init__(self, error):
+        import keras
+
+        class Raise(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 1:
+                    raise error
+
+        self.cls = lambda *args, **kwargs: Raise()
+
+
+@pytest.mark.parametrize("how", ["checks", "diverged", "interrupted", "failed"])
+def test_no_diagnosis_of_a_stopped_run_is_empty(tmp_path, monkeypatch, how):
+    import kerasguide.spine.stages.fit as fit
+
+    cfg = digits(6)
+    if how == "checks":
+        cfg = _checked(3, model__hidden=[3], model__dropout=0.0)
+    elif how == "diverged":
+        cfg = digits(6, optimizer__name="sgd", optimizer__learning_rate=5.0)
+    else:
+        monkeypatch.setattr(fit, "EpochScalars", _Stop(KeyboardInterrupt() if how == "interrupted"
+                                                       else RuntimeError("the disk went away")).cls)
+    result = run(cfg, out=tmp_path, verbose=0)
+    assert result.status == {"checks": "checks_failed"}.get(how, how)
+    found = diagnosis(result)
+    assert found, f"{how}: empty diagnosis"
+    if how in ("interrupted", "failed"):
+        assert "after 2 epochs" in found["run_stopped"]["advice"]
+        assert how == "interrupted" or "the disk went away" in found["run_stopped"]["advice"]

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasguide.activations import activation_kind
+from kerasguide.causes import overfit_cause
 from kerasguide.checks._keras import (
     accuracy,
     as_array,
@@ -227,6 +228,8 @@ def check_overfit(
     losses: list[float] = []
     accuracies: list[float] = []
     no_gradient: list[str] = []
+    grad_rms: list[list[float]] = []
+    update_ratios: list[float] = []
     with preserve_state(model), noise_off(model):
         outputs0 = keras.tree.map_structure(as_array, model(xt, training=True))
         rules = {h.name: _rule(h.loss, pick(y, h, names), pick(outputs0, h, names)) for h in heads}
@@ -242,14 +245,22 @@ def check_overfit(
             opt.build(trained)
         initial_heads = {h.name: float(data_loss(h.loss, pick(yt, h, names), pick(pred, h, names))) for h in heads}
 
+        # Kernels (weights of rank >= 2), in layer order: their gradient RMS and update:weight ratio per step
+        # tell a too-low rate (tiny updates) from vanishing gradients (tiny first-layer gradients) (issue 13).
+        kernels = [i for i, v in enumerate(trained) if len(v.shape) >= 2]
+
         @tf.function
         def step():
             with tf.GradientTape() as tape:
                 out = model(xt, training=True)
                 step_loss = data_loss(loss, yt, out, names)
             gradients = tape.gradient(step_loss, trained)
+            before = [tf.identity(trained[i]) for i in kernels]
             opt.apply_gradients(zip(gradients, trained, strict=False))
-            return step_loss, out
+            rms = [tf.sqrt(tf.reduce_mean(tf.square(tf.cast(gradients[i], tf.float32)))) for i in kernels]
+            ratio = [tf.norm(tf.cast(trained[i] - b, tf.float32)) / (tf.norm(tf.cast(b, tf.float32)) + 1e-12)
+                     for i, b in zip(kernels, before, strict=True)]
+            return step_loss, out, tf.stack(rms or [0.0]), tf.stack(ratio or [0.0])
 
         done = 0
         initial = float(value)
@@ -261,8 +272,10 @@ def check_overfit(
                 break
             step_number += 1
             done = step_number
-            step_loss, out = step()
+            step_loss, out, rms, ratio = step()
             losses.append(float(step_loss))
+            grad_rms.append([float(v) for v in rms.numpy()])
+            update_ratios.append(float(np.median(ratio.numpy())))
             out = keras.tree.map_structure(as_array, out)
             verdicts = [_judge(h.loss, rules[h.name], pick(y, h, names), pick(out, h, names), losses[-1],
                                initial, min_accuracy, loss_ratio, max_residual) if rules[h.name] != "ratio" else None
@@ -309,6 +322,8 @@ def check_overfit(
         "no_gradient": no_gradient,
         "curve": curve,
     }
+    details.update(_step_signals(trained, kernels if trained else [], losses,
+                                 grad_rms, update_ratios))
     if standardized:
         details["standardized_targets"] = standardized
     if len(heads) > 1:
@@ -340,6 +355,8 @@ def check_overfit(
             f"{', '.join(no_gradient[:3])} receive{'s' if len(no_gradient) == 1 else ''} no gradient "
             "(a stop_gradient or a disconnected path?); make frozen weights trainable=False"
         )
+    elif (likely := overfit_cause(details)) is not None:
+        cause = f"likely {likely.code}: {likely.sentence}"
     elif losses and not math.isfinite(losses[-1]):
         cause = "the loss became NaN/Inf: lower the learning rate"
     else:
@@ -353,6 +370,39 @@ def check_overfit(
             f"{cause} (recipe D14)."
         )
     return CheckResult("overfit", False, measured, expected, tolerance, advice, "D14", "error", details)
+
+
+def _finite(value: float) -> float | None:
+    return round(float(value), 8) if math.isfinite(value) else None
+
+
+def _step_signals(trained: list, kernels: list[int], losses: list[float], grad_rms: list[list[float]],
+                  update_ratios: list[float]) -> dict[str, Any]:
+    """What tells the causes of a failed fit apart, for the diagnosis of a run the check stopped.
+
+    The loss curve thinned to at most 21 points (first and last kept), the update:weight ratios (step 1's
+    and the median over steps, as the monitors measure them during training), each kernel's gradient RMS
+    at step 1 (first layer first) and the first/last ratio, the narrowest layer's width and the parameter
+    count (capacity).
+    """
+    n = len(losses)
+    picks = sorted({round(i * (n - 1) / 20) for i in range(21)}) if n else []
+    out: dict[str, Any] = {"loss_trace": [[i + 1, _finite(losses[i])] for i in picks]}
+    finite = [v for v in losses if math.isfinite(v)]
+    out["loss_max"] = _finite(max(finite)) if finite else None
+    ratios = [v for v in update_ratios if math.isfinite(v)]
+    out["update_ratio_first"] = _finite(ratios[0]) if ratios else None
+    out["update_ratio"] = _finite(float(np.median(ratios))) if ratios else None
+    names = [variable_name(trained[i]) for i in kernels]
+    first = grad_rms[0] if grad_rms else []
+    out["grad_rms"] = {name: _finite(v) for name, v in zip(names, first, strict=False)}
+    if len(first) >= 2 and math.isfinite(first[0]) and math.isfinite(first[-1]) and first[-1] > 0:
+        out["grad_ratio"] = _finite(first[0] / first[-1])
+    widths = [int(trained[i].shape[-1]) for i in kernels]
+    out["narrowest"] = min(widths[:-1]) if len(widths) > 1 else None
+    out["output_width"] = widths[-1] if widths else None
+    out["parameters"] = int(sum(int(np.prod(v.shape)) for v in trained))
+    return out
 
 
 def _learning_rate(optimizer) -> float | None:

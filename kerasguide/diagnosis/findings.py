@@ -27,6 +27,11 @@ CODES = {
     "update_ratio_low": "update:weight ratios far below 1e-3",
     "noisy_loss": "the loss wiggles a lot from batch to batch",
     "plateau": "the loss stopped improving while still high",
+    "labels_not_learnable": "the training accuracy rises while validation stays at chance: labels that do not "
+                            "follow from the inputs (shuffled, misaligned)",
+    "cannot_overfit": "the model could not fit a tiny subset of its training data (the overfit check)",
+    "check_failed": "a sanity check failed before training",
+    "run_stopped": "the run ended before its last epoch (interrupted, failed)",
 }
 
 

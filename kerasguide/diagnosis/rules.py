@@ -6,10 +6,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from kerasguide.causes import overfit_cause
 from kerasguide.diagnosis.findings import Finding, Signals, Thresholds
 from kerasguide.diagnosis.measures import is_finite, measure
 
-__all__ = ["RULES", "Rule", "diagnose"]
+__all__ = ["RULES", "Rule", "diagnose", "one_story", "EXPLAINED_BY"]
 
 
 Rule = Callable[[Signals, dict[str, float], Thresholds], list[Finding]]
@@ -240,7 +241,83 @@ def _rule_initial_loss(s: Signals, m: dict[str, float], t: Thresholds) -> list[F
     return []
 
 
+def _failed_checks(s: Signals) -> list[dict[str, Any]]:
+    return [c for c in s.checks or [] if isinstance(c, dict) and c.get("passed", True) is False]
+
+
+def _rule_stopped_by_checks(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
+    """A run the checks stopped before training: what each failed check recorded (recipes D12-D15)."""
+    if m["epochs"] > 0:
+        return []  # the run trained: its epochs speak
+    out = []
+    for item in _failed_checks(s):
+        name, details = item.get("name"), item.get("details") or {}
+        if name == "initial_loss":
+            continue  # `initial_loss_off`
+        if name == "initialization" and _init_units(s, t):
+            continue  # `dead_units` / `saturated_units` at initialization say it with numbers
+        evidence = {k: item[k] for k in ("measured", "expected") if is_finite(item.get(k))}
+        if name == "overfit":
+            cause = overfit_cause(details, s.num_classes)
+            examples = details.get("examples", "a few")
+            if cause is not None:
+                out.append(Finding(cause.code, "error", {k: v for k, v in cause.evidence.items() if is_finite(v)},
+                                   f"The overfit check could not fit {examples} training examples: "
+                                   f"{cause.sentence} (recipes D14, {_RECIPE[cause.code]}).",
+                                   f"D14, {_RECIPE[cause.code]}"))
+            else:
+                out.append(Finding("cannot_overfit", "error", evidence, item.get("advice") or
+                                   f"The model could not fit {examples} training examples (recipe D14).", "D14"))
+            continue
+        out.append(Finding("check_failed", "error", evidence, item.get("advice") or f"The {name} check failed.",
+                           item.get("recipe") or ""))
+    return out
+
+
+_RECIPE = {"lr_too_high": "E16", "lr_too_low": "E18", "vanishing_gradients": "E19", "underfitting": "E17"}
+
+
+def _init_units(s: Signals, t: Thresholds) -> bool:
+    """True when the initialization check's layers show dead or saturated units (`_rule_units` says so)."""
+    return not s.probe and bool(_rule_units(s, {"dead_fraction": math.nan, "saturated_fraction": math.nan}, t))
+
+
+def _rule_stopped(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
+    """An interrupted or failed run: when and why it ended, so that no stopped run goes without a finding."""
+    if s.status not in ("interrupted", "failed"):
+        return []
+    epochs = int(m["epochs"])
+    when = f"after {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "before its first epoch ended"
+    evidence = {"epochs": float(epochs)}
+    if s.status == "interrupted":
+        return [Finding("run_stopped", "info", evidence,
+                        f"The run was interrupted {when}: the findings above (if any) read what it recorded until "
+                        "then; run it again for the whole picture.", "")]
+    reason = (s.stop_reason or "an error").splitlines()[0][:300]
+    return [Finding("run_stopped", "error", evidence,
+                    f"The run failed {when}: {reason}. Its error.txt holds the traceback; fix that and run it "
+                    "again.", "")]
+
+
+def _rule_labels(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
+    """Memorizing: train accuracy climbs while validation stays at chance (shuffled labels; recipes A2, D14)."""
+    chance = m["chance_accuracy"]
+    if _diverged(s, m) or not math.isfinite(chance) or m["epochs"] < 3:
+        return []
+    acc, val = m["accuracy"], m["val_accuracy"]
+    if math.isfinite(val) and val < 1.5 * chance and acc > max(2 * chance, val + t.gap):
+        return [Finding("labels_not_learnable", "error", _ev(m, "accuracy", "val_accuracy", "chance_accuracy"),
+                        f"Train accuracy reaches {acc:.3f} while validation stays at chance ({val:.3f}, chance "
+                        f"{chance:.3f}): the model memorizes labels that do not follow from the inputs. Check "
+                        "that labels and inputs are paired (shuffled or misaligned rows, a wrong label column) "
+                        "(recipes A2, D14).", "A2, D14")]
+    return []
+
+
 RULES: list[Rule] = [
+    _rule_stopped_by_checks,
+    _rule_stopped,
+    _rule_labels,
     _rule_diverged,
     _rule_initial_loss,
     _rule_learning_rate,
@@ -257,17 +334,109 @@ _ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def diagnose(signals: Signals, thresholds: Thresholds | None = None) -> list[Finding]:
-    """Every finding of every rule, errors first.
+    """Every rule's findings as one story (`one_story`): primary causes first, errors first.
 
     Example:
 
     >>> rows = [{"epoch": 1, "loss": 2.30}, {"epoch": 2, "loss": float("nan")}]
-    >>> [f.code for f in diagnose(Signals(epochs=rows, status="diverged"))]
-    ['diverged', 'lr_too_high']
+    >>> [(f.code, f.caused_by) for f in diagnose(Signals(epochs=rows, status="diverged"))]
+    [('lr_too_high', None), ('diverged', 'lr_too_high')]
     """
     thresholds = thresholds or Thresholds()
     m = measure(signals)
     findings: list[Finding] = []
     for rule in RULES:
-        findings.extend(rule(signals, m, thresholds))
-    return sorted(findings, key=lambda f: _ORDER[f.severity])
+        for finding in rule(signals, m, thresholds):
+            if all(f.code != finding.code for f in findings):  # one finding per code: the first rule's
+                findings.append(finding)
+    return one_story(findings, signals, m, thresholds)
+
+
+# Causes that point opposite ways: never both as warnings or errors in one diagnosis.
+_HIGH = ("lr_too_high", "update_ratio_high")
+_LOW = ("lr_too_low", "update_ratio_low")
+# consequence -> the findings that explain it, the likeliest first (a too-high rate kills ReLUs, saturates
+# tanh units, blows up the loss; dead or saturated units stop the gradients and the learning).
+EXPLAINED_BY: dict[str, tuple[str, ...]] = {
+    "diverged": ("lr_too_high", "exploding_gradients"),
+    "update_ratio_high": ("lr_too_high",),
+    "update_ratio_low": ("lr_too_low", "vanishing_gradients", "dead_units", "saturated_units"),
+    "exploding_gradients": ("lr_too_high",),
+    "dead_units": ("lr_too_high",),
+    "saturated_units": ("lr_too_high",),
+    "vanishing_gradients": ("dead_units", "saturated_units"),
+    "lr_too_low": ("vanishing_gradients", "dead_units", "saturated_units"),
+    "not_learning": ("lr_too_high", "lr_too_low", "labels_not_learnable", "dead_units", "saturated_units",
+                     "vanishing_gradients", "initial_loss_off"),
+    "underfitting": ("lr_too_high", "lr_too_low", "dead_units", "saturated_units", "vanishing_gradients"),
+    "plateau": ("lr_too_high", "underfitting", "lr_too_low"),
+    "noisy_loss": ("lr_too_high",),
+    "overfitting": ("labels_not_learnable",),
+    "initial_loss_off": ("saturated_units", "dead_units"),
+}
+# Process warnings a run that ends well only reports (info): its updates, units and gradients did no harm.
+_PROCESS = ("update_ratio_high", "update_ratio_low", "saturated_units", "dead_units", "vanishing_gradients",
+            "exploding_gradients", "noisy_loss")
+
+
+def _learned_well(s: Signals, m: dict[str, float], t: Thresholds) -> bool:
+    """Reached a good fit (or is still falling fast towards one) without a train/validation gap."""
+    if _diverged(s, m) or s.status in ("checks_failed", "failed") or not m["progress"] >= t.slow_progress:
+        return False
+    if math.isfinite(m["accuracy"]):
+        good = m["val_accuracy"] >= t.underfit_accuracy or m["late_progress"] >= t.stall
+        return good and math.isfinite(m["gap"]) and m["gap"] <= t.gap
+    return m["unexplained"] <= 1 - t.high_plateau and m["late_progress"] >= t.stall and not m["loss_gap"] > t.loss_gap
+
+
+def _from_init(f: Finding) -> bool:
+    return bool(f.evidence.get("from_initialization"))
+
+
+def one_story(findings: list[Finding], signals: Signals, m: dict[str, float] | None = None,
+              thresholds: Thresholds | None = None) -> list[Finding]:
+    """Make findings consistent: opposite causes resolved, consequences marked `caused_by`, primary causes first.
+
+    - A too-high and a too-low rate (or update ratio) are never both reported: the measured update sizes
+      decide (a diverged run, or updates above the thresholds, is too high), the other side is dropped.
+    - A run that learned well (`_learned_well`) keeps its process findings (update ratios, units,
+      gradients, noise) as info only.
+    - A finding another one explains (`EXPLAINED_BY`) gets `caused_by` that root cause and its advice says
+      to fix that first; the root takes the most severe of the severities it explains.
+    - Order: primary causes (errors, warnings, info), then their consequences.
+    """
+    thresholds = thresholds or Thresholds()
+    m = m if m is not None else measure(signals)
+    serious = {f.code for f in findings if f.severity != "info"}
+    if serious & set(_HIGH) and serious & set(_LOW):
+        high = _diverged(signals, m) or _ratio_high(m, thresholds) or any(
+            f.code in _HIGH and f.severity == "error" for f in findings)
+        drop = _LOW if high else _HIGH
+        findings = [f for f in findings if f.code not in drop]
+    if _learned_well(signals, m, thresholds):
+        for f in findings:
+            if f.code in _PROCESS and f.severity == "warning":
+                f.severity = "info"
+                f.advice = f"The run still learned well, so for information only: {f.advice}"
+    present = {f.code: f for f in findings if f.severity != "info"}
+    for f in findings:
+        f.caused_by = None
+    for f in findings:
+        if f.severity == "info" or (f.code in ("dead_units", "saturated_units") and _from_init(f)):
+            continue  # units dead or saturated from the first step are a cause of their own (init, biases)
+        cause = next((c for c in EXPLAINED_BY.get(f.code, ()) if c in present and c != f.code), None)
+        f.caused_by = cause
+    for f in findings:  # to the root: vanishing <- dead units <- too-high rate
+        seen = {f.code}
+        while f.caused_by and present[f.caused_by].caused_by and present[f.caused_by].caused_by not in seen:
+            seen.add(f.caused_by)
+            f.caused_by = present[f.caused_by].caused_by
+    for f in findings:
+        if f.caused_by:
+            root = present[f.caused_by]
+            if _ORDER[f.severity] < _ORDER[root.severity]:
+                root.severity = f.severity
+    for f in findings:
+        if f.caused_by:
+            f.advice = f"A consequence of `{f.caused_by}` (fix that first): {f.advice}"
+    return sorted(findings, key=lambda f: (f.caused_by is not None, _ORDER[f.severity]))
