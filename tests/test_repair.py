@@ -51,6 +51,13 @@ def test_one_rate_change_a_round_the_error_first():
     assert set(repair.acted_on) == {"update_ratio_high", "lr_too_high", "diverged", "not_learning"}
 
 
+def test_high_update_ratios_under_a_strong_penalty_lighten_it_not_the_rate():
+    heavy = cfg(model__l2=0.05)
+    assert plan_repair(heavy, [F("update_ratio_high"), F("lr_too_high")]).changes == {"model.l2": (0.05, 1e-4)}
+    # A divergence is the rate's, whatever the penalty.
+    assert plan_repair(heavy, [F("lr_too_high", "error")]).changes == {"optimizer.learning_rate": (1e-3, "auto")}
+
+
 def test_dead_units_biases_then_he_then_a_lower_rate():
     assert plan_repair(cfg(model__bias_init=-5.0), [F("dead_units")]).changes == {"model.bias_init": (-5.0, 0.0)}
     assert plan_repair(cfg(model__kernel_initializer="normal"), [F("dead_units")]).changes == {
@@ -112,7 +119,9 @@ def test_not_learning_follows_its_evidence():
 def test_underfitting_regularize_less_else_wider():
     heavy = plan_repair(cfg(model__l2=0.05, model__dropout=0.6), [F("underfitting")])
     assert heavy.changes == {"model.dropout": (0.6, 0.2), "model.l2": (0.05, 1e-4)}
-    small = plan_repair(cfg(model__hidden=[3], model__dropout=0.2), [F("underfitting")])
+    held_back = plan_repair(cfg(model__dropout=0.2), [F("underfitting", gap=-0.06)])
+    assert held_back.changes == {"model.dropout": (0.2, 0.0)}
+    small = plan_repair(cfg(model__hidden=[3], model__dropout=0.2), [F("underfitting", gap=-0.05)])
     assert small.changes == {"model.hidden": ([3], [64])}
     assert plan_repair(cfg(model__hidden=[100, 50]), [F("underfitting")]).changes == {
         "model.hidden": ([100, 50], [200, 100])}

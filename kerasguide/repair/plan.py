@@ -44,7 +44,7 @@ __all__ = ["Repair", "plan_repair", "apply_repair", "REPAIRS", "flat_config", "c
 REPAIRS = {
     "diverged": "the LR range test's rate for a fixed one; a range-tested rate ÷ 10",
     "lr_too_high": "the LR range test's rate for a fixed one; a range-tested rate ÷ 10 (error) or ÷ 3 (warning)",
-    "update_ratio_high": "as lr_too_high",
+    "update_ratio_high": "as lr_too_high; a strong L1/L2 penalty (which shrinks the weights) lightened first",
     "lr_too_low": "the LR range test's rate for a fixed one; a range-tested rate × 10",
     "update_ratio_low": "as lr_too_low",
     "dead_units": "biases 0 and He initialization; with both already, a lower rate",
@@ -67,6 +67,7 @@ _RATE_DOWN = ("diverged", "lr_too_high", "update_ratio_high")
 _RATE_UP = ("lr_too_low", "update_ratio_low")
 _INIT_KEYS = ("model.kernel_initializer", "model.init_stddev", "model.bias_init", "model.activation")
 _MAX_WIDTH = 1024
+_NARROW = 16  # hidden units below which an underfitting model is widened first
 _DEEP = 4  # hidden layers from which a sigmoid/tanh net's vanishing gradients call for ReLUs
 
 # model.* key -> words in a [model.hp] name that say it is that key (a python: builder's own hyperparameters).
@@ -280,10 +281,23 @@ class _Planner:
         self.rate(f, "down", "the loss exploded")
 
     def _lr_too_high(self, f: _F) -> None:
-        self.rate(f, "down", "the rate is too high")
+        if f.severity == "error" or not self._strong_penalty(f):
+            self.rate(f, "down", "the rate is too high")
 
     def _update_ratio_high(self, f: _F) -> None:
-        self.rate(f, "down", "updates far above 1e-3 of the weights")
+        if not self._strong_penalty(f):
+            self.rate(f, "down", "updates far above 1e-3 of the weights")
+
+    def _strong_penalty(self, f: _F) -> bool:
+        """A strong L1/L2 penalty shrinks the weights the update:weight ratio divides by: lighten it first."""
+        m = self.config.model
+        done = [key for key, value in (("model.l2", m.l2), ("model.l1", m.l1))
+                if value > 1e-3 and self.set(key, 1e-4, f.code)]
+        if done:
+            self.reason(f, "a strong penalty keeps the weights small, so every update looks large against them: "
+                        + "; ".join(f"{key} {_fmt(self.repair.changes[key][0])} -> 1e-4" for key in done)
+                        + " (C9, E18)")
+        return bool(done) or any(k in self.repair.changes for k in ("model.l2", "model.l1"))
 
     def _lr_too_low(self, f: _F) -> None:
         self.rate(f, "up", "the rate is too low")
@@ -358,8 +372,14 @@ class _Planner:
     def _underfitting(self, f: _F) -> None:
         done = []
         m = self.config.model
-        if m.dropout > 0.3 and self.set("model.dropout", 0.2 if m.dropout > 0.5 else 0.0, f.code):
-            done.append(f"model.dropout {_fmt(m.dropout)} -> {_fmt(self.current('model.dropout'))}")
+        gap = f.evidence.get("gap")
+        narrow = min(m.hidden, default=_NARROW) < _NARROW  # a bottleneck: widen it whatever the regularization
+        # The training accuracy (measured under dropout) below the validation's: dropout holds the fit back.
+        held_back = isinstance(gap, (int, float)) and gap < 0 and m.dropout > 0 and not narrow
+        if (m.dropout > 0.3 or held_back) and self.set("model.dropout", 0.2 if m.dropout > 0.5 else 0.0, f.code):
+            done.append(f"model.dropout {_fmt(m.dropout)} -> {_fmt(self.current('model.dropout'))}"
+                        + (" (the training accuracy, measured under dropout, is below the validation's)"
+                           if held_back and m.dropout <= 0.3 else ""))
         for key, value in (("model.l2", m.l2), ("model.l1", m.l1)):
             if value > 1e-3 and self.set(key, 1e-4, f.code):
                 done.append(f"{key} {_fmt(value)} -> 1e-4")
@@ -368,7 +388,8 @@ class _Planner:
             done.append(f"model.dropconnect {_fmt(m.dropconnect)} -> 0")
         if done:
             self.reason(f, "regularization too strong for this model: " + "; ".join(done) + " (C9, C11)")
-            return
+            if not narrow:
+                return
         wider = [min(_MAX_WIDTH, max(64, 2 * w)) for w in m.hidden]
         if wider != list(m.hidden) and self.set("model.hidden", wider, f.code):
             self.reason(f, f"the model is too small: model.hidden {list(m.hidden)} -> {wider} (E17)")
