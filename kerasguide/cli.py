@@ -310,8 +310,14 @@ def cmd_lr_find(args) -> int:
         for rule, lr in result.suggestions.items():
             mark = "  <- chosen" if rule == result.chosen_rule else ""
             print(f"{rule:16s} {'—' if lr is None else f'{lr:.3g}'}{mark}", file=out)
-        print(f"chosen: {result.chosen:.3g}. {result.reason}", file=out)
-        print(f"{result.steps} steps in {result.seconds:.1f}s ({result.stop_reason})", file=out)
+        # Found: the rate and why; not: one line, "No usable rate: why ...; what to do; falling back to 1e-3."
+        print(f"chosen: {result.chosen:.3g}. {result.reason}" if result.found else result.reason, file=out)
+        sweep = result.extra.get("sweep") or {}
+        over = (f" over {sweep['epochs']:g} epoch(s) of {sweep['batches_per_epoch']} batches"
+                if sweep.get("epochs") is not None else "")
+        print(f"{result.steps} steps{over} in {result.seconds:.1f}s ({result.stop_reason})", file=out)
+        if sweep.get("extended"):
+            print(f"  {sweep['extended']}", file=out)
         print(f"lr_find.json: {run_dir.file('lr_find.json')}", file=out)
         print(f"lr_find.png:  {run_dir.file('lr_find.png')}", file=out)
     return EXIT_OK if result.found else EXIT_FAILED

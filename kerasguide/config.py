@@ -408,7 +408,8 @@ class LRFindConfig(_Section):
     smoothing: float = Field(0.98, ge=0.0, lt=1.0, description="EMA factor of the loss.")
     diverge_factor: float = Field(4.0, gt=1.0, description="Stop when the smoothed loss passes this x its best.")
     max_epochs: float = Field(
-        1.0, gt=0.0, description="Never sweep more data than this (fewer steps instead)."
+        1.0, gt=0.0, description="Never sweep more data than this (fewer steps instead), unless fewer than "
+        "30 steps fit: small data are swept over up to 10 epochs."
     )
     rule: Literal["auto", "valley", "steepest", "minimum_div_10"] = Field(
         "auto",

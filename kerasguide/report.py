@@ -173,6 +173,9 @@ def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
         f"{data.get('steps')} steps from {_fmt(data.get('start_lr'))} to {_fmt(data.get('end_lr'))} in "
         f"{_fmt(data.get('seconds'))} s ({data.get('stop_reason', 'completed')})."
     )
+    sweep = data.get("sweep") if isinstance(data.get("sweep"), dict) else {}
+    if sweep.get("extended"):  # small data, swept past lr_find.max_epochs
+        lines.append(f"The sweep took {_fmt(sweep.get('epochs'))} epochs: {sweep['extended']}.")
     used = (record.get("lr_find") or {}).get("used") if isinstance(record.get("lr_find"), dict) else None
     if isinstance(used, dict) and used:
         lines.append("Used for training: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in used.items()) + ".")

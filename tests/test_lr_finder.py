@@ -321,6 +321,9 @@ def test_planned_steps_for_small_data():
     assert planned_steps(100, 1.0, 2) == 20  # 10 epochs at most
     assert planned_steps(20, 1.0, 8) == 20  # never more than `steps`
     assert planned_steps(100, 1.0, None) == 100
+    assert planned_steps(100, 1.0, 1) == 10  # one batch an epoch: 10 epochs, just enough points
+    assert planned_steps(100, 2.5, 8) == 32  # the epochs asked for hold 20 steps: 4 epochs
+    assert planned_steps(100, 20.0, 1) == 20  # never fewer epochs than max_epochs, even above 10
 
 
 def test_find_stops_when_the_loss_explodes():
@@ -421,7 +424,7 @@ class _Reiterable:
             yield self.x[start:start + self.batch], self.y[start:start + self.batch]
 
 
-def test_data_of_unknown_length_is_never_swept_past_one_epoch():
+def test_data_of_unknown_length_is_counted_or_never_swept_past_its_epochs():
     x, y = _data()  # 256 examples: 8 batches of 32
     unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: True).batch(32)
     assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
@@ -429,10 +432,14 @@ def test_data_of_unknown_length_is_never_swept_past_one_epoch():
     result = LRFinder(_functional()).find(unknown, on_step=lambda i, lr, loss: seen.append(i))
     assert result.steps == len(seen) == 32  # counted first (8 batches): small data, the sweep over 4 epochs
     assert result.lrs[0] == pytest.approx(1e-7) and result.lrs[-1] == pytest.approx(10.0)
-    # An iterable that cannot be counted ahead stops at the end of its epoch (the sweep cut short).
+    # An iterable that cannot be counted ahead stops at the end of its epoch (the sweep cut short):
+    # 8 points are too few to read a curve from, and the reason says what to do.
     result = LRFinder(_functional()).find(_Reiterable(x, y, 32))
     assert result.steps == 8 and "1 epoch(s) of data swept" in result.stop_reason
+    assert not result.found and "8 batches an epoch" in result.reason and "pass steps_per_epoch" in result.reason
     assert LRFinder(_functional()).find(_Reiterable(x, y, 32), max_epochs=2).steps == 16
+    # Told its length, the same iterable is small data: swept over 4 epochs like the counted pipeline.
+    assert LRFinder(_functional()).find(_Reiterable(x, y, 32), steps_per_epoch=8).steps == 32
 
 
 @pytest.mark.parametrize(
@@ -613,3 +620,82 @@ def test_a_rate_at_the_sweeps_last_point_is_no_usable_rate(monkeypatch):
     x, y = _data(n=640)
     result = LRFinder(_scripted()).find(x, y, batch_size=16, steps=40)
     assert not result.found and "the sweep's last point" in result.reason
+
+
+def _noise_around_a_flat_loss(t):
+    """A loss no rate moves: 2.3 at every rate (plus x[:, 0], the batch's noise)."""
+    return 2.3 + 0.0 * t
+
+
+def test_a_curve_that_never_falls_is_no_usable_rate(monkeypatch):
+    import kerasguide.lr_finder.finder as finder
+    import kerasguide.lr_finder.suggest as suggest
+
+    x = np.random.default_rng(3).normal(scale=0.05, size=(800, 2)).astype("float32")  # batch noise
+    y = np.zeros((800, 1), "float32")
+    result = LRFinder(_scripted(_noise_around_a_flat_loss)).find(x, y, batch_size=8)
+    assert result.steps == 100 and not result.found and result.chosen_rule is None
+    assert result.chosen == 1e-3 and result.chosen != result.start_lr  # never the start rate
+    assert result.reason.startswith("No usable rate: the smoothed loss never fell") and "\n" not in result.reason
+    assert "100 steps, 100 batches an epoch" in result.reason and "raise lr_find.end_lr" in result.reason
+    assert not LRFinder(_scripted(_noise_around_a_flat_loss)).find(x, y, batch_size=8, rule="valley").found
+    # Planted: the opening-points guard weakened (only the first point is set aside), so the rules'
+    # noise near the start rate gets through to the curve check, which alone still says no usable rate ...
+    for module in (finder, suggest):
+        monkeypatch.setattr(module, "start_points", lambda n: 1)
+    weakened = LRFinder(_scripted(_noise_around_a_flat_loss)).find(x, y, batch_size=8)
+    assert not weakened.found and "never fell" in weakened.reason
+    # ... and without the curve check too (the planted bug), a rate near the start rate comes out.
+    for module in (finder, suggest):
+        monkeypatch.setattr(module, "curve_problem", lambda *args, **kwargs: None)
+    planted = LRFinder(_scripted(_noise_around_a_flat_loss)).find(x, y, batch_size=8)
+    assert planted.found and planted.chosen < 1e-5, planted.reason  # what the check above catches
+
+
+def test_small_data_are_swept_over_more_epochs_and_never_give_the_last_point(tmp_path, monkeypatch, tiny_config):
+    import kerasguide.lr_finder.finder as finder
+    from kerasguide.lr_finder import result_record
+
+    # 150 examples at 2 batches an epoch: one epoch is 2 points, a curve of nothing (it once chose 1.0).
+    x, y = np.zeros((150, 2), "float32"), np.zeros((150, 1), "float32")
+    result = LRFinder(_scripted()).find(x, y, batch_size=75)
+    sweep = result.extra["sweep"]
+    assert sweep["batches_per_epoch"] == 2 and sweep["max_epochs"] == 1.0
+    assert result.steps >= 10 and sweep["epochs"] == result.steps / 2 > 1
+    assert sweep["extended"].startswith("small data: 2 batches an epoch give 2 step(s) in max_epochs = 1")
+    assert "swept over 10 epochs" in sweep["extended"]
+    assert result.found and 1e-5 < result.chosen < 1e-1, result.reason  # the textbook fall, at 1e-3
+    assert result.chosen < result.lrs[-1] and result.chosen != 1.0
+    # The record says how many epochs were swept and why: lr_find.json and run.json's lr_find.
+    saved = json.loads(result.save(tmp_path, plot=False).read_text())
+    assert saved["sweep"] == sweep and result_record(result, tiny_config)["sweep"] == sweep
+    assert LRFinderResult.load(tmp_path).extra["sweep"] == sweep
+    # Planted bug: the old plan (never past max_epochs) leaves 2 points, from which no rate is read.
+    monkeypatch.setattr(finder, "planned_steps",
+                        lambda steps, max_epochs, per_epoch: min(steps, max(2, math.floor(max_epochs * per_epoch))))
+    planted = LRFinder(_scripted()).find(x, y, batch_size=75)
+    assert planted.steps == 2 and not planted.found and planted.extra["sweep"]["extended"] is None
+    assert "only 2 points (2 batches an epoch" in planted.reason and "at least 10 are needed" in planted.reason
+
+
+def test_cli_says_no_usable_rate_in_one_line_naming_the_batches(tmp_path, monkeypatch, capsys, tiny_config):
+    import kerasguide.cli as cli
+    from kerasguide.config import save_config
+
+    monkeypatch.setattr(cli, "_install_sigterm", lambda: None)  # this process's signal handlers stay as they are
+    tiny_config.lr_find.end_lr = 1e-6  # 1e-7..1e-6: no rate of the sweep trains the model
+    path = tmp_path / "flat.toml"
+    save_config(tiny_config, path)
+    assert cli.main(["lr-find", str(path), "--out", str(tmp_path / "runs")]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out.splitlines()
+    said = [line for line in out if "usable rate" in line]
+    assert len(said) == 1 and said[0].startswith("No usable rate: the smoothed loss never fell"), out
+    assert "12 batches an epoch" in said[0] and "raise lr_find.end_lr or lr_find.max_epochs" in said[0]
+    assert not any(line.startswith("chosen:") for line in out)  # no "chosen" rate where none was found
+    # 1437 examples in batches of 128: 12 batches, small data swept over 3 epochs, and the summary says so.
+    assert any(line.startswith("36 steps over 3 epoch(s) of 12 batches in ") for line in out), out
+    assert any(line.strip().startswith("small data: 12 batches an epoch") for line in out), out
+    run = next((tmp_path / "runs").iterdir())
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "failed" and record["lr_find"]["sweep"]["epochs"] == 3
+    assert "The sweep took 3 epochs: small data: 12 batches an epoch" in (run / "report.md").read_text()

@@ -513,8 +513,25 @@ def _finds_a_rate_or_says_why(result):
         opening = result.lrs[max(1, len(result.lrs) // 10)]
         assert result.chosen >= opening, (result.chosen, result.reason)  # never at the sweep's start
         assert result.chosen > result.start_lr
+        assert result.chosen < result.lrs[-1], (result.chosen, result.reason)  # nor at its last point
     else:
-        assert result.chosen_rule is None and result.reason.startswith("No rule found a rate")
+        assert result.chosen_rule is None and result.reason.startswith("No usable rate: ")
+        assert result.chosen == 1e-3 and "\n" not in result.reason
+
+
+def _swept_small_data(result, batches=15, epochs=2):
+    """N = 240 examples in batches of 16: 15 batches, fewer than 30 steps in one epoch, so two are swept.
+
+    The 30 planned steps reach 10, where a model may diverge before the last one: then the sweep stops
+    there, but past the first epoch (the old one-epoch sweep stopped at 15 steps).
+    """
+    sweep = result.extra["sweep"]
+    assert sweep["batches_per_epoch"] == batches and sweep["max_epochs"] == 1.0
+    assert f"small data: {batches} batches an epoch" in sweep["extended"], sweep
+    assert batches < result.steps <= batches * epochs, (result.steps, result.stop_reason)
+    assert sweep["epochs"] == pytest.approx(result.steps / batches, abs=1e-4)
+    if result.steps < batches * epochs:
+        assert result.stop_reason in ("smoothed loss above 4x its best", "loss not finite"), result.stop_reason
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -524,7 +541,7 @@ def test_lr_finder_on_every_model_shape(name):
         model(keras.tree.map_structure(lambda a: a[:1], x))
     before = [np.array(v.numpy(), copy=True) for v in model.variables]
     result = LRFinder(model).find(x, y, batch_size=16)
-    assert result.steps == 15
+    _swept_small_data(result)  # 15 batches an epoch: small data, swept over 2 epochs
     _finds_a_rate_or_says_why(result)
     for a, b in zip(before, model.variables, strict=True):
         np.testing.assert_array_equal(a, b.numpy())
@@ -534,7 +551,7 @@ def test_lr_finder_on_tf_data_with_dict_inputs():
     model, x, y, _ = _data("two_inputs_dict")
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     result = LRFinder(model).find(dataset)
-    assert result.steps == 15
+    _swept_small_data(result)  # the dataset's 15 batches, swept twice
     _finds_a_rate_or_says_why(result)
 
 
@@ -548,13 +565,34 @@ def test_lr_finder_on_a_batch_norm_cnn_finds_a_sensible_rate_or_says_none(batch_
         assert "never fell" in result.reason, result.reason
 
 
+class _Uncounted:
+    """Batches of unknown length that cannot be counted ahead (no len, not a tf.data.Dataset)."""
+
+    def __init__(self, x, y, batch):
+        self.x, self.y, self.batch = x, y, batch
+
+    def __iter__(self):
+        for start in range(0, len(self.x), self.batch):
+            yield self.x[start:start + self.batch], self.y[start:start + self.batch]
+
+
 def test_lr_finder_a_sweep_too_short_finds_nothing():
-    # 240 examples at batch size 64: 4 steps, one per 2.7 decades of rate. The rules used to pick
-    # 1e-7 (valley at the first point) or 1e-8 (the first point's minimum / 10).
+    # 240 examples at batch size 64: 4 batches an epoch, one step per 2.7 decades of rate. The rules used
+    # to pick 1e-7 (valley at the first point) or 1e-8 (the first point's minimum / 10). Of known length,
+    # the sweep now takes 8 epochs (32 steps); of unknown length it stops at the epoch's end: 4 points.
     model, x, y, _ = _data("bn_cnn")
-    result = LRFinder(model).find(x, y, batch_size=64, seed=2)
+    result = LRFinder(model).find(_Uncounted(x, y, 64), seed=2)
     assert result.steps == 4 and not result.found
-    assert "at least 8 are needed" in result.reason and result.chosen == 1e-3
+    assert "at least 10 are needed" in result.reason and result.chosen == 1e-3
+    assert "4 batches an epoch" in result.reason and "pass steps_per_epoch" in result.reason
+    # Two epochs of it are still too short; the same data counted (steps_per_epoch) are swept over 8.
+    assert not LRFinder(model).find(_Uncounted(x, y, 64), max_epochs=2, seed=2).found
+    counted = LRFinder(model).find(_Uncounted(x, y, 64), steps_per_epoch=4, seed=2)
+    assert counted.steps == 32 and counted.extra["sweep"]["epochs"] == 8
+    _finds_a_rate_or_says_why(counted)
+    # The too-short sweep asked for outright (lr_find.steps below 10) says so too.
+    short = LRFinder(model).find(x, y, batch_size=64, steps=6, seed=2)
+    assert short.steps == 6 and not short.found and "raise lr_find.steps" in short.reason
 
 
 def test_lr_rules_never_take_the_first_point():
@@ -609,7 +647,7 @@ def test_probe_monitor_rejects_mismatched_structures():
 def test_labels_as_a_plain_list_are_one_array():
     model, x, y, _ = _data("subclassed")
     labels = [int(v) for v in y]
-    assert LRFinder(model).find(x, labels, batch_size=16).steps == 15
+    assert LRFinder(model).find(x, labels, batch_size=16).steps == 30  # 15 batches, small data: 2 epochs
     from kerasguide.monitors import ProbeMonitor
 
     probe = ProbeMonitor(x[:8], labels[:8])

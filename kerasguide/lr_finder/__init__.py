@@ -15,12 +15,14 @@ The suggestion rules are pure functions of `(lrs, losses)`:
 `suggest_steepest`, `suggest_valley`, `suggest_minimum`, combined by
 `consensus`; they read the losses with early spikes set aside
 (`ignore_early_spikes`). No rate is chosen (`result.found` False, the
-reason given, the fallback 1e-3) when the sweep has fewer than 8 steps or
-its smoothed loss never falls clearly below its starting level
-(`curve_problem`), and never one at the sweep's very start
-(`start_points`). `kerasguide lr-find CONFIG` and the run's "lr_find"
-stage (`optimizer.learning_rate = "auto"`) write lr_find.json and
-lr_find.png into a run directory.
+reason opening "No usable rate", the fallback 1e-3) when the sweep has
+fewer than 10 points or its smoothed loss never falls clearly below its
+starting level (`curve_problem`), and never one at the sweep's very start
+(`start_points`) or its last point. Small data, with fewer than 30 steps
+in `max_epochs`, are swept over more epochs (at most 10: `planned_steps`);
+the result's `sweep` records the epochs and why. `kerasguide lr-find
+CONFIG` and the run's "lr_find" stage (`optimizer.learning_rate =
+"auto"`) write lr_find.json and lr_find.png into a run directory.
 
 Modules: `suggest` (the rules), `result` (`LRFinderResult`), `finder`
 (`LRFinder`); here, the range test on a config (`find_on_config`).
@@ -126,6 +128,7 @@ def result_record(result: LRFinderResult, config: RunConfig) -> dict[str, Any]:
         "steps": result.steps,
         "seconds": result.seconds,
         "stop_reason": result.stop_reason,
+        "sweep": result.extra.get("sweep"),
         "start_lr": result.start_lr,
         "end_lr": result.end_lr,
         "used": schedule_bounds(config, result.chosen),

@@ -19,7 +19,9 @@ import tensorflow as tf  # noqa: E402
 from kerasguide.lr_finder.result import LRFinderResult  # noqa: E402
 from kerasguide.lr_finder.suggest import (  # noqa: E402
     FALLBACK_LR,
+    MIN_SWEEP,
     RULES,
+    SMALL_DATA_EPOCHS,
     consensus,
     curve_problem,
     ignore_early_spikes,
@@ -193,7 +195,10 @@ class LRFinder:
             diverge_factor: Stop once the smoothed loss exceeds this times its
                 best. Defaults to `4.0`.
             max_epochs: Never sweep more data than this many epochs (the
-                sweep is compressed into fewer steps instead). Defaults to `1.0`.
+                sweep is compressed into fewer steps instead), unless fewer
+                than 30 steps fit in them (`MIN_SWEEP`): small data are then
+                swept over more epochs, up to 10 (`SMALL_DATA_EPOCHS`; the
+                result's `sweep` says so). Defaults to `1.0`.
             steps_per_epoch: For an iterable of unknown length. Defaults to `None`.
             sample_weight: NumPy inputs only. Defaults to `None`.
             seed: Shuffling of NumPy inputs. Defaults to `0`.
@@ -207,12 +212,17 @@ class LRFinder:
                 `"minimum_div_10"`; the consensus if it has none). Defaults to `"auto"`.
 
         Returns:
-            An `LRFinderResult`. `found` is False (the reason in `reason`, the
-            fallback 1e-3 in `chosen`) when the sweep has fewer than 10 steps
-            (`MIN_STEPS`: too few batches in `max_epochs`), or when its smoothed
-            loss never falls 5 % and clearly more than the batches' noise below
-            its starting level (`curve_problem`); no rate at the very start of
-            the sweep is ever chosen, asked for by `rule` or not.
+            An `LRFinderResult`. `found` is False (`reason` opens "No usable
+            rate" and says why, `chosen` is the fallback 1e-3) when the sweep
+            recorded fewer than 10 points (`MIN_STEPS`: `steps` below it, data
+            of unknown length with fewer batches in `max_epochs`, a loss that
+            blew up at once), when its smoothed loss never falls 5 % and
+            clearly more than the batches' noise below its starting level
+            (`curve_problem`), or when the only rate found is the sweep's last
+            point; no rate at the very start or the very end of the sweep is
+            ever chosen, asked for by `rule` or not. `extra["sweep"]` holds
+            the batches an epoch, the epochs swept and why they exceed
+            `max_epochs` (small data), if they do.
         """
         _check("start_lr", start_lr, isinstance(start_lr, (int, float)) and 0 < start_lr < math.inf, "> 0")
         _check("end_lr", end_lr, isinstance(end_lr, (int, float)) and start_lr < end_lr < math.inf,
@@ -235,19 +245,22 @@ class LRFinder:
             # batches, as far as the sweep could use them, so that the sweep fits in max_epochs.
             batches.steps_per_epoch = _count_batches(x, math.ceil(steps / max_epochs))
         n_steps = planned_steps(steps, max_epochs, batches.steps_per_epoch)
-        if batches.steps_per_epoch is not None:
-            if n_steps / batches.steps_per_epoch > max_epochs:
-                logger.info("LR range test: small data: %d steps over %.3g epochs of %d batches (more than "
-                            "max_epochs = %g, to have a curve to read)", n_steps, n_steps / batches.steps_per_epoch,
-                            batches.steps_per_epoch, max_epochs)
+        per_epoch = batches.steps_per_epoch
+        extended = None  # why the sweep takes more than max_epochs of data, if it does
+        if per_epoch is not None:
+            if n_steps / per_epoch > max_epochs:
+                extended = (f"small data: {_batches(per_epoch)} give {math.floor(max_epochs * per_epoch)} "
+                            f"step(s) in max_epochs = {max_epochs:g}, fewer than {MIN_SWEEP}: swept over "
+                            f"{n_steps / per_epoch:.3g} epochs (at most {max(SMALL_DATA_EPOCHS, max_epochs):g})")
+                logger.info("LR range test: %d steps; %s", n_steps, extended)
             elif n_steps < steps:
                 logger.info("LR range test: %d steps (%.3g epochs of %d batches; raise max_epochs for more)",
-                            n_steps, max_epochs, batches.steps_per_epoch)
+                            n_steps, max_epochs, per_epoch)
         else:
             logger.info("LR range test: data of unknown length, %d steps and %.3g epochs at most", n_steps,
                         max_epochs)
         # Small data are swept over more than max_epochs (planned_steps): the epochs the plan takes.
-        sweep_epochs = max(max_epochs, n_steps / batches.steps_per_epoch) if batches.steps_per_epoch else max_epochs
+        sweep_epochs = max(max_epochs, n_steps / per_epoch) if per_epoch else max_epochs
         schedule = sweep_learning_rates(start_lr, end_lr, n_steps)
 
         started = time.perf_counter()
@@ -267,8 +280,8 @@ class LRFinder:
                     stop_reason = "data exhausted"
                     break
                 if batches.first_pass is not None and i >= max(1, math.floor(sweep_epochs * batches.first_pass)):
-                    # Unknown length: the epoch ended before the sweep did; never more than max_epochs.
-                    stop_reason = (f"{max_epochs:g} epoch(s) of data swept (data of unknown length: pass "
+                    # Unknown length: the epoch ended before the sweep did; never more than the planned epochs.
+                    stop_reason = (f"{sweep_epochs:g} epoch(s) of data swept (data of unknown length: pass "
                                    "steps_per_epoch to spread the sweep over it)")
                     break
                 lr = float(schedule[i])
@@ -299,20 +312,23 @@ class LRFinder:
         suggestions = suggest_all(lrs, clean, rule_smoothed)
         chosen_rule, chosen, reason = consensus(suggestions, lrs, rule_smoothed, target, clean, smoothing)
         problem = curve_problem(lrs, rule_smoothed, clean, smoothing=smoothing)
-        if n_steps < MIN_STEPS:
-            # Too few batches to draw a curve (a small data set at a large batch size): every rule reads noise.
-            problem = (f"the sweep had only {n_steps} steps ({batches.steps_per_epoch} batches in "
-                       f"{max_epochs:g} epoch(s)); at least {MIN_STEPS} are needed to read a curve: lower "
-                       "batch_size or raise max_epochs")
-            chosen_rule, chosen, reason = None, None, problem
-        if problem is None and chosen is not None and len(lrs) > 1 and chosen >= lrs[-1]:
+        advised = False  # whether the reason already says what to do
+        if len(lrs) < MIN_STEPS:
+            # Too few points to draw a curve (a small data set at a large batch size, data of unknown
+            # length cut at its epoch's end, a sweep stopped early): every rule reads noise.
+            cut = per_epoch is None and batches.first_pass is not None
+            problem = _too_few_points(len(lrs), n_steps, steps, per_epoch or batches.first_pass, cut, stop_reason)
+            chosen_rule, chosen, reason, advised = None, None, problem, True
+        if problem is None and chosen is not None and chosen >= lrs[-1]:
             # The sweep's last point is where it stopped (diverged, or ran out), not a rate the curve supports.
-            problem = (f"the only rate found ({chosen:.2g}) is the sweep's last point; no usable rate: raise "
-                       "lr_find.end_lr or lr_find.steps")
-            chosen_rule, chosen, reason = None, None, problem
+            problem = (f"the only rate found ({chosen:.2g}) is the sweep's last point: raise lr_find.end_lr "
+                       "or lr_find.steps")
+            chosen_rule, chosen, reason, advised = None, None, problem, True
         picked = suggestions.get(rule) if rule != "auto" and problem is None else None
         if picked is not None and picked < lrs[min(start_points(len(lrs)), len(lrs) - 1)]:
             picked = None  # at the very start of the sweep, where nothing trains
+        if picked is not None and picked >= lrs[-1]:
+            picked = None  # the sweep's last point, where it stopped
         if picked is not None and math.isfinite(picked):
             usual = "none" if chosen is None else f"{chosen_rule} {chosen:.2g}"
             chosen_rule, chosen = rule, picked
@@ -320,8 +336,13 @@ class LRFinder:
         elif rule != "auto":
             reason = f"{rule} found no rate; {reason}"
         if chosen is None:
+            if not advised:  # a curve that never falls (or no rule's fall): the sweep, and what to do
+                swept = per_epoch or batches.first_pass
+                over = f", {_batches(swept)} over {len(lrs) / swept:.3g} epoch(s)" if swept else ""
+                reason += (f" ({len(lrs)} steps{over}): raise lr_find.end_lr or lr_find.max_epochs, or set "
+                           "optimizer.learning_rate yourself")
             chosen = FALLBACK_LR
-            reason = f"No rule found a rate ({reason}); falling back to {FALLBACK_LR:g}."
+            reason = f"No usable rate: {reason}; falling back to {FALLBACK_LR:g}."
         if spikes:
             reason += f" The early loss spike at step{'s' if len(spikes) > 1 else ''} " \
                       f"{', '.join(map(str, spikes))} was ignored by the rules."
@@ -338,8 +359,43 @@ class LRFinder:
             start_lr=float(start_lr),
             end_lr=float(end_lr),
             stop_reason=stop_reason,
-            extra={"target": target, "rule": rule, "early_spikes": spikes},
+            extra={"target": target, "rule": rule, "early_spikes": spikes,
+                   "sweep": _sweep_record(len(lrs), per_epoch or batches.first_pass, max_epochs, extended)},
         )
+
+
+def _batches(n: int | None) -> str:
+    return "batches of unknown number" if not n else f"{n} batch{'es' if n != 1 else ''} an epoch"
+
+
+def _too_few_points(points: int, planned: int, steps: int, per_epoch: int | None, cut: bool,
+                    stop_reason: str) -> str:
+    """One sentence: why the sweep has fewer than `MIN_STEPS` points, naming the batches and what to do.
+
+    `cut`: data of unknown length, whose epochs ended before the sweep did.
+    """
+    what = f"the sweep recorded only {points} point{'s' if points != 1 else ''} ({_batches(per_epoch)}"
+    needed = f"at least {MIN_STEPS} are needed to read a curve"
+    if steps < MIN_STEPS:  # lr_find.steps itself is below the minimum
+        return f"{what}, lr_find.steps = {steps}); {needed}: raise lr_find.steps"
+    if cut:
+        return (f"{what} of data of unknown length, {points / per_epoch:g} epoch(s) swept); {needed}: pass "
+                "steps_per_epoch, raise lr_find.max_epochs or lower the batch size")
+    if points >= planned:  # the whole plan: too few batches in the epochs swept
+        over = f" over {points / per_epoch:g} epoch(s)" if per_epoch else ""
+        return f"{what}{over}); {needed}: lower the batch size or raise lr_find.max_epochs"
+    return (f"{what}; {stop_reason} after {points} of {planned} steps); {needed}: raise lr_find.steps or "
+            "lower lr_find.end_lr, so that the rate climbs more slowly")
+
+
+def _sweep_record(points: int, per_epoch: int | None, max_epochs: float, extended: str | None) -> dict[str, Any]:
+    """lr_find.json's `sweep`: the batches an epoch, the epochs swept and, past max_epochs, why."""
+    return {
+        "batches_per_epoch": per_epoch,
+        "epochs": round(points / per_epoch, 4) if per_epoch else None,
+        "max_epochs": float(max_epochs),
+        "extended": extended,
+    }
 
 
 class _Restored:

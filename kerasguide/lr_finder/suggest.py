@@ -383,14 +383,16 @@ def planned_steps(steps: int, max_epochs: float, steps_per_epoch: int | None) ->
     Never more than `max_epochs` of data, never fewer than 2 steps; `steps`
     for data of unknown length. Small data are the exception: when fewer
     than `MIN_SWEEP` steps fit in `max_epochs`, the sweep goes on over more
-    epochs, up to `SMALL_DATA_EPOCHS` (a curve of a handful of points reads
-    noise: 150 examples at 2 batches an epoch once chose 1.0).
+    epochs, up to `SMALL_DATA_EPOCHS` or `max_epochs`, whichever is more
+    (a curve of a handful of points reads noise: 150 examples at 2 batches
+    an epoch once chose 1.0).
     """
     if steps_per_epoch is None:
         return steps
     within = int(math.floor(max_epochs * steps_per_epoch))
     wanted = min(steps, MIN_SWEEP)
     if within < wanted:
-        epochs = min(SMALL_DATA_EPOCHS, max(max_epochs, math.ceil(wanted / steps_per_epoch)))
+        # Never fewer epochs than asked for: a max_epochs above SMALL_DATA_EPOCHS stays what it is.
+        epochs = max(max_epochs, min(SMALL_DATA_EPOCHS, math.ceil(wanted / steps_per_epoch)))
         within = int(math.floor(epochs * steps_per_epoch))
     return min(steps, max(2, within))
