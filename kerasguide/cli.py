@@ -342,12 +342,6 @@ def cmd_diagnose(args) -> int:
     return EXIT_OK
 
 
-def cmd_predict(args) -> int:
-    """A run's (or a search's best) predictions for an npz, csv or image folder; one CSV row per example."""
-    if args.batch_size < 1:
-        raise CliError(f"--batch-size must be >= 1. Received: {args.batch_size}")
-    for value, what in ((args.run_dir, "run directory"), (args.input, "input file or folder")):
-        if not Path(value).exists():
 def cmd_fix(args) -> int:
     """Auto-repair (issue 13): the run's findings as config changes, re-run until no warning remains."""
     if args.rounds < 1:
@@ -380,6 +374,12 @@ def cmd_fix(args) -> int:
     return EXIT_FAILED if result.outcome in ("failed", "interrupted") else EXIT_OK
 
 
+def cmd_predict(args) -> int:
+    """A run's (or a search's best) predictions for an npz, csv or image folder; one CSV row per example."""
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size must be >= 1. Received: {args.batch_size}")
+    for value, what in ((args.run_dir, "run directory"), (args.input, "input file or folder")):
+        if not Path(value).exists():
             raise CliError(f"{value}: no such {what}")
     _prepare_tf_env(args)
     from kerasguide.inference import predict_to_csv
@@ -429,13 +429,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ensemble": cmd_ensemble,
     "lr-find": cmd_lr_find,
     "diagnose": cmd_diagnose,
+    "fix": cmd_fix,
     "predict": cmd_predict,
     "export": cmd_export,
     "recipes": cmd_recipes,
 }
 
 
-    "fix": cmd_fix,
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
