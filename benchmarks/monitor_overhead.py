@@ -67,7 +67,7 @@ class _EveryExecutionImages(FirstLayerImages):
 
     def on_train_batch_end(self, batch, logs=None):
         self._tick = getattr(self, "_tick", 0) + 1
-        FirstLayerImages.on_epoch_end(self, self._tick - 1, logs)
+        self._capture(self._tick - 1)
 
     def on_epoch_end(self, epoch, logs=None):
         pass

@@ -93,14 +93,20 @@ class EventWriter:
         counts = np.asarray(counts, dtype=np.float64)
         if len(counts) == 0 or len(edges) != len(counts) + 1 or not np.all(np.isfinite(edges)):
             return
-        buckets = np.stack([edges[:-1], edges[1:], counts], axis=1)
-        self._add(tag, tensor_util.make_tensor_proto(buckets),
+        buckets = np.stack([edges[:-1], edges[1:], counts], axis=1).astype("<f8")
+        # The proto by hand: `make_tensor_proto` costs about 0.1 ms, a dozen of them per epoch.
+        tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, tensor_content=buckets.tobytes())
+        tensor.tensor_shape.dim.add(size=len(counts))
+        tensor.tensor_shape.dim.add(size=3)
+        self._add(tag, tensor,
                   lambda: histogram_metadata.create_summary_metadata(display_name=tag, description=description),
                   step)
 
     def image(self, tag: str, png: bytes, height: int, width: int, step: int, description: str = "") -> None:
         """One PNG image."""
-        tensor = tensor_util.make_tensor_proto(np.array([str(width).encode(), str(height).encode(), png], dtype=object))
+        tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[str(width).encode(), str(height).encode(),
+                                                                             png])
+        tensor.tensor_shape.dim.add(size=3)
         self._add(tag, tensor,
                   lambda: image_metadata.create_summary_metadata(display_name=tag, description=description), step)
 

@@ -238,7 +238,7 @@ def test_probe_sees_dead_and_saturated_units():
 def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
     # Until its function is traced (by its first call, on the background thread), the probe runs
     # there on a copy of the weights taken at the epoch's end; afterwards it runs at the epoch's end
-    # on the training thread. Busy: the thread is kept busy so that it probes only after later
+    # on the training thread (in the epoch's one compiled call of every monitor). Busy: the thread is kept busy so that it probes only after later
     # epochs have trained: a probe that read the live variables (the planted bug) would see the
     # last weights in every record. Not busy: the later epochs take the training-thread path.
     import threading
@@ -258,8 +258,9 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
 
     probe = ProbeMonitor(x[:64], y[:64])
     threads = []
-    run = probe._run
+    run, take = probe._run, probe._take  # the probe's own call, and its part of the epoch's one call
     probe._run = lambda values: (threads.append(threading.current_thread() is threading.main_thread()), run(values))[1]
+    probe._take = lambda epoch: (threads.append(threading.current_thread() is threading.main_thread()), take(epoch))[1]
     if busy:
         background.executor().submit(time.sleep, 1.5)
     epochs = 3 if busy else 6

@@ -22,6 +22,7 @@ __all__ = [
     "remove_hook",
     "retrace",
     "read_and_reset",
+    "read_then_zero",
     "is_multi_replica",
     "layer_of_variables",
     "var_name",
@@ -88,6 +89,24 @@ def read_and_reset(counter: tf.Variable, *others: tf.Variable) -> Callable[[], A
     function = tf.function(take, autograph=False)
     function.get_concrete_function()
     return function
+
+
+def read_then_zero(counter: tf.Variable, *others: tf.Variable) -> Callable[[Any], Any]:
+    """For a compiled call: `reset -> (counter, *others)`, zeroing `counter` after the read when `reset` is true.
+
+    A part of the epoch's one call (`kerasguide.monitors.epoch_end`), which runs once with `reset`
+    false (on the background thread, beside a training step, to set it up) before training reads it.
+    """
+
+    def take(reset):
+        values = [tf.identity(counter)] + [tf.identity(v) for v in others]
+        with tf.control_dependencies(values):
+            # Subtract what was read (x - x is exactly 0), or nothing: an atomic update, no `tf.cond`
+            # (which tripled the call's tracing and set-up).
+            counter.assign_sub(values[0] * tf.cast(reset, counter.dtype))
+        return values[0] if not others else tuple(values)
+
+    return take
 
 
 def is_multi_replica(model: keras.Model) -> bool:

@@ -9,6 +9,7 @@ import tensorflow as tf
 from kerasguide._logging import get_logger
 from kerasguide.io import atomic_write_bytes
 from kerasguide.monitors.base import MonitorCallback
+from kerasguide.monitors.epoch_end import epoch_end
 from kerasguide.monitors.signals import roughness, weight_grid
 
 __all__ = ["FirstLayerImages"]
@@ -64,6 +65,19 @@ class FirstLayerImages(MonitorCallback):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.skipped: str | None = None
+        # Looked up once a fit (the layers do not change during it); a model built by its first step
+        # (subclassed) at the first epoch's end.
+        self._found = self._kernel() if self.model.weights else None
+        self._key = f"images/{id(self)}"
+        kernel = None if self._found is None else self._found[1]
+        if kernel is not None:
+            # The kernel is copied in the epoch's one compiled call of every monitor (`epoch_end`), at
+            # every call (a small copy): the set of parts due stays the same, its function traced once.
+            epoch_end(self.model).add(self._key, lambda reset: tf.identity(kernel.value))
+
+    def on_train_end(self, logs=None):
+        epoch_end(self.model).remove(self._key)
+        super().on_train_end(logs)
 
     def _kernel(self):
         """The first layer with weights, and its kernel when it is a dense or conv layer; else a reason."""
@@ -81,9 +95,17 @@ class FirstLayerImages(MonitorCallback):
         return None, None, "the model has no layer with weights"
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._due(epoch) or self.skipped:
+        if self._due(epoch):
+            self._capture(epoch, at_epoch_end=True)
+
+    def _capture(self, epoch: int, at_epoch_end: bool = False) -> None:
+        """Copy the kernel now (in the epoch's call at an epoch's end) and draw it on the background thread."""
+        if self.skipped:
             return
-        layer, kernel, reason = self._kernel()
+        if self._found is None:
+            self._found = self._kernel()
+            at_epoch_end = False  # not a part of the epoch's call: copied on its own
+        layer, kernel, reason = self._found
         if kernel is None:
             self.skipped = reason
             logger.info("first-layer images skipped: %s (recipe E20)", reason)
@@ -94,7 +116,9 @@ class FirstLayerImages(MonitorCallback):
             if isinstance(input_shape, tuple) and len(input_shape) == 4:
                 shape = tuple(input_shape[1:])
         # A copy of the kernel now; the grid, the PNG and the files on the background thread.
-        self._submit(self._draw, epoch, layer.name, np.array(kernel.value), shape)
+        value = epoch_end(self.model).take(self._key, epoch) if at_epoch_end else None
+        value = np.array(kernel.value) if value is None else value
+        self._submit(self._draw, epoch, layer.name, value, shape)
 
     def _draw(self, epoch: int, layer_name: str, kernel: np.ndarray, shape) -> None:
         grid, tiles = weight_grid(kernel, shape)

@@ -10,10 +10,20 @@ import numpy as np
 import tensorflow as tf
 
 from kerasguide.monitors.base import MonitorCallback
-from kerasguide.monitors.hooks import install_hook, is_multi_replica, read_and_reset, remove_hook, retrace
+from kerasguide.monitors.epoch_end import epoch_end
+from kerasguide.monitors.hooks import (
+    install_hook,
+    is_multi_replica,
+    read_and_reset,
+    read_then_zero,
+    remove_hook,
+    retrace,
+)
 from kerasguide.monitors.signals import loss_noise
 
 __all__ = ["LossMonitor"]
+
+_MAX_BUFFER = 1 << 20  # at most this many steps an epoch read at its end (8 MB); more: after each execution
 
 
 class LossMonitor(MonitorCallback):
@@ -65,13 +75,21 @@ class LossMonitor(MonitorCallback):
         weights = self.model.trainable_weights
         self._in_step = (tracker is not None and not own_step and bool(weights)
                          and not is_multi_replica(self.model) and keras.backend.backend() == "tensorflow")
+        self._key = f"loss/{id(self)}"
         if self._in_step:
-            capacity = int(getattr(self.model, "steps_per_execution", 1) or 1) + 1
+            spe = int(getattr(self.model, "steps_per_execution", 1) or 1)
+            steps = (self.params or {}).get("steps")
+            # With the epoch's steps known, the buffer holds a whole epoch: read once, in the epoch's one
+            # compiled call of every monitor (`epoch_end`); else read after every execution.
+            self._at_epoch_end = isinstance(steps, int) and 0 < steps <= _MAX_BUFFER
+            capacity = (steps + spe if self._at_epoch_end else spe) + 1
             self._capacity = capacity
             # The tracker's running (total, count) after each step; the losses are their differences.
             self._buffer = tf.Variable(tf.zeros((capacity, 2), tf.float32), trainable=False)
             self._pos = tf.Variable(0, dtype=tf.int32, trainable=False)
             self._take = read_and_reset(self._pos, self._buffer)
+            if self._at_epoch_end:
+                epoch_end(self.model).add(self._key, read_then_zero(self._pos, self._buffer))
             self._last = np.zeros(2)
             buffer, pos = self._buffer, self._pos
 
@@ -90,15 +108,19 @@ class LossMonitor(MonitorCallback):
         if self._in_step:
             self._last = np.zeros(2)  # fit() has just reset the tracker (`_pos` is 0: read and reset below)
 
+    def _read(self, pos, buffer) -> list[float]:
+        n = min(int(pos), self._capacity)
+        if not n:
+            return []
+        pairs = np.vstack([self._last[None], np.asarray(buffer)[:n].astype(np.float64)])
+        self._last = pairs[-1]
+        return (np.diff(pairs[:, 0]) / np.maximum(np.diff(pairs[:, 1]), 1e-12)).tolist()
+
     def on_train_batch_end(self, batch, logs=None):
         if self._in_step:
-            pos, buffer = self._take()
-            n = min(int(pos), self._capacity)
-            values = []
-            if n:
-                pairs = np.vstack([self._last[None], buffer.numpy()[:n].astype(np.float64)])
-                self._last = pairs[-1]
-                values = (np.diff(pairs[:, 0]) / np.maximum(np.diff(pairs[:, 1]), 1e-12)).tolist()
+            if self._at_epoch_end:
+                return
+            values = self._read(*self._take())
         else:
             loss = (logs or {}).get("loss")
             if loss is None:
@@ -113,6 +135,8 @@ class LossMonitor(MonitorCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
+        if self._in_step and self._at_epoch_end:
+            self._losses.extend(self._read(*epoch_end(self.model).take(self._key, epoch)))
         losses = np.asarray(self._losses, dtype=np.float64)
         noise = loss_noise(losses)
         record: dict[str, Any] = {"epoch": epoch + 1}
@@ -147,6 +171,8 @@ class LossMonitor(MonitorCallback):
         self._add_record(record)
 
     def _unhook(self) -> None:
+        if self.model is not None and getattr(self, "_key", None):
+            epoch_end(self.model).remove(self._key)
         if self._hook is not None:
             remove_hook(*self._hook)
             self._hook = None

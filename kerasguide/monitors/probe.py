@@ -12,8 +12,10 @@ import tensorflow as tf
 from kerasguide._logging import get_logger
 from kerasguide.activations import RELU_LIKE, SIGMOID_LIKE, TANH_LIKE, activation_kind
 from kerasguide.monitors.base import MonitorCallback
+from kerasguide.monitors.epoch_end import epoch_end
 from kerasguide.monitors.hooks import layer_of_variables, var_name
-from kerasguide.monitors.signals import histogram
+from kerasguide.monitors.signals import HIST_BINS as _HIST_BINS
+from kerasguide.monitors.signals import HIST_SAMPLE as _HIST_SAMPLE
 from kerasguide.tb_events import EventWriter
 from kerasguide.training import io_structure
 
@@ -37,18 +39,47 @@ logger = get_logger()
 _ACT_SAMPLE = 16384  # activation values kept for a layer's histogram (a strided sample)
 
 
+def _histogram(values):
+    """In the graph: the 16-bin counts of a tensor's finite values over their own range, and that range.
+
+    What `signals.histogram` counts in NumPy (the same strided sample of a large tensor, the same bins).
+    """
+    values = tf.reshape(values, [-1])
+    size = values.shape[0]
+    if size is not None and size > _HIST_SAMPLE:
+        values = values[:: size // _HIST_SAMPLE + 1]
+    finite = tf.boolean_mask(values, tf.math.is_finite(values))
+    some = tf.size(finite) > 0
+    low = tf.where(some, tf.reduce_min(finite), 0.0)
+    high = tf.where(some, tf.reduce_max(finite), 1.0)
+    high = tf.where(high > low, high, low + 1.0)
+    counts = tf.histogram_fixed_width(finite, tf.stack([low, high]), nbins=_HIST_BINS)
+    return counts, tf.where(some, tf.stack([low, high]), tf.constant([math.nan, math.nan]))
+
+
+def _edges_and_counts(counts: np.ndarray, value_range: np.ndarray) -> dict[str, list[float]]:
+    """`{"edges", "counts"}` of a histogram counted in the graph (empty if it had no finite value)."""
+    low, high = float(value_range[0]), float(value_range[1])
+    if not math.isfinite(low):
+        return {"edges": [], "counts": []}
+    step = (high - low) / _HIST_BINS
+    return {"edges": [low + i * step for i in range(_HIST_BINS)] + [high], "counts": counts.tolist()}
+
+
 class ProbeMonitor(MonitorCallback):
     """Activation, gradient and weight histograms per layer on a fixed probe batch (recipe E19).
 
     One extra compiled function runs the probe batch through the model
     (inference mode: no dropout, no batch-norm update) on a copy of its
     weights taken at the epoch's end, takes the gradients of the data loss
-    for every trainable tensor and the unit statistics, and returns a few
-    small arrays. Its first call (the tracing) and all the histograms and
-    summaries run on the monitors' background thread (see
-    `kerasguide.monitors.background`), so training goes on meanwhile; once
-    traced, the function itself runs at the epoch's end, where it does not
-    share TensorFlow's threads with a training step. Per layer with a
+    for every trainable tensor, the unit statistics and the histograms
+    (counted in the graph), and returns a few small arrays. Its first call
+    (the tracing) and all the summaries and records run on the monitors'
+    background thread (see `kerasguide.monitors.background`), so training
+    goes on meanwhile; once traced, the function itself runs at the epoch's
+    end inside the one compiled call of every monitor
+    (`kerasguide.monitors.epoch_end`), where it does not share TensorFlow's
+    threads with a training step. Per layer with a
     nonlinearity: the fraction of dead ReLU units
     (<= 0 on the whole probe batch), of saturated tanh/sigmoid values
     (`|tanh| > 0.99`, sigmoid outside [0.01, 0.99]), the activations' std;
@@ -62,7 +93,8 @@ class ProbeMonitor(MonitorCallback):
     "weight_norm", "weight_rms", "grad_hist", "weight_hist"}}}`; each
     `*_hist` is `{"edges", "counts"}` (16 bins, of the layer's largest
     tensor for gradients and weights). TensorBoard: histograms
-    `activations/<layer>`, `gradients/<path>`, `weights/<path>`, scalars
+    `activations/<layer>`, and `gradients/<path>` and `weights/<path>` of
+    each layer's largest tensor (the record's), scalars
     `dead_fraction/<layer>`, `saturated_fraction/<layer>`,
     `gradient_norm/<layer>`.
 
@@ -118,6 +150,32 @@ class ProbeMonitor(MonitorCallback):
         if self._function_model is not self.model:
             self._traced = False
             self._build()
+        self._in_hub = self._hub_ready = False
+        hub = epoch_end(self.model)
+        for suffix, (build, due, ready) in self._parts.items():
+            hub.add(self._key + suffix, build, due, ready)
+        if self._traced:  # a later fit of the same model: the probe is traced already
+            self._submit(self._join)
+
+    def _join(self) -> None:
+        """Put the traced probe into the epoch's one call (traced and set up here: the background thread)."""
+        try:
+            self._concrete = self._function.get_concrete_function(self._snapshot())
+            epoch_end(self.model).prepare(self._key + "/pass", drop=(self._key + "/snapshot",))
+        except Exception as error:  # it keeps its own calls then
+            logger.info("probe monitor: not in the epoch's call: %s: %s", type(error).__name__, error)
+            return
+        self._hub_ready = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Taken up here, on the training thread: an epoch's end sees one state of it.
+        self._in_hub = self._hub_ready
+
+    def on_train_end(self, logs=None):
+        hub = epoch_end(self.model)
+        for suffix in self._parts:
+            hub.remove(self._key + suffix)
+        super().on_train_end(logs)
 
     def _build(self) -> None:
         model = self.model
@@ -149,6 +207,7 @@ class ProbeMonitor(MonitorCallback):
         # Every variable the forward pass reads (batch-norm statistics too), trainable ones first.
         variables = weights + [v for v in model.non_trainable_weights if id(v) not in trainable_ids]
         n_weights = len(weights)
+        self._n_weights = n_weights
         owners = layer_of_variables(model)
         self._order: list[str] = []
         groups: dict[str, list[int]] = {}
@@ -157,6 +216,7 @@ class ProbeMonitor(MonitorCallback):
             if layer not in groups:
                 self._order.append(layer)
             groups.setdefault(layer, []).append(i)
+        self._groups = groups
         sizes = [int(np.prod(w.shape)) for w in weights]
         kernels = [max(groups[layer], key=lambda i: sizes[i]) for layer in self._order]
         probed_kinds = list(self._probed)
@@ -193,7 +253,7 @@ class ProbeMonitor(MonitorCallback):
             # An embedding's gradient is sparse (IndexedSlices): made dense for the norms and histograms.
             grads = [tf.zeros_like(w, tf.float32) if g is None else tf.cast(tf.convert_to_tensor(g), tf.float32)
                      for g, w in zip(grads, trainable, strict=True)]
-            stats, samples = [], []
+            stats, hists = [], []
             for (_, kind), act in zip(probed_kinds, acts, strict=True):
                 units = tf.reshape(tf.cast(act, tf.float32), [-1, act.shape[-1]])
                 dead = saturated = tf.constant(0.0)
@@ -205,22 +265,41 @@ class ProbeMonitor(MonitorCallback):
                     saturated = tf.reduce_mean(tf.cast((units > 0.99) | (units < 0.01), tf.float32))
                 stats.append(tf.stack([dead, saturated, tf.math.reduce_std(units)]))
                 size = int(np.prod(act.shape[1:])) * n_examples
-                samples.append(tf.reshape(units, [-1])[:: max(1, size // _ACT_SAMPLE)])
-            return loss, (tf.stack(stats) if stats else tf.zeros([0, 3])), samples, grads
+                hists.append(_histogram(tf.reshape(units, [-1])[:: max(1, size // _ACT_SAMPLE)]))
+            trainable = [tf.cast(w, tf.float32) for w in trainable]
+            # Per layer: the sums of squares of its gradients and weights (float64, as the norms were in
+            # NumPy), and the histograms of its largest tensor: a few small arrays leave the graph.
+            sums = [tf.stack([tf.add_n([tf.reduce_sum(tf.square(tf.cast(t[i], tf.float64))) for i in groups[layer]])
+                              for t in (grads, trainable)]) for layer in self._order]
+            hists += [_histogram(grads[k]) for k in kernels] + [_histogram(trainable[k]) for k in kernels]
+            return {"loss": loss, "act_stats": tf.stack(stats) if stats else tf.zeros([0, 3]),
+                    "sums": tf.stack(sums) if sums else tf.zeros([0, 2], tf.float64),
+                    "counts": tf.stack([h[0] for h in hists]) if hists else tf.zeros([0, _HIST_BINS], tf.int32),
+                    "ranges": tf.stack([h[1] for h in hists]) if hists else tf.zeros([0, 2])}
 
         # One compiled function for the forward pass to every activation, the backward pass to
-        # every gradient and the unit statistics. Histograms are counted in NumPy (in the graph
-        # they would slow its tracing); autograph is off (nothing here needs it, and it slows
-        # tracing). The probe is traced at its first call, on the background thread; the small
-        # snapshot function now, so that the training thread never traces it mid-fit.
+        # every gradient, the unit statistics and the histograms (counted in the graph: in NumPy
+        # they were a third of the probe's epoch-end work); autograph is off (nothing here needs
+        # it, and it slows tracing). It is traced at its first call, on the background thread; the
+        # small snapshot function now, so that the training thread never traces it mid-fit. Once
+        # traced, it runs inside the epoch's one compiled call of every monitor (`epoch_end`).
         self._snapshot = tf.function(snapshot, autograph=False)
         self._snapshot.get_concrete_function()
-        self._function = tf.function(probe, autograph=False)
-        self._n_weights = n_weights
-        self._groups = groups
+        # Not inlined into the epoch's one call: that call then sets up faster (80 ms instead of 120).
+        self._function = tf.function(probe, autograph=False, experimental_attributes={"_noinline": True})
         self._kernels = dict(zip(self._order, kernels, strict=True))
         self._sizes = sizes
         self._names = names
+        self._key = f"probe/{id(self)}"
+        self._parts = {
+            # Until the probe is in the epoch's call, that call copies the weights for it; afterwards
+            # it runs the probe on the weights as they are at the epoch's end.
+            "/snapshot": (lambda reset: snapshot(), lambda epoch: self._due(epoch) and not self._in_hub, None),
+            # The probe's own traced graph, called: a call of the `tf.function` from another graph
+            # would trace it again.
+            "/pass": (lambda reset: self._concrete([v.value for v in variables]),
+                      lambda epoch: self._due(epoch) and not self._failed, lambda: self._in_hub),
+        }
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_batches is None:
@@ -230,7 +309,7 @@ class ProbeMonitor(MonitorCallback):
             self._probe(None)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._due(epoch):
+        if self._due(epoch) and not self._failed:
             self._probe(epoch)
 
     def _probe(self, epoch: int | None) -> None:
@@ -238,17 +317,35 @@ class ProbeMonitor(MonitorCallback):
             return
         self._probe_step += 1
         step = epoch + 1 if epoch is not None else self._probe_step
-        values = self._snapshot()  # one compiled call that copies the weights
+        if epoch is not None and self._in_hub:
+            # Traced: the forward and backward pass run here, between two executions, in the
+            # epoch's one compiled call. Run beside a training step, the two would share
+            # TensorFlow's thread pools and cost more.
+            outputs = self._take(epoch)
+            if outputs is not None:
+                self._submit(self._measure, epoch, step, None, outputs)
+            return
+        if epoch is not None:
+            values = epoch_end(self.model).take(self._key + "/snapshot", epoch)
+        else:
+            values = self._snapshot()  # one compiled call that copies the weights
         if not self._traced:
             # The first probe traces the function: on the background thread, while the next
             # execution trains.
             self._submit(self._measure, epoch, step, values)
             return
-        # Traced: the forward and backward pass run here, between two executions. Run beside a
-        # training step, the two would share TensorFlow's thread pools and cost more.
         outputs = self._run(values)
         if outputs is not None:
             self._submit(self._measure, epoch, step, values, outputs)
+
+    def _take(self, epoch: int):
+        """The probe's outputs from the epoch's one compiled call (`epoch_end`), or None if it failed."""
+        try:
+            return epoch_end(self.model).take(self._key + "/pass", epoch)
+        except Exception as error:  # an exotic model must not stop the training
+            self._failed = True
+            logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
+            return None
 
     def _run(self, values):
         try:
@@ -267,33 +364,33 @@ class ProbeMonitor(MonitorCallback):
             outputs = self._run(values)
             if outputs is None:
                 return
-        loss, act_stats, samples, grads = outputs
-        act_stats = np.asarray(act_stats, dtype=np.float64)
-        grads = [np.asarray(g) for g in grads]
-        weights = [np.asarray(w) for w in values[: self._n_weights]]
+            if not self._hub_ready and self._function_model is self.model:
+                self._join()
+        act_stats = np.asarray(outputs["act_stats"], dtype=np.float64)
+        sums = np.asarray(outputs["sums"], dtype=np.float64)
+        counts, ranges = np.asarray(outputs["counts"]), np.asarray(outputs["ranges"], dtype=np.float64)
+        hists = [_edges_and_counts(c, r) for c, r in zip(counts, ranges, strict=True)]
+        n_probed, n_layers = len(self._probed), len(self._order)
         layers: dict[str, dict[str, Any]] = {}
         for i, (name, kind) in enumerate(self._probed):
             layers[name] = {"kind": kind, "dead_fraction": act_stats[i, 0], "saturated_fraction": act_stats[i, 1],
-                            "act_std": act_stats[i, 2], "act_hist": histogram(np.asarray(samples[i]))}
-        grad_hists = [histogram(g) for g in grads]
-        weight_hists = [histogram(w) for w in weights]
-        for layer in self._order:
-            idx = self._groups[layer]
-            g2 = float(sum(np.sum(np.square(grads[i], dtype=np.float64)) for i in idx))
-            w2 = float(sum(np.sum(np.square(weights[i], dtype=np.float64)) for i in idx))
-            n = max(sum(self._sizes[i] for i in idx), 1)
-            k = self._kernels[layer]
+                            "act_std": act_stats[i, 2], "act_hist": hists[i]}
+        for j, layer in enumerate(self._order):
+            g2, w2 = float(sums[j, 0]), float(sums[j, 1])
+            n = max(sum(self._sizes[i] for i in self._groups[layer]), 1)
             layers.setdefault(layer, {}).update(
                 grad_norm=math.sqrt(g2), grad_rms=math.sqrt(g2 / n), weight_norm=math.sqrt(w2),
-                weight_rms=math.sqrt(w2 / n), grad_hist=grad_hists[k], weight_hist=weight_hists[k])
+                weight_rms=math.sqrt(w2 / n), grad_hist=hists[n_probed + j],
+                weight_hist=hists[n_probed + n_layers + j])
         writer = self.writer
         if writer is not None:
             with writer:
-                self._write_summaries(writer, layers, grad_hists, weight_hists, step)
+                self._write_summaries(writer, layers, step)
         if epoch is not None:
-            self._add_record({"epoch": epoch + 1, "loss": float(loss), "order": self._order, "layers": layers})
+            self._add_record({"epoch": epoch + 1, "loss": float(outputs["loss"]), "order": self._order,
+                              "layers": layers})
 
-    def _write_summaries(self, writer: EventWriter, layers, grad_hists, weight_hists, step: int) -> None:
+    def _write_summaries(self, writer: EventWriter, layers, step: int) -> None:
         for name, kind in self._probed:
             entry = layers[name]
             if self.histograms:
@@ -308,7 +405,9 @@ class ProbeMonitor(MonitorCallback):
         for layer in self._order:
             writer.scalar(f"gradient_norm/{layer}", layers[layer]["grad_norm"], step,
                           "norm of the probe batch's data-loss gradient (E19)")
-        if self.histograms:
-            for i, name in enumerate(self._names):
-                writer.histogram(f"gradients/{name}", grad_hists[i]["edges"], grad_hists[i]["counts"], step)
-                writer.histogram(f"weights/{name}", weight_hists[i]["edges"], weight_hists[i]["counts"], step)
+            if self.histograms:  # one per layer (its largest tensor, the record's): a bias adds little
+                name = self._names[self._kernels[layer]]
+                entry = layers[layer]
+                writer.histogram(f"gradients/{name}", entry["grad_hist"]["edges"], entry["grad_hist"]["counts"], step)
+                writer.histogram(f"weights/{name}", entry["weight_hist"]["edges"], entry["weight_hist"]["counts"],
+                                 step)

@@ -22,8 +22,9 @@ __all__ = [
     "unit_stats",
 ]
 
-_HIST_BINS = 16
-_HIST_SAMPLE = 1 << 18  # weights/gradients: at most this many values per histogram (a strided sample)
+HIST_BINS = 16
+HIST_SAMPLE = 1 << 18  # weights/gradients: at most this many values per histogram (a strided sample)
+_HIST_BINS, _HIST_SAMPLE = HIST_BINS, HIST_SAMPLE
 
 
 def round_floats(value: Any, digits: int = 6) -> Any:
@@ -65,7 +66,8 @@ def loss_noise(losses: Any) -> float:
     >>> round(loss_noise([1.0, 1.0, 1.0, 1.0]), 3)
     0.0
     """
-    values = np.asarray([v for v in np.asarray(losses, dtype=np.float64).ravel() if np.isfinite(v) and v > 0])
+    values = np.asarray(losses, dtype=np.float64).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
     if len(values) < 3:
         return math.nan
     return float(np.std(np.diff(np.log(values))) / math.sqrt(2.0))

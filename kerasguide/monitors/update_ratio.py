@@ -11,12 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from kerasguide.monitors.base import MonitorCallback
+from kerasguide.monitors.epoch_end import epoch_end
 from kerasguide.monitors.hooks import (
     ConstraintHook,
     install_hook,
     is_multi_replica,
     layer_of_variables,
-    read_and_reset,
+    read_then_zero,
     remove_hook,
     retrace,
     var_name,
@@ -77,6 +78,9 @@ class UpdateRatioMonitor(MonitorCallback):
         owners = layer_of_variables(self.model)
         self._names = [var_name(v) for v in self._vars]
         self._layers = [owners.get(id(v), var_name(v).split("/")[0]) for v in self._vars]
+        self._layer_names = list(dict.fromkeys(self._layers))  # in order of their first tensor
+        self._layer_index = np.array([self._layer_names.index(layer) for layer in self._layers], dtype=np.int64)
+        self._key = f"update_ratio/{id(self)}"
         self._in_step = (not self._force_fallback and bool(self._vars) and not is_multi_replica(self.model)
                          and keras.backend.backend() == "tensorflow")
         self._executions = 0
@@ -85,7 +89,8 @@ class UpdateRatioMonitor(MonitorCallback):
             self._prev = [tf.Variable(tf.cast(v.value, tf.float32), trainable=False) for v in self._vars]
             self._acc = tf.Variable(tf.zeros(4 * n + 1, tf.float32), trainable=False)
             self._armed = tf.Variable(0.0, trainable=False)
-            self._take = read_and_reset(self._acc)
+            # Read and zeroed in the epoch's one compiled call of every monitor (`epoch_end`).
+            epoch_end(self.model).add(self._key, read_then_zero(self._acc))
             last = self._vars[-1]
             self._hooks.append((last, install_hook(last, self._step_fn())))
             retrace(self.model)
@@ -182,29 +187,29 @@ class UpdateRatioMonitor(MonitorCallback):
     def on_epoch_end(self, epoch, logs=None):
         n = len(self._vars)
         if self._in_step:
-            values = self._take().numpy().astype(np.float64)
+            values = np.asarray(epoch_end(self.model).take(self._key, epoch), dtype=np.float64)
         else:
             values = self._acc_np
             self._acc_np = np.zeros(4 * n + 1)
         steps = int(values[-1])
         if steps == 0:
             return
-        tensors = {name: float(values[i] / values[3 * n + i]) if values[3 * n + i] else math.nan
-                   for i, name in enumerate(self._names)}
-        sums: dict[str, list[float]] = {}
-        for i, layer in enumerate(self._layers):
-            total = sums.setdefault(layer, [0.0, 0.0])
-            total[0] += values[n + i]
-            total[1] += values[2 * n + i]
-        layers = {layer: math.sqrt(d2 / p2) if p2 > 0 else math.nan for layer, (d2, p2) in sums.items()}
-        finite = [r for r in layers.values() if math.isfinite(r) and r > 0]
-        median = float(np.median(finite)) if finite else math.nan
+        # Here only what the epoch's logs need (the median over layers); the record on the background thread.
+        d2, p2 = (np.bincount(self._layer_index, weights=values[start:start + n],
+                              minlength=len(self._layer_names)).astype(np.float64) for start in (n, 2 * n))
+        ratios = np.sqrt(np.divide(d2, p2, out=np.full(len(d2), np.nan), where=p2 > 0))
+        finite = ratios[np.isfinite(ratios) & (ratios > 0)]
+        median = float(np.median(finite)) if len(finite) else math.nan
         if logs is not None:
             logs["update_ratio"] = median
-        self._submit(self._write_epoch, epoch, {"epoch": epoch + 1, "steps": steps, "median": median,
-                                                "layers": layers, "tensors": tensors})
+        self._submit(self._write_epoch, epoch, steps, median, values, ratios)
 
-    def _write_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+    def _write_epoch(self, epoch: int, steps: int, median: float, values: np.ndarray, ratios: np.ndarray) -> None:
+        n = len(self._vars)
+        tensors = {name: float(values[i] / values[3 * n + i]) if values[3 * n + i] else math.nan
+                   for i, name in enumerate(self._names)}
+        layers = {layer: float(ratio) for layer, ratio in zip(self._layer_names, ratios, strict=True)}
+        record = {"epoch": epoch + 1, "steps": steps, "median": median, "layers": layers, "tensors": tensors}
         writer = self.writer
         if writer is not None:
             with writer:
@@ -216,6 +221,8 @@ class UpdateRatioMonitor(MonitorCallback):
         self._add_record(record)
 
     def _remove_hooks(self) -> None:
+        if self.model is not None and getattr(self, "_key", None):
+            epoch_end(self.model).remove(self._key)
         if not self._hooks:
             return
         for variable, hook in self._hooks:
