@@ -20,7 +20,7 @@ from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-__all__ = ["EventWriter", "shared_writer", "acquire_writer", "release_writer", "flush_all"]
+__all__ = ["EventWriter", "shared_writer", "acquire_writer", "release_writer", "flush_all", "writer_key"]
 
 
 class EventWriter:
@@ -133,8 +133,16 @@ def _key(log_dir: str | Path) -> str:
     return str(Path(log_dir).resolve())
 
 
+def writer_key(log_dir: str | Path) -> str:
+    """The folder's key among the shared writers: `shared_writer(key)` finds its writer without a `resolve()`."""
+    return _key(log_dir)
+
+
 def shared_writer(log_dir: str | Path) -> EventWriter:
     """The `EventWriter` of a folder, created once and shared until `release_writer` closes it."""
+    writer = _WRITERS.get(log_dir) if isinstance(log_dir, str) else None  # a resolved key: no `resolve()` call
+    if writer is not None:
+        return writer
     key = _key(log_dir)
     writer = _WRITERS.get(key)
     if writer is None:

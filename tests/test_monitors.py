@@ -28,7 +28,7 @@ from kerasguide.monitors import (  # noqa: E402
     roughness,
     weight_grid,
 )
-from kerasguide.monitors.signals import unit_stats  # noqa: E402
+from kerasguide.monitors.signals import histogram, png_bytes, unit_stats  # noqa: E402
 
 
 def data(n=96, d=16, classes=4, seed=0):
@@ -100,6 +100,14 @@ def test_weight_grid_shapes():
     assert tiles.shape == (4, 1, 10, 1)
     with pytest.raises(ValueError, match="rank 2, 3 or 4"):
         weight_grid(np.zeros(5))
+
+
+def test_png_bytes_decode_to_the_grid():
+    rng = np.random.default_rng(0)
+    for channels in (1, 3):
+        grid, _ = weight_grid(rng.normal(size=(3, 3, channels, 10)))  # enlarged: repeated rows and columns
+        assert grid.shape[-1] == channels
+        np.testing.assert_array_equal(tf.io.decode_png(png_bytes(grid)).numpy(), grid)
 
 
 def test_activation_kind():
@@ -223,6 +231,57 @@ def test_probe_statistics_match_a_direct_computation():
     assert record["order"] == ["hidden", "out"]
 
 
+def test_probe_histograms_counted_in_its_graph_match_numpy():
+    x, y = data()
+    model = compiled(mlp())
+    probe = ProbeMonitor(x[:64], y[:64])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[probe])
+    layer = probe.records[0]["layers"]["hidden"]
+    expected = histogram(model.get_layer("hidden").kernel.numpy())  # the NumPy reference, same bins
+    assert layer["weight_hist"]["counts"] == expected["counts"]
+    np.testing.assert_allclose(layer["weight_hist"]["edges"], expected["edges"], rtol=1e-5)
+    act = keras.Model(model.inputs, model.get_layer("act").output)(x[:64]).numpy()
+    assert probe.records[0]["layers"]["act"]["act_hist"]["counts"] == histogram(act)["counts"]
+
+
+def test_one_compiled_call_at_each_epochs_end_for_every_monitor():
+    # Update ratios, batch losses, the probe's pass and the first layer's kernel: one tf.function
+    # call an epoch (each call costs 0.2-0.5 ms of Python), once the probe is traced and has joined.
+    import time
+
+    from kerasguide.monitors import default_monitors
+    from kerasguide.monitors.epoch_end import EpochEnd
+
+    x, y = data()
+    calls = []
+    run = EpochEnd._run
+
+    def counted(self, keys):
+        calls.append((epochs_seen[-1] if epochs_seen else -1, tuple(k.split("/")[0] + k.split("/")[-1] * k.startswith("probe")
+                                                                    for k in keys)))
+        return run(self, keys)
+
+    epochs_seen = []
+
+    class Wait(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_seen.append(epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(0.3)  # room for the probe's tracing on the background thread
+
+    callbacks = [Wait(), *default_monitors(x[:64], y[:64], image_shape=(4, 4, 1), images_every_epochs=1)]
+    EpochEnd._run = counted
+    try:
+        compiled(mlp(), spe=3).fit(x, y, batch_size=16, epochs=6, verbose=0, callbacks=callbacks)
+    finally:
+        EpochEnd._run = run
+    assert [epoch for epoch, _ in calls] == list(range(6))  # one call an epoch
+    assert calls[-1][1] == ("update_ratio", "loss", "probepass", "images")  # the pass itself, no weight copy
+    probe = next(c for c in callbacks if isinstance(c, ProbeMonitor))
+    assert len(probe.records) == 6 and all(len(r["losses"]) == 6 for r in callbacks[2].records)
+
+
 def test_probe_sees_dead_and_saturated_units():
     x, y = data()
     dead = ProbeMonitor(x[:64], y[:64])
@@ -238,7 +297,8 @@ def test_probe_sees_dead_and_saturated_units():
 def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
     # Until its function is traced (by its first call, on the background thread), the probe runs
     # there on a copy of the weights taken at the epoch's end; afterwards it runs at the epoch's end
-    # on the training thread (in the epoch's one compiled call of every monitor). Busy: the thread is kept busy so that it probes only after later
+    # on the training thread (in the epoch's one compiled call of every monitor). Busy: the thread
+    # is kept busy so that it probes only after later
     # epochs have trained: a probe that read the live variables (the planted bug) would see the
     # last weights in every record. Not busy: the later epochs take the training-thread path.
     import threading

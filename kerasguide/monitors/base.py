@@ -72,6 +72,7 @@ class MonitorCallback(keras.callbacks.Callback):
         self._written_lines = 0
         if self.log_dir is not None:
             tb_events.acquire_writer(self.log_dir)
+            self._writer_key = tb_events.writer_key(self.log_dir)  # `resolve()` once a fit, not per record
         self._epochs = (self.params or {}).get("epochs")
 
     def _due(self, epoch: int) -> bool:
@@ -82,7 +83,9 @@ class MonitorCallback(keras.callbacks.Callback):
     @property
     def writer(self) -> tb_events.EventWriter | None:
         """The shared summary writer of `log_dir`, or None."""
-        return None if self.log_dir is None else tb_events.shared_writer(self.log_dir)
+        if self.log_dir is None:
+            return None
+        return tb_events.shared_writer(getattr(self, "_writer_key", None) or self.log_dir)
 
     def _add_record(self, record: dict[str, Any]) -> None:
         record = round_floats(record)

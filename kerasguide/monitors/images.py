@@ -10,7 +10,7 @@ from kerasguide._logging import get_logger
 from kerasguide.io import atomic_write_bytes
 from kerasguide.monitors.base import MonitorCallback
 from kerasguide.monitors.epoch_end import epoch_end
-from kerasguide.monitors.signals import roughness, weight_grid
+from kerasguide.monitors.signals import png_bytes, roughness, weight_grid
 
 __all__ = ["FirstLayerImages"]
 
@@ -124,7 +124,7 @@ class FirstLayerImages(MonitorCallback):
         grid, tiles = weight_grid(kernel, shape)
         self.last_grid = grid
         record = {"epoch": epoch + 1, "layer": layer_name, "tiles": int(len(tiles)), "roughness": roughness(tiles)}
-        png = tf.io.encode_png(grid, compression=1).numpy()  # zlib level 1: much faster, slightly larger
+        png = png_bytes(grid)  # encoded by hand: faster than `tf.io.encode_png` on an enlarged grid
         if self.writer is not None:
             self.writer.image("first_layer", png, grid.shape[0], grid.shape[1], epoch + 1,
                               f"{layer_name}'s weights, one tile per unit/filter (E20)")

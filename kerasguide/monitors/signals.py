@@ -1,11 +1,13 @@
-"""The monitors' pure maths on NumPy arrays: loss wiggle, image roughness, weight grids, histograms.
+"""The monitors' pure maths on NumPy arrays: loss wiggle, image roughness, weight grids, histograms, PNG.
 
-This module imports NumPy only (no TensorFlow, no Keras).
+This module imports NumPy and the standard library only (no TensorFlow, no Keras).
 """
 
 from __future__ import annotations
 
 import math
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ __all__ = [
     "roughness",
     "weight_grid",
     "histogram",
+    "png_bytes",
     "unit_stats",
 ]
 
@@ -29,12 +32,19 @@ _HIST_BINS, _HIST_SAMPLE = HIST_BINS, HIST_SAMPLE
 
 def round_floats(value: Any, digits: int = 6) -> Any:
     """Floats to `digits` significant digits (compact JSON); NaN/Inf kept for the writer to null."""
-    if isinstance(value, float):  # the common case first: this runs on every record
-        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    kind = type(value)
+    if kind is float:  # the common cases first, by exact type: this runs on every number of every record
+        return float(format(value, f".{digits}g")) if math.isfinite(value) else value
+    if kind is int or kind is str or value is None:
+        return value
+    if kind is list and all(type(v) is int for v in value):  # a histogram's counts
+        return value
     if isinstance(value, dict):
         return {k: round_floats(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [round_floats(v, digits) for v in value]
+    if isinstance(value, float):
+        return round_floats(float(value), digits)
     if isinstance(value, np.floating):
         return round_floats(float(value), digits)
     if isinstance(value, np.integer):
@@ -44,6 +54,15 @@ def round_floats(value: Any, digits: int = 6) -> Any:
 
 def finite_or_none(value: Any) -> Any:
     """`value` with NaN/Inf floats (in dicts and lists) replaced by None."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if kind is list:
+        if all(type(v) is int for v in value) or all(type(v) is float and math.isfinite(v) for v in value):
+            return value  # a histogram's counts, a list of finite numbers: as they are
+        return [finite_or_none(v) for v in value]
     if isinstance(value, dict):
         return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -170,6 +189,39 @@ def weight_grid(kernel: np.ndarray, image_shape: tuple[int, ...] | None = None, 
         scale = max(1, min(16, 320 // max(grid.shape[1], 1)))
     grid = (grid * 255).round().astype(np.uint8)
     return grid.repeat(scale, axis=0).repeat(scale, axis=1), tiles
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
+    """A `uint8` image `(H, W, 1 or 3)` as PNG bytes, each row filtered "Up" (its change from the row above).
+
+    Written by hand for `weight_grid`'s enlarged grids: a row repeated by the enlargement filters to
+    zeros, which zlib packs at once; `tf.io.encode_png` tries every filter on every row and took
+    1.3-1.6 ms on a 290x290 or 1040x208 grid, this 0.4-1 ms.
+
+    Example:
+
+    >>> png_bytes(np.zeros((2, 3, 1), np.uint8))[:4]
+    b'\\x89PNG'
+    """
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    height, width, channels = image.shape
+    if channels not in (1, 3):
+        raise ValueError(f"Argument `image` must have 1 or 3 channels. Received: shape={image.shape}")
+    rows = image.reshape(height, width * channels)
+    raw = np.empty((height, 1 + width * channels), np.uint8)
+    raw[:, 0] = 2  # filter type "Up"
+    raw[0, 0] = 0  # the first row as it is
+    raw[:, 1:] = rows
+    raw[1:, 1:] -= rows[:-1]  # modulo 256, as PNG's filter is
+    header = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+            + _png_chunk(b"IEND", b""))
 
 
 def histogram(values: np.ndarray) -> dict[str, list[float]]:
