@@ -88,6 +88,9 @@ class Thresholds:
         ratio_high: Median update:weight ratio (after epoch 1) above this is high (E18). Defaults to `1e-2`.
         ratio_first_high: Epoch 1's median ratio above this is high (E18). Defaults to `0.07`.
         ratio_low: Median ratio below this is low (E18). Defaults to `3e-5`.
+        ratio_first_dead: Epoch 1's median ratio above this, with ReLUs dead on the probe that were alive at
+            initialization and a poor fit, is a too-high rate that killed them (healthy classifiers: at most
+            0.019; Adam at 0.05 on the mnist1d CNN: 0.063). Defaults to `0.03`.
         gap: Train minus validation accuracy above this is overfitting (E17). Defaults to `0.08`.
         overfit_accuracy: A gap counts only when the train accuracy is at least this: a broken model that
             barely fits its training data has other problems first. Defaults to `0.5`.
@@ -100,6 +103,9 @@ class Thresholds:
         loss_ratio: See `loss_gap`; small validation sets of noisy targets vary that much. Defaults to `1.5`.
         underfit_unexplained: No accuracies: `unexplained` (1 - R²) above this with no gap and a stalled loss
             is underfitting (E17). Defaults to `0.7`.
+        good_unexplained: No accuracies: `unexplained` at most this with no gap is a run that learned well (its
+            process warnings become info); the diabetes preset ends at 0.47-0.49, a 1-unit net at 0.78-0.85.
+            Defaults to `0.6`.
         stall: Relative loss decrease over the last third of the epochs below this counts as stalled. Defaults
             to `0.15`.
         no_progress: Relative decrease from the first loss below this is not learning. Defaults to `0.05`.
@@ -122,6 +128,7 @@ class Thresholds:
     ratio_high: float = 1e-2
     ratio_first_high: float = 0.07
     ratio_low: float = 3e-5
+    ratio_first_dead: float = 0.03
     gap: float = 0.08
     overfit_accuracy: float = 0.5
     val_rise: float = 0.2
@@ -130,6 +137,7 @@ class Thresholds:
     loss_gap: float = 0.2
     loss_ratio: float = 1.5
     underfit_unexplained: float = 0.7
+    good_unexplained: float = 0.6
     stall: float = 0.15
     no_progress: float = 0.05
     slow_progress: float = 0.5

@@ -41,6 +41,18 @@ def _ratio_high(m: dict[str, float], t: Thresholds) -> bool:
     return m["update_ratio"] > t.ratio_high or m["update_ratio_first"] > t.ratio_first_high
 
 
+def _killed_units(s: Signals, m: dict[str, float], t: Thresholds) -> bool:
+    """ReLUs dead on the probe after large first steps: the rate killed them (at initialization they were
+    alive, or the initialization check would have said so)."""
+    return (bool(s.probe) and m["dead_fraction"] > t.dead and m["update_ratio_first"] > t.ratio_first_dead
+            and not _dead_at_init(s, t))
+
+
+def _dead_at_init(s: Signals, t: Thresholds) -> bool:
+    layers = _init_layers(s.checks)
+    return any(float(v.get("dead_fraction") or 0.0) > t.dead for v in layers.values())
+
+
 def _ended_high(m: dict[str, float], t: Thresholds) -> bool:
     """The loss stopped improving while the model is still poor."""
     poor = (m["accuracy"] < t.underfit_accuracy if math.isfinite(m["accuracy"])
@@ -66,6 +78,13 @@ def _rule_learning_rate(s: Signals, m: dict[str, float], t: Thresholds) -> list[
                            f"The loss dropped then stayed high ({m['loss_final']:.3g} from {m['loss_start']:.3g}) "
                            f"with updates up to {top:.1e} of the weights per step (about 1e-3 is healthy): lower "
                            "the learning rate 3-10x (recipes E16, E18).", "E16"))
+    elif _killed_units(s, m, t) and _ended_high(m, t):
+        out.append(Finding("lr_too_high", "warning",
+                           _ev(m, "update_ratio_first", "dead_fraction", "loss_start", "loss_final", "accuracy"),
+                           f"The first epoch's steps moved the weights by {m['update_ratio_first']:.1e} of their size "
+                           f"(about 1e-3 is healthy) and {m['dead_fraction']:.0%} of a layer's ReLUs died during "
+                           "training, leaving the loss high: lower the learning rate 3-10x (recipes E16, E18, E19).",
+                           "E16"))
     if ratio_known and ratio < t.ratio_low and m["progress"] < t.slow_progress and not m["late_progress"] < 0:
         out.append(Finding("lr_too_low", "warning",
                            _ev(m, "update_ratio", "loss_start", "loss_final", "progress", "late_progress"),
@@ -120,7 +139,7 @@ def _rule_fit(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
     chance = m["chance_accuracy"] if math.isfinite(m["chance_accuracy"]) else 0.0
     learning = m["progress"] >= t.no_progress and m["accuracy"] > 2 * chance
     if (learning and math.isfinite(m["accuracy"]) and m["accuracy"] < t.underfit_accuracy
-            and abs(gap) <= t.underfit_gap and m["late_progress"] < t.stall and not _ratio_high(m, t)):
+            and gap <= t.underfit_gap and m["late_progress"] < t.stall and not _ratio_high(m, t)):
         out.append(Finding("underfitting", "warning",
                            _ev(m, "accuracy", "val_accuracy", "gap", "late_progress"),
                            f"Train accuracy is only {m['accuracy']:.3f}, validation {m['val_accuracy']:.3f}, and "
@@ -374,19 +393,26 @@ EXPLAINED_BY: dict[str, tuple[str, ...]] = {
     "overfitting": ("labels_not_learnable",),
     "initial_loss_off": ("saturated_units", "dead_units"),
 }
+# A net that does not carry the signal: its poor validation says nothing about the labels.
+_BROKEN_NET = ("saturated_units", "dead_units", "vanishing_gradients", "initial_loss_off", "exploding_gradients")
 # Process warnings a run that ends well only reports (info): its updates, units and gradients did no harm.
+# (A noisy loss stays a warning: healthy runs are far below its threshold, and it costs time even when the
+# run ends well.)
 _PROCESS = ("update_ratio_high", "update_ratio_low", "saturated_units", "dead_units", "vanishing_gradients",
-            "exploding_gradients", "noisy_loss")
+            "exploding_gradients")
 
 
 def _learned_well(s: Signals, m: dict[str, float], t: Thresholds) -> bool:
     """Reached a good fit (or is still falling fast towards one) without a train/validation gap."""
-    if _diverged(s, m) or s.status in ("checks_failed", "failed") or not m["progress"] >= t.slow_progress:
+    if _diverged(s, m) or s.status in ("checks_failed", "failed"):
         return False
     if math.isfinite(m["accuracy"]):
+        if not m["progress"] >= t.slow_progress:
+            return False
         good = m["val_accuracy"] >= t.underfit_accuracy or m["late_progress"] >= t.stall
         return good and math.isfinite(m["gap"]) and m["gap"] <= t.gap
-    return m["unexplained"] <= 1 - t.high_plateau and m["late_progress"] >= t.stall and not m["loss_gap"] > t.loss_gap
+    # Regression: a converged fit is flat, so the errors against the targets' variance decide.
+    return m["unexplained"] <= t.good_unexplained and not m["loss_gap"] > t.loss_gap
 
 
 def _from_init(f: Finding) -> bool:
@@ -400,7 +426,7 @@ def one_story(findings: list[Finding], signals: Signals, m: dict[str, float] | N
     - A too-high and a too-low rate (or update ratio) are never both reported: the measured update sizes
       decide (a diverged run, or updates above the thresholds, is too high), the other side is dropped.
     - A run that learned well (`_learned_well`) keeps its process findings (update ratios, units,
-      gradients, noise) as info only.
+      gradients) and a too-high-rate warning as info only.
     - A finding another one explains (`EXPLAINED_BY`) gets `caused_by` that root cause and its advice says
       to fix that first; the root takes the most severe of the severities it explains.
     - Order: primary causes (errors, warnings, info), then their consequences.
@@ -409,22 +435,33 @@ def one_story(findings: list[Finding], signals: Signals, m: dict[str, float] | N
     m = m if m is not None else measure(signals)
     serious = {f.code for f in findings if f.severity != "info"}
     if serious & set(_HIGH) and serious & set(_LOW):
-        high = _diverged(signals, m) or _ratio_high(m, thresholds) or any(
+        high = _diverged(signals, m) or _ratio_high(m, thresholds) or _killed_units(signals, m, thresholds) or any(
             f.code in _HIGH and f.severity == "error" for f in findings)
         drop = _LOW if high else _HIGH
         findings = [f for f in findings if f.code not in drop]
     if _learned_well(signals, m, thresholds):
         for f in findings:
-            if f.code in _PROCESS and f.severity == "warning":
+            if (f.code in _PROCESS or f.code == "lr_too_high") and f.severity == "warning":
                 f.severity = "info"
                 f.advice = f"The run still learned well, so for information only: {f.advice}"
+    serious = {f.code for f in findings if f.severity != "info"}
+    if "labels_not_learnable" in serious and serious & set(_BROKEN_NET):
+        # A net that cannot carry the signal also fits its training set alone: not evidence against the labels.
+        findings = [f for f in findings if f.code != "labels_not_learnable"]
     present = {f.code: f for f in findings if f.severity != "info"}
+    explained_by = dict(EXPLAINED_BY)
+    if "vanishing_gradients" in present and not _diverged(signals, m) and not present.keys() & {
+            "dead_units", "saturated_units"}:
+        # Tiny weights (a deep sigmoid net at stddev 0.01): Adam's steps are large next to them, and no lower
+        # rate makes the gradients reach the first layers.
+        explained_by["lr_too_high"] = ("vanishing_gradients",)
+        explained_by["update_ratio_high"] = ("vanishing_gradients",)
     for f in findings:
         f.caused_by = None
     for f in findings:
         if f.severity == "info" or (f.code in ("dead_units", "saturated_units") and _from_init(f)):
             continue  # units dead or saturated from the first step are a cause of their own (init, biases)
-        cause = next((c for c in EXPLAINED_BY.get(f.code, ()) if c in present and c != f.code), None)
+        cause = next((c for c in explained_by.get(f.code, ()) if c in present and c != f.code), None)
         f.caused_by = cause
     for f in findings:  # to the root: vanishing <- dead units <- too-high rate
         seen = {f.code}
