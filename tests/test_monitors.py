@@ -245,10 +245,8 @@ def test_probe_histograms_counted_in_its_graph_match_numpy():
 
 
 def test_one_compiled_call_at_each_epochs_end_for_every_monitor():
-    # Update ratios, batch losses, the probe's pass and the first layer's kernel: one tf.function
-    # call an epoch (each call costs 0.2-0.5 ms of Python), once the probe is traced and has joined.
-    import time
-
+    # Update ratios, batch losses, the probe's copy of the weights and the first layer's kernel: one
+    # tf.function call an epoch (each call costs 0.2-0.5 ms of Python).
     from kerasguide.monitors import default_monitors
     from kerasguide.monitors.epoch_end import EpochEnd
 
@@ -267,9 +265,6 @@ def test_one_compiled_call_at_each_epochs_end_for_every_monitor():
         def on_epoch_begin(self, epoch, logs=None):
             epochs_seen.append(epoch)
 
-        def on_epoch_end(self, epoch, logs=None):
-            time.sleep(0.3)  # room for the probe's tracing on the background thread
-
     callbacks = [Wait(), *default_monitors(x[:64], y[:64], image_shape=(4, 4, 1), images_every_epochs=1)]
     EpochEnd._run = counted
     try:
@@ -277,7 +272,7 @@ def test_one_compiled_call_at_each_epochs_end_for_every_monitor():
     finally:
         EpochEnd._run = run
     assert [epoch for epoch, _ in calls] == list(range(6))  # one call an epoch
-    assert calls[-1][1] == ("update_ratio", "loss", "probepass", "images")  # the pass itself, no weight copy
+    assert all(keys == ("update_ratio", "loss", "probesnapshot", "images") for _, keys in calls)
     probe = next(c for c in callbacks if isinstance(c, ProbeMonitor))
     assert len(probe.records) == 6 and all(len(r["losses"]) == 6 for r in callbacks[2].records)
 
@@ -297,8 +292,8 @@ def test_probe_sees_dead_and_saturated_units():
 def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
     # Until its function is traced (by its first call, on the background thread), the probe runs
     # there on a copy of the weights taken at the epoch's end; afterwards it runs at the epoch's end
-    # on the training thread (in the epoch's one compiled call of every monitor). Busy: the thread
-    # is kept busy so that it probes only after later
+    # on the training thread, on the weights copied in the epoch's one compiled call of every
+    # monitor. Busy: the thread is kept busy so that it probes only after later
     # epochs have trained: a probe that read the live variables (the planted bug) would see the
     # last weights in every record. Not busy: the later epochs take the training-thread path.
     import threading
@@ -318,9 +313,8 @@ def test_probe_measures_its_epochs_weights_while_training_goes_on(busy):
 
     probe = ProbeMonitor(x[:64], y[:64])
     threads = []
-    run, take = probe._run, probe._take  # the probe's own call, and its part of the epoch's one call
+    run = probe._run
     probe._run = lambda values: (threads.append(threading.current_thread() is threading.main_thread()), run(values))[1]
-    probe._take = lambda epoch: (threads.append(threading.current_thread() is threading.main_thread()), take(epoch))[1]
     if busy:
         background.executor().submit(time.sleep, 1.5)
     epochs = 3 if busy else 6

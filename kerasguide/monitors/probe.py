@@ -77,8 +77,8 @@ class ProbeMonitor(MonitorCallback):
     (the tracing) and all the summaries and records run on the monitors'
     background thread (see `kerasguide.monitors.background`), so training
     goes on meanwhile; once traced, the function itself runs at the epoch's
-    end inside the one compiled call of every monitor
-    (`kerasguide.monitors.epoch_end`), where it does not share TensorFlow's
+    end (on the weights copied in the one compiled call of every monitor,
+    `kerasguide.monitors.epoch_end`), where it does not share TensorFlow's
     threads with a training step. Per layer with a
     nonlinearity: the fraction of dead ReLU units
     (<= 0 on the whole probe batch), of saturated tanh/sigmoid values
@@ -150,26 +150,9 @@ class ProbeMonitor(MonitorCallback):
         if self._function_model is not self.model:
             self._traced = False
             self._build()
-        self._in_hub = self._hub_ready = False
         hub = epoch_end(self.model)
         for suffix, (build, due, ready) in self._parts.items():
             hub.add(self._key + suffix, build, due, ready)
-        if self._traced:  # a later fit of the same model: the probe is traced already
-            self._submit(self._join)
-
-    def _join(self) -> None:
-        """Put the traced probe into the epoch's one call (traced and set up here: the background thread)."""
-        try:
-            self._concrete = self._function.get_concrete_function(self._snapshot())
-            epoch_end(self.model).prepare(self._key + "/pass", drop=(self._key + "/snapshot",))
-        except Exception as error:  # it keeps its own calls then
-            logger.info("probe monitor: not in the epoch's call: %s: %s", type(error).__name__, error)
-            return
-        self._hub_ready = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # Taken up here, on the training thread: an epoch's end sees one state of it.
-        self._in_hub = self._hub_ready
 
     def on_train_end(self, logs=None):
         hub = epoch_end(self.model)
@@ -285,20 +268,16 @@ class ProbeMonitor(MonitorCallback):
         # traced, it runs inside the epoch's one compiled call of every monitor (`epoch_end`).
         self._snapshot = tf.function(snapshot, autograph=False)
         self._snapshot.get_concrete_function()
-        # Not inlined into the epoch's one call: that call then sets up faster (80 ms instead of 120).
-        self._function = tf.function(probe, autograph=False, experimental_attributes={"_noinline": True})
+        self._function = tf.function(probe, autograph=False)
         self._kernels = dict(zip(self._order, kernels, strict=True))
         self._sizes = sizes
         self._names = names
         self._key = f"probe/{id(self)}"
         self._parts = {
-            # Until the probe is in the epoch's call, that call copies the weights for it; afterwards
-            # it runs the probe on the weights as they are at the epoch's end.
-            "/snapshot": (lambda reset: snapshot(), lambda epoch: self._due(epoch) and not self._in_hub, None),
-            # The probe's own traced graph, called: a call of the `tf.function` from another graph
-            # would trace it again.
-            "/pass": (lambda reset: self._concrete([v.value for v in variables]),
-                      lambda epoch: self._due(epoch) and not self._failed, lambda: self._in_hub),
+            # The epoch's call copies the weights for the probe, which then runs its own function on
+            # them: in the epoch's call, the probe's graph took 80-130 ms more to set up, more than its
+            # call saved over a 40-epoch fit.
+            "/snapshot": (lambda reset: snapshot(), self._due, None),
         }
 
     def on_train_batch_end(self, batch, logs=None):
@@ -317,16 +296,8 @@ class ProbeMonitor(MonitorCallback):
             return
         self._probe_step += 1
         step = epoch + 1 if epoch is not None else self._probe_step
-        if epoch is not None and self._in_hub:
-            # Traced: the forward and backward pass run here, between two executions, in the
-            # epoch's one compiled call. Run beside a training step, the two would share
-            # TensorFlow's thread pools and cost more.
-            outputs = self._take(epoch)
-            if outputs is not None:
-                self._submit(self._measure, epoch, step, None, outputs)
-            return
         if epoch is not None:
-            values = epoch_end(self.model).take(self._key + "/snapshot", epoch)
+            values = epoch_end(self.model).take(self._key + "/snapshot", epoch)  # in the epoch's one call
         else:
             values = self._snapshot()  # one compiled call that copies the weights
         if not self._traced:
@@ -334,18 +305,11 @@ class ProbeMonitor(MonitorCallback):
             # execution trains.
             self._submit(self._measure, epoch, step, values)
             return
+        # Traced: the forward and backward pass run here, between two executions. Run beside a
+        # training step, the two would share TensorFlow's thread pools and cost more.
         outputs = self._run(values)
         if outputs is not None:
             self._submit(self._measure, epoch, step, values, outputs)
-
-    def _take(self, epoch: int):
-        """The probe's outputs from the epoch's one compiled call (`epoch_end`), or None if it failed."""
-        try:
-            return epoch_end(self.model).take(self._key + "/pass", epoch)
-        except Exception as error:  # an exotic model must not stop the training
-            self._failed = True
-            logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
-            return None
 
     def _run(self, values):
         try:
@@ -364,8 +328,6 @@ class ProbeMonitor(MonitorCallback):
             outputs = self._run(values)
             if outputs is None:
                 return
-            if not self._hub_ready and self._function_model is self.model:
-                self._join()
         act_stats = np.asarray(outputs["act_stats"], dtype=np.float64)
         sums = np.asarray(outputs["sums"], dtype=np.float64)
         counts, ranges = np.asarray(outputs["counts"]), np.asarray(outputs["ranges"], dtype=np.float64)
