@@ -397,6 +397,14 @@ class MonitorConfig(_Section):
     divergence_factor: float = Field(
         4.0, gt=1.0, description="Stop (status diverged) when the smoothed loss exceeds this x its start."
     )
+    prune: list[Literal["diverged", "not_learning", "lr_too_high"]] = Field(
+        [],
+        description="Stop the run (status pruned) when the diagnosis, read after each epoch, finds one of these "
+        "at error severity. Empty: never (kerasguide tune sets it for its trials from search.prune_codes).",
+    )
+    prune_after: PositiveInt = Field(
+        3, description="The first epoch the pruning reads (a slow first epoch is not a dead run)."
+    )
 
 
 class LRFindConfig(_Section):
@@ -489,6 +497,13 @@ class SearchConfig(_Section):
         0.1, gt=0.0, lt=0.5, description="Best value in this outer fraction of its range = on the border (H28)."
     )
     widen_on_border: bool = Field(True, description="Run one more stage with a border range widened (H28).")
+    prune: bool = Field(
+        True, description="Stop a trial the diagnosis condemns after an epoch (monitor.prune); the oracle sees it fail."
+    )
+    prune_codes: list[Literal["diverged", "not_learning", "lr_too_high"]] = Field(
+        ["diverged", "not_learning", "lr_too_high"],
+        description="The error findings that prune a trial (from monitor.prune_after epochs on).",
+    )
     workers: int = Field(
         1, ge=0, description="Trials run at once, each a child process (H30); 0 = in this process."
     )

@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "checks_failed")
+STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned", "checks_failed")
 
 CONFIG = "config.toml"
 RUN_JSON = "run.json"

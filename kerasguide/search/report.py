@@ -22,7 +22,7 @@ from kerasguide.io import atomic_write_text, save_figure
 from kerasguide.rundir import read_json
 from kerasguide.search.space import ParamRange
 
-__all__ = ["write_search_report", "plot_search"]
+__all__ = ["write_search_report", "plot_search", "pruned_summary"]
 
 
 def _fmt(value: Any) -> str:
@@ -92,6 +92,28 @@ def plot_search(state: dict[str, Any], path: str | os.PathLike[str], border_frac
     return save_figure(fig, path, dpi=90)
 
 
+def _status(trial: dict[str, Any]) -> str:
+    pruned = trial.get("pruned")
+    if not pruned:
+        return str(trial.get("status"))
+    return f"{trial.get('status')}: {pruned.get('code')} after epoch {pruned.get('epoch')}"
+
+
+def pruned_summary(state: dict[str, Any]) -> str | None:
+    """One line on the trials the diagnosis stopped early (issue 14): how many, their codes, the epochs saved."""
+    trials = [t for stage in state.get("stages", []) for t in stage.get("trials", []) if t.get("pruned")]
+    if not trials:
+        return None
+    codes: dict[str, int] = {}
+    for t in trials:
+        codes[t["pruned"]["code"]] = codes.get(t["pruned"]["code"], 0) + 1
+    saved = sum(int(t.get("epochs_saved") or 0) for t in trials)
+    total = sum(int(t.get("epochs") or 0) for stage in state.get("stages", []) for t in stage.get("trials", []))
+    what = ", ".join(f"{code} {n}" for code, n in sorted(codes.items(), key=lambda kv: -kv[1]))
+    return (f"{len(trials)} trial{'s' if len(trials) != 1 else ''} stopped early for a cause the diagnosis names "
+            f"({what}), each a failed trial for the oracle: {saved} of {total} planned epochs saved.")
+
+
 def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
     """Write `search.md` (and `search.png`) from a search directory's search.json."""
     search_dir = Path(search_dir)
@@ -120,6 +142,9 @@ def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
             lines += ["", f"The best trial's model (stage {model.get('stage')}, trial {model.get('trial_id')}, "
                       f"checkpoint `{model.get('checkpoint')}`) is copied to `{model['dir']}/`: `kerasguide predict "
                       f"{search_dir.name} INPUT` and `kerasguide export {search_dir.name}` use it."]
+    pruned = pruned_summary(state)
+    if pruned:
+        lines += ["", "## Pruned", "", pruned]
     if state.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in state["warnings"]]
     if state.get("notes"):
@@ -144,7 +169,7 @@ def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
             score = "" if t.get("score") is None else f"{t['score']:.4f}"
             run = f"[run]({t['run_dir']})" if t.get("run_dir") else ""
             lines.append(f"| {t['trial_id']}{tag} | " + " | ".join(cells)
-                         + f" | {score} | {t.get('epochs')} | {t.get('status')} | {run} |")
+                         + f" | {score} | {t.get('epochs')} | {_status(t)} | {run} |")
     atomic_write_text(search_dir / "search.md", "\n".join(lines) + "\n")
     return search_dir / "search.md"
 

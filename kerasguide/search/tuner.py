@@ -20,6 +20,15 @@ worker processes running the same script) is not used: it needs a script
 per worker and gives no timeouts. With `workers = 0` trials run in this
 process (`run_trial`), which is faster to start but cannot be timed out.
 
+Pruning (issue 14): with `[search] prune` (the default) each trial's run
+carries `monitor.prune = search.prune_codes`, so a `DiagnosisPruner` reads
+the diagnosis after each epoch and stops a trial that has `diverged`, is
+`not_learning` or whose rate is `lr_too_high` (error severity), status
+`pruned`. The tuner reports such a trial, and one the divergence guard
+stopped, to the oracle as FAILED (keras-tuner's status for a trial that is
+not retried) and records `pruned` (code, epoch, advice, by) and
+`epochs_saved` in its record.
+
 keras-tuner saves its state (oracle.json, trial_*/trial.json) after every
 trial; kerasguide adds `trial_*/kerasguide.json` (the outcome and the run
 directory), so a stopped search resumes where it was.
@@ -93,13 +102,32 @@ def read_outcome(run_dir: str | os.PathLike[str] | None, metric: str, direction:
     checkpoint, named = checkpoint_score(rd.path)
     if score is None and named is not None and metric in (checkpoint or ""):
         score = named  # run.json lost (killed hard): the file name still tells
-    return {
+    outcome = {
         "status": record.get("status", "failed"),
         "score": score if isinstance(score, (int, float)) and math.isfinite(score) else None,
         "epochs_done": int(record.get("epochs_done") or len(rows)),
         "checkpoint": checkpoint,
         "error": record.get("error"),
     }
+    pruned = _pruned(rd, record, outcome["epochs_done"])
+    if pruned is not None:
+        outcome["pruned"] = pruned
+    return outcome
+
+
+def _pruned(rd: RunDir, record: dict[str, Any], epochs_done: int) -> dict[str, Any] | None:
+    """What stopped a run early for a cause the diagnosis names: the pruner's record, or the divergence guard's.
+
+    `{code, epoch, advice, by}`; None for a run that was not stopped so.
+    """
+    if isinstance(record.get("pruned"), dict):
+        return {**record["pruned"], "by": "diagnosis"}
+    if record.get("status") != "diverged":
+        return None
+    findings = (rd.read("diagnosis.json", default={}) or {}).get("findings") or []
+    finding = next((f for f in findings if isinstance(f, dict) and f.get("code") == "diverged"), {})
+    return {"code": "diverged", "epoch": epochs_done, "by": "divergence guard",
+            "advice": finding.get("advice") or record.get("stop_reason") or record.get("error")}
 
 
 class _Worker:
@@ -233,6 +261,8 @@ class SearchTuner(kt.Tuner):
         config.name = f"{self.base_config.name[:44]}-s{self.stage}-t{trial.trial_id}"
         config.checks.enabled = False  # trials are many: the checks ran (or run) on the base config
         config.train.monitor_metric = self.metric  # the checkpoint's file name carries the score (H30)
+        search = self.base_config.search
+        config.monitor.prune = list(search.prune_codes) if search.prune else []
         return config
 
     def is_baseline(self, trial) -> bool:
@@ -349,13 +379,23 @@ class SearchTuner(kt.Tuner):
             run_dir=str(run_dir) if run_dir else None,
             seconds=round(time.perf_counter() - worker.started, 2), ended=utc_now(),
         )
+        pruned = outcome.get("pruned") if self.base_config.search.prune else None
+        if pruned is not None:
+            # Pruned (or stopped by the divergence guard): a failed trial for the oracle, whatever it
+            # scored before; the score so far is kept for the record only.
+            record.update(status="pruned" if pruned["by"] == "diagnosis" else outcome["status"],
+                          score=None, partial_score=outcome["score"], pruned=pruned,
+                          epochs_saved=max(0, int(record["epochs"]) - int(outcome["epochs_done"])),
+                          error=f"pruned after epoch {pruned['epoch']}: {pruned['code']}")
+            outcome = dict(outcome, score=None)
         if outcome["score"] is not None:
             self.oracle.update_trial(trial.trial_id, {self.metric: float(outcome["score"])},
                                      step=record["epochs"])
             trial.status = kt.engine.trial.TrialStatus.COMPLETED
         else:
+            # FAILED, not INVALID: keras-tuner retries an INVALID trial (`max_retries_per_trial`).
             trial.status = kt.engine.trial.TrialStatus.FAILED
-            trial.message = outcome["error"] or outcome["status"]
+            trial.message = record.get("error") or outcome["error"] or outcome["status"]
         atomic_write_json(self.trial_dir(trial) / RECORD, record)
         self.on_trial_end(trial)
         self.on_event("end", record)

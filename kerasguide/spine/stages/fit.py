@@ -1,4 +1,9 @@
-"""The "fit" stage: `model.fit` with the stages' callbacks, the run's records, the best checkpoint."""
+"""The "fit" stage: `model.fit` with the stages' callbacks, the run's records, the best checkpoint.
+
+With `[monitor] prune` (a search's trials) a `DiagnosisPruner` reads the
+diagnosis after each epoch and stops the run with status `pruned` and
+run.json's `pruned` (code, epoch, advice).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import keras
 
 from kerasguide._logging import get_logger
 from kerasguide.callbacks import BestCheckpoint, EpochScalars, JsonProgress, RunRecorder
+from kerasguide.pruning import DiagnosisPruner
 from kerasguide.spine.context import RunContext
 from kerasguide.tasks import task_settings
 from kerasguide.training import split_batches
@@ -33,6 +39,8 @@ def stage_fit(ctx: RunContext) -> None:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.train.early_stopping_patience, restore_best_weights=False,
         ))
+    if cfg.monitor.prune:
+        callbacks.append(_pruner(ctx))  # after the recorder and the checkpoint: the epoch is kept first
     if ctx.progress.json_lines:
         callbacks.append(JsonProgress(ctx.progress, cfg.train.epochs, ctx.steps_per_epoch))
     verbose = 0 if ctx.progress.json_lines or not ctx.verbose else (1 if sys.stdout.isatty() else 2)
@@ -42,3 +50,16 @@ def stage_fit(ctx: RunContext) -> None:
         train, validation_data=val, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles, with the seed
     )
+
+
+def _pruner(ctx: RunContext) -> DiagnosisPruner:
+    data = ctx.record.get("data") or {}
+
+    def on_prune(pruned: dict) -> None:
+        ctx.status = "pruned"
+        ctx.stop_reason = f"pruned after epoch {pruned['epoch']}: {pruned['code']}"
+        ctx.update_run(pruned={k: pruned[k] for k in ("code", "epoch", "advice", "codes")})
+
+    return DiagnosisPruner(ctx.config.monitor.prune, after=ctx.config.monitor.prune_after, monitors=ctx.callbacks,
+                           num_classes=data.get("num_classes"), target_variance=data.get("target_variance"),
+                           on_prune=on_prune)
