@@ -94,6 +94,13 @@ def test_a_plain_run_is_pruned_only_when_asked(tmp_path):
     assert record["pruned"]["code"] == "not_learning" and record["pruned"]["epoch"] == 3
     assert record["stop_reason"] == "pruned after epoch 3: not_learning"
     assert (pruned.path / "checkpoints" / "last.keras").is_file()  # recorded like any other run
+    # What a search's master reads from a worker's run directory (workers >= 1).
+    from kerasguide.search.tuner import read_outcome
+
+    outcome = read_outcome(pruned.path, "val_accuracy", "max")
+    assert outcome["status"] == "pruned" and outcome["epochs_done"] == 3
+    assert outcome["pruned"]["code"] == "not_learning" and outcome["pruned"]["by"] == "diagnosis"
+    assert "pruned" not in read_outcome(plain.path, "val_accuracy", "max")
 
 
 # ------------------------------------------------------------------ a search
