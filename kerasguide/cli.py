@@ -205,14 +205,71 @@ def cmd_check(args) -> int:
     return EXIT_OK if all(r.passed for r in results) else EXIT_CHECK_FAILED
 
 
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _tune_stop(args, config: RunConfig) -> int:
+    """`tune CONFIG --stop`: the newest search of exactly this config under --out, asked to stop."""
+    from kerasguide.search.status import request_stop
+
+    out = Path(args.out)
+    digest = _search_digest(config)
+    found = sorted((p for p in out.glob("*-search") if _read_hash(p) == digest), key=lambda p: p.name)
+    if not found:
+        raise CliError(f"{out}: no search of {config.name} to stop (kerasguide tune starts one)")
+    answer = request_stop(found[-1], now=args.now)
+    if args.json:
+        _print_json(dict(answer, search_dir=str(found[-1])))
+    else:
+        print(answer["message"])
+    return EXIT_OK
+
+
+def _search_digest(config: RunConfig) -> str:
+    import hashlib
+
+    # kerasguide.search.runner._search_hash, without importing the runner (it loads keras-tuner)
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _read_hash(path: Path) -> str | None:
+    from kerasguide.rundir import read_json
+
+    state = read_json(path / "search.json", default=None)
+    return state.get("config_hash") if isinstance(state, dict) else None
+
+
 def cmd_tune(args) -> int:
-    """Hyperparameter search, coarse to fine (recipes H25-H31); exit 0 completed, 1 failed or interrupted."""
+    """Hyperparameter search, coarse to fine (recipes H25-H31); exit 0 completed, 1 failed, interrupted or stopped."""
+    import time
+
+    if args.now and not args.stop:
+        raise CliError("--now goes with --stop")
+    if args.json and not (args.dry_run or args.stop):
+        raise CliError("--json goes with --dry-run or --stop (a search's own JSON lines: --json-progress)")
     config, path = _resolve_config(args.config)
     from kerasguide.search.space import resolve_space
 
     resolve_space(config)  # a bad space is one line and exit 2, before TensorFlow loads
+    if args.stop:
+        return _tune_stop(args, config)
+    started = time.perf_counter()
     _prepare_tf_env(args)
     _install_sigterm()
+    if args.dry_run:
+        # What the search's start (and each worker process) pays: timed for the estimate, nothing run.
+        import kerasguide.search.runner  # noqa: F401
+        import kerasguide.spine  # noqa: F401
+        from kerasguide.search.budget import estimate_budget, format_budget
+
+        budget = estimate_budget(config, import_seconds=time.perf_counter() - started)
+        if args.json:
+            _print_json(budget.to_dict())
+        else:
+            print(format_budget(budget))
+        return EXIT_OK
     from kerasguide.search.runner import tune
 
     result = tune(config, out=args.out, json_progress=args.json_progress, new=args.new, config_path=path)
@@ -232,6 +289,30 @@ def cmd_tune(args) -> int:
     if result.best_model is not None:
         print(f"  best model:  {result.best_model}  (kerasguide predict {result.path} INPUT)", file=out)
     return EXIT_OK if result.status == "completed" else EXIT_FAILED
+
+
+def cmd_search_status(args) -> int:
+    """A search seen from outside: running trials, epochs, scores, best, ETA; `--stop` asks it to stop."""
+    from kerasguide.search.status import NotASearch, format_status, request_stop, search_status
+
+    if args.now and not args.stop:
+        raise CliError("--now goes with --stop")
+    try:
+        if args.stop:
+            answer = request_stop(args.search_dir, now=args.now)
+            if args.json:
+                _print_json(answer)
+            else:
+                print(answer["message"])
+            return EXIT_OK
+        status = search_status(args.search_dir)
+    except NotASearch as error:
+        raise CliError(str(error)) from None
+    if args.json:
+        _print_json(status)
+    else:
+        print(format_status(status))
+    return EXIT_OK
 
 
 def cmd_ensemble(args) -> int:
@@ -426,6 +507,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gui": cmd_gui,
     "check": cmd_check,
     "tune": cmd_tune,
+    "search-status": cmd_search_status,
     "ensemble": cmd_ensemble,
     "lr-find": cmd_lr_find,
     "diagnose": cmd_diagnose,

@@ -78,6 +78,31 @@ def _add_tune(sub) -> None:
     p.add_argument("--out", default="runs", help="folder for the search directory (default: runs)")
     p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
     p.add_argument("--new", action="store_true", help="start a new search instead of resuming one")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the budget and stop: trials x epochs per stage (Hyperband: per round), the total "
+                   "epochs and a time estimated from a few real training steps of the config's model; nothing "
+                   "trains and nothing is written")
+    p.add_argument("--json", action="store_true", help="with --dry-run or --stop: the answer as one JSON object")
+    p.add_argument("--stop", action="store_true",
+                   help="ask the running search of this config (under --out) to stop gracefully: its running "
+                   "trials finish, no new one starts, it is recorded as stopped; running tune again resumes it")
+    p.add_argument("--now", action="store_true",
+                   help="with --stop: also SIGTERM the search's master, interrupting its running trials "
+                   "(they run again on resume)")
+
+
+def _add_search_status(sub) -> None:
+    p = sub.add_parser("search-status", help="what a running search is doing (trials, epochs, scores, ETA); --stop",
+                       description="Read a search directory while (or after) its search runs: the trials running "
+                       "and where (worker pid, or in the master), their epoch, the scores so far, the best, and an "
+                       "ETA from the finished trials' speed and the remaining plan. Exit 0, 2 not a search directory.")
+    p.add_argument("search_dir", help="a search directory (kerasguide tune's <out>/<time>-<name>-search)")
+    p.add_argument("--json", action="store_true", help="the status as one JSON object")
+    p.add_argument("--stop", action="store_true",
+                   help="ask the search to stop gracefully (a stop-request file its master reads after each "
+                   "trial): recorded as stopped, resumed by running the same tune again")
+    p.add_argument("--now", action="store_true",
+                   help="with --stop: also SIGTERM the master, interrupting the running trials")
 
 
 def _add_ensemble(sub) -> None:
@@ -181,7 +206,7 @@ def _add_fix(sub) -> None:
 
 
 _COMMANDS: list[Callable] = [_add_run, _add_config, _add_presets, _add_runs, _add_board, _add_gui, _add_check,
-                             _add_tune, _add_ensemble, _add_lr_find, _add_diagnose, _add_fix,
+                             _add_tune, _add_search_status, _add_ensemble, _add_lr_find, _add_diagnose, _add_fix,
                              _add_predict, _add_export, _add_recipes]
 
 

@@ -42,6 +42,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ from kerasguide.search.space import (
     resolve_stages,
     with_baseline_choices,
 )
+from kerasguide.search.status import clear_stop_request, stop_requested
 from kerasguide.search.tuner import SearchTuner
 
 __all__ = ["tune", "SearchResult", "find_search", "copy_best_model", "FORMAT_VERSION"]
@@ -79,6 +81,13 @@ BEST_DIR = "best"
 
 class SearchAborted(Exception):
     """The search cannot go on (e.g. the baseline run itself failed)."""
+
+
+class SearchStopped(Exception):
+    """A stop was requested (`kerasguide search-status DIR --stop`): the search ends after the running trial."""
+
+
+STOPPED = ("stopped on request (kerasguide search-status --stop); run the same `kerasguide tune` again to resume")
 
 
 @dataclass
@@ -206,6 +215,11 @@ class _Search:
                 f"the baseline trial (the config as given) failed: {record.get('error')}; "
                 "fix the config first (`kerasguide run CONFIG`)"
             )
+        # The stop request is read here, between trials (kerasguide.search.status says why a file, not a signal).
+        request = stop_requested(self.path)
+        if request is not None:
+            self.state["stop"] = dict(request, after_trial=f"stage {record['stage']} trial {record['trial_id']}")
+            raise SearchStopped(STOPPED)
 
     # ---------------------------------------------------------- stages
     def run_stage(self, index: int, plan: StagePlan, ranges: list[ParamRange], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -355,7 +369,8 @@ def tune(
         config_path: Recorded in search.json. Defaults to `None`.
 
     Returns:
-        A `SearchResult`; `status` is `completed`, `failed` or `interrupted`.
+        A `SearchResult`; `status` is `completed`, `failed`, `interrupted` or
+        `stopped` (a stop request, `kerasguide.search.status.request_stop`; it resumes like an interrupted one).
 
     Raises:
         ConfigError: one line, for a bad space (unknown key, invalid bound).
@@ -402,7 +417,9 @@ def tune(
             "stages": [], "notes": [], "warnings": [], "findings": [], "best": None,
         }
         atomic_write_text(path / "config.toml", "# The config searched, resolved.\n" + dump_config(config))
-    state.update(status="running", started=state.get("started") or utc_now(), ended=None, error=None, pid=os.getpid())
+    clear_stop_request(path)  # a request left from before this run is not this run's
+    state.update(status="running", started=state.get("started") or utc_now(), ended=None, error=None, pid=os.getpid(),
+                 host=socket.gethostname(), stop=None)
     for note in notes:
         if note not in state["notes"]:
             state["notes"].append(note)
@@ -438,9 +455,18 @@ def tune(
     except SearchAborted as stop:
         state["status"], error = "failed", str(stop)
         logger.error("search stopped: %s", error)
+    except SearchStopped as stop:
+        state["status"], error = "stopped", str(stop)
+        logger.warning("search stopped: %s", path)
     except KeyboardInterrupt:
-        state["status"], error = "interrupted", "interrupted (Ctrl-C or SIGTERM); run the same command to resume"
-        logger.warning("search interrupted: %s", path)
+        request = stop_requested(path)
+        if request is not None:  # `--stop --now`: SIGTERM after the request, the running trials interrupted
+            state["status"], error, state["stop"] = "stopped", STOPPED, request
+            logger.warning("search stopped: %s", path)
+        else:
+            state["status"], error = "interrupted", "interrupted (Ctrl-C or SIGTERM); run the same command to resume"
+            logger.warning("search interrupted: %s", path)
+    clear_stop_request(path)
     state.update(ended=utc_now(), error=error)
     search.save()
     try:
