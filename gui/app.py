@@ -5,8 +5,10 @@ TensorBoard child) and the views that observe them: the config editor, the
 jobs, the runs browser and the TensorBoard tab. Work runs in child
 processes of the `kerasguide` CLI; this process never imports TensorFlow.
 Some jobs ask first: Ensemble its members (`EnsembleDialog`), Tune whether
-to resume the search of this config or start afresh (`tune --new`);
-Predict comes from the runs browser, on a run and an input it picked.
+to resume the search of this config or start afresh (`tune --new`), then
+confirms the search's budget (`tune --dry-run --json`: trials x epochs per
+stage and an estimated time); a running search shows its status and a Stop
+button in Jobs (`search-status`); Predict comes from the runs browser, on a run and an input it picked.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from .jobs import COMPLETED, FAILED, Job, JobQueue, cli_program, workspace_confi
 from .jobs_view import JobsView  # noqa: E402
 from .predict import predict_unavailable, predictions_path  # noqa: E402
 from .runs_view import RunsBrowser  # noqa: E402
+from .search_status import TunePreview, budget_html  # noqa: E402
 from .settings import AppSettings  # noqa: E402
 from .style import STYLESHEET, apply_palette  # noqa: E402
 
@@ -103,6 +106,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or AppSettings()
         self.program = list(program or cli_program())
+        self.tune_preview: TunePreview | None = None  # `tune --dry-run --json` before a search starts
+        self.tune_budget: QMessageBox | None = None
         self.ask_before_close = ask_before_close
         self.commands = commands or CommandSet({"run": ("--out", "--json-progress")})
         self.setWindowIcon(icons.app_icon())
@@ -403,6 +408,7 @@ class MainWindow(QMainWindow):
         self.runs.set_ensemble_available(commands.accepts("ensemble", "--runs"),
                                          commands.accepts("ensemble", "--snapshots"))
         self.tune_new_action.setVisible(commands.accepts("tune", "--new"))
+        self.jobs_view.set_search_status(self.program if commands.accepts("search-status", "--stop") else None)
         self._update_actions()
 
     def _job_triggered(self, command: str) -> None:
@@ -454,11 +460,45 @@ class MainWindow(QMainWindow):
             return None
 
     # ------------------------------------------------------------ tune
-    def start_tune(self, new: bool = False) -> Job | None:
-        """Tune the config: resume its search (the CLI's default) or, with `new`, start afresh (`--new`)."""
-        return self.start_job("tune", new=new)
+    def start_tune(self, new: bool = False, preview: bool = True) -> Job | TunePreview | None:
+        """Tune the config: resume its search (the CLI's default) or, with `new`, start afresh (`--new`).
 
-    def launch_tune(self) -> QMessageBox | Job | None:
+        With `preview` and a CLI that has `tune --dry-run`, the budget comes first
+        (`tune --dry-run --json`, a child process; returned) and a dialog asks to
+        start; the job is queued on Start.
+        """
+        if not (preview and self.commands.accepts("tune", "--dry-run")):
+            return self.start_job("tune", new=new)
+        config_path = self._checked_config("tune")
+        if config_path is None:
+            return None
+        args = tune_args(self.commands, config_path, self.workspace, new=new and self.commands.accepts("tune", "--new"))
+        if self.tune_preview is not None:
+            self.tune_preview.kill()
+        self.tune_preview = TunePreview(self.program, args, parent=self)
+        self.tune_preview.ready.connect(lambda budget: self._confirm_tune(budget, new))
+        self.tune_preview.failed.connect(lambda text: self._warn("Tune: the budget preview failed", text))
+        self.statusBar().showMessage("Tune: timing a few training steps for the budget…", 8000)
+        self.tune_preview.start()
+        return self.tune_preview
+
+    def _confirm_tune(self, budget: dict, new: bool) -> QMessageBox:
+        box = QMessageBox(self)
+        box.setObjectName("tuneBudget")
+        box.setWindowTitle("Tune: the search's budget")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setText(f"Search <b>{budget.get('name')}</b> ({budget.get('algorithm')}): {budget.get('trials')} trials, "
+                    f"{budget.get('total_epochs')} epochs in all.")
+        box.setInformativeText(budget_html(budget))
+        box.start_button = box.addButton("Start", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(box.start_button)
+        box.buttonClicked.connect(lambda button: button is box.start_button and self.start_tune(new, preview=False))
+        box.open()
+        self.tune_budget = box
+        return box
+
+    def launch_tune(self) -> QMessageBox | Job | TunePreview | None:
         """The Tune button: when a search of this config exists, ask whether to resume it or start afresh
         (a dialog, returned; Resume is the default); else start the search."""
         self._commit_text()
@@ -729,6 +769,9 @@ class MainWindow(QMainWindow):
         """Stop every child process (jobs, TensorBoard, the command probe) and save the layout."""
         self._save_layout()
         self.runs.live_timer.stop()
+        self.jobs_view.close_watches()
+        if self.tune_preview is not None:
+            self.tune_preview.kill()
         self.queue.shutdown()
         self.board.shutdown()
         if self.probe is not None:

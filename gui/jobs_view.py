@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from . import icons
 from .jobs import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, Job, JobQueue, describe_exit, format_eta
+from .search_status import SearchWatch, status_text
 
 __all__ = ["JobsModel", "JobsView"]
 
@@ -179,8 +180,22 @@ class JobsView(QWidget):
         self.open_button.clicked.connect(self._open)
         self.clear_button = QPushButton("Clear finished")
         self.clear_button.clicked.connect(self._clear)
+        # A running search: its status (`search-status --json`, polled) and a graceful Stop (`--stop`).
+        self.stop_search_button = QPushButton("Stop search")
+        self.stop_search_button.setObjectName("stopSearch")
+        self.stop_search_button.setToolTip("Stop the search gracefully: its running trials finish, no new one "
+                                           "starts, it is recorded as stopped; Tune resumes it later")
+        self.stop_search_button.clicked.connect(self._stop_search)
+        self.stop_search_button.hide()
+        self.search_status = QLabel()
+        self.search_status.setObjectName("searchStatus")
+        self.search_status.setWordWrap(True)
+        self.search_status.hide()
+        self._program: list[str] | None = None  # set_search_status: the CLI that answers search-status
+        self._watches: dict[int, SearchWatch] = {}
         buttons = QHBoxLayout()
         buttons.addWidget(self.title, 1)
+        buttons.addWidget(self.stop_search_button)
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.clear_button)
@@ -215,6 +230,7 @@ class JobsView(QWidget):
         detail_layout.addLayout(buttons)
         detail_layout.addWidget(self.bar)
         detail_layout.addWidget(self.detail)
+        detail_layout.addWidget(self.search_status)
         detail_layout.addWidget(self.error_panel)
         log_title = QLabel("Log")
         log_title.setObjectName("paneTitle")
@@ -234,6 +250,19 @@ class JobsView(QWidget):
     def current_job(self) -> Job | None:
         return self._current
 
+    def set_search_status(self, program: list[str] | None) -> None:
+        """The CLI argv prefix that has `search-status` (None: it has not; no status, no Stop button)."""
+        self._program = list(program) if program else None
+        self._update_header()
+
+    def watch_of(self, job: Job) -> SearchWatch | None:
+        return self._watches.get(job.id)
+
+    def close_watches(self) -> None:
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
+
     def select_job(self, job: Job) -> None:
         if job in self.queue.jobs:
             self.table.selectRow(self.queue.jobs.index(job))
@@ -244,6 +273,7 @@ class JobsView(QWidget):
         self.select_job(job)
 
     def _job_changed(self, job: Job) -> None:
+        self._follow_search(job)
         if job is self._current:
             self._update_header()
 
@@ -283,6 +313,8 @@ class JobsView(QWidget):
             self.error_panel.hide()
             for button in (self.cancel_button, self.open_button):
                 button.setEnabled(False)
+            self.stop_search_button.hide()
+            self.search_status.hide()
             self.clear_button.setEnabled(bool(self.queue.jobs))
             return
         progress = job.progress
@@ -308,6 +340,15 @@ class JobsView(QWidget):
         self.detail.setText("\n".join(lines))
         self.cancel_button.setEnabled(job.state in (QUEUED, RUNNING))
         self.open_button.setEnabled(bool(job.run_dir))
+        watch = self._watches.get(job.id)
+        self.stop_search_button.setVisible(watch is not None)
+        if watch is not None:
+            requested = bool(watch.status and watch.status.get("stop_requested"))
+            self.stop_search_button.setEnabled(job.state == RUNNING and not requested)
+            self.stop_search_button.setText("Stopping…" if requested else "Stop search")
+        self.search_status.setVisible(watch is not None and watch.status is not None)
+        if watch is not None and watch.status is not None:
+            self.search_status.setText(status_text(watch.status))
         self.clear_button.setEnabled(any(j.finished_state for j in self.queue.jobs))
         if job.state == FAILED:
             code = job.exit_code
@@ -321,6 +362,26 @@ class JobsView(QWidget):
             self.error_panel.hide()
         else:
             self.error_panel.hide()
+
+    def _follow_search(self, job: Job) -> None:
+        # A tune job that named its search directory is watched while it runs, and once more when it ends.
+        watch = self._watches.get(job.id)
+        if watch is None and job.kind == "tune" and job.state == RUNNING and job.progress.search_dir and self._program:
+            watch = SearchWatch(self._program, job.progress.search_dir, parent=self)
+            watch.updated.connect(lambda _status, job=job: job is self._current and self._update_header())
+            watch.stopRequested.connect(lambda text, job=job: job._append(f"{text}\n"))
+            self._watches[job.id] = watch
+            watch.start()
+        elif watch is not None and job.finished_state and watch.timer.isActive():
+            watch.timer.stop()
+            watch.poll()
+
+    def _stop_search(self) -> None:
+        watch = self._watches.get(self._current.id) if self._current is not None else None
+        if watch is not None:
+            watch.stop()
+            self.stop_search_button.setEnabled(False)
+            self.stop_search_button.setText("Stopping…")
 
     def _cancel(self) -> None:
         if self._current is not None:
