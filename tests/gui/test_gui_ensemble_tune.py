@@ -24,7 +24,9 @@ from kerasguide.config import RunConfig, dump_config
 
 # The real parser's options: the argv is built from what the CLI declares.
 REAL = probe_commands()
-COMMANDS = {**ALL_COMMANDS, "ensemble": tuple(REAL["ensemble"]), "tune": tuple(REAL["tune"])}
+# Tune's budget preview (`--dry-run`) has its own tests (test_gui_search_status.py); here Tune starts at once.
+COMMANDS = {**ALL_COMMANDS, "ensemble": tuple(REAL["ensemble"]),
+            "tune": tuple(o for o in REAL["tune"] if o != "--dry-run")}
 
 
 def _parse(command: str, args: list[str]):
