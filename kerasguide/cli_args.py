@@ -73,7 +73,8 @@ def _add_tune(sub) -> None:
                        description="Search the config's [search.space] in [[search.stages]] (coarse to fine), "
                        "each trial a recorded run; write search.json, search.md and best.toml into a search "
                        "directory. Running it again on the same config and --out resumes an unfinished search. "
-                       "Exit 0 completed, 1 failed or interrupted, 2 bad input.")
+                       "Exit 0 completed, 1 failed, interrupted or stopped, 2 bad input. --dry-run: the budget only; "
+                       "--stop: stop the running search of this config (see also kerasguide search-status).")
     p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
     p.add_argument("--out", default="runs", help="folder for the search directory (default: runs)")
     p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
