@@ -199,8 +199,8 @@ def png_bytes(image: np.ndarray, level: int = 1) -> bytes:
     """A `uint8` image `(H, W, 1 or 3)` as PNG bytes, each row filtered "Up" (its change from the row above).
 
     Written by hand for `weight_grid`'s enlarged grids: a row repeated by the enlargement filters to
-    zeros, which zlib packs at once; `tf.io.encode_png` tries every filter on every row and took
-    1.3-1.6 ms on a 290x290 or 1040x208 grid, this 0.4-1 ms.
+    zeros, which zlib packs at once, where `tf.io.encode_png` tries every filter on every row (timings in
+    benchmarks/README.md, "Monitors: where the time goes").
 
     Example:
 
