@@ -26,6 +26,8 @@ STATUS_COLORS = {
     "interrupted": "#ef6c00",
     "cancelled": "#ef6c00",
     "diverged": "#6a1b9a",
+    "pruned": "#6a1b9a",
+    "stopped": "#ef6c00",
     "unknown": "#9e9e9e",
     "info": "#1565c0",
     "warning": "#ef8f00",
@@ -36,7 +38,7 @@ STATUS_COLORS = {
 _GLYPHS = {
     "completed": "check", "passed": "check", "running": "play", "queued": "dots",
     "failed": "cross", "checks_failed": "cross", "error": "cross", "interrupted": "pause",
-    "cancelled": "pause", "diverged": "bang", "warning": "bang", "info": "i", "unknown": "dots",
+    "cancelled": "pause", "stopped": "pause", "diverged": "bang", "pruned": "bang", "warning": "bang", "info": "i", "unknown": "dots",
 }
 
 

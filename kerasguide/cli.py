@@ -45,6 +45,7 @@ STATUS_EXIT = {
     "interrupted": EXIT_FAILED,
     "diverged": EXIT_FAILED,
     "checks_failed": EXIT_CHECK_FAILED,
+    "pruned": EXIT_FAILED,  # stopped by the diagnosis (monitor.prune): a problem, as a divergence is
 }
 
 
@@ -242,7 +243,8 @@ def _read_hash(path: Path) -> str | None:
 
 
 def cmd_tune(args) -> int:
-    """Hyperparameter search, coarse to fine (recipes H25-H31); exit 0 completed, 1 failed, interrupted or stopped."""
+    """Hyperparameter search, coarse to fine (recipes H25-H31); exit 0 completed or stopped on request, 1 failed or
+    interrupted."""
     import time
 
     if args.now and not args.stop:
@@ -280,6 +282,8 @@ def cmd_tune(args) -> int:
         print(f"search completed: best {best['metric']} {best['score']:.4f} after {best['epochs']} epochs: {values}", file=out)
     else:
         print(f"search {result.status}: {result.error or ''}".rstrip(": "), file=out)
+    if result.status == "stopped":
+        print(f"  resume:      kerasguide tune {path or 'CONFIG'} --out {args.out}", file=out)
     for warning in result.warnings:
         print(f"warning: {warning}", file=out)
     print(f"search directory: {result.path}", file=out)
@@ -288,7 +292,8 @@ def cmd_tune(args) -> int:
         print(f"  best config: {result.best_config}  (kerasguide run {result.best_config})", file=out)
     if result.best_model is not None:
         print(f"  best model:  {result.best_model}  (kerasguide predict {result.path} INPUT)", file=out)
-    return EXIT_OK if result.status == "completed" else EXIT_FAILED
+    # A stop asked for (search-status --stop) is an outcome, not a failure: the search resumes where it stopped.
+    return EXIT_OK if result.status in ("completed", "stopped") else EXIT_FAILED
 
 
 def cmd_search_status(args) -> int:

@@ -31,7 +31,7 @@ EVENTS = ("start", "stage", "step", "epoch", "check", "end", "message")
 # The CLI's exit codes and what each means (the app shows them).
 EXIT_CODES = {
     0: "ok",
-    1: "the run failed, was interrupted or diverged",
+    1: "the run failed, was interrupted, diverged or was pruned",
     2: "bad input (config or paths)",
     3: "a sanity check failed",
 }
