@@ -586,3 +586,13 @@ def test_a_regression_that_fits_well_keeps_large_updates_as_info():
     assert codes(good) == set() and "update_ratio_high" in codes(good, severities=("info",))
     poor = Signals(epochs=_regression(0.85), target_variance=100.0, update_ratio=first)
     assert "update_ratio_high" in codes(poor)
+
+
+def test_any_other_failed_check_is_check_failed_with_its_advice():
+    gradients = {"name": "gradients", "passed": False, "severity": "error", "measured": 0.3, "expected": 1e-7,
+                 "advice": "Analytic and numerical gradients disagree on dense/kernel (recipe D15).", "recipe": "D15"}
+    found = diagnose(Signals(status="checks_failed", checks=[gradients], num_classes=10))
+    assert [f.code for f in found] == ["check_failed"]
+    assert found[0].severity == "error" and "D15" in found[0].advice and found[0].evidence["measured"] == 0.3
+    # A check that passed (or only warned) says nothing here.
+    assert diagnose(Signals(status="checks_failed", checks=[{**gradients, "passed": True}])) == []
