@@ -79,6 +79,19 @@ def describe_exit(code: int | None) -> str:
     return EXIT_CODES.get(code, f"exit code {code}")
 
 
+def child_process(parent: QObject) -> QProcess:
+    """A QProcess for a `kerasguide` child: unbuffered UTF-8 output, TensorFlow's logs quiet, stdout and
+    stderr apart (progress events on one, messages on the other)."""
+    process = QProcess(parent)
+    env = QProcessEnvironment.systemEnvironment()
+    env.insert("PYTHONUNBUFFERED", "1")
+    env.insert("PYTHONIOENCODING", "utf-8")
+    env.insert("TF_CPP_MIN_LOG_LEVEL", env.value("TF_CPP_MIN_LOG_LEVEL", "3"))
+    process.setProcessEnvironment(env)
+    process.setProcessChannelMode(QProcess.ProcessChannelMode.SeparateChannels)
+    return process
+
+
 @dataclass
 class Progress:
     """What the progress events of a job said so far.
@@ -382,13 +395,7 @@ class Job(QObject):
     def start(self) -> None:
         if self.state != QUEUED:
             return
-        process = QProcess(self)
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")
-        env.insert("PYTHONIOENCODING", "utf-8")
-        env.insert("TF_CPP_MIN_LOG_LEVEL", env.value("TF_CPP_MIN_LOG_LEVEL", "3"))
-        process.setProcessEnvironment(env)
-        process.setProcessChannelMode(QProcess.ProcessChannelMode.SeparateChannels)
+        process = child_process(self)
         process.readyReadStandardOutput.connect(self._read_stdout)
         process.readyReadStandardError.connect(self._read_stderr)
         process.finished.connect(self._finished)

@@ -16,7 +16,9 @@ import html
 import json
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QProcess, QTimer, Signal
+
+from .jobs import child_process
 
 __all__ = ["TunePreview", "SearchWatch", "budget_html", "status_text", "duration"]
 
@@ -71,17 +73,6 @@ def status_text(status: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _process(parent: QObject) -> QProcess:
-    process = QProcess(parent)
-    env = QProcessEnvironment.systemEnvironment()
-    env.insert("PYTHONUNBUFFERED", "1")
-    env.insert("PYTHONIOENCODING", "utf-8")
-    env.insert("TF_CPP_MIN_LOG_LEVEL", env.value("TF_CPP_MIN_LOG_LEVEL", "3"))
-    process.setProcessEnvironment(env)
-    process.setProcessChannelMode(QProcess.ProcessChannelMode.SeparateChannels)
-    return process
-
-
 def _last_line(data: bytes) -> str:
     lines = [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -101,7 +92,7 @@ class TunePreview(QObject):
     def __init__(self, program: list[str], tune_args: list[str], parent: QObject | None = None):
         super().__init__(parent)
         self.argv = [*program, "tune", *tune_args, "--dry-run", "--json"]
-        self.process = _process(self)
+        self.process = child_process(self)
         self.process.finished.connect(self._finished)
         self.process.errorOccurred.connect(self._error)
 
@@ -144,9 +135,9 @@ class SearchWatch(QObject):
         self.program = list(program)
         self.search_dir = search_dir
         self.status: dict[str, Any] | None = None
-        self._poll = _process(self)
+        self._poll = child_process(self)
         self._poll.finished.connect(self._polled)
-        self._stop = _process(self)
+        self._stop = child_process(self)
         self._stop.finished.connect(self._stopped)
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
