@@ -356,6 +356,18 @@ class TrainConfig(_Section):
         None, gt=0, description="Stop when val_loss has not improved for N epochs.")
     monitor_metric: str = Field(
         "val_accuracy", description="The metric that picks the best checkpoint (minimized: loss, mae, rmse).")
+    init_from: str | None = Field(
+        None, description="A .keras checkpoint of the same model to continue from: its weights and optimizer "
+        "state (step counter, so the schedule's position too). A search sets it for a promoted trial.")
+    initial_epoch: int = Field(
+        0, ge=0, description="Epochs already trained (with init_from): fit runs epochs initial_epoch+1..epochs.")
+
+    @model_validator(mode="after")
+    def _check_continue(self) -> TrainConfig:
+        if self.initial_epoch >= self.epochs:
+            raise ValueError(f"`train.initial_epoch` ({self.initial_epoch}) must be less than `train.epochs` "
+                             f"({self.epochs}): the epochs already trained come first")
+        return self
 
 
 class ChecksConfig(_Section):
@@ -475,10 +487,16 @@ class SearchConfig(_Section):
         epochs: PositiveInt = Field(description="Epochs each trial of this stage trains.")
         trials: PositiveInt = Field(description="Trials in this stage (hyperband: ignored).")
 
-    algorithm: Literal["random", "grid", "bayesian", "hyperband"] = Field(
-        "random", description="random is preferred to grid (Bergstra & Bengio; recipe H26)."
+    algorithm: Literal["asha", "random", "grid", "bayesian", "hyperband"] = Field(
+        "asha", description="asha: successive halving that continues promoted trials from their checkpoints, "
+        "TPE sampling once trials have scores (H26, H29); random is preferred to grid (Bergstra & Bengio)."
     )
-    trials: PositiveInt = Field(20, description="Trials in the first (coarse) stage.")
+    trials: PositiveInt = Field(
+        20, description="Trials in the first (coarse) stage; asha: configurations started at its first rung.")
+    min_epochs: PositiveInt | None = Field(
+        None, description="asha: epochs of the first rung (each rung trains factor x longer, up to train.epochs); "
+        "unset: as many rungs as `trials` can fill."
+    )
     space: dict[str, Param] = Field(
         {},
         description='Dotted config key -> range, e.g. "optimizer.learning_rate" = {low = 1e-5, '
@@ -511,8 +529,19 @@ class SearchConfig(_Section):
         None, gt=0.0, description="Seconds before a worker is killed (child processes only)."
     )
     grid_points: int = Field(4, ge=2, description="grid: values per numeric key without a `step`.")
-    hyperband_factor: int = Field(3, ge=2, description="hyperband: reduction factor between rounds.")
+    hyperband_factor: int = Field(
+        3, ge=2, description="asha and hyperband: reduction factor between rungs (1 in factor trials promoted).")
     seed: int | None = Field(None, ge=0, description="Sampling seed; train.seed if unset.")
+
+    @model_validator(mode="after")
+    def _check_asha(self) -> SearchConfig:
+        if self.algorithm == "asha" and self.stages:
+            raise ValueError(
+                "`search.stages` sets the stages of random, grid and bayesian searches; asha's rungs come from "
+                "`search.min_epochs`, `search.hyperband_factor` and `train.epochs`: drop the stages or set "
+                '`search.algorithm = "random"`'
+            )
+        return self
 
 
 class EnsembleConfig(_Section):

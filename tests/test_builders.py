@@ -171,7 +171,7 @@ def test_tune_searches_the_builders_hyperparameters_with_the_config_keys(builder
 
     cfg = _config(f"python:{builders}:build")
     cfg.train.epochs = 1
-    cfg.search = SearchConfig(workers=0, stages=[{"epochs": 1, "trials": 3}], widen_on_border=False)
+    cfg.search = SearchConfig(algorithm="random", workers=0, stages=[{"epochs": 1, "trials": 3}], widen_on_border=False)
     result = tune(cfg, out=tmp_path)
     assert result.status == "completed"
     state = json.loads((result.path / "search.json").read_text())

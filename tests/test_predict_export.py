@@ -376,7 +376,7 @@ def test_a_search_keeps_its_best_model_for_predict_and_export(raw, tmp_path, cap
     from kerasguide.search import tune
 
     cfg = _tiny("search")
-    cfg.search = SearchConfig(workers=0, stages=[{"epochs": 1, "trials": 3}], widen_on_border=False)
+    cfg.search = SearchConfig(algorithm="random", workers=0, stages=[{"epochs": 1, "trials": 3}], widen_on_border=False)
     result = tune(cfg, out=tmp_path)
     assert result.status == "completed"
     state = json.loads((result.path / "search.json").read_text())

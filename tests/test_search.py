@@ -49,6 +49,7 @@ def _tiny(name: str = "tiny", **search) -> RunConfig:
     cfg.checks.enabled = False
     cfg.monitor.enabled = False
     search.setdefault("workers", 0)
+    search.setdefault("algorithm", "random")  # the staged search these tests are about (asha: test_search_asha.py)
     cfg.search = SearchConfig(**search)
     return cfg
 
@@ -254,6 +255,8 @@ def test_bad_search_section_is_rejected_by_the_schema(toml, needle):
 def test_stages_coarse_to_fine():
     cfg = RunConfig()
     cfg.train.epochs, cfg.search.trials = 20, 12
+    assert [(s.epochs, s.trials, s.label) for s in resolve_stages(cfg)] == [(20, 12, "asha")]  # the default
+    cfg.search.algorithm = "random"
     assert [(s.epochs, s.trials) for s in resolve_stages(cfg)] == [(1, 12), (5, 6), (20, 3)]
     cfg.train.epochs = 3
     assert [(s.epochs, s.trials) for s in resolve_stages(cfg)] == [(1, 12), (3, 3)]

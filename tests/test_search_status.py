@@ -27,6 +27,7 @@ def _tiny(name: str, **search) -> RunConfig:
     cfg.checks.enabled = False
     cfg.monitor.enabled = False
     search.setdefault("workers", 0)
+    search.setdefault("algorithm", "random")  # the staged search these tests are about (asha: test_search_asha.py)
     search.setdefault("widen_on_border", False)
     cfg.search = SearchConfig(**search)
     return cfg

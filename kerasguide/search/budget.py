@@ -35,17 +35,26 @@ SEARCH_REPORT_SECONDS = 1.5
 
 @dataclass
 class BudgetRow:
-    """One line of the plan: `trials` trials of `epochs` epochs in stage `stage` (Hyperband: a round)."""
+    """One line of the plan: `trials` trials of `epochs` epochs in stage `stage` (ASHA, Hyperband: a rung).
+
+    `trained`: the epochs each of them trains; a promoted trial continues from its parent's checkpoint,
+    so it trains `epochs` minus the parent's. Defaults to `None` (`epochs`).
+    """
 
     stage: int
     label: str
     trials: int
     epochs: int
     seconds: float | None = None
+    trained: int | None = None
+
+    @property
+    def epochs_each(self) -> int:
+        return self.epochs if self.trained is None else self.trained
 
     @property
     def total_epochs(self) -> int:
-        return self.trials * self.epochs
+        return self.trials * self.epochs_each
 
 
 @dataclass
@@ -71,7 +80,7 @@ class Budget:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "algorithm": self.algorithm, "workers": self.workers,
-            "rows": [dict(asdict(r), total_epochs=r.total_epochs) for r in self.rows],
+            "rows": [dict(asdict(r), trained=r.epochs_each, total_epochs=r.total_epochs) for r in self.rows],
             "trials": self.trials, "total_epochs": self.total_epochs,
             "seconds": None if self.seconds is None else round(self.seconds, 1),
             "timing": self.timing, "notes": self.notes,
@@ -83,8 +92,8 @@ def hyperband_rounds(max_epochs: int, factor: int) -> list[tuple[int, int]]:
 
     Brackets from the most aggressive down; bracket `b` has rounds `r = 0..b`
     of `ceil(ceil(1 + log_f(max_epochs)) / (b + 1) * f ** (b - r))` trials of
-    `ceil(max_epochs / f ** (b - r))` epochs (kerasguide trains every round
-    from scratch, so a round costs its whole epochs).
+    `ceil(max_epochs / f ** (b - r))` epochs (a round after the first of its
+    bracket continues its trials from the round before: `plan_budget`).
     """
     max_epochs = max(1, int(max_epochs))
     brackets, epochs = 0, float(max_epochs)
@@ -107,8 +116,21 @@ def plan_budget(config: RunConfig) -> Budget:
     notes: list[str] = []
     for index, plan in enumerate(resolve_stages(config), start=1):
         if search.algorithm == "hyperband":
+            before = 0
             for number, (trials, epochs) in enumerate(hyperband_rounds(plan.epochs, search.hyperband_factor)):
-                rows.append(BudgetRow(index, f"hyperband round {number + 1}", trials, epochs))
+                before = before if epochs > before else 0  # not longer than the round before: a new bracket
+                rows.append(BudgetRow(index, f"hyperband round {number + 1}", trials, epochs,
+                                      trained=epochs - before))
+                before = epochs
+        elif search.algorithm == "asha":
+            from kerasguide.search.asha_plan import asha_plan, asha_rungs  # pure: no TensorFlow here
+
+            rungs = asha_rungs(plan.epochs, search.hyperband_factor, search.min_epochs, plan.trials)
+            for number, (trials, epochs, trained) in enumerate(asha_plan(rungs, plan.trials,
+                                                                         search.hyperband_factor)):
+                rows.append(BudgetRow(index, f"asha rung {number + 1}", trials, epochs, trained=trained))
+            notes.append("asha: the most each rung gets (1 in hyperband_factor of a rung is promoted; "
+                         "a promoted trial continues from its checkpoint)")
         else:
             rows.append(BudgetRow(index, plan.label, plan.trials, plan.epochs))
     if search.algorithm == "grid":
@@ -175,7 +197,7 @@ def estimate_budget(config: RunConfig, steps: int = 5, import_seconds: float = 0
     epoch = train_steps * step + val_steps * val_step + 1.5 * save
     per_trial = setup + TRIAL_RECORD_SECONDS + (import_seconds if budget.workers else 0.0)
     for row in budget.rows:
-        row.seconds = row.trials * (per_trial + row.epochs * epoch)
+        row.seconds = row.trials * (per_trial + row.epochs_each * epoch)
     slots = max(1, budget.workers)
     budget.seconds = import_seconds + sum(r.seconds for r in budget.rows) / slots + SEARCH_REPORT_SECONDS
     budget.timing = {
@@ -210,7 +232,8 @@ def format_budget(budget: Budget) -> str:
              f"{'' if budget.workers == 1 else 'es'}",
              f"{'stage':>5}  {'':24s} {'trials x epochs':>15}  {'epochs':>6}  {'time':>12}"]
     for row in budget.rows:
-        lines.append(f"{row.stage:>5}  {row.label:24s} {f'{row.trials} x {row.epochs}':>15}  "
+        each = f"{row.trials} x {row.epochs}" + (f" (+{row.epochs_each})" if row.epochs_each != row.epochs else "")
+        lines.append(f"{row.stage:>5}  {row.label:24s} {each:>15}  "
                      f"{row.total_epochs:>6}  {_duration(row.seconds):>12}")
     lines.append(f"{'total':>5}  {'':24s} {f'{budget.trials} trials':>15}  {budget.total_epochs:>6}  "
                  f"{_duration(budget.seconds):>12}")

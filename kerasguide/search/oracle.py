@@ -16,10 +16,13 @@ log10 high)` (recipe H27).
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from typing import Any
 
 from kerasguide._logging import import_tensorflow
+from kerasguide.io import atomic_write_text
 from kerasguide.search.space import ParamRange
 
 import_tensorflow()  # before keras-tuner imports Keras: hides TensorFlow's start-up chatter
@@ -91,7 +94,16 @@ def build_hyperparameters(
 
 
 class _BaselineFirst:
-    """Mixin: the first values an oracle draws are the hyperparameters' defaults (H31)."""
+    """Mixin: the first values an oracle draws are the hyperparameters' defaults (H31); state written atomically."""
+
+    # keras-tuner writes oracle.json and trial.json in place: a SIGKILL mid-write would leave half a file,
+    # and the search could not resume. The same JSON, written beside and renamed over.
+    def save(self):
+        atomic_write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+    def _save_trial(self, trial):
+        atomic_write_text(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
+                          json.dumps(trial.get_state()))
 
     def _random_values(self):
         if not self.trials and not self.ongoing_trials:
@@ -126,18 +138,22 @@ def make_oracle(
     seed: int,
     max_epochs: int = 1,
     factor: int = 3,
+    min_epochs: int | None = None,
 ) -> kt.Oracle:
     """The oracle of one stage.
 
     Args:
-        algorithm: `"random"`, `"grid"`, `"bayesian"` or `"hyperband"`.
+        algorithm: `"asha"`, `"random"`, `"grid"`, `"bayesian"` or `"hyperband"`.
         hyperparameters: The stage's space (`build_hyperparameters`).
         metric: The objective's metric name, e.g. `"val_accuracy"`.
         direction: `"max"` or `"min"`.
-        trials: Trials in the stage (Hyperband sets its own count).
+        trials: Trials in the stage (Hyperband sets its own count; ASHA: the
+            configurations started at its first rung).
         seed: Sampling seed (keras-tuner treats 0 as "random": pass >= 1).
-        max_epochs: Hyperband: epochs of its longest trials. Defaults to `1`.
-        factor: Hyperband: reduction factor. Defaults to `3`.
+        max_epochs: ASHA and Hyperband: epochs of the longest trials. Defaults to `1`.
+        factor: ASHA and Hyperband: reduction factor. Defaults to `3`.
+        min_epochs: ASHA: epochs of the first rung (`kerasguide.search.asha.asha_rungs`).
+            Defaults to `None`.
     """
     if trials < 1:
         raise ValueError(f"Argument `trials` must be >= 1. Received: trials={trials}")
@@ -154,7 +170,12 @@ def make_oracle(
         # decides itself when a search is hopeless (the baseline failing).
         max_consecutive_failed_trials=10**9,
     )
-    if algorithm == "random":
+    if algorithm == "asha":
+        from kerasguide.search.asha import ASHAOracle, asha_rungs  # asha imports this module's mixin
+
+        rungs = asha_rungs(max(1, int(max_epochs)), factor, min_epochs, trials)
+        oracle = ASHAOracle(rungs=rungs, trials=trials, factor=factor, **common)
+    elif algorithm == "random":
         oracle = BaselineRandomSearchOracle(max_trials=trials, **common)
     elif algorithm == "grid":
         oracle = BaselineGridSearchOracle(max_trials=trials, **common)
@@ -166,7 +187,7 @@ def make_oracle(
         oracle = BaselineHyperbandOracle(max_epochs=max(1, int(max_epochs)), factor=factor,
                                          hyperband_iterations=1, **common)
     else:
-        raise ValueError(f"Argument `algorithm` must be random, grid, bayesian or hyperband. Received: {algorithm!r}")
+        raise ValueError(f"Argument `algorithm` must be asha, random, grid, bayesian or hyperband. Received: {algorithm!r}")
     oracle.verbose = 0  # keras-tuner prints trial tables on stdout; kerasguide reports through its logger
     return oracle
 

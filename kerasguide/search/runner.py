@@ -231,7 +231,8 @@ class _Search:
         self.progress.emit("stage", stage=index, label=stage["label"], epochs=stage["epochs"],
                            trials=stage["trials_planned"], ranges=stage["ranges"])
         logger.info("stage %d (%s): %s trials of %d epoch%s; %s", index, stage["label"],
-                    "hyperband's" if self.search.algorithm == "hyperband" else stage["trials_planned"],
+                    f"{self.search.algorithm}'s" if self.search.algorithm in ("hyperband", "asha")
+                    else stage["trials_planned"],
                     stage["epochs"], "" if stage["epochs"] == 1 else "s",
                     "; ".join(f"{r.key} {r.describe()}" for r in ranges))
         try:
@@ -240,7 +241,10 @@ class _Search:
         except (TypeError, ValueError) as error:  # keras-tuner's own checks of a range
             raise ConfigError(f"search.space: keras-tuner cannot use this space: {error}") from None
         oracle = make_oracle(self.search.algorithm, hp, self.metric, self.direction, stage["trials_planned"],
-                             seed=self.seed + index, max_epochs=stage["epochs"], factor=self.search.hyperband_factor)
+                             seed=self.seed + index, max_epochs=stage["epochs"], factor=self.search.hyperband_factor,
+                             min_epochs=self.search.min_epochs)
+        if hasattr(oracle, "rungs"):
+            stage["rungs"] = oracle.rungs
         try:
             tuner = SearchTuner(
                 oracle, base_config=self.config, stage=index, epochs=stage["epochs"],

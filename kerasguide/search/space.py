@@ -376,8 +376,8 @@ def resolve_stages(config: RunConfig) -> list[StagePlan]:
     With no stages given: a coarse stage of `search.trials` trials of one
     epoch, a finer one of half as many with 5 epochs, and a final one of a
     quarter as many with `train.epochs` (stages longer than `train.epochs`
-    are dropped). Hyperband is itself coarse to fine over epochs: it gets one
-    stage of `train.epochs`.
+    are dropped). ASHA and Hyperband are themselves coarse to fine over
+    epochs: each gets one stage of `train.epochs` (ASHA: `kerasguide.search.asha`).
     """
     search = config.search
     if search.stages:
@@ -386,8 +386,8 @@ def resolve_stages(config: RunConfig) -> list[StagePlan]:
             StagePlan(s.epochs, s.trials, _label(i, n)) for i, s in enumerate(search.stages)
         ]
     epochs, trials = config.train.epochs, search.trials
-    if search.algorithm == "hyperband":
-        return [StagePlan(epochs, trials, "hyperband")]
+    if search.algorithm in ("hyperband", "asha"):
+        return [StagePlan(epochs, trials, search.algorithm)]
     if epochs == 1:
         return [StagePlan(1, trials, _label(0, 1))]
     # Coarse: 1 epoch; fine: 5 epochs; final: train.epochs (stages not shorter dropped).

@@ -254,10 +254,39 @@ class SearchTuner(kt.Tuner):
     def trial_epochs(self, trial) -> int:
         return int(trial.hyperparameters.values.get("tuner/epochs", self.epochs))
 
+    def continuation(self, trial) -> dict[str, Any] | None:
+        """Where a promoted trial (ASHA, Hyperband: `tuner/trial_id`) continues from; None for a new one.
+
+        `{parent, checkpoint, epoch}` from the parent's run (its `last.keras`: weights and optimizer
+        state); `{parent, from_scratch}` with the reason when that checkpoint is missing.
+        """
+        parent_id = trial.hyperparameters.values.get("tuner/trial_id")
+        if parent_id is None:
+            return None
+        parent = read_json(Path(self.oracle._get_trial_dir(parent_id)) / RECORD, default=None) or {}
+        run_dir = parent.get("run_dir")
+        checkpoint = Path(run_dir) / "checkpoints" / "last.keras" if run_dir else None
+        done = int(parent.get("epochs_done") or 0)
+        if checkpoint is None or not checkpoint.is_file():
+            return {"parent": parent_id, "from_scratch": f"trial {parent_id} left no checkpoints/last.keras"}
+        if not 0 < done < self.trial_epochs(trial):
+            return {"parent": parent_id, "from_scratch": f"trial {parent_id} trained {done} epochs"}
+        found = {"parent": parent_id, "checkpoint": str(checkpoint.resolve()), "epoch": done}
+        chosen = ((read_json(Path(run_dir) / "run.json", default=None) or {}).get("lr_find") or {}).get("chosen")
+        if isinstance(chosen, float):
+            found["learning_rate"] = chosen  # the parent's range test chose it: the continued run keeps it
+        return found
+
     def trial_config(self, trial) -> RunConfig:
         """The trial's run config: the base config with the trial's values (validated)."""
         values = trial.hyperparameters.values
         config = apply_values(self.base_config, values, epochs=self.trial_epochs(trial))
+        continued = self.continuation(trial)
+        if continued and "checkpoint" in continued:
+            config.train.init_from = continued["checkpoint"]
+            config.train.initial_epoch = continued["epoch"]
+            if config.optimizer.learning_rate == "auto" and "learning_rate" in continued:
+                config.optimizer.learning_rate = continued["learning_rate"]
         config.name = f"{self.base_config.name[:44]}-s{self.stage}-t{trial.trial_id}"
         config.checks.enabled = False  # trials are many: the checks ran (or run) on the base config
         config.train.monitor_metric = self.metric  # the checkpoint's file name carries the score (H30)
@@ -283,6 +312,7 @@ class SearchTuner(kt.Tuner):
             "epochs": self.trial_epochs(trial),
             "metric": self.metric,
             "worker": "process" if self.workers else "inline",
+            **({"continued_from": self.continuation(trial)} if "tuner/trial_id" in values else {}),
         }
 
     def on_trial_begin(self, trial) -> None:
@@ -376,9 +406,11 @@ class SearchTuner(kt.Tuner):
         record.update(
             status=outcome["status"], score=outcome["score"], epochs_done=outcome["epochs_done"],
             checkpoint=outcome["checkpoint"], error=outcome["error"],
-            run_dir=str(run_dir) if run_dir else None,
+            run_dir=str(Path(run_dir).resolve()) if run_dir else None,  # a promotion continues from it
             seconds=round(time.perf_counter() - worker.started, 2), ended=utc_now(),
         )
+        first = int((record.get("continued_from") or {}).get("epoch") or 0)
+        record["epochs_trained"] = max(0, int(outcome["epochs_done"]) - first)
         pruned = outcome.get("pruned") if self.base_config.search.prune else None
         if pruned is not None:
             # Pruned (or stopped by the divergence guard): a failed trial for the oracle, whatever it

@@ -18,6 +18,7 @@ from kerasguide.spine.stages.data import stage_data
 from kerasguide.spine.stages.diagnosis import stage_diagnosis
 from kerasguide.spine.stages.evaluate import stage_evaluate
 from kerasguide.spine.stages.fit import stage_fit
+from kerasguide.spine.stages.init_from import stage_init_from
 from kerasguide.spine.stages.lr_find import stage_lr_find
 from kerasguide.spine.stages.mlflow import stage_mlflow
 from kerasguide.spine.stages.model import stage_model
@@ -37,6 +38,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("lr_find", stage_lr_find),
     ("schedule", stage_schedule),
     ("compile", stage_compile),
+    ("init_from", stage_init_from),
     ("tensorboard", stage_tensorboard),
     ("averaging", stage_averaging),
     ("monitors", stage_monitors),

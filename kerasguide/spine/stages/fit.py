@@ -44,10 +44,13 @@ def stage_fit(ctx: RunContext) -> None:
     if ctx.progress.json_lines:
         callbacks.append(JsonProgress(ctx.progress, cfg.train.epochs, ctx.steps_per_epoch))
     verbose = 0 if ctx.progress.json_lines or not ctx.verbose else (1 if sys.stdout.isatty() else 2)
-    logger.info("training %d epochs, batch %d, %d steps/epoch", cfg.train.epochs, cfg.train.batch_size,
-                ctx.steps_per_epoch)
+    first = cfg.train.initial_epoch
+    logger.info("training %s, batch %d, %d steps/epoch",
+                f"epochs {first + 1}-{cfg.train.epochs}" if first else f"{cfg.train.epochs} epochs",
+                cfg.train.batch_size, ctx.steps_per_epoch)
     ctx.model.fit(
-        train, validation_data=val, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose,
+        train, validation_data=val, epochs=cfg.train.epochs, initial_epoch=cfg.train.initial_epoch,
+        callbacks=callbacks, verbose=verbose,
         shuffle=False,  # the tf.data pipeline shuffles, with the seed
     )
 

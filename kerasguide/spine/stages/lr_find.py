@@ -20,6 +20,9 @@ def stage_lr_find(ctx: RunContext) -> None:
     config = ctx.config
     if config.optimizer.learning_rate != "auto":
         return
+    if config.train.init_from:
+        logger.info("continuing from a checkpoint: its learning rate is kept (no range test)")
+        return
     if ctx.own_compile:
         logger.info("the model came compiled with its own learning rate: no range test in the run "
                     "(`kerasguide lr-find` sweeps it)")

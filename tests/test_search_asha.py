@@ -1,0 +1,323 @@
+"""ASHA (issue 14, part 1): rungs, asynchronous promotion, TPE, continuation from checkpoints, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kerasguide.config import ConfigError, RunConfig, SearchConfig, save_config
+from kerasguide.search.asha_plan import asha_plan, asha_rungs
+
+
+def _tiny(name: str = "asha", epochs: int = 9, **search) -> RunConfig:
+    """A digits config whose trials take about a second."""
+    cfg = RunConfig()
+    cfg.name = name
+    cfg.model.hidden = [16]
+    cfg.model.dropout = 0.0
+    cfg.optimizer.learning_rate = 1e-2
+    cfg.train.epochs = epochs
+    cfg.train.batch_size = 128
+    cfg.checks.enabled = False
+    cfg.monitor.enabled = False
+    search.setdefault("workers", 0)
+    search.setdefault("widen_on_border", False)
+    cfg.search = SearchConfig(**search)
+    return cfg
+
+
+# ------------------------------------------------------------------ rungs
+def test_rungs_and_their_budget():
+    assert asha_rungs(27, 3, trials=30) == [1, 3, 9, 27]
+    assert asha_rungs(20, 3, trials=20) == [2, 7, 20]  # 20 configurations fill three rungs
+    assert asha_rungs(20, 3, min_epochs=2) == [2, 6, 18, 20]
+    assert asha_rungs(2, 3, trials=20) == [1, 2]  # equal budgets merge
+    assert asha_rungs(5, 2, trials=1) == [5]
+    # configurations, epochs, epochs each trains (a promoted trial continues: only the difference)
+    assert asha_plan([1, 3, 9, 27], 30, 3) == [(30, 1, 1), (10, 3, 2), (3, 9, 6), (1, 27, 18)]
+    with pytest.raises(ConfigError, match="min_epochs"):
+        asha_rungs(5, 3, min_epochs=6)
+
+
+def test_asha_is_the_default_and_takes_no_stages():
+    assert SearchConfig().algorithm == "asha"
+    with pytest.raises(ValueError, match="asha's rungs come from"):
+        SearchConfig(stages=[{"epochs": 1, "trials": 2}])
+    SearchConfig(algorithm="random", stages=[{"epochs": 1, "trials": 2}])
+
+
+def test_dry_run_counts_only_the_epochs_a_promotion_adds():
+    from kerasguide.search.budget import plan_budget
+
+    budget = plan_budget(_tiny(epochs=27, trials=30))
+    assert [(r.trials, r.epochs, r.epochs_each) for r in budget.rows] == [(30, 1, 1), (10, 3, 2), (3, 9, 6), (1, 27, 18)]
+    assert budget.total_epochs == 30 + 20 + 18 + 18
+
+
+# ------------------------------------------------------------------ the oracle, without training
+def _oracle(tmp_path, trials=12, rungs=(1, 3, 9), startup=4, seed=5):
+    import keras_tuner as kt
+
+    from kerasguide.search.asha import ASHAOracle
+    from kerasguide.search.oracle import build_hyperparameters
+    from kerasguide.search.space import ParamRange
+
+    hp = build_hyperparameters([ParamRange("optimizer.learning_rate", "float", 1e-5, 1e-1, log=True),
+                                ParamRange("model.dropout", "float", 0.0, 0.6)],
+                               {"optimizer.learning_rate": 1e-3, "model.dropout": 0.1})
+    oracle = ASHAOracle(objective=kt.Objective("val_accuracy", "max"), hyperparameters=hp, rungs=list(rungs),
+                        trials=trials, factor=3, startup=startup, seed=seed, max_retries_per_trial=0,
+                        max_consecutive_failed_trials=10**9)
+    oracle._set_project_dir(str(tmp_path), "asha")
+    oracle.verbose = 0
+    return oracle
+
+
+def _score(values):
+    # A smooth landscape: best at lr 1e-2 and no dropout; longer budgets score higher.
+    u = math.log10(values["optimizer.learning_rate"])
+    return 0.9 - 0.1 * (u + 2) ** 2 - 0.2 * values["model.dropout"] + 0.01 * values["tuner/epochs"]
+
+
+def _drive(oracle, workers=2, fail=lambda values: False):
+    """Run the oracle to the end with `workers` slots finishing one trial at a time (the oldest first)."""
+    import keras_tuner as kt
+
+    running, idle_with_configs_left, log = {}, 0, []
+    while True:
+        for slot in range(workers):
+            name = f"worker{slot}"
+            if name in running:
+                continue
+            trial = oracle.create_trial(name)
+            if trial.status == kt.engine.trial.TrialStatus.RUNNING:
+                running[name] = trial
+                log.append(("start", trial.trial_id, dict(trial.hyperparameters.values)))
+            elif trial.status == kt.engine.trial.TrialStatus.IDLE:
+                started = sum(1 for t in oracle.trials.values() if t.hyperparameters.values.get("tuner/rung") == 0)
+                idle_with_configs_left += started < oracle.configs
+        if not running:
+            return log, idle_with_configs_left
+        name = min(running, key=lambda n: int(running[n].trial_id))
+        trial = running.pop(name)
+        values = trial.hyperparameters.values
+        if fail(values):
+            trial.status = kt.engine.trial.TrialStatus.FAILED
+        else:
+            oracle.update_trial(trial.trial_id, {"val_accuracy": _score(values)}, step=values["tuner/epochs"])
+            trial.status = kt.engine.trial.TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+
+
+def test_promotes_the_top_third_asynchronously(tmp_path):
+    oracle = _oracle(tmp_path)
+    log, idle = _drive(oracle, workers=2)
+    assert idle == 0  # a free worker never waits while configurations remain (asynchronous)
+    trials = oracle.trials
+    by_rung = {}
+    for t in trials.values():
+        by_rung.setdefault(t.hyperparameters.values["tuner/rung"], []).append(t)
+    # At least a third promoted at each rung (asynchronous: one promoted early may later fall out of the
+    # top third, so a few more can be).
+    assert len(by_rung[0]) == 12 and 4 <= len(by_rung[1]) <= 6 and 1 <= len(by_rung[2]) <= len(by_rung[1]) // 2
+    first = trials[log[0][1]].hyperparameters.values
+    assert first["optimizer.learning_rate"] == 1e-3 and first["tuner/sampler"] == "baseline"  # H31
+    started = [entry[1] for entry in log]
+    for t in trials.values():
+        values = t.hyperparameters.values
+        if values["tuner/rung"] == 0:
+            assert "tuner/trial_id" not in values and values["tuner/epochs"] == 1
+            continue
+        parent = trials[values["tuner/trial_id"]]
+        pv = parent.hyperparameters.values
+        assert pv["tuner/rung"] == values["tuner/rung"] - 1
+        assert values["tuner/initial_epoch"] == pv["tuner/epochs"] and values["tuner/epochs"] == [1, 3, 9][values["tuner/rung"]]
+        assert {k: v for k, v in values.items() if not k.startswith("tuner/")} == \
+            {k: v for k, v in pv.items() if not k.startswith("tuner/")}
+        # At its promotion the parent was in the top third of its rung's finished trials.
+        before = started[: started.index(t.trial_id)]
+        ended_then = [trials[i] for i in before if trials[i].hyperparameters.values["tuner/rung"] == pv["tuner/rung"]
+                      and started.index(i) < started.index(t.trial_id)]
+        assert parent.trial_id in before
+        assert sorted(ended_then, key=lambda x: -x.score).index(parent) < max(1, len(ended_then) // 3 + 1)
+    parents = [t.hyperparameters.values.get("tuner/trial_id") for t in trials.values()]
+    parents = [p for p in parents if p is not None]
+    assert len(parents) == len(set(parents))  # nobody promoted twice
+    assert "tpe" in {t.hyperparameters.values["tuner/sampler"] for t in by_rung[0]}  # model-based once scored
+
+
+def test_tpe_samples_near_the_best(tmp_path):
+    # With scores peaking at lr 1e-2, TPE's draws sit nearer the peak than the random ones (log distance).
+    oracle = _oracle(tmp_path, trials=40, rungs=(1, 3), startup=8, seed=11)
+    _drive(oracle, workers=1)
+    rung0 = [t.hyperparameters.values for t in oracle.trials.values() if t.hyperparameters.values["tuner/rung"] == 0]
+    distance = {kind: [abs(math.log10(v["optimizer.learning_rate"]) + 2) for v in rung0 if v["tuner/sampler"] == kind]
+                for kind in ("random", "tpe")}
+    assert len(distance["tpe"]) >= 25
+    median = {k: sorted(d)[len(d) // 2] for k, d in distance.items()}
+    assert median["tpe"] < 0.6 * median["random"], median
+
+
+def test_failed_trials_take_a_place_but_are_never_promoted(tmp_path):
+    oracle = _oracle(tmp_path)
+    doomed = lambda values: values["optimizer.learning_rate"] > 3e-2  # noqa: E731 - diverged / pruned
+    _drive(oracle, workers=1, fail=doomed)
+    for t in oracle.trials.values():
+        parent = t.hyperparameters.values.get("tuner/trial_id")
+        if parent is not None:
+            assert not doomed(oracle.trials[parent].hyperparameters.values)
+
+
+def test_oracle_state_is_written_atomically_and_reloads(tmp_path):
+    import keras_tuner as kt
+
+    oracle = _oracle(tmp_path)
+    for _ in range(4):  # four finished trials, then one left running (the kill)
+        trial = oracle.create_trial("worker0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": _score(trial.hyperparameters.values)}, step=1)
+        trial.status = kt.engine.trial.TrialStatus.COMPLETED
+        oracle.end_trial(trial)
+    running = oracle.create_trial("worker0")
+    assert not list(tmp_path.rglob("*.tmp*"))
+    again = _oracle(tmp_path)
+    again.reload()
+    assert again.create_trial("worker0").trial_id == running.trial_id  # the running trial is run again
+    assert {t.trial_id for t in again.trials.values() if t.status == "COMPLETED"} == \
+        {t.trial_id for t in oracle.trials.values() if t.status == "COMPLETED"}
+
+
+# ------------------------------------------------------------------ continuation in a run
+def test_a_run_continues_from_a_checkpoint(tmp_path):
+    from kerasguide.spine import run
+
+    first = run(_tiny("parent", epochs=2), out=tmp_path, verbose=0)
+    parent_rows = first.run_dir.read_metrics()
+    cfg = _tiny("child", epochs=4)
+    cfg.train.init_from = str(first.path / "checkpoints" / "last.keras")
+    cfg.train.initial_epoch = 2
+    child = run(cfg, out=tmp_path, verbose=0)
+    assert child.status == "completed"
+    rows = child.run_dir.read_metrics()
+    assert [r["epoch"] for r in rows] == [3, 4]
+    record = child.run_dir.read_run()
+    steps_per_epoch = record["steps_per_epoch"]
+    assert record["continued_from"]["optimizer_steps"] == 2 * steps_per_epoch  # the optimizer's state came along
+    # Continued, not restarted: its first epoch starts where the parent ended (a fresh model's first
+    # epoch has the parent's first-epoch loss, far above its last).
+    assert rows[0]["loss"] < 0.9 * parent_rows[0]["loss"]
+    assert rows[0]["loss"] < parent_rows[-1]["loss"] * 1.1
+    fresh = run(_tiny("fresh", epochs=2), out=tmp_path, verbose=0).run_dir.read_metrics()
+    assert rows[0]["loss"] < fresh[0]["loss"] * 0.9
+
+
+def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
+    from kerasguide.spine import run
+
+    first = run(_tiny("parent", epochs=1), out=tmp_path, verbose=0)
+    cfg = _tiny("other", epochs=3)
+    cfg.model.hidden = [32]
+    cfg.train.init_from = str(first.path / "checkpoints" / "last.keras")
+    cfg.train.initial_epoch = 1
+    with pytest.raises(ConfigError, match="does not fit this model") as info:
+        run(cfg, out=tmp_path, verbose=0)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="initial_epoch"):
+        cfg.train = type(cfg.train)(epochs=3, initial_epoch=3)
+
+
+# ------------------------------------------------------------------ a whole search
+def _state(path: Path) -> dict:
+    return json.loads((path / "search.json").read_text())
+
+
+def test_asha_search_continues_promoted_trials(tmp_path):
+    from kerasguide.search import tune
+
+    result = tune(_tiny(trials=6, min_epochs=1, hyperband_factor=3), out=tmp_path)  # rungs 1, 3, 9
+    assert result.status == "completed"
+    stage = _state(result.path)["stages"][0]
+    assert stage["rungs"] == [1, 3, 9] and stage["algorithm"] == "asha"
+    trials = {t["trial_id"]: t for t in stage["trials"]}
+    promoted = [t for t in trials.values() if t["tuner"].get("trial_id")]
+    assert len([t for t in trials.values() if t["tuner"]["rung"] == 0]) == 6 and len(promoted) >= 2
+    for t in promoted:
+        parent = trials[t["tuner"]["trial_id"]]
+        assert t["continued_from"]["parent"] == parent["trial_id"]
+        assert t["continued_from"]["epoch"] == parent["epochs_done"]
+        assert t["epochs_trained"] == t["epochs_done"] - parent["epochs_done"]
+        rows = (result.path / t["run_dir"] / "metrics.csv").read_text().splitlines()
+        assert rows[1].split(",")[0] in (str(parent["epochs_done"] + 1), f"{parent['epochs_done'] + 1}.0")
+    # No epoch trained twice: the whole search trained what the plan's rungs add.
+    bound = sum(n * each for n, _, each in asha_plan([1, 3, 9], 6, 3))
+    assert sum(t["epochs_trained"] for t in trials.values()) <= bound
+    assert result.best["score"] == max(t["score"] for t in trials.values() if t["score"] is not None)
+
+
+def _wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def _records(search_root: Path) -> list[dict]:
+    out = []
+    for path in search_root.glob("*-search/tuner/stage1/trial_*/kerasguide.json"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except ValueError:
+            pass
+    return out
+
+
+@pytest.mark.timeout(400)
+def test_sigkill_while_promoting_resumes_from_the_checkpoint(tmp_path):
+    """SIGKILL the master at two moments (a first-rung trial, then a promotion); no completed trial runs again."""
+    cfg = _tiny("kill", trials=6, min_epochs=1, hyperband_factor=3)
+    save_config(cfg, tmp_path / "s.toml")
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "kerasguide.cli", "tune", str(tmp_path / "s.toml"), "--out", str(out)]
+
+    def killed_when(predicate):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_for(lambda: predicate(_records(out)) or proc.poll() is not None)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # killed, not ended by itself
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        return [r for r in _records(out) if r.get("status") == "completed"]
+
+    # 1: during the third first-rung trial; 2: while a promoted trial runs.
+    done1 = killed_when(lambda rs: any(r["status"] == "running" and r["trial_id"] == "0002" for r in rs))
+    done2 = killed_when(lambda rs: any(r["status"] == "running" and r["tuner"].get("trial_id") for r in rs))
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    search = next(out.glob("*-search"))
+    state = _state(search)
+    assert state["status"] == "completed"
+    trials = state["stages"][0]["trials"]
+    # Zero completed trials run again: one run directory each (the killed ones got a second).
+    runs = {}
+    for path in (search / "trials").iterdir():
+        runs.setdefault(path.name.split("-t")[-1].split("-")[0], []).append(path)
+    for record in done1 + done2:
+        assert len(runs[record["trial_id"]]) == 1, record["trial_id"]
+    assert {r["trial_id"] for r in done1} <= {r["trial_id"] for r in done2}
+    # The promotion that was killed continued from its parent's checkpoint when run again.
+    for t in trials:
+        if t["tuner"].get("trial_id"):
+            assert t["status"] == "completed" and t["continued_from"].get("checkpoint"), t
+    assert all(t["status"] == "completed" for t in trials)
