@@ -51,7 +51,9 @@ def _histograms(tensors):
     The non-finite values are counted in the first bin, then taken out of it: `tf.boolean_mask` made
     most of the probe's tracing and set-up (segment ops over every tensor at once were 5x slower to run).
     """
+    # Constants made once, not per tensor (each one is an op to trace).
     first_bin = tf.one_hot(0, _HIST_BINS, dtype=tf.int32)
+    inf, zero, one, nan = (tf.constant(v) for v in (math.inf, 0.0, 1.0, [math.nan, math.nan]))
     counts, ranges = [], []
     for tensor in tensors:
         values = tf.reshape(tensor, [-1])
@@ -59,16 +61,17 @@ def _histograms(tensors):
         if size is not None and size > _HIST_SAMPLE:
             values = _sample(values, size // _HIST_SAMPLE + 1)
         finite = tf.math.is_finite(values)
-        low = tf.reduce_min(tf.where(finite, values, math.inf))
-        high = tf.reduce_max(tf.where(finite, values, -math.inf))
+        low = tf.reduce_min(tf.where(finite, values, inf))
+        high = tf.reduce_max(tf.where(finite, values, -inf))
         some = low <= high  # any finite value
-        low = tf.where(some, low, 0.0)
-        high = tf.where(some, high, 1.0)
-        high = tf.where(high > low, high, low + 1.0)
-        hist = tf.histogram_fixed_width(tf.where(finite, values, low), tf.stack([low, high]), nbins=_HIST_BINS)
+        low = tf.where(some, low, zero)
+        high = tf.where(some, high, one)
+        high = tf.where(high > low, high, low + one)
+        value_range = tf.stack([low, high])
+        hist = tf.histogram_fixed_width(tf.where(finite, values, low), value_range, nbins=_HIST_BINS)
         not_finite = tf.size(values) - tf.reduce_sum(tf.cast(finite, tf.int32))
         counts.append(hist - first_bin * not_finite)
-        ranges.append(tf.where(some, tf.stack([low, high]), tf.constant([math.nan, math.nan])))
+        ranges.append(tf.where(some, value_range, nan))
     return tf.stack(counts), tf.stack(ranges)
 
 
