@@ -33,6 +33,19 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 300, env
     )
 
 
+def cli_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`kerasguide.cli.main(ARGS)` in this process (TensorFlow already imported: no 5 s start-up per command).
+
+    Returns what `run_cli` returns (returncode, stdout, stderr), so a test reads either the same way.
+    """
+    from kerasguide.cli import main
+
+    capsys.readouterr()  # what came before is not this command's
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["kerasguide", *args], code, captured.out, captured.err)
+
+
 def sigterm_cli_midway(*args: str, until, pause: float = 0.0, timeout: float = 120):
     """Start `python -m kerasguide.cli ARGS --json-progress`, SIGTERM it at the first event `until(event)` accepts.
 

@@ -18,7 +18,7 @@ from kerasguide.babysitter import Babysitter  # noqa: E402  (after the shapes' T
 from kerasguide.config import RunConfig, save_config  # noqa: E402
 from kerasguide.diagnosis import CODES, diagnose_run  # noqa: E402
 from kerasguide.rundir import read_json  # noqa: E402
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process
 from tests.test_model_shapes import MODELS, _data  # noqa: F401  (the shapes, one place)
 
 
@@ -135,14 +135,14 @@ def _case_config(tmp_path, name) -> str:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_cli_checks_and_runs_every_shape_its_data_sources_carry(name, tmp_path):
+def test_the_cli_checks_and_runs_every_shape_its_data_sources_carry(name, tmp_path, capsys):
     config = _case_config(tmp_path, name)
     out = tmp_path / "runs"
-    check = run_cli("check", config, "--out", str(out), "--json")
+    check = cli_in_process(capsys, "check", config, "--out", str(out), "--json")
     assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
     results = {r["name"]: r for r in json.loads(check.stdout)}
     assert all(r["passed"] for r in results.values()), {k: r["advice"] for k, r in results.items() if not r["passed"]}
-    done = run_cli("run", config, "--out", str(out), "--quiet")
+    done = cli_in_process(capsys, "run", config, "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if json.loads((p / "run.json").read_text()).get("kind") is None]
     record = json.loads((run_dir / "run.json").read_text())
@@ -150,6 +150,6 @@ def test_the_cli_checks_and_runs_every_shape_its_data_sources_carry(name, tmp_pa
     regression = name.startswith("regression")
     assert ("val_mae" in record["final_metrics"]) == regression
     assert ("val_accuracy" in record["final_metrics"]) != regression
-    found = run_cli("lr-find", config, "--out", str(out))
+    found = cli_in_process(capsys, "lr-find", config, "--out", str(out))
     assert found.returncode in (0, 1), found.stderr[-2000:]  # a rate, or "no usable rate" with its reason
     assert "chosen:" in found.stdout or "no" in found.stdout.lower()

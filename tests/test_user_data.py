@@ -10,7 +10,7 @@ import pytest
 
 from kerasguide.config import ConfigError, DataConfig, RunConfig, save_config
 from kerasguide.data import load_dataset
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process
 
 DATA = textwrap.dedent('''
     import numpy as np
@@ -112,14 +112,14 @@ def _config(files, name: str) -> str:
 
 
 @pytest.mark.parametrize("name", ["two_inputs", "one_hot", "two_outputs"])
-def test_the_cli_checks_runs_and_sweeps_a_python_data_source(files, name):
+def test_the_cli_checks_runs_and_sweeps_a_python_data_source(files, name, capsys):
     config = _config(files, name)
     out = files / "runs"
-    check = run_cli("check", config, "--out", str(out), "--json")
+    check = cli_in_process(capsys, "check", config, "--out", str(out), "--json")
     assert check.returncode == 0, check.stderr[-3000:]
     results = json.loads(check.stdout)
     assert all(r["passed"] for r in results), [(r["name"], r["advice"]) for r in results if not r["passed"]]
-    done = run_cli("run", config, "--out", str(out), "--quiet")
+    done = cli_in_process(capsys, "run", config, "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = [p for p in out.iterdir() if json.loads((p / "run.json").read_text()).get("kind") is None]
     record = json.loads((run_dir / "run.json").read_text())
@@ -128,7 +128,7 @@ def test_the_cli_checks_runs_and_sweeps_a_python_data_source(files, name):
     accuracy = next(v for k, v in record["final_metrics"].items() if k.startswith("val_") and k.endswith("accuracy"))
     assert accuracy > 0.5
     assert (run_dir / "monitor" / "probe.jsonl").exists()
-    found = run_cli("lr-find", config, "--out", str(out))
+    found = cli_in_process(capsys, "lr-find", config, "--out", str(out))
     assert found.returncode in (0, 1), found.stderr[-2000:]
 
 
@@ -143,7 +143,7 @@ def test_several_inputs_are_kept_as_a_dict_and_fingerprinted(files):
     assert onehot.preprocessor is not None and onehot.preprocessor.fitted_on  # one input array: standardized
 
 
-def test_bad_python_data_sources_are_one_line(files, tmp_path):
+def test_bad_python_data_sources_are_one_line(files, tmp_path, capsys):
     cases = {
         "ragged": "differ in length",
         "wrong": "must return",
@@ -163,7 +163,7 @@ def test_bad_python_data_sources_are_one_line(files, tmp_path):
     cfg.data.preprocess = "none"
     path = files / "own.toml"
     save_config(cfg, path)
-    out = run_cli("run", str(path), "--out", str(files / "runs-own"))
+    out = cli_in_process(capsys, "run", str(path), "--out", str(files / "runs-own"))
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode == 2 and last.startswith("kerasguide: error: ") and "takes one input array" in last
     assert "Traceback" not in out.stderr
