@@ -38,10 +38,17 @@ def cli_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
 
     Returns what `run_cli` returns (returncode, stdout, stderr), so a test reads either the same way.
     """
+    import signal
+
     from kerasguide.cli import main
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     capsys.readouterr()  # what came before is not this command's
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    finally:
+        for sig, handler in handlers.items():  # the command's own (SIGTERM as Ctrl-C) end with it
+            signal.signal(sig, handler)
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(["kerasguide", *args], code, captured.out, captured.err)
 

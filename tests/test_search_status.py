@@ -13,7 +13,7 @@ import pytest
 
 from kerasguide.config import RunConfig, SearchConfig, save_config
 from kerasguide.search.budget import hyperband_rounds, plan_budget
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, cli_in_process, run_cli
 
 
 def _tiny(name: str, **search) -> RunConfig:
@@ -58,7 +58,7 @@ def test_hyperband_rounds_are_keras_tuners(max_epochs, factor):
 
 
 # ------------------------------------------------------------------ the dry run against the real search
-def test_dry_run_estimate_is_within_2x_of_the_real_search(tmp_path):
+def test_dry_run_estimate_is_within_2x_of_the_real_search(tmp_path, capsys):
     save_config(_tiny("dry", stages=[{"epochs": 1, "trials": 3}, {"epochs": 2, "trials": 1}]), tmp_path / "s.toml")
     out = tmp_path / "out"
     proc = run_cli("tune", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run", "--json")
@@ -67,7 +67,7 @@ def test_dry_run_estimate_is_within_2x_of_the_real_search(tmp_path):
     assert [(r["trials"], r["epochs"]) for r in budget["rows"]] == [(3, 1), (1, 2)] and budget["total_epochs"] == 5
     assert budget["timing"]["step_seconds"] > 0 and budget["timing"]["train_steps_per_epoch"] == 12
     assert not out.exists()  # nothing written
-    text = run_cli("tune", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run")
+    text = cli_in_process(capsys, "tune", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run")
     assert "total" in text.stdout and "5 trials" not in text.stdout and "4 trials" in text.stdout
     start = time.perf_counter()
     real = run_cli("tune", str(tmp_path / "s.toml"), "--out", str(out))
@@ -92,7 +92,7 @@ def _events_until(proc, until, timeout: float = 180):
     raise AssertionError("no such event in time")
 
 
-def test_search_status_while_it_runs_then_stop_gracefully_and_resume(tmp_path):
+def test_search_status_while_it_runs_then_stop_gracefully_and_resume(tmp_path, capsys):
     cfg = _tiny("stop", stages=[{"epochs": 2, "trials": 5}])
     save_config(cfg, tmp_path / "s.toml")
     out = tmp_path / "out"
@@ -133,7 +133,7 @@ def test_search_status_while_it_runs_then_stop_gracefully_and_resume(tmp_path):
     again = run_cli("search-status", str(path), "--stop")
     assert again.returncode == 0 and "not running" in again.stdout
 
-    resumed = run_cli("tune", str(tmp_path / "s.toml"), "--out", str(out))
+    resumed = cli_in_process(capsys, "tune", str(tmp_path / "s.toml"), "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     state = _state(path)
     assert state["status"] == "completed" and state["stop"] is None
