@@ -50,7 +50,7 @@ def _config(workers: int, trials: int, epochs: int, tag: str) -> RunConfig:
     cfg.train.epochs = epochs
     cfg.train.batch_size = 64
     cfg.checks.enabled = False
-    cfg.search = SearchConfig(workers=workers, stages=[{"epochs": epochs, "trials": trials}],
+    cfg.search = SearchConfig(algorithm="random", workers=workers, stages=[{"epochs": epochs, "trials": trials}],
                               widen_on_border=False)
     return cfg
 

@@ -495,7 +495,7 @@ class SearchConfig(_Section):
         20, description="Trials in the first (coarse) stage; asha: configurations started at its first rung.")
     min_epochs: PositiveInt | None = Field(
         None, description="asha: epochs of the first rung (each rung trains factor x longer, up to train.epochs); "
-        "unset: as many rungs as `trials` can fill."
+        "unset: as many rungs as `trials` can fill, at most 3 (train.epochs / factor**2)."
     )
     space: dict[str, Param] = Field(
         {},
@@ -528,6 +528,8 @@ class SearchConfig(_Section):
     trial_timeout: float | None = Field(
         None, gt=0.0, description="Seconds before a worker is killed (child processes only)."
     )
+    trial_plots: bool = Field(
+        False, description="Each trial's report.md with its plots (report.plots); off: a second less a trial.")
     grid_points: int = Field(4, ge=2, description="grid: values per numeric key without a `step`.")
     hyperband_factor: int = Field(
         3, ge=2, description="asha and hyperband: reduction factor between rungs (1 in factor trials promoted).")
@@ -573,6 +575,14 @@ class EnsembleConfig(_Section):
     student_epochs: PositiveInt | None = Field(None, description="distill: epochs (train.epochs if unset).")
 
 
+class ReportConfig(_Section):
+    """report.md at the end of a run (recipe I32)."""
+
+    plots: bool = Field(
+        True, description="Draw its plots (loss.png, lr_find.png): about a second of matplotlib a run. "
+        "kerasguide tune turns them off for its trials (search.trial_plots).")
+
+
 class RunConfig(_Section):
     """A whole run. Every field has a default: `RunConfig()` is the digits recipe."""
 
@@ -588,6 +598,7 @@ class RunConfig(_Section):
     lr_find: LRFindConfig = LRFindConfig()
     search: SearchConfig = SearchConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    report: ReportConfig = ReportConfig()
 
     @field_validator("name")
     @classmethod

@@ -98,9 +98,9 @@ def _section_outcome(run_dir: RunDir, record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _section_curves(run_dir: RunDir, record: dict[str, Any]) -> str:
+def _section_curves(run_dir: RunDir, record: dict[str, Any], plots: bool = True) -> str:
     rows = run_dir.read_metrics()
-    if not rows:
+    if not rows or not plots:
         return ""
     plot_history(rows, run_dir.file("loss.png"))
     what = "loss and accuracy" if "mae" not in rows[0] or "accuracy" in rows[0] else "loss, MAE and RMSE"
@@ -150,12 +150,12 @@ def _section_checks(run_dir: RunDir, record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _section_lr_find(run_dir: RunDir, record: dict[str, Any]) -> str:
+def _section_lr_find(run_dir: RunDir, record: dict[str, Any], plots: bool = True) -> str:
     """The LR range test of lr_find.json (recipe G24): the curve, every rule, the chosen rate and why."""
     data = run_dir.read("lr_find.json", default=None)
     if not isinstance(data, dict):
         return ""
-    if not run_dir.file("lr_find.png").exists():
+    if plots and not run_dir.file("lr_find.png").exists():
         try:
             LRFinderResult.from_dict(data).plot(run_dir.file("lr_find.png"))
         except Exception:  # noqa: BLE001 - a missing plot must not lose the table
@@ -260,16 +260,17 @@ SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
     _section_curves,
     _section_reproduce,
 ]
+PLOTTING = (_section_lr_find, _section_curves)  # without their PNGs with report.plots = false (TensorBoard has them)
 
 
-def write_report(run_dir: RunDir | str | Path) -> Path:
-    """Write report.md (and its PNGs) from what the run directory holds."""
+def write_report(run_dir: RunDir | str | Path, plots: bool = True) -> Path:
+    """Write report.md (and, with `plots`, its PNGs) from what the run directory holds."""
     if not isinstance(run_dir, RunDir):
         run_dir = RunDir(Path(run_dir))
     record = read_json(run_dir.run_json, default={}) or {}
     parts = [f"# Run {record.get('name', run_dir.path.name)}", "", f"`{run_dir.path}`"]
     for section in SECTIONS:
-        text = section(run_dir, record)
+        text = section(run_dir, record, plots=False) if not plots and section in PLOTTING else section(run_dir, record)
         if text:
             parts += ["", text]
     return run_dir.write_text("report.md", "\n".join(parts) + "\n")

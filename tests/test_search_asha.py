@@ -36,7 +36,8 @@ def _tiny(name: str = "asha", epochs: int = 9, **search) -> RunConfig:
 
 # ------------------------------------------------------------------ rungs
 def test_rungs_and_their_budget():
-    assert asha_rungs(27, 3, trials=30) == [1, 3, 9, 27]
+    assert asha_rungs(27, 3, trials=30) == [3, 9, 27]  # at most three rungs by default
+    assert asha_rungs(27, 3, trials=5) == [9, 27]
     assert asha_rungs(20, 3, trials=20) == [2, 7, 20]  # 20 configurations fill three rungs
     assert asha_rungs(20, 3, min_epochs=2) == [2, 6, 18, 20]
     assert asha_rungs(2, 3, trials=20) == [1, 2]  # equal budgets merge
@@ -57,7 +58,7 @@ def test_asha_is_the_default_and_takes_no_stages():
 def test_dry_run_counts_only_the_epochs_a_promotion_adds():
     from kerasguide.search.budget import plan_budget
 
-    budget = plan_budget(_tiny(epochs=27, trials=30))
+    budget = plan_budget(_tiny(epochs=27, trials=30, min_epochs=1))
     assert [(r.trials, r.epochs, r.epochs_each) for r in budget.rows] == [(30, 1, 1), (10, 3, 2), (3, 9, 6), (1, 27, 18)]
     assert budget.total_epochs == 30 + 20 + 18 + 18
 
@@ -259,6 +260,10 @@ def test_asha_search_continues_promoted_trials(tmp_path):
     bound = sum(n * each for n, _, each in asha_plan([1, 3, 9], 6, 3))
     assert sum(t["epochs_trained"] for t in trials.values()) <= bound
     assert result.best["score"] == max(t["score"] for t in trials.values() if t["score"] is not None)
+    # Trials write report.md without its plots (search.trial_plots = false: a second a trial).
+    some = result.path / promoted[0]["run_dir"]
+    assert (some / "report.md").is_file() and not (some / "loss.png").exists()
+    assert "epochs not trained again" in (result.path / "search.md").read_text()
 
 
 def _wait_for(predicate, timeout=120.0):

@@ -6,7 +6,9 @@ import math
 
 from kerasguide.config import ConfigError
 
-__all__ = ["asha_rungs", "asha_plan"]
+__all__ = ["asha_rungs", "asha_plan", "MAX_RUNGS"]
+
+MAX_RUNGS = 3
 
 
 def asha_rungs(max_epochs: int, factor: int = 3, min_epochs: int | None = None, trials: int = 20) -> list[int]:
@@ -17,13 +19,14 @@ def asha_rungs(max_epochs: int, factor: int = 3, min_epochs: int | None = None, 
         factor: Reduction factor. Defaults to `3`.
         min_epochs: The first rung. Defaults to `None`: as many rungs as
             `trials` first-rung configurations can fill (about `trials /
-            factor**k` reach rung k, so the top one gets at least one).
+            factor**k` reach rung k, so the top one gets at least one), at
+            most `MAX_RUNGS` (3).
         trials: Configurations started at the first rung. Defaults to `20`.
 
     Example:
 
     ```python
-    asha_rungs(27, 3, trials=30)      # [1, 3, 9, 27]
+    asha_rungs(27, 3, trials=30)      # [3, 9, 27]
     asha_rungs(20, 3, min_epochs=2)   # [2, 6, 18, 20]
     ```
     """
@@ -38,7 +41,9 @@ def asha_rungs(max_epochs: int, factor: int = 3, min_epochs: int | None = None, 
             rungs.append(budget)
             budget *= factor
         return rungs + [max_epochs]
-    levels = 1 + int(math.floor(math.log(trials) / math.log(factor) + 1e-9))
+    # At most three rungs: below max/factor**2 epochs a trial's set-up (build, trace, records) costs more
+    # than its training, and the top rung is reached sooner.
+    levels = min(MAX_RUNGS, 1 + int(math.floor(math.log(trials) / math.log(factor) + 1e-9)))
     rungs = []
     for k in range(levels):
         budget = max(1, int(round(max_epochs / factor ** (levels - 1 - k))))

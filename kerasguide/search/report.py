@@ -114,6 +114,21 @@ def pruned_summary(state: dict[str, Any]) -> str | None:
             f"({what}), each a failed trial for the oracle: {saved} of {total} planned epochs saved.")
 
 
+def work_summary(state: dict[str, Any]) -> str | None:
+    """One line on the epochs a search trained, and those its promoted trials did not train again (ASHA, Hyperband)."""
+    trials = [t for stage in state.get("stages", []) for t in stage.get("trials", []) if t.get("status") != "running"]
+    if not trials:
+        return None
+    trained = sum(int(t.get("epochs_trained", t.get("epochs_done") or 0) or 0) for t in trials)
+    continued = [t for t in trials if (t.get("continued_from") or {}).get("checkpoint")]
+    kept = sum(int(t["continued_from"].get("epoch") or 0) for t in continued)
+    text = f"{len(trials)} trials, {trained} epochs trained."
+    if continued:
+        text += (f" {len(continued)} promoted trials continued from their parent's checkpoint: "
+                 f"{kept} epochs not trained again.")
+    return text
+
+
 def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
     """Write `search.md` (and `search.png`) from a search directory's search.json."""
     search_dir = Path(search_dir)
@@ -142,6 +157,9 @@ def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
             lines += ["", f"The best trial's model (stage {model.get('stage')}, trial {model.get('trial_id')}, "
                       f"checkpoint `{model.get('checkpoint')}`) is copied to `{model['dir']}/`: `kerasguide predict "
                       f"{search_dir.name} INPUT` and `kerasguide export {search_dir.name}` use it."]
+    work = work_summary(state)
+    if work:
+        lines += ["", work]
     pruned = pruned_summary(state)
     if pruned:
         lines += ["", "## Pruned", "", pruned]
@@ -168,8 +186,10 @@ def write_search_report(search_dir: str | os.PathLike[str]) -> Path:
             cells = [_fmt(t["values"].get(k)) for k in keys]
             score = "" if t.get("score") is None else f"{t['score']:.4f}"
             run = f"[run]({t['run_dir']})" if t.get("run_dir") else ""
+            parent = (t.get("continued_from") or {})
+            epochs = f"{t.get('epochs')} (from {parent['parent']})" if parent.get("checkpoint") else t.get("epochs")
             lines.append(f"| {t['trial_id']}{tag} | " + " | ".join(cells)
-                         + f" | {score} | {t.get('epochs')} | {_status(t)} | {run} |")
+                         + f" | {score} | {epochs} | {_status(t)} | {run} |")
     atomic_write_text(search_dir / "search.md", "\n".join(lines) + "\n")
     return search_dir / "search.md"
 

@@ -127,7 +127,8 @@ def _run_dir_of(path: Path, state: dict[str, Any], trial: dict[str, Any], record
 
 def _per_trial_seconds(done: list[dict[str, Any]]) -> tuple[float, float] | None:
     """`(overhead, seconds_per_epoch)` from finished trials: a least-squares line of seconds against epochs."""
-    points = [(t["epochs"], t["seconds"]) for t in done if t.get("seconds") and t.get("epochs")]
+    # A continued trial (ASHA, Hyperband) trains only the epochs its parent had not.
+    points = [(t.get("epochs_trained") or t["epochs"], t["seconds"]) for t in done if t.get("seconds") and t.get("epochs")]
     if not points:
         return None
     xs = [p[0] for p in points]
@@ -140,21 +141,21 @@ def _per_trial_seconds(done: list[dict[str, Any]]) -> tuple[float, float] | None
     return max(0.0, my - slope * mx), slope
 
 
-def _planned_stages(path: Path, state: dict[str, Any]) -> list[tuple[int, int, int]]:
-    """`[(stage, trials, epochs), ...]` the search plans (search.json's stages, and those not started yet)."""
+def _planned_stages(path: Path, state: dict[str, Any]) -> list[tuple[int, int, int, int]]:
+    """`[(stage, trials, epochs, epochs each trains), ...]` the search plans (search.json's, and stages to come)."""
     from kerasguide.search.budget import plan_budget
 
     try:
         budget = plan_budget(load_config(path / "config.toml"))
     except Exception:  # an unreadable config.toml: the stages recorded are all there is
         budget = None
-    rows: dict[int, list[tuple[int, int]]] = {}
+    rows: dict[int, list[tuple[int, int, int]]] = {}
     for row in budget.rows if budget else []:
-        rows.setdefault(row.stage, []).append((row.trials, row.epochs))
+        rows.setdefault(row.stage, []).append((row.trials, row.epochs, row.epochs_each))
     for stage in state.get("stages", []):
-        if stage["index"] not in rows or state.get("algorithm") != "hyperband":
-            rows[stage["index"]] = [(stage["trials_planned"], stage["epochs"])]
-    return [(index, trials, epochs) for index in sorted(rows) for trials, epochs in rows[index]]
+        if stage["index"] not in rows or state.get("algorithm") not in ("hyperband", "asha"):
+            rows[stage["index"]] = [(stage["trials_planned"], stage["epochs"], stage["epochs"])]
+    return [(index, *row) for index in sorted(rows) for row in rows[index]]
 
 
 def search_status(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -184,7 +185,10 @@ def search_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         pid = record.get("pid")
         running_rows.append({
             "stage": trial["stage"], "trial_id": trial["trial_id"], "values": trial.get("values"),
-            "epochs": trial.get("epochs"), "epochs_done": len(rows),
+            # A continued trial's metrics.csv starts after its parent's epochs: the epoch it is at, and what it trained.
+            "epochs": trial.get("epochs"), "epochs_done": int(rows[-1].get("epoch") or len(rows)) if rows else
+            int((trial.get("continued_from") or {}).get("epoch") or 0), "epochs_trained": len(rows),
+            "continued_from": (trial.get("continued_from") or {}).get("parent"),
             "where": f"worker pid {pid}" if pid else f"in the master (pid {state.get('pid')})",
             "pid": pid or state.get("pid"), "run_dir": str(run_dir) if run_dir else None,
             "started": trial.get("started"),
@@ -200,7 +204,7 @@ def search_status(path: str | os.PathLike[str]) -> dict[str, Any]:
         left = 0.0
         started = {s["index"]: s for s in state.get("stages", [])}
         counted: dict[int, int] = {}
-        for index, trials, epochs in _planned_stages(path, state):
+        for index, trials, epochs, trained in _planned_stages(path, state):
             stage = started.get(index)
             if stage is not None and stage.get("status") == "completed":
                 continue
@@ -211,9 +215,9 @@ def search_status(path: str | os.PathLike[str]) -> dict[str, Any]:
             counted[index] = already + take
             n = max(0, trials - take)
             remaining_trials += n
-            left += n * (overhead + epochs * per_epoch)
+            left += n * (overhead + trained * per_epoch)
         for row in running_rows:  # running trials are in the plan: credit the part already trained
-            left -= min(row["epochs_done"], row["epochs"] or 0) * per_epoch
+            left -= min(row["epochs_trained"], row["epochs"] or 0) * per_epoch
         eta = max(0.0, left) / max(1, int(state.get("workers") or 1))
     best = state.get("best") or next(
         (s.get("best") for s in sorted(state.get("stages", []), key=lambda s: -s["epochs"]) if s.get("best")), None)
@@ -256,7 +260,8 @@ def format_status(status: dict[str, Any]) -> str:
                      + (f", best {metric} {best['score']:.4f}" if best and best.get("score") is not None else ""))
     for row in status["running"]:
         score = f", {metric} {row['val_score']:.4f}" if isinstance(row.get("val_score"), float) else ""
-        lines.append(f"  running: stage {row['stage']} trial {row['trial_id']} ({row['where']}): epoch "
+        parent = f", continuing trial {row['continued_from']}" if row.get("continued_from") else ""
+        lines.append(f"  running: stage {row['stage']} trial {row['trial_id']} ({row['where']}{parent}): epoch "
                      f"{row['epochs_done']}/{row['epochs']}{score}; {_values_text(row['values'])}")
     scored = [s for s in status["scores"] if s.get("score") is not None]
     if scored:

@@ -292,6 +292,7 @@ class SearchTuner(kt.Tuner):
         config.train.monitor_metric = self.metric  # the checkpoint's file name carries the score (H30)
         search = self.base_config.search
         config.monitor.prune = list(search.prune_codes) if search.prune else []
+        config.report.plots = search.trial_plots
         return config
 
     def is_baseline(self, trial) -> bool:
@@ -326,7 +327,7 @@ class SearchTuner(kt.Tuner):
         config = self.trial_config(trial)
         keras.backend.clear_session()
         level = logger.level
-        logger.setLevel("WARNING")  # a search's trials would drown its own messages
+        logger.setLevel("ERROR")  # a search's trials would drown its own messages (their diagnoses: in their run dirs)
         try:
             result = run(config, out=self.trials_dir, verbose=0)
         finally:

@@ -7,4 +7,4 @@ from kerasguide.spine.context import RunContext
 
 
 def stage_report(ctx: RunContext) -> None:
-    write_report(ctx.run_dir)
+    write_report(ctx.run_dir, plots=ctx.config.report.plots)
