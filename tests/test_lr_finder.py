@@ -27,7 +27,7 @@ from kerasguide.lr_finder import (  # noqa: E402
     suggest_valley,
     sweep_learning_rates,
 )
-from tests.conftest import run_cli  # noqa: E402
+from tests.conftest import cli_in_process, run_cli  # noqa: E402
 
 LR_FIND_KEYS = {"lrs", "losses", "smoothed", "suggestions", "chosen", "chosen_rule", "reason", "steps", "seconds",
                 "start_lr", "end_lr"}
@@ -500,10 +500,10 @@ def test_result_writes_the_curve_to_tensorboard(tmp_path):
 
 
 # --------------------------------------------------------------- CLI, run
-def test_cli_lr_find_json_and_bad_input(tmp_path):
+def test_cli_lr_find_json_and_bad_input(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text('name = "tiny"\n[model]\nhidden = [16]\n[train]\nbatch_size = 32\n[lr_find]\nsteps = 20\n')
-    done = run_cli("lr-find", str(config), "--out", str(tmp_path / "runs"), "--json")
+    done = cli_in_process(capsys, "lr-find", str(config), "--out", str(tmp_path / "runs"), "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert LR_FIND_KEYS <= set(data) and data["steps"] <= 20 and data["chosen"] > 0
@@ -514,7 +514,7 @@ def test_cli_lr_find_json_and_bad_input(tmp_path):
     assert record["kind"] == "lr_find" and record["status"] == "completed"
 
     config.write_text("[lr_find]\nstart_lr = 1.0\nend_lr = 0.1\n")
-    bad = run_cli("lr-find", str(config), "--out", str(tmp_path / "runs"))
+    bad = cli_in_process(capsys, "lr-find", str(config), "--out", str(tmp_path / "runs"))
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "end_lr" in bad.stderr
 

@@ -8,9 +8,6 @@ and is tested with the checks; these tests must not stop at `checks_failed` whil
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +27,7 @@ from kerasguide.rundir import read_metrics  # noqa: E402
 from kerasguide.spine import run  # noqa: E402
 from kerasguide.tasks import apply_task, task_settings  # noqa: E402
 from kerasguide.training import prepare  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import cli_in_process  # noqa: E402
 
 
 def _targets(n=240, d=4, seed=0, columns=1):
@@ -168,12 +164,11 @@ def test_diabetes_preset_runs_through_the_api(tmp_path):
     assert json.loads((result.path / "diagnosis.json").read_text())["format_version"] == 1
 
 
-def test_diabetes_preset_runs_through_the_cli(tmp_path):
+def test_diabetes_preset_runs_through_the_cli(tmp_path, capsys):
     config = tmp_path / "d.toml"
     text = preset_path("diabetes").read_text().replace("epochs = 40", "epochs = 2")
     config.write_text(text + "\n[checks]\nenabled = false  # see the module docstring\n")
-    out = subprocess.run([sys.executable, "-m", "kerasguide.cli", "run", str(config), "--out", str(tmp_path / "runs"),
-                          "--quiet"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = cli_in_process(capsys, "run", str(config), "--out", str(tmp_path / "runs"), "--quiet")
     assert out.returncode == 0, out.stderr[-2000:]
     run_dir = next((tmp_path / "runs").iterdir())
     record = json.loads((run_dir / "run.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import cli_in_process
 
 from kerasguide.config import RunConfig, dump_config
 from kerasguide.repair import REPAIRS, Repair, apply_repair, config_diff, plan_repair
@@ -226,21 +226,21 @@ def test_fix_repairs_a_diverging_sgd_rate_and_records_the_chain(tmp_path):
     assert any(line.startswith("round 1: ") for line in lines)
 
 
-def test_cli_fix_says_nothing_to_fix_and_bad_input_in_one_line(tmp_path):
+def test_cli_fix_says_nothing_to_fix_and_bad_input_in_one_line(tmp_path, capsys):
     from kerasguide.spine import run
 
     healthy = run(_tiny_toml(tmp_path, optimizer__learning_rate=3e-3, train__epochs=6), out=tmp_path / "runs",
                   verbose=0)
     (healthy.path / "diagnosis.json").write_text(json.dumps({"format_version": 1, "findings": []}))
-    done = run_cli("fix", str(healthy.path))
+    done = cli_in_process(capsys, "fix", str(healthy.path))
     assert done.returncode == 0 and "nothing to fix" in done.stdout, done.stderr[-2000:]
     for args, words in (([str(tmp_path / "nowhere")], "no such run directory"),
                         ([str(tmp_path)], "not a kerasguide run directory"),
                         ([str(healthy.path), "--rounds", "0"], "--rounds must be >= 1")):
-        bad = run_cli("fix", *args)
+        bad = cli_in_process(capsys, "fix", *args)
         assert bad.returncode == 2 and words in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     (healthy.path / "config.toml").unlink()
-    bad = run_cli("fix", str(healthy.path))
+    bad = cli_in_process(capsys, "fix", str(healthy.path))
     assert bad.returncode == 2 and "no config.toml" in bad.stderr
 
 

@@ -14,7 +14,7 @@ from kerasguide.config import ConfigError, DataConfig, RunConfig, config_from_di
 from kerasguide.data import load_dataset
 from kerasguide.streams import read_images
 from kerasguide.training import make_augmenter, split_batches
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process
 
 CLASSES = ("left", "right", "top")
 
@@ -85,12 +85,12 @@ def test_training_stream_reshuffles_each_epoch(image_folder):
     assert sorted(first) == sorted(second) and not np.array_equal(first, second)
 
 
-def test_an_unreadable_image_is_one_line_exit_2(tmp_path):
+def test_an_unreadable_image_is_one_line_exit_2(tmp_path, capsys):
     folder = write_images(tmp_path / "broken", per_class=3)
     (folder / "left" / "bad.png").write_text("not an image")
     config = tmp_path / "c.toml"
     config.write_text(f'[data]\nsource = "images:{folder}"\nimage_size = [12, 12]\n[model]\nkind = "cnn"\n')
-    proc = run_cli("check", str(config), "--out", str(tmp_path / "runs"))
+    proc = cli_in_process(capsys, "check", str(config), "--out", str(tmp_path / "runs"))
     assert proc.returncode == 2, proc.stderr
     assert "bad.png" in proc.stderr and "is not a readable image" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -103,7 +103,7 @@ def tf_source(tmp_path: Path, body: str) -> str:
     return f"python:{tmp_path / 'my_data.py'}:load"
 
 
-def test_python_source_returning_tf_data_runs_end_to_end(tmp_path):
+def test_python_source_returning_tf_data_runs_end_to_end(tmp_path, capsys):
     source = tf_source(tmp_path, (
         "def load(seed):\n"
         "    train = tf.data.Dataset.from_tensor_slices((x[:1200], y[:1200])).shuffle(1200, seed=seed).batch(50)\n"
@@ -113,7 +113,7 @@ def test_python_source_returning_tf_data_runs_end_to_end(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(f'name = "tfdata"\n[data]\nsource = "{source}"\nsample = 300\n[train]\nepochs = 3\n'
                       '[model]\nhidden = [32]\n')
-    proc = run_cli("run", str(config), "--out", str(tmp_path / "runs"), "--quiet")
+    proc = cli_in_process(capsys, "run", str(config), "--out", str(tmp_path / "runs"), "--quiet")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(next((tmp_path / "runs").glob("*/run.json")).read_text())
     data = record["data"]
@@ -210,12 +210,12 @@ def test_checks_run_without_augmentation_and_the_report_says_what_was_on(tmp_pat
     assert "| augmentation | flip horizontal, noise 1.0 (training split only" in report
 
 
-def test_final_metrics_come_from_the_best_checkpoint(tmp_path):
+def test_final_metrics_come_from_the_best_checkpoint(tmp_path, capsys):
     # A rate this high makes the last epoch worse than the best one (the precondition is asserted).
     config = tmp_path / "c.toml"
     config.write_text('[data]\nsubset = 300\n[optimizer]\nname = "sgd"\nlearning_rate = 2.0\nmomentum = 0.9\n'
                       '[train]\nepochs = 6\n[checks]\nenabled = false\n[monitor]\nenabled = false\n')
-    proc = run_cli("run", str(config), "--out", str(tmp_path / "runs"), "--quiet")
+    proc = cli_in_process(capsys, "run", str(config), "--out", str(tmp_path / "runs"), "--quiet")
     run_dir = next((tmp_path / "runs").glob("*"))
     record = json.loads((run_dir / "run.json").read_text())
     assert record["evaluated"]["weights"] == "best", proc.stderr
