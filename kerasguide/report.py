@@ -227,7 +227,7 @@ def plot_monitors(signals: Signals, path: str | Path) -> Path | None:
     return save_figure(fig, path, dpi=100)
 
 
-def diagnosis_section(run_dir: str | Path | RunDir) -> str:
+def diagnosis_section(run_dir: str | Path | RunDir, plots: bool = True) -> str:
     """The report's "Diagnosis" section: the findings, the monitors' plot and the last first-layer image."""
     rd = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
     if not rd.file("diagnosis.json").exists():
@@ -237,7 +237,7 @@ def diagnosis_section(run_dir: str | Path | RunDir) -> str:
         signals = load_signals(rd)
     except FileNotFoundError:
         return "\n".join(parts)
-    if plot_monitors(signals, rd.monitor_dir / "monitors.png") is not None:
+    if plots and plot_monitors(signals, rd.monitor_dir / "monitors.png") is not None:
         parts += ["", "![update ratios and dead/saturated units per layer](monitor/monitors.png)"]
     files = [r.get("file") for r in signals.images if isinstance(r.get("file"), str)]
     if files and (rd.monitor_dir / files[-1]).exists():
@@ -247,9 +247,9 @@ def diagnosis_section(run_dir: str | Path | RunDir) -> str:
 
 
 # Each section renders itself from the run directory, or returns "" to skip.
-def _section_diagnosis(run_dir: RunDir, record: dict[str, Any]) -> str:
+def _section_diagnosis(run_dir: RunDir, record: dict[str, Any], plots: bool = True) -> str:
     """The diagnosis and the monitors' summary (recipes E16-E20), from diagnosis.json and monitor/."""
-    return diagnosis_section(run_dir)
+    return diagnosis_section(run_dir, plots)
 
 
 SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
@@ -260,7 +260,7 @@ SECTIONS: list[Callable[[RunDir, dict[str, Any]], str]] = [
     _section_curves,
     _section_reproduce,
 ]
-PLOTTING = (_section_lr_find, _section_curves)  # without their PNGs with report.plots = false (TensorBoard has them)
+PLOTTING = (_section_diagnosis, _section_lr_find, _section_curves)  # without their PNGs with report.plots = false (TensorBoard has them)
 
 
 def write_report(run_dir: RunDir | str | Path, plots: bool = True) -> Path:

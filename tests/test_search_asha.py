@@ -234,6 +234,21 @@ def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
         cfg.train = type(cfg.train)(epochs=3, initial_epoch=3)
 
 
+def test_report_without_plots(tmp_path):
+    from kerasguide.spine import run
+
+    cfg = _tiny("noplots", epochs=1)
+    cfg.monitor.enabled = True
+    cfg.report.plots = False
+    result = run(cfg, out=tmp_path, verbose=0)
+    text = (result.path / "report.md").read_text()
+    assert "## Diagnosis" in text and "## Reproduce" in text
+    assert not (result.path / "loss.png").exists() and not (result.path / "monitor" / "monitors.png").exists()
+    cfg.report.plots = True  # the planted bug's twin: with plots, both are drawn
+    result = run(cfg, out=tmp_path, verbose=0)
+    assert (result.path / "loss.png").is_file() and (result.path / "monitor" / "monitors.png").is_file()
+
+
 # ------------------------------------------------------------------ a whole search
 def _state(path: Path) -> dict:
     return json.loads((path / "search.json").read_text())
