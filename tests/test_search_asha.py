@@ -341,3 +341,30 @@ def test_sigkill_while_promoting_resumes_from_the_checkpoint(tmp_path):
         if t["tuner"].get("trial_id"):
             assert t["status"] == "completed" and t["continued_from"].get("checkpoint"), t
     assert all(t["status"] == "completed" for t in trials)
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_master_takes_its_worker_down(tmp_path):
+    """A worker child process dies with its master (PR_SET_PDEATHSIG): no orphan finishes a trial the resume reruns."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    cfg = _tiny("orphan", epochs=300, trials=2, workers=1)  # an orphan would run for a minute
+    save_config(cfg, tmp_path / "s.toml")
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "kerasguide.cli", "tune", str(tmp_path / "s.toml"),
+                             "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        record = _wait_for(lambda: next((r for r in _records(out) if r.get("pid")), None))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def gone():
+        try:
+            os.kill(record["pid"], 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    _wait_for(gone, timeout=10)

@@ -41,6 +41,7 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -367,6 +368,7 @@ class SearchTuner(kt.Tuner):
             # Its own session: Ctrl-C in the terminal reaches the master only,
             # which then stops its workers in order.
             start_new_session=os.name == "posix",
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         logger.debug("trial %s: worker pid %d", trial.trial_id, worker.process.pid)
         record = self.record_of(trial)
@@ -480,6 +482,20 @@ class SearchTuner(kt.Tuner):
 
     def save_model(self, trial_id, model, step=0):  # the worker's run saves its own checkpoints
         return None
+
+
+def _die_with_parent() -> None:
+    """In the worker before it runs: SIGKILL it when the master dies (PR_SET_PDEATHSIG).
+
+    A master killed hard (SIGKILL, OOM) cannot stop its workers; left running, a worker would
+    finish a trial the resumed search runs again. Linux only; elsewhere the master's own stop applies.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _tail(path: Path, lines: int = 3) -> str:
