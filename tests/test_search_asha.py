@@ -368,3 +368,21 @@ def test_sigkill_of_the_master_takes_its_worker_down(tmp_path):
         return False
 
     _wait_for(gone, timeout=10)
+
+
+def test_dry_run_estimate_of_asha_is_within_2x_of_the_real_search(tmp_path):
+    from tests.conftest import run_cli
+
+    save_config(_tiny("dry", epochs=3, trials=4, min_epochs=1), tmp_path / "s.toml")  # rungs 1, 3
+    out = tmp_path / "out"
+    proc = run_cli("tune", str(tmp_path / "s.toml"), "--out", str(out), "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    budget = json.loads(proc.stdout)
+    assert [(r["trials"], r["epochs"], r["trained"]) for r in budget["rows"]] == [(4, 1, 1), (1, 3, 2)]
+    start = time.perf_counter()
+    real = run_cli("tune", str(tmp_path / "s.toml"), "--out", str(out))
+    wall = time.perf_counter() - start
+    assert real.returncode == 0, real.stderr[-2000:]
+    ratio = budget["seconds"] / wall
+    print(f"asha dry-run estimate {budget['seconds']:.1f} s, real tune {wall:.1f} s, ratio {ratio:.2f}")
+    assert 0.5 <= ratio <= 2.0, (budget, wall)
