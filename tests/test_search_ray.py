@@ -1,0 +1,153 @@
+"""Search trials on Ray (`kerasguide.search.ray_workers`): warm workers, a two-node cluster losing a node, bad addresses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+
+ray = pytest.importorskip("ray")
+
+from kerasguide.config import ConfigError, RunConfig, save_config  # noqa: E402
+from kerasguide.search.ray_workers import RayPool  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+STORE = 100 * 2**20  # object store bytes per node: trials pass only paths
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left():
+    """Every test starts and ends without a Ray connection (none leaks into other tests)."""
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+def _trial_configs(folder: Path, count: int, epochs: int = 1) -> list[Path]:
+    """Tiny digits trial configs (a second or two each), one file per trial."""
+    paths = []
+    for i in range(count):
+        cfg = RunConfig()
+        cfg.name = f"ray-t{i}"
+        cfg.model.hidden = [16]
+        cfg.model.dropout = 0.0
+        cfg.optimizer.learning_rate = 1e-2
+        cfg.train.epochs = epochs
+        cfg.train.batch_size = 128
+        cfg.checks.enabled = False
+        cfg.monitor.enabled = False
+        path = folder / f"t{i}" / "config.toml"
+        save_config(cfg, path)
+        paths.append(path)
+    return paths
+
+
+def _wait_all(pool: RayPool, keys: set[str], timeout: float, on_poll=None) -> dict[str, dict]:
+    outcomes: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while set(outcomes) != keys:
+        assert time.monotonic() < deadline, f"still pending: {pool.pending()}; done: {outcomes}"
+        for key, outcome in pool.poll(timeout=0.2):
+            outcomes[key] = outcome
+        if on_poll is not None:
+            on_poll(outcomes)
+    return outcomes
+
+
+def _assert_completed(outcome: dict) -> None:
+    from kerasguide.search.tuner import read_outcome
+
+    assert outcome["status"] == "completed", outcome
+    read = read_outcome(outcome["run_dir"], "val_accuracy", "max")
+    assert read["status"] == "completed" and read["score"] is not None, read
+
+
+@pytest.mark.timeout(240)
+def test_local_pool_runs_trials_on_warm_workers(tmp_path):
+    paths = _trial_configs(tmp_path, 4)
+    pool = RayPool(workers=2, object_store_memory=STORE)
+    try:
+        for i, path in enumerate(paths):
+            pool.submit(f"t{i}", path, out=tmp_path / "trials")
+        assert pool.where("t0")["state"] in {"queued", "running"}
+        outcomes = _wait_all(pool, {f"t{i}" for i in range(4)}, timeout=200)
+    finally:
+        pool.shutdown()
+    assert not ray.is_initialized()  # the pool started Ray, so it stopped it
+    for outcome in outcomes.values():
+        _assert_completed(outcome)
+        assert outcome["attempts"] == 1 and outcome["error"] is None
+        assert Path(outcome["run_dir"]).parent == tmp_path / "trials"
+    # Two workers, four trials: the workers were reused (TensorFlow imported once per pid).
+    pids = [o["pid"] for o in outcomes.values()]
+    assert len(set(pids)) <= 2 and len(set(pids)) < len(pids)
+    warm = [o for o in outcomes.values() if o["worker_trials"] >= 2]
+    assert warm
+    assert pool.where("t0") is None  # nothing pending
+
+
+@pytest.mark.timeout(300)
+def test_two_node_cluster_loses_a_node_and_every_trial_completes(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    # Fast failure detection: a dead node is noticed in about 1.5 s, not Ray's default 30 s.
+    head_args = {"num_cpus": 1, "object_store_memory": STORE, "include_dashboard": False,
+                 "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
+                                    "health_check_initial_delay_ms": 0}}
+    cluster = Cluster(initialize_head=True, head_node_args=head_args)
+    pool = None
+    try:
+        other = cluster.add_node(num_cpus=1, object_store_memory=STORE)
+        cluster.wait_for_nodes()
+        paths = _trial_configs(tmp_path, 5, epochs=4)
+        pool = RayPool(workers=2, address=cluster.address)
+        keys = [f"t{i}" for i in range(len(paths))]
+        for key, path in zip(keys, paths):
+            pool.submit(key, path, out=tmp_path / "trials")
+        killed: list[str] = []
+
+        def kill_other_node_once_it_ran_a_trial(outcomes):
+            if killed or not any(o["node"] == other.node_id for o in outcomes.values()):
+                return
+            running = [k for k in pool.pending() if (pool.where(k) or {}).get("node") == other.node_id
+                       and list((tmp_path / "trials").glob(f"*-ray-{k}-*"))]  # mid-run: its directory exists
+            if running:
+                killed.append(running[0])
+                cluster.remove_node(other, allow_graceful=False)
+
+        outcomes = _wait_all(pool, set(keys), timeout=260, on_poll=kill_other_node_once_it_ran_a_trial)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        cluster.shutdown()
+    assert killed, f"no trial was running on the second node after it finished one: {outcomes}"
+    nodes = {o["node"] for o in outcomes.values()}
+    assert other.node_id in nodes and len(nodes) == 2  # trials landed on both nodes
+    for key in keys:  # every trial accounted for, completed
+        _assert_completed(outcomes[key])
+    victim = outcomes[killed[0]]
+    assert victim["attempts"] == 2 and victim["node"] != other.node_id
+    assert len(victim["earlier_run_dirs"]) == 1  # the killed attempt's directory, left as it was
+    assert all(o["attempts"] == 1 for k, o in outcomes.items() if k != killed[0])
+
+
+@pytest.mark.timeout(60)
+def test_bad_address_is_one_clear_line():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        RayPool(workers=1, address=f"127.0.0.1:{port}")
+    message = str(caught.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message and "ray start --head" in message
+    assert time.monotonic() - started < 10
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        RayPool(workers=1, address="no-port-here")
+    assert not ray.is_initialized()
