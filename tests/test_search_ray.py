@@ -108,7 +108,7 @@ def test_two_node_cluster_loses_a_node_and_every_trial_completes(tmp_path):
         paths = _trial_configs(tmp_path, 5, epochs=4)
         pool = RayPool(workers=2, address=cluster.address)
         keys = [f"t{i}" for i in range(len(paths))]
-        for key, path in zip(keys, paths):
+        for key, path in zip(keys, paths, strict=True):
             pool.submit(key, path, out=tmp_path / "trials")
         killed: list[str] = []
 
