@@ -77,6 +77,19 @@ def test_local_pool_runs_trials_on_warm_workers(tmp_path):
             pool.submit(f"t{i}", path, out=tmp_path / "trials")
         assert pool.where("t0")["state"] in {"queued", "running"}
         outcomes = _wait_all(pool, {f"t{i}" for i in range(4)}, timeout=200)
+        # A timeout: cancel kills the worker mid-run and starts another in its slot.
+        slow = _trial_configs(tmp_path / "slow", 1, epochs=500)[0]
+        pool.submit("slow", slow, out=tmp_path / "slow-trials")
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "slow-trials").glob("*-ray-t0-*")):
+            assert time.monotonic() < deadline and not pool.poll(timeout=0.2)
+        stopped = pool.cancel("slow")
+        assert stopped["state"] == "running" and stopped["pid"] in {o["pid"] for o in outcomes.values()}
+        assert Path(stopped["run_dir"]).parent == tmp_path / "slow-trials"
+        assert pool.where("slow") is None and pool.cancel("slow") is None
+        pool.submit("after", paths[0], out=tmp_path / "trials")
+        after = _wait_all(pool, {"after"}, timeout=60)["after"]
+        _assert_completed(after)
     finally:
         pool.shutdown()
     assert not ray.is_initialized()  # the pool started Ray, so it stopped it
