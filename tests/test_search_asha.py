@@ -386,3 +386,25 @@ def test_dry_run_estimate_of_asha_is_within_2x_of_the_real_search(tmp_path):
     ratio = budget["seconds"] / wall
     print(f"asha dry-run estimate {budget['seconds']:.1f} s, real tune {wall:.1f} s, ratio {ratio:.2f}")
     assert 0.5 <= ratio <= 2.0, (budget, wall)
+
+
+def test_a_search_from_the_python_api_can_be_stopped(tmp_path, monkeypatch):
+    """search-status --stop finds a master whose command line does not say kerasguide (a user's script)."""
+    from kerasguide import callbacks
+    from kerasguide.search import tune
+    from kerasguide.search.status import request_stop, search_status
+
+    original = callbacks.RunRecorder.on_epoch_end
+    answers = []
+
+    def stop_after_the_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if not answers:
+            search_dir = next((tmp_path / "out").glob("*-search"))
+            answers.append((search_status(search_dir)["master_alive"], request_stop(search_dir)))
+
+    monkeypatch.setattr(callbacks.RunRecorder, "on_epoch_end", stop_after_the_first_epoch)
+    result = tune(_tiny("api", epochs=3, trials=6), out=tmp_path / "out")
+    alive, answer = answers[0]
+    assert alive and answer["requested"], answer
+    assert result.status == "stopped" and len(result.state["stages"][0]["trials"]) == 1

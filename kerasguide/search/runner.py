@@ -66,7 +66,7 @@ from kerasguide.search.space import (
     resolve_stages,
     with_baseline_choices,
 )
-from kerasguide.search.status import clear_stop_request, stop_requested
+from kerasguide.search.status import clear_stop_request, process_start, stop_requested
 from kerasguide.search.tuner import SearchTuner
 
 __all__ = ["tune", "SearchResult", "find_search", "copy_best_model", "FORMAT_VERSION"]
@@ -422,7 +422,7 @@ def tune(
         }
         atomic_write_text(path / "config.toml", "# The config searched, resolved.\n" + dump_config(config))
     clear_stop_request(path)  # a request left from before this run is not this run's
-    state.update(status="running", started=state.get("started") or utc_now(), ended=None, error=None, pid=os.getpid(),
+    state.update(status="running", started=state.get("started") or utc_now(), ended=None, error=None, pid=os.getpid(), pid_start=process_start(os.getpid()),
                  host=socket.gethostname(), stop=None)
     for note in notes:
         if note not in state["notes"]:

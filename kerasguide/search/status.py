@@ -60,6 +60,18 @@ def clear_stop_request(path: str | os.PathLike[str]) -> None:
         pass
 
 
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (Linux's /proc/PID/stat field 22); None elsewhere.
+
+    With the pid it names one process for good: a pid the system reused has another start.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split()[19]  # after the command's name, which may hold spaces
+
+
 def _master_alive(state: dict[str, Any]) -> bool:
     pid = state.get("pid")
     if not isinstance(pid, int) or (state.get("host") and state["host"] != socket.gethostname()):
@@ -68,6 +80,8 @@ def _master_alive(state: dict[str, Any]) -> bool:
         os.kill(pid, 0)
     except (OSError, ValueError):
         return False
+    if state.get("pid_start"):  # the master from the Python API too (its command line need not say kerasguide)
+        return process_start(pid) == state["pid_start"]
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.is_file():  # Linux: make sure the pid is still a kerasguide process
         try:
