@@ -523,10 +523,21 @@ class SearchConfig(_Section):
         description="The error findings that prune a trial (from monitor.prune_after epochs on).",
     )
     workers: int = Field(
-        1, ge=0, description="Trials run at once, each a child process (H30); 0 = in this process."
+        1, ge=0, description="Trials run at once, each on a worker (`engine`, H30); 0 = in this process."
+    )
+    engine: Literal["ray", "process"] = Field(
+        "ray", description="workers >= 1: Ray actors that import TensorFlow once each (this machine, or a cluster: "
+        "`address`), or a child process per trial (`python -m kerasguide.cli run`, H30)."
+    )
+    address: str | None = Field(
+        None, description="ray: a running cluster's HOST:PORT (`ray start --head`); unset: a local Ray "
+        "(or RAY_ADDRESS). Every node needs kerasguide and the search directory at the same path."
+    )
+    gpus_per_trial: float = Field(
+        0.0, ge=0.0, description="ray: GPUs each trial holds (Ray sets its CUDA_VISIBLE_DEVICES; memory growth on)."
     )
     trial_timeout: float | None = Field(
-        None, gt=0.0, description="Seconds before a worker is killed (child processes only)."
+        None, gt=0.0, description="Seconds before a trial's worker is killed (workers >= 1)."
     )
     trial_plots: bool = Field(
         False, description="Each trial's report.md with its plots (report.plots); off: a second less a trial.")

@@ -422,7 +422,7 @@ def test_hyperband_trials_train_for_tuner_epochs(tmp_path):
 
 # ------------------------------------------------------------------ H30: workers, CLI
 def test_cli_tune_with_two_worker_processes(tmp_path):
-    cfg = _tiny("cli", workers=2, stages=[{"epochs": 1, "trials": 2}], widen_on_border=False)
+    cfg = _tiny("cli", workers=2, engine="process", stages=[{"epochs": 1, "trials": 2}], widen_on_border=False)
     from kerasguide.config import save_config
 
     save_config(cfg, tmp_path / "search.toml")
@@ -447,7 +447,7 @@ def test_cli_tune_with_two_worker_processes(tmp_path):
 def test_worker_past_its_timeout_is_killed(tmp_path):
     from kerasguide.search import tune
 
-    cfg = _tiny("timeout", workers=1, trial_timeout=1.0, stages=[{"epochs": 1, "trials": 2}],
+    cfg = _tiny("timeout", workers=1, engine="process", trial_timeout=1.0, stages=[{"epochs": 1, "trials": 2}],
                 widen_on_border=False)
     started = time.perf_counter()
     result = tune(cfg, out=tmp_path)

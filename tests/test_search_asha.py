@@ -348,7 +348,7 @@ def test_sigkill_of_the_master_takes_its_worker_down(tmp_path):
     """A worker child process dies with its master (PR_SET_PDEATHSIG): no orphan finishes a trial the resume reruns."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
-    cfg = _tiny("orphan", epochs=300, trials=2, workers=1)  # an orphan would run for a minute
+    cfg = _tiny("orphan", epochs=300, trials=2, workers=1, engine="process")  # an orphan would run for a minute
     save_config(cfg, tmp_path / "s.toml")
     out = tmp_path / "out"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -164,3 +164,34 @@ def test_bad_address_is_one_clear_line():
     with pytest.raises(ConfigError, match="HOST:PORT"):
         RayPool(workers=1, address="no-port-here")
     assert not ray.is_initialized()
+
+
+@pytest.mark.timeout(300)
+def test_a_search_runs_its_trials_on_ray_workers(tmp_path):
+    """`tune` with engine = "ray" (the default for workers >= 1): ASHA's trials and promotions on two warm actors."""
+    from kerasguide.config import SearchConfig
+    from kerasguide.search import tune
+    from kerasguide.search.status import format_status, search_status
+
+    cfg = RunConfig()
+    cfg.name = "onray"
+    cfg.model.hidden = [16]
+    cfg.optimizer.learning_rate = 1e-2
+    cfg.train.epochs = 3
+    cfg.train.batch_size = 128
+    cfg.checks.enabled = False
+    cfg.monitor.enabled = False
+    cfg.search = SearchConfig(workers=2, trials=4, min_epochs=1, widen_on_border=False)
+    assert cfg.search.engine == "ray"
+    result = tune(cfg, out=tmp_path)
+    assert result.status == "completed", result.error
+    trials = result.state["stages"][0]["trials"]
+    assert len(trials) >= 5 and all(t["status"] == "completed" for t in trials)
+    assert {t["worker"] for t in trials} == {"ray"}
+    assert all(t["host"] == socket.gethostname() and t["attempts"] == 1 for t in trials)
+    assert len({t["pid"] for t in trials}) == 2 and max(t["worker_trials"] for t in trials) >= 2  # warm actors
+    assert all(t["pid"] != os.getpid() for t in trials)
+    promoted = [t for t in trials if t["tuner"].get("trial_id")]
+    assert promoted and all(t["continued_from"].get("checkpoint") for t in promoted)
+    assert "completed" in format_status(search_status(result.path))
+    assert not ray.is_initialized()  # the search stopped the Ray it started

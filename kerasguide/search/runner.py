@@ -162,6 +162,27 @@ class _Search:
         self.metric, self.direction = objective_of(config)
         seed = self.search.seed if self.search.seed is not None else config.train.seed
         self.seed = 1 + 1000 * seed  # keras-tuner draws a random seed for 0
+        self._pool = None
+
+    def ray_pool(self):
+        """The search's Ray workers (engine = "ray", workers >= 1), started once and shared by its stages."""
+        if not self.search.workers or self.search.engine != "ray":
+            return None
+        if self._pool is None:
+            from kerasguide.search.ray_workers import RayPool  # Ray only for a search that uses it
+
+            logger.info("starting %d Ray worker%s (%s)", self.search.workers, "" if self.search.workers == 1 else "s",
+                        self.search.address or "a local Ray")
+            self._pool = RayPool(self.search.workers, address=self.search.address,
+                                 gpus_per_trial=self.search.gpus_per_trial,
+                                 # trials pass only paths: a small store, not Ray's 30 % of memory
+                                 object_store_memory=None if self.search.address else 256 * 2**20)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # ---------------------------------------------------------- state
     def save(self) -> None:
@@ -249,7 +270,7 @@ class _Search:
             tuner = SearchTuner(
                 oracle, base_config=self.config, stage=index, epochs=stage["epochs"],
                 trials_dir=self.path / "trials", workers=self.search.workers,
-                trial_timeout=self.search.trial_timeout,
+                trial_timeout=self.search.trial_timeout, pool=self.ray_pool(),
                 on_event=lambda kind, record: self.on_trial(stage, kind, record),
                 directory=str(self.path / "tuner"), project_name=f"stage{index}",
             )
@@ -470,6 +491,13 @@ def tune(
         else:
             state["status"], error = "interrupted", "interrupted (Ctrl-C or SIGTERM); run the same command to resume"
             logger.warning("search interrupted: %s", path)
+    except ConfigError as bad:  # e.g. a Ray address that cannot be reached: one line from the CLI, the state kept
+        state.update(status="failed", ended=utc_now(), error=str(bad))
+        search.save()
+        search.close()
+        raise
+    finally:
+        search.close()  # the Ray workers, before the report
     clear_stop_request(path)
     state.update(ended=utc_now(), error=error)
     search.save()

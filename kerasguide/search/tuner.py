@@ -144,6 +144,9 @@ class _Worker:
         self.outcome: dict[str, Any] | None = None
         self.run_dir: Path | None = None
         self.timed_out = False
+        self.ray_key: str | None = None  # the trial's key in the RayPool (engine = "ray")
+        self.ray_outcome: dict[str, Any] | None = None
+        self.placed = False  # the record says where it runs
 
     def find_run_dir(self) -> Path | None:
         """The worker's run directory, from its `start` progress event."""
@@ -223,6 +226,7 @@ class SearchTuner(kt.Tuner):
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         directory: str | None = None,
         project_name: str | None = None,
+        pool=None,
     ):
         if workers < 0:
             raise ValueError(f"Argument `workers` must be >= 0. Received: workers={workers}")
@@ -236,6 +240,7 @@ class SearchTuner(kt.Tuner):
         self.trials_dir = Path(trials_dir)
         self.workers = workers
         self.trial_timeout = trial_timeout
+        self.pool = pool if workers else None  # kerasguide.search.ray_workers.RayPool: trials on Ray actors
         self.on_event = on_event or (lambda kind, record: None)
         oracle.verbose = 0
         chatter = io.StringIO()
@@ -313,7 +318,7 @@ class SearchTuner(kt.Tuner):
             "baseline": self.is_baseline(trial),
             "epochs": self.trial_epochs(trial),
             "metric": self.metric,
-            "worker": "process" if self.workers else "inline",
+            "worker": "ray" if self.pool is not None else ("process" if self.workers else "inline"),
             **({"continued_from": self.continuation(trial)} if "tuner/trial_id" in values else {}),
         }
 
@@ -348,6 +353,10 @@ class SearchTuner(kt.Tuner):
                               "error": f"the sampled values are not a valid config: {error}"}
             return worker
         save_config(worker.config, trial_dir / "config.toml")
+        if self.pool is not None:
+            worker.ray_key = f"s{self.stage}-t{trial.trial_id}"
+            self.pool.submit(worker.ray_key, trial_dir / "config.toml", self.trials_dir)
+            return worker
         if self.workers == 0:
             self._inline_run_dir = None
             try:
@@ -380,6 +389,8 @@ class SearchTuner(kt.Tuner):
         """True when the worker is done (killing it first when past the timeout)."""
         if worker.outcome is not None:
             return True
+        if worker.ray_key is not None:
+            return self._poll_ray(worker)
         proc = worker.process
         if proc.poll() is None:
             if self.trial_timeout is None or time.perf_counter() - worker.started < self.trial_timeout:
@@ -401,6 +412,38 @@ class SearchTuner(kt.Tuner):
         worker.outcome = outcome
         return True
 
+    def _poll_ray(self, worker: _Worker) -> bool:
+        """A trial on a Ray actor: where it runs (into the record, once), its timeout, its outcome."""
+        if worker.ray_outcome is None:
+            where = self.pool.where(worker.ray_key) or {}
+            if not worker.placed and where.get("state") == "running":
+                worker.placed = True
+                worker.started = time.perf_counter()  # the timeout counts from the start on a worker, not the queue
+                record = self.record_of(worker.trial)
+                record.update(pid=where.get("pid"), host=where.get("host"), node=where.get("node"))
+                atomic_write_json(worker.trial_dir / RECORD, record)
+            if (self.trial_timeout is None or not worker.placed
+                    or time.perf_counter() - worker.started < self.trial_timeout):
+                return False
+            logger.warning("trial %s: still running after %.0f s (search.trial_timeout); stopping it",
+                           worker.trial.trial_id, self.trial_timeout)
+            cancelled = self.pool.cancel(worker.ray_key) or {}
+            worker.timed_out = True
+            worker.ray_outcome = {"run_dir": cancelled.get("run_dir"), "status": "timeout", "attempts": 1}
+        found = worker.ray_outcome
+        worker.run_dir = Path(found["run_dir"]) if found.get("run_dir") else None
+        outcome = read_outcome(worker.run_dir, self.metric, self.direction)
+        if worker.timed_out:
+            outcome.update(status="timeout", score=None,
+                           error=f"stopped after {self.trial_timeout:g} s (search.trial_timeout)")
+        elif worker.run_dir is None or outcome["status"] == "running":
+            outcome.update(status="failed", score=None,
+                           error=found.get("error") or "the Ray worker ended without finishing its run")
+        outcome["ray"] = {k: found.get(k) for k in ("host", "pid", "node", "attempts", "worker_trials")
+                          if found.get(k) is not None}
+        worker.outcome = outcome
+        return True
+
     def finish_trial(self, worker: _Worker) -> dict[str, Any]:
         """Report a finished worker's score to the oracle and record it."""
         trial, outcome = worker.trial, worker.outcome
@@ -412,6 +455,8 @@ class SearchTuner(kt.Tuner):
             run_dir=str(Path(run_dir).resolve()) if run_dir else None,  # a promotion continues from it
             seconds=round(time.perf_counter() - worker.started, 2), ended=utc_now(),
         )
+        if outcome.get("ray"):  # where it ran, and how often (a dead worker's trial runs again elsewhere)
+            record.update(outcome["ray"])
         first = int((record.get("continued_from") or {}).get("epoch") or 0)
         record["epochs_trained"] = max(0, int(outcome["epochs_done"]) - first)
         pruned = outcome.get("pruned") if self.base_config.search.prune else None
@@ -462,13 +507,20 @@ class SearchTuner(kt.Tuner):
                     if exhausted or idle:
                         break  # idle with nothing running cannot make progress
                     continue
+                if self.pool is not None:  # waits up to 0.2 s for a trial to end
+                    by_key = {w.ray_key: w for w in running.values()}
+                    for key, found in self.pool.poll(timeout=0.2):
+                        if key in by_key:
+                            by_key[key].ray_outcome = found
                 done = [tid for tid, w in running.items() if self.poll_worker(w)]
                 for tuner_id in done:
                     self.finish_trial(running.pop(tuner_id))
-                if not done:
+                if not done and self.pool is None:
                     time.sleep(0.2)
         finally:
             for worker in running.values():  # interrupted: stop the workers, keep their files
+                if worker.ray_key is not None:
+                    self.pool.cancel(worker.ray_key)
                 worker.stop()
                 worker.close()
         self.on_search_end()
