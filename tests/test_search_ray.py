@@ -106,48 +106,68 @@ def test_local_pool_runs_trials_on_warm_workers(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_two_node_cluster_loses_a_node_and_every_trial_completes(tmp_path):
+def test_two_node_cluster_loses_a_node_and_the_search_accounts_for_every_trial(tmp_path):
+    """Issue 14's bar: `tune` on a two-node cluster on 127.0.0.1; trials land on both; one node is killed mid-search."""
+    import json
+    import threading
+
     from ray.cluster_utils import Cluster
+
+    from kerasguide.config import SearchConfig
+    from kerasguide.search import tune
 
     # Fast failure detection: a dead node is noticed in about 1.5 s, not Ray's default 30 s.
     head_args = {"num_cpus": 1, "object_store_memory": STORE, "include_dashboard": False,
                  "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
                                     "health_check_initial_delay_ms": 0}}
     cluster = Cluster(initialize_head=True, head_node_args=head_args)
-    pool = None
+    killed: list[dict] = []
+    done = threading.Event()
     try:
         other = cluster.add_node(num_cpus=1, object_store_memory=STORE)
         cluster.wait_for_nodes()
-        paths = _trial_configs(tmp_path, 5, epochs=4)
-        pool = RayPool(workers=2, address=cluster.address)
-        keys = [f"t{i}" for i in range(len(paths))]
-        for key, path in zip(keys, paths, strict=True):
-            pool.submit(key, path, out=tmp_path / "trials")
-        killed: list[str] = []
+        cfg = RunConfig()
+        cfg.name = "twonodes"
+        cfg.model.hidden = [16]
+        cfg.optimizer.learning_rate = 1e-2
+        cfg.train.epochs = 4
+        cfg.train.batch_size = 128
+        cfg.checks.enabled = False
+        cfg.monitor.enabled = False
+        cfg.search = SearchConfig(algorithm="random", workers=2, address=cluster.address, prune=False,
+                                  stages=[{"epochs": 4, "trials": 5}], widen_on_border=False)
 
-        def kill_other_node_once_it_ran_a_trial(outcomes):
-            if killed or not any(o["node"] == other.node_id for o in outcomes.values()):
-                return
-            running = [k for k in pool.pending() if (pool.where(k) or {}).get("node") == other.node_id
-                       and list((tmp_path / "trials").glob(f"*-ray-{k}-*"))]  # mid-run: its directory exists
-            if running:
-                killed.append(running[0])
-                cluster.remove_node(other, allow_graceful=False)
+        def kill_the_other_node_mid_trial():
+            # Once a trial has finished on the second node and another one runs there (its run directory exists).
+            while not done.is_set() and not killed:
+                records = []
+                for path in tmp_path.glob("*-search/tuner/stage1/trial_*/kerasguide.json"):
+                    try:
+                        records.append(json.loads(path.read_text()))
+                    except ValueError:
+                        pass
+                finished = [r for r in records if r.get("node") == other.node_id and r["status"] == "completed"]
+                running = [r for r in records if r.get("node") == other.node_id and r["status"] == "running"
+                           and list(tmp_path.glob("*-search/trials/*-t" + r["trial_id"] + "-*"))]
+                if finished and running:
+                    killed.append(running[0])
+                    cluster.remove_node(other, allow_graceful=False)
+                time.sleep(0.1)
 
-        outcomes = _wait_all(pool, set(keys), timeout=260, on_poll=kill_other_node_once_it_ran_a_trial)
+        watcher = threading.Thread(target=kill_the_other_node_mid_trial, daemon=True)
+        watcher.start()
+        result = tune(cfg, out=tmp_path)
     finally:
-        if pool is not None:
-            pool.shutdown()
+        done.set()
         cluster.shutdown()
-    assert killed, f"no trial was running on the second node after it finished one: {outcomes}"
-    nodes = {o["node"] for o in outcomes.values()}
-    assert other.node_id in nodes and len(nodes) == 2  # trials landed on both nodes
-    for key in keys:  # every trial accounted for, completed
-        _assert_completed(outcomes[key])
-    victim = outcomes[killed[0]]
-    assert victim["attempts"] == 2 and victim["node"] != other.node_id
-    assert len(victim["earlier_run_dirs"]) == 1  # the killed attempt's directory, left as it was
-    assert all(o["attempts"] == 1 for k, o in outcomes.items() if k != killed[0])
+    assert killed, "no trial was running on the second node after it finished one"
+    assert result.status == "completed", result.error
+    trials = result.state["stages"][0]["trials"]
+    assert len(trials) == 5 and all(t["status"] == "completed" and t["score"] is not None for t in trials)
+    assert other.node_id in {t["node"] for t in trials} and len({t["node"] for t in trials}) == 2  # both nodes
+    victim = next(t for t in trials if t["trial_id"] == killed[0]["trial_id"])
+    assert victim["attempts"] == 2 and victim["node"] != other.node_id  # run again on the live node
+    assert all(t["attempts"] == 1 for t in trials if t is not victim)
 
 
 @pytest.mark.timeout(60)
