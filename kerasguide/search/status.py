@@ -203,7 +203,10 @@ def search_status(path: str | os.PathLike[str]) -> dict[str, Any]:
             "epochs": trial.get("epochs"), "epochs_done": int(rows[-1].get("epoch") or len(rows)) if rows else
             int((trial.get("continued_from") or {}).get("epoch") or 0), "epochs_trained": len(rows),
             "continued_from": (trial.get("continued_from") or {}).get("parent"),
-            "where": f"worker pid {pid}" if pid else f"in the master (pid {state.get('pid')})",
+            "where": (f"Ray worker pid {pid} on {record.get('host')}" if pid and record.get("node")
+                      else f"worker pid {pid}" if pid
+                      else "queued for a Ray worker" if record.get("worker") == "ray"
+                      else f"in the master (pid {state.get('pid')})"),
             "pid": pid or state.get("pid"), "run_dir": str(run_dir) if run_dir else None,
             "started": trial.get("started"),
             "epoch_seconds": round(sum(epoch_seconds) / len(epoch_seconds), 2) if epoch_seconds else None,
