@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["lower_priority", "executor", "queue", "pending", "release"]
+__all__ = ["lower_priority", "executor", "queue", "pending", "release", "run_pending_here"]
 
 _EXECUTOR: ThreadPoolExecutor | None = None
 _LOCK = threading.Lock()
@@ -72,3 +72,25 @@ def release() -> None:
         pool = executor()
         for fn, args, keep in jobs:
             keep(pool.submit(fn, *args))
+
+
+def run_pending_here() -> None:
+    """Run the queued work on the calling thread, after the work already released (the end of a fit).
+
+    Training is over, so nothing is gained by leaving it to the lowest-priority thread, which a busy
+    machine starves: a fit's end would wait on it (about a second for a short trial's probe trace).
+    """
+    with _LOCK:
+        jobs = _QUEUE[:]
+        _QUEUE.clear()
+    if not jobs:
+        return
+    if _EXECUTOR is not None:
+        _EXECUTOR.submit(lambda: None).result()  # one thread, in order: what was released before is done
+    for fn, args, keep in jobs:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as error:  # noqa: BLE001 - kept for the caller's `result()`, as the executor would
+            future.set_exception(error)
+        keep(future)

@@ -135,8 +135,8 @@ class MonitorCallback(keras.callbacks.Callback):
             self._errors.append(f"{type(error).__name__}: {error}")
 
     def _drain(self) -> None:
-        """Wait for every piece of work this callback handed to the background thread."""
-        background.release()
+        """Wait for every piece of work this callback handed to the background thread (queued work: run here)."""
+        background.run_pending_here()
         futures, self._futures = self._futures, []
         for future in futures:
             future.result()
