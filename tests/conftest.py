@@ -86,20 +86,28 @@ def sigterm_cli_midway(*args: str, until, pause: float = 0.0, timeout: float = 1
     return proc.returncode, out, err, run_dir
 
 
-@pytest.fixture
-def tiny_config():
-    """A digits config that trains in a second or two."""
-    from kerasguide.config import RunConfig
+def tiny_digits(name: str = "tiny", epochs: int = 2, monitors: bool = True, **search):
+    """A digits config that trains in a second or two; `search` fills its [search] section (if given)."""
+    from kerasguide.config import RunConfig, SearchConfig
 
     cfg = RunConfig()
-    cfg.name = "tiny"
+    cfg.name = name
     cfg.model.hidden = [16]
     cfg.model.dropout = 0.0
-    cfg.train.epochs = 2
+    cfg.train.epochs = epochs
     cfg.train.batch_size = 128
     cfg.optimizer.learning_rate = 1e-2
     cfg.checks.enabled = False
+    cfg.monitor.enabled = monitors
+    if search:
+        cfg.search = SearchConfig(**search)
     return cfg
+
+
+@pytest.fixture
+def tiny_config():
+    """A digits config that trains in a second or two."""
+    return tiny_digits()
 
 
 # The GUI tests run in a pytest process of their own (`pytest tests/gui`; `make test` runs both),

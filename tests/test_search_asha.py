@@ -15,23 +15,14 @@ import pytest
 
 from kerasguide.config import ConfigError, RunConfig, SearchConfig, save_config
 from kerasguide.search.asha_plan import asha_plan, asha_rungs
+from tests.conftest import tiny_digits
 
 
 def _tiny(name: str = "asha", epochs: int = 9, **search) -> RunConfig:
     """A digits config whose trials take about a second."""
-    cfg = RunConfig()
-    cfg.name = name
-    cfg.model.hidden = [16]
-    cfg.model.dropout = 0.0
-    cfg.optimizer.learning_rate = 1e-2
-    cfg.train.epochs = epochs
-    cfg.train.batch_size = 128
-    cfg.checks.enabled = False
-    cfg.monitor.enabled = False
     search.setdefault("workers", 0)
     search.setdefault("widen_on_border", False)
-    cfg.search = SearchConfig(**search)
-    return cfg
+    return tiny_digits(name, epochs, monitors=False, **search)
 
 
 # ------------------------------------------------------------------ rungs

@@ -13,8 +13,9 @@ os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 ray = pytest.importorskip("ray")
 
-from kerasguide.config import ConfigError, RunConfig, save_config  # noqa: E402
+from kerasguide.config import ConfigError, save_config  # noqa: E402
 from kerasguide.search.ray_workers import RayPool  # noqa: E402
+from tests.conftest import tiny_digits  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -33,15 +34,7 @@ def _trial_configs(folder: Path, count: int, epochs: int = 1) -> list[Path]:
     """Tiny digits trial configs (a second or two each), one file per trial."""
     paths = []
     for i in range(count):
-        cfg = RunConfig()
-        cfg.name = f"ray-t{i}"
-        cfg.model.hidden = [16]
-        cfg.model.dropout = 0.0
-        cfg.optimizer.learning_rate = 1e-2
-        cfg.train.epochs = epochs
-        cfg.train.batch_size = 128
-        cfg.checks.enabled = False
-        cfg.monitor.enabled = False
+        cfg = tiny_digits(f"ray-t{i}", epochs, monitors=False)
         path = folder / f"t{i}" / "config.toml"
         save_config(cfg, path)
         paths.append(path)
@@ -113,7 +106,6 @@ def test_two_node_cluster_loses_a_node_and_the_search_accounts_for_every_trial(t
 
     from ray.cluster_utils import Cluster
 
-    from kerasguide.config import SearchConfig
     from kerasguide.search import tune
 
     # Fast failure detection: a dead node is noticed in about 1.5 s, not Ray's default 30 s.
@@ -126,16 +118,8 @@ def test_two_node_cluster_loses_a_node_and_the_search_accounts_for_every_trial(t
     try:
         other = cluster.add_node(num_cpus=1, object_store_memory=STORE)
         cluster.wait_for_nodes()
-        cfg = RunConfig()
-        cfg.name = "twonodes"
-        cfg.model.hidden = [16]
-        cfg.optimizer.learning_rate = 1e-2
-        cfg.train.epochs = 4
-        cfg.train.batch_size = 128
-        cfg.checks.enabled = False
-        cfg.monitor.enabled = False
-        cfg.search = SearchConfig(algorithm="random", workers=2, address=cluster.address, prune=False,
-                                  stages=[{"epochs": 4, "trials": 5}], widen_on_border=False)
+        cfg = tiny_digits("twonodes", 4, monitors=False, algorithm="random", workers=2, address=cluster.address,
+                          prune=False, stages=[{"epochs": 4, "trials": 5}], widen_on_border=False)
 
         def kill_the_other_node_mid_trial():
             # Once a trial has finished on the second node and another one runs there (its run directory exists).
@@ -189,19 +173,10 @@ def test_bad_address_is_one_clear_line():
 @pytest.mark.timeout(300)
 def test_a_search_runs_its_trials_on_ray_workers(tmp_path):
     """`tune` with engine = "ray" (the default for workers >= 1): ASHA's trials and promotions on two warm actors."""
-    from kerasguide.config import SearchConfig
     from kerasguide.search import tune
     from kerasguide.search.status import format_status, search_status
 
-    cfg = RunConfig()
-    cfg.name = "onray"
-    cfg.model.hidden = [16]
-    cfg.optimizer.learning_rate = 1e-2
-    cfg.train.epochs = 3
-    cfg.train.batch_size = 128
-    cfg.checks.enabled = False
-    cfg.monitor.enabled = False
-    cfg.search = SearchConfig(workers=2, trials=4, min_epochs=1, widen_on_border=False)
+    cfg = tiny_digits("onray", 3, monitors=False, workers=2, trials=4, min_epochs=1, widen_on_border=False)
     assert cfg.search.engine == "ray"
     result = tune(cfg, out=tmp_path)
     assert result.status == "completed", result.error
