@@ -241,6 +241,7 @@ class SearchTuner(kt.Tuner):
         self.workers = workers
         self.trial_timeout = trial_timeout
         self.pool = pool if workers else None  # kerasguide.search.ray_workers.RayPool: trials on Ray actors
+        self._continued: dict[str, dict[str, Any]] = {}
         self.on_event = on_event or (lambda kind, record: None)
         oracle.verbose = 0
         chatter = io.StringIO()
@@ -269,6 +270,11 @@ class SearchTuner(kt.Tuner):
         parent_id = trial.hyperparameters.values.get("tuner/trial_id")
         if parent_id is None:
             return None
+        if trial.trial_id not in self._continued:  # the config and the record both ask: the parent's files read once
+            self._continued[trial.trial_id] = self._find_continuation(trial, parent_id)
+        return self._continued[trial.trial_id]
+
+    def _find_continuation(self, trial, parent_id: str) -> dict[str, Any]:
         parent = read_json(Path(self.oracle._get_trial_dir(parent_id)) / RECORD, default=None) or {}
         run_dir = parent.get("run_dir")
         checkpoint = Path(run_dir) / "checkpoints" / "last.keras" if run_dir else None
@@ -400,17 +406,20 @@ class SearchTuner(kt.Tuner):
             worker.timed_out = True
             worker.stop()
         worker.close()
-        run_dir = worker.find_run_dir()
+        worker.outcome = self._outcome(worker, worker.find_run_dir(), lambda: (
+            f"the worker ended (exit code {proc.returncode}) without finishing its run: "
+            f"{_tail(worker.trial_dir / 'worker.log')}"))
+        return True
+
+    def _outcome(self, worker: _Worker, run_dir: Path | None, unfinished: Callable[[], str]) -> dict[str, Any]:
+        """A finished worker's outcome from its run directory: timed out, or failed when its run never ended."""
         outcome = read_outcome(run_dir, self.metric, self.direction)
         if worker.timed_out:
             outcome.update(status="timeout", score=None,
                            error=f"stopped after {self.trial_timeout:g} s (search.trial_timeout)")
         elif run_dir is None or outcome["status"] == "running":
-            tail = _tail(worker.trial_dir / "worker.log")
-            outcome.update(status="failed", score=None,
-                           error=f"the worker ended (exit code {proc.returncode}) without finishing its run: {tail}")
-        worker.outcome = outcome
-        return True
+            outcome.update(status="failed", score=None, error=unfinished())
+        return outcome
 
     def _poll_ray(self, worker: _Worker) -> bool:
         """A trial on a Ray actor: where it runs (into the record, once), its timeout, its outcome."""
@@ -432,13 +441,8 @@ class SearchTuner(kt.Tuner):
             worker.ray_outcome = {"run_dir": cancelled.get("run_dir"), "status": "timeout", "attempts": 1}
         found = worker.ray_outcome
         worker.run_dir = Path(found["run_dir"]) if found.get("run_dir") else None
-        outcome = read_outcome(worker.run_dir, self.metric, self.direction)
-        if worker.timed_out:
-            outcome.update(status="timeout", score=None,
-                           error=f"stopped after {self.trial_timeout:g} s (search.trial_timeout)")
-        elif worker.run_dir is None or outcome["status"] == "running":
-            outcome.update(status="failed", score=None,
-                           error=found.get("error") or "the Ray worker ended without finishing its run")
+        outcome = self._outcome(worker, worker.run_dir,
+                                lambda: found.get("error") or "the Ray worker ended without finishing its run")
         outcome["ray"] = {k: found.get(k) for k in ("host", "pid", "node", "attempts", "worker_trials")
                           if found.get(k) is not None}
         worker.outcome = outcome
