@@ -1,0 +1,112 @@
+"""kerasguide.locks: a directory lock naming its owner; a live owner refuses, a dead one is taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from kerasguide import locks
+from kerasguide.errors import ConfigError
+from kerasguide.procs import hostname, process_start
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from kerasguide import locks
+    lock = locks.acquire(sys.argv[1], "search")
+    print("held", flush=True)
+    time.sleep(120)
+""")
+
+
+def _holder(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_acquire_records_the_owner_and_release_removes_it(tmp_path):
+    with locks.acquire(tmp_path, "run") as lock:
+        record = json.loads((tmp_path / locks.LOCK_FILE).read_text())
+        assert record["pid"] == os.getpid() and record["host"] == hostname() and record["what"] == "run"
+        assert record["start"] == process_start(os.getpid())
+        assert lock.taken_over is None
+        assert locks.owner(tmp_path)["pid"] == os.getpid()
+        with pytest.raises(locks.Busy, match="this process"):  # not reentrant: a second holder is a bug
+            locks.acquire(tmp_path, "run")
+    assert not (tmp_path / locks.LOCK_FILE).exists()
+    assert locks.owner(tmp_path) is None
+    locks.acquire(tmp_path, "run").release()  # free again
+
+
+def test_a_live_owner_in_another_process_refuses_in_one_line(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(locks.Busy) as info:
+            locks.acquire(tmp_path, "search", wait=0.3, hint="kerasguide search-status shows it")
+        assert 0.3 <= time.monotonic() - started < 3
+        message = str(info.value)
+        assert isinstance(info.value, ConfigError)  # the CLI prints it as one line, exit 2
+        assert "\n" not in message and str(tmp_path) in message
+        assert f"pid {proc.pid} on {hostname()}" in message and message.endswith("search-status shows it")
+        assert info.value.owner["pid"] == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+    # SIGKILLed: the kernel dropped its flock; the record it left says whose lock is taken over.
+    assert json.loads((tmp_path / locks.LOCK_FILE).read_text())["pid"] == proc.pid
+    assert locks.owner(tmp_path) is None
+    with locks.acquire(tmp_path, "search") as lock:
+        assert lock.taken_over["pid"] == proc.pid
+
+
+def test_a_waiter_gets_the_lock_when_its_owner_ends(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        killer = subprocess.Popen([sys.executable, "-c", f"import os,time; time.sleep(0.5); "
+                                           f"os.kill({proc.pid}, {int(signal.SIGTERM)})"])
+        with locks.acquire(tmp_path, "search", wait=20) as lock:
+            assert lock.record["pid"] == os.getpid()
+        killer.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _stale(tmp_path, **record):
+    (tmp_path / locks.LOCK_FILE).write_text(json.dumps(dict({"host": hostname(), "what": "search"}, **record)))
+
+
+def test_a_record_without_flock_decides_by_pid_host_and_start(tmp_path, monkeypatch):
+    # A file system without flock (or a lock file copied from elsewhere): the record alone decides.
+    monkeypatch.setattr(locks, "_flock", lambda fd: None)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _stale(tmp_path, pid=dead.pid, start="1")
+    with locks.acquire(tmp_path, "search") as lock:  # pid gone: taken over
+        assert lock.taken_over["pid"] == dead.pid
+    _stale(tmp_path, pid=os.getppid(), start="0")  # alive, but another process started at another time: a reused pid
+    locks.acquire(tmp_path, "search").release()
+    _stale(tmp_path, pid=os.getppid(), start=process_start(os.getppid()))  # alive and the same process
+    with pytest.raises(locks.Busy, match=f"pid {os.getppid()}"):
+        locks.acquire(tmp_path, "search")
+    _stale(tmp_path, pid=1, start="5", host="another-host")  # another host: never taken over
+    with pytest.raises(locks.Busy, match="another-host; if that process is gone, delete"):
+        locks.acquire(tmp_path, "search")
+    assert locks.owner(tmp_path)["alive"] is None
+
+
+def test_the_lock_file_keeps_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with locks.acquire(tmp_path, "run"):
+            assert (tmp_path / locks.LOCK_FILE).stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
