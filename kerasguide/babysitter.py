@@ -46,7 +46,7 @@ from kerasguide.interrupts import INTERRUPTED, is_interrupt
 from kerasguide.monitors import default_monitors, finish_monitors
 from kerasguide.provenance import git_commit, versions
 from kerasguide.report import write_report
-from kerasguide.rundir import RunDir, utc_now
+from kerasguide.rundir import RunDir, owner_fields, utc_now
 from kerasguide.tasks import metric_direction
 from kerasguide.tb_events import release_writer, shared_writer
 from kerasguide.training import save_model_atomic
@@ -275,7 +275,7 @@ class Babysitter(keras.callbacks.Callback):
             },
             "epochs_planned": (self.params or {}).get("epochs"),
             "steps_per_epoch": (self.params or {}).get("steps"),
-            "pid": os.getpid(),
+            **owner_fields(),  # readers tell a killed fit from a running one
         }
         try:
             header["parameters"] = int(model.count_params())
@@ -380,8 +380,8 @@ class Babysitter(keras.callbacks.Callback):
         if ended_by_exception:
             finish_monitors(self._children)  # Keras skipped on_train_end
             try:
-                if self._best is not None and self._best.has_pending:
-                    self._best.flush()
+                if self._best is not None:
+                    self._best.flush()  # a no-op when everything is on disk
             except Exception as flush_error:  # noqa: BLE001 - the record matters more
                 logger.warning("could not save the best checkpoint: %s", flush_error)
             for folder in ("train", "validation"):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from kerasguide._logging import get_logger
 from kerasguide.progress import Progress
 from kerasguide.rundir import RunDir
 from kerasguide.tasks import metric_direction
@@ -19,6 +22,8 @@ from kerasguide.tb_events import release_writer, shared_writer
 from kerasguide.training import save_model_atomic  # re-exported: older callers
 
 __all__ = ["RunRecorder", "BestCheckpoint", "JsonProgress", "EpochScalars", "save_model_atomic", "current_lr"]
+
+logger = get_logger()
 
 
 def current_lr(model: keras.Model) -> float:
@@ -38,22 +43,27 @@ def _better(mode: str, value: float, best: float) -> bool:
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Keep one best checkpoint, the validation score in its file name.
+    """Keep one best checkpoint, the validation score in its file name, written when the score improves.
 
     Written here because Keras' `ModelCheckpoint(save_best_only=True)` with a
-    formatted file name leaves one file per improvement, and saves a `.keras`
-    file at every improvement: on a small model that costs more than the
-    epoch itself. This callback keeps the best weights in memory, writes
-    `best-epoch=012-val_accuracy=0.9812.keras` atomically at most every
-    `flush_seconds` and at the end of training (also when it is
-    interrupted), and removes the previous best file.
+    formatted file name leaves one file per improvement, and saves the
+    `.keras` file on the training thread: on a small model that costs a good
+    part of an epoch. This callback copies the best weights (a
+    millisecond), and a writer thread saves them through a twin of the model
+    (`keras.models.clone_model`, compiled alike) as
+    `best-epoch=012-val_accuracy=0.9812.keras`, atomically, then removes the
+    previous best file: a run killed at any moment keeps the best checkpoint
+    as of the previous improvement at least. One write runs at a time; the
+    next improvement waits for it. A model that
+    cannot be cloned is written on the training thread, at most every
+    `flush_seconds`, and at the end of training (also when it is interrupted).
 
     Args:
         directory: Where the checkpoint goes.
         monitor: The logged metric to maximize (or minimize: losses, mae, rmse).
             Defaults to `"val_accuracy"`.
-        flush_seconds: Longest time an improvement stays only in memory.
-            Defaults to `30.0`.
+        flush_seconds: Longest time an improvement stays only in memory when
+            the model has no twin. Defaults to `30.0`.
     """
 
     def __init__(self, directory: str | os.PathLike[str], monitor: str = "val_accuracy",
@@ -63,13 +73,16 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = metric_direction(monitor)
         self.flush_seconds = flush_seconds
+        self._writer: _TwinWriter | None = None
 
     def on_train_begin(self, logs=None):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_path: Path | None = None
         self.best_epoch: int | None = None
-        self._pending: list[np.ndarray] | None = None
+        self._pending: tuple[list[np.ndarray], int, float] | None = None
         self._last_flush = time.perf_counter()
+        self._close_writer()
+        self._twin_tried = False  # the twin is made at the first improvement: a model is built by then
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -79,34 +92,141 @@ class BestCheckpoint(keras.callbacks.Callback):
             if math.isfinite(value) and _better(self.mode, value, self.best):
                 self.best = value
                 self.best_epoch = epoch + 1
-                self._pending = [np.array(w) for w in self.model.get_weights()]
+                self._pending = ([np.array(w) for w in self.model.get_weights()], epoch + 1, value)
+                if not self._twin_tried:
+                    self._twin_tried = True
+                    self._writer = _TwinWriter.make(self.model, self._pending[0])
+                if self._writer is not None:
+                    self._writer.submit(self._pending[0], self._target(epoch + 1, value), self._written)
+                    self._pending = None
         if self._pending is not None and time.perf_counter() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def on_train_end(self, logs=None):
         self.flush()
 
-    def flush(self) -> None:
-        """Write the best weights seen so far, if not yet on disk."""
-        if self._pending is None:
-            return
-        current = self.model.get_weights()
-        try:
-            self.model.set_weights(self._pending)
-            target = self.directory / f"best-epoch={self.best_epoch:03d}-{self.monitor}={self.best:.4f}.keras"
-            target = save_model_atomic(self.model, target)  # NAME.weights.h5 for a model Keras cannot save whole
-        finally:
-            self.model.set_weights(current)
+    def _target(self, epoch: int, value: float) -> Path:
+        return self.directory / f"best-epoch={epoch:03d}-{self.monitor}={value:.4f}.keras"
+
+    def _written(self, target: Path) -> None:
+        # Called once the file is in place (by the writer thread or here): the previous best goes.
         if self.best_path is not None and self.best_path != target and self.best_path.exists():
             self.best_path.unlink()
         self.best_path = target
+
+    def flush(self) -> None:
+        """Write the best weights seen so far, if not yet on disk (waits for the writer thread)."""
+        if self._writer is not None:  # the end of training: the writer's last file, then its thread goes
+            writer, self._writer = self._writer, None
+            writer.close()  # a write's error is raised here: the caller says what was not written
+        if getattr(self, "_pending", None) is None:
+            return
+        weights, epoch, value = self._pending
+        current = self.model.get_weights()
+        try:
+            self.model.set_weights(weights)
+            target = save_model_atomic(self.model, self._target(epoch, value))  # NAME.weights.h5 if not whole
+        finally:
+            self.model.set_weights(current)
+        self._written(target)
         self._pending = None
         self._last_flush = time.perf_counter()
 
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     @property
     def has_pending(self) -> bool:
-        """True while an improvement is only in memory (an interrupted fit: `flush` it)."""
-        return getattr(self, "_pending", None) is not None
+        """True while an improvement is not yet on disk (an interrupted fit: `flush` it)."""
+        writer = getattr(self, "_writer", None)
+        return getattr(self, "_pending", None) is not None or (writer is not None and writer.busy)
+
+
+class _TwinWriter:
+    """Saves snapshots of a model's weights through a twin model on one thread (`BestCheckpoint`).
+
+    A thread of its own rather than the monitors' background thread: that one has the lowest priority
+    and a busy machine starves it, while a checkpoint should land soon after its epoch.
+    """
+
+    def __init__(self, twin: keras.Model):
+        self.twin = twin
+        self._lock = threading.Lock()
+        self._queued: tuple[list[np.ndarray], Path, Callable[[Path], None]] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerasguide-checkpoint")
+        self._future: Future | None = None
+        self._running = False  # a _drain is on the pool (set and cleared under the lock: no lost job)
+        self._error: BaseException | None = None
+
+    @classmethod
+    def make(cls, model: keras.Model, weights: list[np.ndarray]) -> _TwinWriter | None:
+        """A writer for `model`, or None when it has no twin (subclassed without `get_config`, custom objects).
+
+        `weights` is the model's `get_weights()`: the twin must take them as they are.
+        """
+        if os.environ.get("KERASGUIDE_SYNC_CHECKPOINTS"):  # pragma: no cover - a debugging switch
+            return None
+        try:
+            twin = keras.models.clone_model(model)
+            if [w.shape for w in twin.get_weights()] != [w.shape for w in weights]:
+                return None
+            if getattr(model, "compiled", False) and model.get_compile_config() is not None:
+                twin.compile_from_config(model.get_compile_config())  # loaded best models come back compiled
+            twin.save  # noqa: B018 - every model has it; the twin must be a Keras model
+        except Exception:  # noqa: BLE001 - no twin: the checkpoint is written on the training thread
+            return None
+        return cls(twin)
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._running
+
+    def submit(self, weights: list[np.ndarray], target: Path, done: Callable[[Path], None]) -> None:
+        # One write in flight at most: the previous improvement is on disk before this one is queued
+        # (a kill loses at most the newest; waiting costs only what a write longer than an epoch costs).
+        self.wait(raise_error=False)  # a failed write (a full disk) is raised at the end, not mid-fit
+        with self._lock:
+            self._queued = (weights, target, done)
+            if not self._running:
+                self._running = True
+                self._future = self._pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                job, self._queued = self._queued, None
+                if job is None:
+                    self._running = False
+                    return
+            weights, target, done = job
+            try:
+                self.twin.set_weights(weights)
+                done(save_model_atomic(self.twin, target))
+            except BaseException as error:  # noqa: BLE001 - raised on the training thread by `wait`
+                if self._error is None:
+                    logger.warning("could not write the best checkpoint %s: %s", target.name, error)
+                self._error = self._error or error
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Block until every submitted snapshot is written; re-raise a write's error (else keep it)."""
+        while True:
+            with self._lock:
+                future, running = self._future, self._running
+            if not running:
+                break
+            future.result()
+        if raise_error and self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class EpochScalars(keras.callbacks.Callback):

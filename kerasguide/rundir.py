@@ -28,10 +28,13 @@ Layout (format version 1)::
         checkpoints/       best-epoch=E-<metric>=V.keras and last.keras
         tb/                TensorBoard event files (train/, validation/, ...)
 
-`run.json` status is one of `running`, `completed`, `failed`, `interrupted`,
-`diverged`, `checks_failed`. A run killed hard stays `running` with a stale
-`heartbeat`; `read_run` reports such a run as `running` and readers may call
-`is_stale()`.
+`run.json` status is one of `running`, `completed`, `completed_with_errors`
+(trained, but a checkpoint, the report or the diagnosis could not be
+written: its `errors` say what), `failed`, `interrupted`, `diverged`,
+`pruned`, `checks_failed`. A run killed hard stays `running` in run.json;
+`read_run` reports it as `killed` when its process (`pid`, `pid_start`,
+`host`) is gone from this host, and `is_stale()` is also true for a run of
+another host whose `heartbeat` stopped.
 
 Folders of runs sit beside them: a search directory (`kerasguide tune`,
 search.json, its trials' run directories in `trials/`) and an ensemble
@@ -49,6 +52,7 @@ import io
 import json
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +82,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned", "checks_failed")
+STATUSES = ("running", "completed", "completed_with_errors", "failed", "interrupted", "diverged", "pruned",
+            "checks_failed", "killed")
 
 CONFIG = "config.toml"
 RUN_JSON = "run.json"
@@ -274,7 +279,9 @@ class RunInfo:
         return self.kind in ("search", "ensemble")
 
     def is_stale(self, seconds: float = 120.0) -> bool:
-        """True for a `running` run whose heartbeat stopped (killed hard)."""
+        """True for a killed run: its process gone from this host, or (another host's) its heartbeat stopped."""
+        if self.status == "killed":
+            return True
         if self.status != "running":
             return False
         beat = self.record.get("heartbeat") or self.started
@@ -293,6 +300,12 @@ def read_run(path: str | os.PathLike[str]) -> RunInfo:
     path = Path(path)
     record = read_json(path / RUN_JSON, default={}) or {}
     status = record.get("status", "unknown")
+    if status == "running" and owner_alive(record) is False:
+        status = "killed"
+    elif record.get("finishing") and owner_alive(record) is False:  # killed in its final stages
+        status = "completed_with_errors" if status == "completed" else status
+        record = {**record, "errors": [*(record.get("errors") or []),
+                                       "killed during the final stages: the diagnosis or report may be missing"]}
     return RunInfo(
         path=path,
         name=record.get("name", path.name),
@@ -303,6 +316,49 @@ def read_run(path: str | os.PathLike[str]) -> RunInfo:
         best=record.get("best") or {},
         record=record,
     )
+
+
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (Linux's /proc/PID/stat field 22); None elsewhere.
+
+    With the pid it names one process for good: a pid the system reused has another start.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[-1].split()[19]  # after the command's name, which may hold spaces
+
+
+def owner_fields() -> dict[str, Any]:
+    """What names this process for good, for a record that others check it by (`owner_alive`)."""
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": process_start(pid), "host": socket.gethostname()}
+
+
+def owner_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the process a record names (`pid`, `pid_start`, `host`) still runs; None when this host cannot tell.
+
+    None for another host's process and for a record without a pid.
+    """
+    pid = record.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    host = record.get("host")
+    if host and host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        pass
+    except (OSError, OverflowError):
+        return None
+    start = record.get("pid_start")
+    if start and process_start(pid) is not None:
+        return process_start(pid) == start  # the pid reused by another process: the owner is gone
+    return True
 
 
 def _mtime_iso(path: Path) -> str | None:

@@ -250,7 +250,7 @@ def test_empty_signals_find_nothing():
 
 
 def test_every_code_has_a_meaning_and_findings_validate():
-    assert len(CODES) == 19
+    assert len(CODES) == 20
     with pytest.raises(ValueError, match="Argument `code`"):
         Finding("too_much_coffee", "error")
     with pytest.raises(ValueError, match="Argument `severity`"):

@@ -115,7 +115,7 @@ def test_bad_input_is_failed_and_reraised_without_final_stages(tmp_path):
     assert ran == [] and _events(stream)[-1]["event"] == "start"
 
 
-def test_a_failing_final_stage_is_a_warning_and_the_next_still_runs(tmp_path, caplog):
+def test_a_failing_final_stage_is_a_warning_the_next_still_runs_and_the_run_completed_with_errors(tmp_path, caplog):
     config, run_dir, progress, _ = _open(tmp_path)
     ran = []
 
@@ -127,7 +127,8 @@ def test_a_failing_final_stage_is_a_warning_and_the_next_still_runs(tmp_path, ca
         pass
     assert ran == [1]
     assert "report stage failed: OSError: disk full" in caplog.text
-    assert_recorded(run_dir, "completed")
+    assert_recorded(run_dir, "completed_with_errors")  # trained, but something is missing: not `completed`
+    assert run_dir.read_run()["errors"] == ["report stage failed: OSError: disk full"]
 
 
 # ---------------------------------------------------------------- the commands

@@ -32,6 +32,7 @@ CODES = {
     "cannot_overfit": "the model could not fit a tiny subset of its training data (the overfit check)",
     "check_failed": "a sanity check failed before training",
     "run_stopped": "the run ended before its last epoch (interrupted, failed)",
+    "killed": "the run's process is gone (killed hard) and it never recorded an end",
 }
 
 

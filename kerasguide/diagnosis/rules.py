@@ -302,12 +302,17 @@ def _init_units(s: Signals, t: Thresholds) -> bool:
 
 
 def _rule_stopped(s: Signals, m: dict[str, float], t: Thresholds) -> list[Finding]:
-    """An interrupted or failed run: when and why it ended, so that no stopped run goes without a finding."""
-    if s.status not in ("interrupted", "failed"):
+    """An interrupted, killed or failed run: when and why it ended, so that no stopped run goes without a finding."""
+    if s.status not in ("interrupted", "failed", "killed"):
         return []
     epochs = int(m["epochs"])
     when = f"after {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "before its first epoch ended"
     evidence = {"epochs": float(epochs)}
+    if s.status == "killed":
+        return [Finding("killed", "error", evidence,
+                        f"The run's process is gone {when} (killed: SIGKILL, out of memory, a reboot) and it "
+                        "never recorded an end: what it finished is kept (metrics.csv, monitor/, the best "
+                        "checkpoint so far); run its config.toml again for the rest.", "")]
     if s.status == "interrupted":
         return [Finding("run_stopped", "info", evidence,
                         f"The run was interrupted {when}: the findings above (if any) read what it recorded until "

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -14,17 +12,16 @@ import keras
 
 from kerasguide import tb_events
 from kerasguide._logging import get_logger
-from kerasguide.io import atomic_write_text
 from kerasguide.monitors import background
 from kerasguide.monitors.signals import finite_or_none, round_floats
 
 __all__ = ["MonitorCallback"]
 
-logger = get_logger()
+# Pieces of work a monitor may have on the background thread, unfinished, when it queues more: a busy
+# machine starves that thread, and a run killed then would lose every record still waiting.
+_MAX_BACKLOG = 2
 
-# Records are rewritten whole (atomically) at most this often, and at the end of training:
-# a rewrite per record would show on a small model's epoch.
-_WRITE_SECONDS = 1.0
+logger = get_logger()
 
 
 class MonitorCallback(keras.callbacks.Callback):
@@ -32,7 +29,7 @@ class MonitorCallback(keras.callbacks.Callback):
 
     Subclasses set `record_name` and call `self._add_record(dict)` once per
     epoch; the records are kept in `self.records` and, with a `record_dir`,
-    rewritten atomically to `<record_dir>/<record_name>.jsonl`. State is
+    appended to `<record_dir>/<record_name>.jsonl`, one flushed line an epoch. State is
     reset in `on_train_begin`, so one instance can serve several `fit()`
     calls. Work handed to `self._submit(fn)` runs on the monitors'
     background thread (in order; `background = False` runs it at once);
@@ -67,9 +64,7 @@ class MonitorCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._drain()
         self.records = []
-        self._lines: list[str] = []
-        self._written = -math.inf
-        self._written_lines = 0
+        self._close_records()
         if self.log_dir is not None:
             tb_events.acquire_writer(self.log_dir)
             self._writer_key = tb_events.writer_key(self.log_dir)  # `resolve()` once a fit, not per record
@@ -92,19 +87,18 @@ class MonitorCallback(keras.callbacks.Callback):
         self.records.append(record)
         if self.record_dir is None:
             return
-        # Each line is serialized once; the file is rewritten whole (atomic rename), so a kill
-        # never leaves half a file.
-        self._lines.append(json.dumps(finite_or_none(record), allow_nan=True) + "\n")
-        if time.perf_counter() - self._written >= _WRITE_SECONDS:
-            self._write_records()
+        # One line appended and flushed per epoch: a killed run keeps every epoch recorded so far
+        # (one write of a short line lands whole; readers skip a last line a kill cut short).
+        if getattr(self, "_record_file", None) is None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            self._record_file = open(self.record_dir / f"{self.record_name}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._record_file.write(json.dumps(finite_or_none(record), allow_nan=True) + "\n")
+        self._record_file.flush()
 
-    def _write_records(self) -> None:
-        if self.record_dir is None or not self._lines or self._written_lines == len(self._lines):
-            return
-        self.record_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.record_dir / f"{self.record_name}.jsonl", "".join(self._lines))
-        self._written = time.perf_counter()
-        self._written_lines = len(self._lines)
+    def _close_records(self) -> None:
+        record_file, self._record_file = getattr(self, "_record_file", None), None
+        if record_file is not None:
+            record_file.close()
 
     # the background
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
@@ -116,6 +110,8 @@ class MonitorCallback(keras.callbacks.Callback):
             self._guarded(fn, *args)
             return
         self._futures = [f for f in self._futures if not f.done()]
+        while len(self._futures) >= _MAX_BACKLOG:
+            self._futures.pop(0).result()  # the oldest first: the records stay at most this far behind
         background.queue(self._guarded, (fn, *args), self._keep)
 
     def _keep(self, future: Future) -> None:
@@ -147,7 +143,7 @@ class MonitorCallback(keras.callbacks.Callback):
         For a fit that ended by an exception, where Keras never calls `on_train_end`.
         """
         self._drain()
-        self._write_records()
+        self._close_records()
 
     def on_train_end(self, logs=None):
         self.finish()

@@ -450,6 +450,10 @@ class _Planner:
             self.repair.cannot.append("run_stopped: the run ended on an error before its last epoch: fix the "
                                       "error (error.txt) and run it again")
 
+    def _killed(self, f: _F) -> None:
+        self.repair.cannot.append("killed: the run's process was killed before it ended: no config change "
+                                  "explains that; run it again")
+
     def _labels_not_learnable(self, f: _F) -> None:
         self.repair.cannot.append("labels_not_learnable: cannot be fixed by a config change: check the labels "
                                   "(they look shuffled or unrelated to the inputs, D14)")

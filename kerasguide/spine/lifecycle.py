@@ -5,7 +5,10 @@ event. Close, whatever happened in between: Ctrl-C or SIGTERM (also wrapped
 by TensorFlow) is `interrupted`, a `StopRun` its own status, any other error
 `failed` with its message (traceback in error.txt), a bad config `failed`
 and re-raised; then the final record (status, ended, seconds, error), the
-final stages (report, diagnosis...: best effort) and the `end` event.
+final stages (report, diagnosis...: best effort) and the `end` event. A
+completed run whose last checkpoint or a final stage could not be written
+(a full disk, Ctrl-C during the report) ends `completed_with_errors`, its
+run.json's `errors` naming what is missing.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class CommandRun:
     error: str | None = None
     stop_reason: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # what could not be written (a checkpoint, the report)
 
     def finish(self, status: str, error: str | None = None, stop_reason: str | None = None, **fields: Any) -> None:
         """The outcome the final record gets, with more run.json fields."""
@@ -82,10 +86,11 @@ def command_run(
         header: More fields of run.json's header.
         start: More fields of the `start` event.
         before_record: Called with the `CommandRun` before the final record
-            (a run saves its last checkpoint there).
+            (a run saves its last checkpoint there); an error it raises is
+            one of the run's `errors`.
         final_stages: `(name, function)` pairs called after the final
-            record, each best effort (a failure is a warning; Ctrl-C skips
-            the rest).
+            record, each best effort (a failure is a warning and one of the
+            run's `errors`; Ctrl-C skips the rest).
         reraise: Re-raise an interruption after recording it, and an error
             as `CommandFailed` (`check`, `lr-find`); with False the block's
             outcome is only recorded (`run` returns its status). A
@@ -123,19 +128,39 @@ def command_run(
             before_record(command)
         except Exception as error:  # noqa: BLE001 - the record matters more
             logger.warning("%s: %s: %s", what, type(error).__name__, error)
-    run_dir.update_run(status=command.status, ended=utc_now(), seconds=command.seconds, error=command.error,
-                       stop_reason=command.stop_reason, **command.fields)
+            command.errors.append(f"{type(error).__name__}: {error}"[:300])
+    _record_outcome(run_dir, command, finishing=bool(final_stages) and not config_error)
     if not config_error:  # bad input: exit 2 with its one line, nothing more to show
         for name, stage in final_stages:
             try:
                 progress.emit("stage", stage=name)
                 stage()
             except KeyboardInterrupt:
+                command.errors.append(f"{name} stage interrupted: not written")
+                logger.warning("%s stage interrupted: the run is recorded as completed_with_errors", name)
                 break
             except Exception as error:  # noqa: BLE001 - a report failure must not turn a good run bad
                 logger.warning("%s stage failed: %s: %s", name, type(error).__name__, error)
-        progress.emit("end", status=command.status, run_dir=str(run_dir.path), error=command.error)
+                command.errors.append(f"{name} stage failed: {type(error).__name__}: {error}"[:300])
+        if final_stages:
+            _record_outcome(run_dir, command)
+        progress.emit("end", status=command.status, run_dir=str(run_dir.path), error=command.error,
+                      **({"errors": command.errors} if command.errors else {}))
     if cause is not None:
         raise raised from cause
     if raised is not None:
         raise raised
+
+
+def _record_outcome(run_dir: RunDir, command: CommandRun, finishing: bool = False) -> None:
+    """The final record; a completed run with `errors` is `completed_with_errors` (exit 1: something is missing).
+
+    `finishing` marks the record while the final stages run: a reader of a run killed then knows that
+    its report or diagnosis may be missing (`read_run`).
+    """
+    if command.errors and command.status == "completed":
+        command.status = "completed_with_errors"
+        logger.warning("%s completed with errors: %s", command.what, "; ".join(command.errors))
+    run_dir.update_run(status=command.status, ended=utc_now(), seconds=command.seconds, error=command.error,
+                       stop_reason=command.stop_reason, finishing=finishing, **command.fields,
+                       **({"errors": command.errors} if command.errors else {}))

@@ -32,12 +32,18 @@ def _save_last(ctx: RunContext) -> None:
     """checkpoints/last.keras, and the best checkpoint an interrupted fit kept only in memory."""
     if ctx.model is None or not ctx.model.built or getattr(ctx.model, "optimizer", None) is None:
         return
+    problems = []
     try:
-        if ctx.best_checkpoint is not None and ctx.best_checkpoint.has_pending:
-            ctx.best_checkpoint.flush()  # interrupted: on_train_end never ran
+        if ctx.best_checkpoint is not None:
+            ctx.best_checkpoint.flush()  # interrupted: on_train_end never ran (no-op when all is on disk)
+    except Exception as error:  # noqa: BLE001 - the last checkpoint is still worth a try
+        problems.append(f"best checkpoint not written: {type(error).__name__}: {error}")
+    try:
         save_model_atomic(ctx.model, ctx.run_dir.checkpoints_dir / "last.keras")
-    except Exception as error:  # a failed save must not hide the run's own outcome
-        logger.warning("could not save last checkpoint: %s", error)
+    except Exception as error:  # noqa: BLE001 - said in the record (completed_with_errors), not hidden
+        problems.append(f"last checkpoint not written: {type(error).__name__}: {error}")
+    if problems:
+        raise OSError("; ".join(problems)[:300])
 
 
 def run(
@@ -96,8 +102,8 @@ def run(
     record = run_dir.read_run()
     return RunResult(
         run_dir=run_dir,
-        status=ctx.status,
+        status=str(record.get("status") or ctx.status),  # completed_with_errors is set after the final stages
         final_metrics=record.get("final_metrics") or {},
         best=record.get("best") or {},
-        error=record.get("error"),
+        error=record.get("error") or ("; ".join(record["errors"]) if record.get("errors") else None),
     )

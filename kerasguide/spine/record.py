@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from kerasguide.config import RunConfig, dump_config
 from kerasguide.provenance import git_commit, versions  # noqa: F401  (re-exported: older callers)
-from kerasguide.rundir import utc_now
+from kerasguide.rundir import owner_fields, utc_now
 
 __all__ = ["run_header", "resolved_config"]
 
@@ -27,7 +26,7 @@ def run_header(config: RunConfig, config_path: str | None, **fields: Any) -> dic
         "command": " ".join(sys.argv),
         "versions": versions(),
         **{k: v for k, v in fields.items() if k != "kind"},
-        "pid": os.getpid(),
+        **owner_fields(),  # pid, its start and the host: readers tell a killed run from a running one
     }
 
 

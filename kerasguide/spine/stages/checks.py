@@ -22,7 +22,11 @@ def stage_checks(ctx: RunContext) -> None:
         return
     loss, optimizer = loss_and_optimizer(ctx.model, cfg, own=ctx.own_compile)
 
+    done: list[CheckResult] = []
+
     def emit(result: CheckResult) -> None:
+        done.append(result)
+        write_checks(ctx.run_dir, done)  # a kill keeps the checks done so far
         ctx.progress.emit("check", **result.to_dict())
 
     model = ctx.model

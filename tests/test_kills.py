@@ -1,0 +1,140 @@
+"""A run SIGKILLed at six moments keeps what it finished, and every reader knows it was killed (issue 15).
+
+Each moment is a real `kerasguide run` child process killed with SIGKILL when its progress events reach
+that moment; then the readers (`list_runs`, `kerasguide runs`, the diagnosis, `kerasguide diagnose`) and
+a new run of the same config into the same folder, which leaves the killed directory as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from kerasguide.config import save_config
+from kerasguide.rundir import RunDir, list_runs, read_run
+from tests.conftest import ROOT, cli_in_process, tiny_digits
+
+EPOCHS = 6
+
+# moment -> the first progress event at which the child is killed
+MOMENTS = {
+    "started": lambda e: e["event"] == "start",
+    "after_first_check": lambda e: e["event"] == "check",
+    "fit_begins": lambda e: e["event"] == "stage" and e.get("stage") == "fit",
+    "after_epoch_2": lambda e: e["event"] == "epoch" and e["epoch"] == 2,
+    "after_epoch_5": lambda e: e["event"] == "epoch" and e["epoch"] == 5,
+    "in_the_report": lambda e: e["event"] == "stage" and e.get("stage") == "report",
+}
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    cfg = tiny_digits("killed", epochs=EPOCHS)
+    cfg.checks.enabled = True  # the checks are one of the moments
+    cfg.checks.overfit_steps = 60
+    cfg.checks.stop_on_failure = False  # a check that fails on so few steps must not end the run
+    path = tmp_path_factory.mktemp("config") / "killed.toml"
+    save_config(cfg, path)
+    return path
+
+
+def _kill_at(config_file: Path, out: Path, until) -> tuple[Path, int]:
+    """Start `kerasguide run`, SIGKILL it at the first event `until` accepts; the run directory and the pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasguide.cli", "run", str(config_file), "--out", str(out), "--json-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    run_dir = None
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"the run ended before the moment: {proc.stderr.read()[-2000:]}")
+            event = json.loads(line)
+            run_dir = event.get("run_dir", run_dir)
+            if until(event):
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert run_dir is not None
+    return Path(run_dir), proc.pid
+
+
+def _lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_a_run_killed_keeps_what_it_finished_and_every_reader_says_killed(moment, config_file, tmp_path, capsys):
+    out = tmp_path / "runs"
+    path, pid = _kill_at(config_file, out, MOMENTS[moment])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # nothing left behind (a run has no children)
+    record = json.loads((path / "run.json").read_text())  # whole JSON, whatever the moment
+    assert record["status"] == "running" if moment != "in_the_report" else record["status"] == "completed"
+    info = read_run(path)
+    rows = RunDir(path).read_metrics()
+    epochs = len(rows)
+
+    if moment == "in_the_report":
+        # Trained, recorded, then killed in the report: not a plain `completed` for any reader.
+        assert epochs == EPOCHS
+        assert info.status == "completed_with_errors"
+        assert any("final stages" in e for e in info.record["errors"])
+    else:
+        assert info.status == "killed" and info.is_stale()
+        listed = cli_in_process(capsys, "runs", str(out))
+        assert re.search(rf"{path.name}\s+killed\b", listed.stdout), listed.stdout
+        shown = cli_in_process(capsys, "diagnose", str(path))
+        assert "killed" in shown.stdout, shown.stdout
+        from kerasguide.diagnosis import diagnose_run
+
+        killed = [f for f in diagnose_run(path) if f.code == "killed"]
+        assert killed and killed[0].severity == "error" and killed[0].evidence["epochs"] == epochs
+
+    checks = json.loads((path / "checks.json").read_text()) if (path / "checks.json").exists() else None
+    if moment == "after_first_check":
+        assert checks and len(checks) >= 1  # the check it finished is on disk
+    if moment in ("fit_begins", "after_epoch_2", "after_epoch_5", "in_the_report"):
+        assert checks and len(checks) >= 5  # every check
+
+    if moment in ("after_epoch_2", "after_epoch_5", "in_the_report"):
+        expected = {"after_epoch_2": 2, "after_epoch_5": 5, "in_the_report": EPOCHS}[moment]
+        assert epochs >= expected
+        # Every monitor's record has every epoch but (at most) the two its background work may be behind.
+        for name in ("loss.jsonl", "update_ratio.jsonl"):
+            assert len(_lines(path / "monitor" / name)) >= expected - 2, name
+        # The best checkpoint of the epochs before the last one the kill could interrupt is on disk, whole.
+        best = sorted((path / "checkpoints").glob("best-epoch=*.keras"))
+        assert best, "no best checkpoint on disk"
+        saved_epoch = max(int(re.search(r"best-epoch=(\d+)", b.name).group(1)) for b in best)
+        scores = [r["val_accuracy"] for r in rows[: expected - 1]]
+        assert saved_epoch >= 1 + scores.index(max(scores))
+        with zipfile.ZipFile(max(best)) as archive:
+            assert archive.testzip() is None
+
+    if moment == "after_epoch_5":
+        # A new run of the same config into the same folder: the killed run stays as it was.
+        before = {p.name: p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
+        again = cli_in_process(capsys, "run", str(config_file), "--out", str(out), "--quiet")
+        assert again.returncode == 0, again.stdout + again.stderr
+        after = {p.name: p.stat().st_mtime_ns for p in path.rglob("*") if p.is_file()}
+        assert after == before
+        statuses = sorted(i.status for i in list_runs(out))
+        assert statuses == ["completed", "killed"]
