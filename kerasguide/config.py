@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,14 +31,16 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from kerasguide.errors import ConfigError
+from kerasguide.errors import ConfigError, one_line
 from kerasguide.io import atomic_write_bytes  # re-exported: older callers
 from kerasguide.tasks import REGRESSION_SOURCES, config_task, task_settings  # noqa: F401  (re-exported)
 
@@ -45,7 +48,7 @@ __all__ = [
     "ConfigError", "RunConfig", "DataConfig", "AugmentConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig",
     "TrainConfig", "ChecksConfig", "MonitorConfig", "LRFindConfig", "SearchConfig", "EnsembleConfig",
     "load_config", "loads_config", "dump_config", "save_config", "config_from_dict",
-    "format_validation_error",
+    "format_validation_error", "check_metric_names",
     "DEFAULT_CONFIG_NAME",
 ]
 
@@ -67,10 +70,33 @@ INITIALIZERS = (
 )
 
 
-class _Section(BaseModel):
-    """Base of every section: unknown keys are errors, assignment is validated."""
+# Largest magnitude any number in a config may have: beyond these, TensorFlow's int32 step counters overflow
+# or a float is no setting anyone means (`epochs = 10**18`, `bias_init = 1e308` ended in TensorFlow tracebacks).
+MAX_INT = 2**31 - 1
+MAX_FLOAT = 1e15
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are errors, assignment is validated.
+
+    strict: no string or bool is coerced into a number (`epochs = "3"`, `epochs = true`, `batch_norm = "yes"`
+    were silently accepted); an int still fills a float. allow_inf_nan=False: every float is finite
+    (`bias_init = nan` trained at chance, `l2 = inf` failed later in Keras without naming the key).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        for item in value if isinstance(value, list | tuple) else (value,):
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                continue
+            if isinstance(item, int) and abs(item) > MAX_INT:
+                raise ValueError(f"must be at most {MAX_INT} in size")
+            if isinstance(item, float) and abs(item) > MAX_FLOAT:
+                raise ValueError(f"must be at most {MAX_FLOAT:g} in size")
+        return value
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -112,7 +138,9 @@ class DataConfig(_Section):
         "numbers; binary for train.loss = binary_crossentropy; else classification. binary: 2 classes, a sigmoid "
         "output. regression: a linear output per target; train's defaults mean mse, [mae, rmse], val_loss."))
     label_column: str = Field("label", description="csv: the column holding the labels (regression: the target).")
-    image_size: tuple[PositiveInt, PositiveInt] = Field(
+    # TOML has no tuple: a list is taken (strict mode would refuse it), its items still strict ints.
+    image_size: Annotated[tuple[PositiveInt, PositiveInt],
+                          BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)] = Field(
         (32, 32), description="images: every image is resized to (height, width).")
     color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="images: channels.")
     validation_fraction: float = Field(
@@ -185,7 +213,7 @@ class ModelConfig(_Section):
     ] = Field("he_normal", description="He for ReLU, Glorot for tanh (recipe B4).")
     init_stddev: float = Field(0.01, gt=0.0, description="normal: its standard deviation.")
     sparse_k: PositiveInt = Field(10, description="sparse: inputs connected per unit (B6).")
-    bias_init: float = Field(0.0, description="Constant bias initial value (B7: 0, or 0.01).")
+    bias_init: float = Field(0.0, ge=-100.0, le=100.0, description="Constant bias initial value (B7: 0, or 0.01).")
     batch_norm: bool = Field(False, description="BatchNorm after dense/conv, before the nonlinearity.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Inverted dropout rate (C11).")
     dropconnect: float = Field(
@@ -650,53 +678,166 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+# Echoed bad values are cut (reprlib) and at most this many errors are listed: a 10 MB `name` or a config of
+# 100 000 unknown keys is named in one short line, not echoed whole.
+_ECHO = reprlib.Repr()  # Python 3.11's takes no arguments
+_ECHO.maxstring = _ECHO.maxother = 40
+_ECHO.maxlevel, _ECHO.maxlist, _ECHO.maxdict, _ECHO.maxtuple = 2, 4, 4, 4
+_MAX_ERRORS = 3
+# Arrays and inline tables nested deeper than this are refused before tomllib (or pydantic) recurses: 600
+# levels in 1.2 kB of TOML was a RecursionError. No setting nests deeper than 3.
+MAX_NESTING = 32
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if not isinstance(part, int)) or "(top level)"
+    return _short(".".join(str(part) for part in loc if not isinstance(part, int)) or "(top level)")
 
 
 def format_validation_error(error: ValidationError, source: str = "config") -> str:
-    """One line naming the key, the bad value and what is allowed."""
+    """One line (at most `MAX_MESSAGE` characters) naming the key, the bad value and what is allowed."""
+    items = error.errors()
+    unknown = [_loc(item["loc"]) for item in items if item["type"] == "extra_forbidden"]
     parts = []
-    for item in error.errors():
+    if unknown:
+        listed = ", ".join(f"`{key}`" for key in unknown[:_MAX_ERRORS])
+        more = f" and {len(unknown) - _MAX_ERRORS} more" if len(unknown) > _MAX_ERRORS else ""
+        parts.append(f"unknown key{'s' if len(unknown) > 1 else ''} {listed}{more} (check the spelling; "
+                     "`kerasguide config --schema` lists them)")
+    others = [item for item in items if item["type"] != "extra_forbidden"]
+    for item in others[:_MAX_ERRORS]:
         key = _loc(item["loc"])
-        kind = item["type"]
-        value = item.get("input")
-        if kind == "extra_forbidden":
-            parts.append(f"unknown key `{key}` (check its spelling; `kerasguide config --schema` lists them)")
-            continue
-        msg = item["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if not item["loc"]:  # a rule over several sections: its message names the keys
+        msg = item["msg"].removeprefix("Value error, ")
+        if not item["loc"] or isinstance(item.get("input"), dict):  # a rule over several keys: its message names them
             parts.append(msg)
-            continue
-        if kind == "missing":
+        elif item["type"] == "missing":
             parts.append(f"`{key}` is missing")
         else:
-            parts.append(f"`{key}` = {value!r}: {msg}")
-    text = f"{source}: " + "; ".join(parts)
+            parts.append(f"`{key}` = {_ECHO.repr(item.get('input'))}: {msg}")
+    if len(others) > _MAX_ERRORS:
+        parts.append(f"and {len(others) - _MAX_ERRORS} more")
     # One line, always: a key or value may itself hold line breaks.
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    return one_line(f"{_short(source, 120)}: " + "; ".join(parts))
+
+
+def _depth(data: Any) -> int:
+    """How deep lists and dicts nest in `data`, without recursing (a value may be nested 10 000 deep)."""
+    deepest, stack = 0, [(data, 0)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_NESTING:
+                return deepest
+            stack.extend((v, level + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def _toml_nesting(text: str) -> int:
+    """The deepest nesting of `[` and `{` in TOML text outside strings and comments (an upper bound of what
+    tomllib recurses into), read in one pass without recursing."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif c in "\"'":
+            quote = text[i : i + 3] if text.startswith(c * 3, i) else c
+            # the string's end; a basic string's escaped quotes are skipped
+            j = text.find(quote, i + len(quote)) if c == "'" else _basic_end(text, i + len(quote), quote)
+            if j < 0:
+                return deepest  # unterminated: tomllib says so
+            i = j + len(quote) - 1
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+def _basic_end(text: str, start: int, quote: str) -> int:
+    j = start
+    while True:
+        j = text.find(quote, j)
+        if j < 0:
+            return -1
+        backslashes = len(text[:j]) - len(text[:j].rstrip("\\"))
+        if backslashes % 2 == 0:
+            return j
+        j += 1
+
+
+def _task_metrics(config: RunConfig) -> list[tuple[set[str], str]] | None:
+    """For each task the data may still decide: the metric names a run logs (`loss`, the configured metrics, each
+    also with `val_`) and the monitored one as that task resolves it; None when a user's model may bring its own
+    compile (`python:`, `keras:`) and so its own metrics."""
+    if config.model.kind not in ("mlp", "cnn"):
+        return None
+    task = config_task(config)
+    if task is None and config.data.source in BUNDLED_DATASETS + KERAS_DATASETS:
+        task = "classification"  # the bundled sets' labels are classes (diabetes, a regression, has its task)
+    found = []
+    for candidate in (task,) if task else ("classification", "regression"):
+        try:
+            settings = task_settings(config, candidate)
+        except ConfigError:  # this task's loss or metrics do not fit: not a task this config can run
+            continue
+        names = {"loss", *settings.metrics}
+        found.append((names | {f"val_{name}" for name in names}, settings.monitor_metric))
+    return found
+
+
+def check_metric_names(config: RunConfig, source: str = "config") -> None:
+    """`train.monitor_metric` and `search.objective` must be metrics the run logs: a typo (`val_acc`) ran with no
+    best checkpoint, and a search with every score null. Raises `ConfigError` naming the key and the metrics."""
+    tasks = _task_metrics(config)
+    if not tasks:
+        return
+    available = set().union(*(names for names, _ in tasks))
+    for key, value, ok in (
+            # the classification default (`val_accuracy`) stands for a regression's `val_loss`: as the task resolves it
+            ("train.monitor_metric", config.train.monitor_metric, any(m in names for names, m in tasks)),
+            ("search.objective", config.search.objective, config.search.objective in available)):
+        if value is not None and not ok:
+            raise ConfigError(one_line(f"{_short(source, 120)}: `{key}` = {_ECHO.repr(value)} is not a metric this "
+                                       f"run logs; use one of: {', '.join(sorted(available))}"))
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
     """Validate a plain dict as a `RunConfig`, raising `ConfigError` with one line."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+        raise ConfigError(f"{_short(source, 120)}: expected a table of settings, got {type(data).__name__}")
+    if _depth(data) > MAX_NESTING:
+        raise ConfigError(f"{_short(source, 120)}: nested more than {MAX_NESTING} levels deep; no setting nests so deep")
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, source)) from None
     except (TypeError, ValueError, RecursionError) as error:  # pragma: no cover - defensive
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(one_line(f"{_short(source, 120)}: {error}")) from None
+    check_metric_names(config, source)
+    return config
 
 
 def loads_config(text: str, source: str = "config") -> RunConfig:
     """Parse TOML text into a `RunConfig`."""
+    if _toml_nesting(text) > MAX_NESTING:
+        raise ConfigError(f"{_short(source, 120)}: arrays or tables nested more than {MAX_NESTING} levels deep; "
+                          "no setting nests so deep")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: not valid TOML: {error}") from None
+        raise ConfigError(one_line(f"{_short(source, 120)}: not valid TOML: {error}")) from None
+    except RecursionError:  # a backstop: the scan above should have refused it
+        raise ConfigError(f"{_short(source, 120)}: nested too deep to read") from None
     return config_from_dict(data, source)
 
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "CommandFailed"]
+__all__ = ["ConfigError", "CommandFailed", "one_line", "MAX_MESSAGE"]
+
+# The longest line a bad input gets (issue 15: a 10 MB config of unknown keys printed one 76 MB line).
+MAX_MESSAGE = 300
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` as one line of at most `limit` characters: line breaks escaped, the middle cut with " ... "."""
+    text = str(text).replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    keep = limit - 5
+    return text[: keep - keep // 4] + " ... " + text[len(text) - keep // 4 :]
 
 
 class ConfigError(ValueError):

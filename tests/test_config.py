@@ -264,10 +264,11 @@ def test_regression_defaults_stand_for_the_classification_ones():
     assert (settings.loss, settings.metrics, settings.monitor_metric) == ("mse", ("mae", "rmse"), "val_loss")
     assert task_settings(RunConfig(), "regression").loss == "mse"
     # Given values are kept when they fit.
-    cfg = loads_config('[data]\ntask = "regression"\n[train]\nloss = "mae"\nmetrics = ["rmse"]\nmonitor_metric = "val_mae"\n')
+    # (the monitored metric must be one the run logs: `val_rmse` is, `val_mae` is not without the `mae` metric)
+    cfg = loads_config('[data]\ntask = "regression"\n[train]\nloss = "mae"\nmetrics = ["rmse"]\nmonitor_metric = "val_rmse"\n')
     assert task_settings(cfg) == task_settings(cfg, "regression")
     assert (task_settings(cfg).loss, task_settings(cfg).metrics, task_settings(cfg).monitor_metric) == (
-        "mae", ("rmse",), "val_mae")
+        "mae", ("rmse",), "val_rmse")
 
 
 @pytest.mark.parametrize("text, key", [
