@@ -52,7 +52,6 @@ import io
 import json
 import math
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from kerasguide.io import (  # re-exported: older callers
     atomic_write_json,
     atomic_write_text,
 )
+from kerasguide.procs import hostname, process_start, same_process
 
 __all__ = [
     "FORMAT_VERSION",
@@ -318,22 +318,10 @@ def read_run(path: str | os.PathLike[str]) -> RunInfo:
     )
 
 
-def process_start(pid: int) -> str | None:
-    """When process `pid` started, in clock ticks since boot (Linux's /proc/PID/stat field 22); None elsewhere.
-
-    With the pid it names one process for good: a pid the system reused has another start.
-    """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[-1].split()[19]  # after the command's name, which may hold spaces
-
-
 def owner_fields() -> dict[str, Any]:
     """What names this process for good, for a record that others check it by (`owner_alive`)."""
     pid = os.getpid()
-    return {"pid": pid, "pid_start": process_start(pid), "host": socket.gethostname()}
+    return {"pid": pid, "pid_start": process_start(pid), "host": hostname()}
 
 
 def owner_alive(record: dict[str, Any]) -> bool | None:
@@ -345,20 +333,9 @@ def owner_alive(record: dict[str, Any]) -> bool | None:
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return None
     host = record.get("host")
-    if host and host != socket.gethostname():
+    if host and host != hostname():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        pass
-    except (OSError, OverflowError):
-        return None
-    start = record.get("pid_start")
-    if start and process_start(pid) is not None:
-        return process_start(pid) == start  # the pid reused by another process: the owner is gone
-    return True
+    return same_process(pid, record.get("pid_start"))
 
 
 def _mtime_iso(path: Path) -> str | None:

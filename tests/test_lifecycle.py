@@ -209,3 +209,24 @@ def test_any_error_after_the_user_asked_to_stop_is_the_interruption(tmp_path):
         raise AttributeError("'OptionalSpec' object has no attribute 'most_specific_common_supertype'")
     assert_recorded(run_dir, "failed", "AttributeError")
     clear_interrupt_request()
+
+
+def test_a_run_directory_is_locked_by_its_owner_while_it_runs_and_read_as_killed_when_it_is_gone(tmp_path):
+    import os
+
+    from kerasguide import locks
+    from kerasguide.rundir import read_run
+
+    config, run_dir, progress, _ = _open(tmp_path)
+    with command_run(run_dir, config, None, progress):
+        assert locks.owner(run_dir.path)["pid"] == os.getpid()
+        with pytest.raises(locks.Busy, match=str(os.getpid())):
+            locks.acquire(run_dir.path, "resume")
+        assert read_run(run_dir.path).status == "running"  # its owner lives: not killed
+    assert locks.owner(run_dir.path) is None
+    # The same record with an owner that is gone (a pid's start time that is not this process's): killed.
+    record = run_dir.read_run()
+    run_dir.update_run(status="running", pid_start="1")
+    assert read_run(run_dir.path).status == "killed" and read_run(run_dir.path).is_stale()
+    run_dir.update_run(status="running", host="another-host", pid_start=record["pid_start"])
+    assert read_run(run_dir.path).status == "running"  # another host's run: this host cannot tell

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kerasguide import locks
 from kerasguide._logging import get_logger
 from kerasguide.config import RunConfig
 from kerasguide.errors import CommandFailed, ConfigError
@@ -97,6 +98,18 @@ def command_run(
             `ConfigError` is always re-raised.
     """
     clear_interrupt_request()  # a request before this command is not about it
+    # The run directory's lock while it runs: whoever resumes or repairs it later sees a live owner.
+    lock = locks.acquire(run_dir.path, what)
+    try:
+        yield from _command_run(run_dir, config, config_path, progress, kind=kind, what=what, header=header,
+                                start=start, before_record=before_record, final_stages=final_stages,
+                                reraise=reraise)
+    finally:
+        lock.release()
+
+
+def _command_run(run_dir, config, config_path, progress, *, kind, what, header, start, before_record, final_stages,
+                 reraise):
     command = CommandRun(run_dir, progress, what)
     run_dir.write_text("config.toml", resolved_config(config, CONFIG_HEADER))
     run_dir.update_run(**run_header(config, config_path, kind=kind, **(header or {})))
