@@ -26,7 +26,7 @@ from pathlib import Path
 from kerasguide._logging import get_logger, set_verbosity
 from kerasguide.cli_args import build_parser
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
-from kerasguide.errors import CommandFailed
+from kerasguide.errors import CommandFailed, one_line
 from kerasguide.interrupts import clear_interrupt_request, request_interrupt
 from kerasguide.progress import Progress
 
@@ -73,6 +73,24 @@ def _resolve_config(value: str | None) -> tuple[RunConfig, str | None]:
     return load_config(path), str(path)
 
 
+def _out_dir(value: str, option: str = "--out") -> None:
+    """Create the output folder now, or say in one line (exit 2) why it cannot be: a file, under a file, not
+    writable. Found at the end of a run's set-up, these were FileExistsError / NotADirectoryError /
+    PermissionError tracebacks with exit 1."""
+    path = Path(value).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CliError(f"{option} {value}: is a file, not a folder") from None
+    except NotADirectoryError:
+        above = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        raise CliError(f"{option} {value}: is under {above or 'a file'}, which is a file, not a folder") from None
+    except OSError as error:
+        raise CliError(f"{option} {value}: cannot create it: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CliError(f"{option} {value}: not writable by this user")
+
+
 def _install_sigterm() -> None:
     # SIGTERM is turned into KeyboardInterrupt so the run is recorded as interrupted and keeps what was
     # written, exactly as for Ctrl-C; both note the request first (an error it causes is still an interrupt).
@@ -100,6 +118,7 @@ def cmd_run(args) -> int:
         if args.epochs < 1:
             raise CliError(f"--epochs must be >= 1. Received: {args.epochs}")
         config.train.epochs = args.epochs
+    _out_dir(args.out)
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.spine import run
@@ -161,8 +180,13 @@ def cmd_board(args) -> int:
     if not path.exists():
         raise CliError(f"{path}: no such run directory or folder")
     logdir = path / "tb" if (path / "tb").is_dir() else path
+    _check_port(args.port)
     _install_sigterm()  # SIGTERM, like Ctrl-C, stops the TensorBoard child too: no orphan
-    server = start_tensorboard(logdir, port=args.port)
+    try:
+        server = start_tensorboard(logdir, port=args.port)
+    except RuntimeError as error:  # TensorBoard would not start: one line, not a traceback
+        print(f"kerasguide: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"TensorBoard for {logdir}: {server.url}  (Ctrl-C to stop)", flush=True)
     try:
         server.wait()
@@ -171,6 +195,20 @@ def cmd_board(args) -> int:
     finally:
         server.stop()
     return EXIT_OK
+
+
+def _check_port(port: int) -> None:
+    """A port TensorBoard can take: in range and free (`--port 99999` or a busy port were RuntimeError tracebacks)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise CliError(f"--port {port}: a port is 0 (a free one) to 65535")
+    if port:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as error:
+                raise CliError(f"--port {port}: cannot listen on it: {error.strerror or error}") from None
 
 
 def cmd_gui(args) -> int:
@@ -188,6 +226,7 @@ def cmd_gui(args) -> int:
 def cmd_check(args) -> int:
     """Sanity checks of a config's model and data (recipes B5, D12-D15, A2); exit 3 on failure."""
     config, path = _resolve_config(args.config)
+    _out_dir(args.out)
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.checks import failure_lines, format_table
@@ -257,6 +296,8 @@ def cmd_tune(args) -> int:
     resolve_space(config)  # a bad space is one line and exit 2, before TensorFlow loads
     if args.stop:
         return _tune_stop(args, config)
+    if not args.dry_run:
+        _out_dir(args.out)
     started = time.perf_counter()
     _prepare_tf_env(args)
     _install_sigterm()
@@ -342,6 +383,7 @@ def cmd_ensemble(args) -> int:
         raise CliError(f"--alpha must be in [0, 1]. Received: {args.alpha}")
     if args.epochs is not None and args.epochs < 1:
         raise CliError(f"--epochs must be >= 1. Received: {args.epochs}")
+    _out_dir(args.out)
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.ensemble import MemberFailed, run_ensemble
@@ -383,6 +425,7 @@ def cmd_lr_find(args) -> int:
         if args.steps < 2:
             raise CliError(f"--steps must be >= 2. Received: {args.steps}")
         config.lr_find.steps = args.steps
+    _out_dir(args.out)
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.spine import lr_find_config
@@ -438,6 +481,8 @@ def cmd_fix(args) -> int:
     for name, what in (("run.json", "not a kerasguide run directory"), ("config.toml", "no config.toml to repair")):
         if not (path / name).is_file():
             raise CliError(f"{path}: {what} (no {name})")
+    if args.out is not None:
+        _out_dir(args.out)
     _prepare_tf_env(args)
     _install_sigterm()
     from kerasguide.repair import RepairError, fix_run
@@ -536,10 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except (ConfigError, CliError) as error:
-        print(f"kerasguide: error: {error}", file=sys.stderr)
+        print(one_line(f"kerasguide: error: {error}"), file=sys.stderr)  # one line of at most 300 characters
         return EXIT_BAD_INPUT
     except CommandFailed as failed:  # recorded as failed, traceback in error.txt: one line here
-        print(f"kerasguide: {failed}", file=sys.stderr)
+        print(one_line(f"kerasguide: {failed}", 1000), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("kerasguide: interrupted", file=sys.stderr)
