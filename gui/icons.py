@@ -18,6 +18,8 @@ __all__ = ["app_icon", "icon_dir", "status_icon", "status_color", "severity_icon
 
 STATUS_COLORS = {
     "completed": "#2e7d32",
+    "completed_with_errors": "#ef8f00",
+    "killed": "#c62828",
     "passed": "#2e7d32",
     "running": "#1565c0",
     "queued": "#78909c",
@@ -36,7 +38,7 @@ STATUS_COLORS = {
 
 # status -> the glyph drawn inside the disc
 _GLYPHS = {
-    "completed": "check", "passed": "check", "running": "play", "queued": "dots",
+    "completed": "check", "completed_with_errors": "bang", "killed": "cross", "passed": "check", "running": "play", "queued": "dots",
     "failed": "cross", "checks_failed": "cross", "error": "cross", "interrupted": "pause",
     "cancelled": "pause", "stopped": "pause", "diverged": "bang", "pruned": "bang", "warning": "bang", "info": "i", "unknown": "dots",
 }

@@ -241,7 +241,8 @@ class RunsModel(QAbstractTableModel):
             return None
         info = self.runs[index.row()]
         column = self.headers[index.column()]
-        status = "killed?" if info.is_stale() else info.status
+        # killed: its process is gone from this host; killed?: another host's run whose heartbeat stopped
+        status = "killed?" if info.status == "running" and info.is_stale() else info.status
         if role == Qt.ItemDataRole.UserRole:
             return info
         if role == Qt.ItemDataRole.DecorationRole and column == "Status":

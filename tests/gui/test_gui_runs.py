@@ -351,3 +351,18 @@ def test_a_workspace_of_both_kinds_shows_both_scores(make_window, settings, work
     assert headers[3:7] == ["val_accuracy", "val_mae", "val_rmse", "val_loss"]
     digits = window.runs.model.row_of(next(p for p in workspace.iterdir() if p.name.endswith("digits")))
     assert window.runs.model.index(digits, headers.index("val_mae")).data() == ""  # a classification run has no MAE: an empty cell
+
+
+def test_a_killed_run_and_one_completed_with_errors_show_as_such(make_window, settings, workspace):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)  # a process that has ended: its run was killed
+    killed = RunDir(make_run(workspace, "killed", status="running"))
+    killed.update_run(pid=dead_pid, pid_start="1")
+    make_run(workspace, "partial", status="completed_with_errors", started="2026-01-03T03:04:05+00:00")
+    window = _runs_window(make_window, settings, workspace)
+    model = window.runs.model
+    shown = {model.index(r, 0).data().rsplit("-", 1)[-1]: model.index(r, 2).data() for r in range(model.rowCount())}
+    assert shown == {"killed": "killed", "partial": "completed with errors"}, shown
