@@ -52,15 +52,14 @@ class Busy(ConfigError):
     def __init__(self, directory: Path, what: str, owner: dict[str, Any], lock_file: Path, hint: str = ""):
         self.directory, self.what, self.owner, self.lock_file = Path(directory), what, owner, lock_file
         pid, host = owner.get("pid", "?"), owner.get("host", "?")
+        who = f"pid {pid} on {host}"
         if owner.get("pid") == os.getpid() and host == hostname():
-            who = f"this process (pid {pid})"
-        else:
-            who = f"pid {pid} on {host}"
-        since = f" since {owner['since']}" if owner.get("since") else ""
-        doing = f" ({owner['what']})" if owner.get("what") and owner.get("what") != what else ""
+            who = f"this process, {who}"
+        since = f", since {owner['since']}" if owner.get("since") else ""
+        doing = f", {owner['what']}" if owner.get("what") and owner.get("what") != what else ""
         remote = (f"; if that process is gone, delete {lock_file}"
                   if owner.get("host") not in (None, hostname()) else "")
-        super().__init__(f"{directory}: the {what} is in use by {who}{doing}{since}{remote}"
+        super().__init__(f"{directory}: this {what} is already running ({who}{doing}{since}){remote}"
                          + (f"; {hint}" if hint else ""))
 
 

@@ -98,7 +98,7 @@ def test_a_record_without_flock_decides_by_pid_host_and_start(tmp_path, monkeypa
     with pytest.raises(locks.Busy, match=f"pid {os.getppid()}"):
         locks.acquire(tmp_path, "search")
     _stale(tmp_path, pid=1, start="5", host="another-host")  # another host: never taken over
-    with pytest.raises(locks.Busy, match="another-host; if that process is gone, delete"):
+    with pytest.raises(locks.Busy, match=r"another-host\); if that process is gone, delete"):
         locks.acquire(tmp_path, "search")
     assert locks.owner(tmp_path)["alive"] is None
 
@@ -110,3 +110,62 @@ def test_the_lock_file_keeps_the_umask(tmp_path):
             assert (tmp_path / locks.LOCK_FILE).stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+# ------------------------------------------------------------------ a search directory's lock, two real tunes
+def _search_state(out):
+    for path in out.glob("*-search"):
+        try:
+            return path, json.loads((path / "search.json").read_text())
+        except (OSError, ValueError):
+            pass
+    return None, None
+
+
+def _wait(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.timeout(300)
+def test_two_tunes_of_one_config_started_together_one_refuses_and_a_killed_owner_is_taken_over(tmp_path):
+    from kerasguide.config import save_config
+    from tests.conftest import tiny_digits
+
+    save_config(tiny_digits("lock", epochs=2, monitors=False, algorithm="random", workers=0, widen_on_border=False,
+                            stages=[{"epochs": 2, "trials": 2}]), tmp_path / "s.toml")
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "kerasguide.cli", "tune", str(tmp_path / "s.toml"), "--out", str(out)]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        # The one that took the search: its lock names it; held still (SIGSTOP) once a trial has begun.
+        path, _ = _wait(lambda: (lambda p, s: (p, s) if s and s.get("stages") else None)(*_search_state(out)))
+        winner = json.loads((path / locks.LOCK_FILE).read_text())["pid"]
+        os.kill(winner, signal.SIGSTOP)
+        (loser,) = [p for p in procs if p.pid != winner]
+        _, err = loser.communicate(timeout=120)
+        assert loser.returncode == 2, err[-2000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"pid {winner} on {hostname()}" in lines[0] and str(path) in lines[0], err
+        assert len(list(out.glob("*-search"))) == 1
+        # Its owner SIGKILLed: the lock it left is taken over by the resume.
+        os.kill(winner, signal.SIGKILL)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    assert json.loads((path / locks.LOCK_FILE).read_text())["pid"] == winner
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=200)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"left by pid {winner}" in resumed.stderr and "taken over" in resumed.stderr
+    state = json.loads((path / "search.json").read_text())
+    assert state["status"] == "completed" and len(list(out.glob("*-search"))) == 1
+    assert not (path / locks.LOCK_FILE).exists() and not (out / ".search-choice.lock").exists()

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kerasguide import locks
 from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
 from kerasguide.io import atomic_dir
@@ -77,6 +78,7 @@ FORMAT_VERSION = 1
 SEARCH_JSON = "search.json"
 BEST_TOML = "best.toml"
 BEST_DIR = "best"
+CHOICE_LOCK = ".search-choice.lock"  # in `out`, held while a tune picks and locks its search directory
 
 
 class SearchAborted(Exception):
@@ -421,27 +423,58 @@ def tune(
     progress = Progress(json_progress)
 
     out = Path(out)
-    existing = None if new else find_search(out, config)
-    resumed = existing is not None
-    if existing is not None:
-        path, state = existing, read_json(existing / SEARCH_JSON, default={})
-        if state.get("status") == "completed":
-            logger.info("search already completed: %s (use --new to search again)", path)
-            progress.emit("start", kind="search", search_dir=str(path), name=config.name, resumed=True)
-            progress.emit("end", status="completed", search_dir=str(path), best=state.get("best"), error=None)
-            return SearchResult(path, "completed", state.get("best"), state.get("warnings", []), resumed=True)
-        logger.info("resuming the search in %s", path)
-    else:
-        path = _new_search_dir(out, config)
-        metric, direction = objective_of(config)
-        state = {
-            "format_version": FORMAT_VERSION, "kind": "search", "name": config.name,
-            "config_hash": _search_hash(config), "config_path": config_path,
-            "algorithm": config.search.algorithm, "objective": {"metric": metric, "direction": direction},
-            "workers": config.search.workers, "baseline": baseline,
-            "stages": [], "notes": [], "warnings": [], "findings": [], "best": None,
-        }
-        atomic_write_text(path / "config.toml", "# The config searched, resolved.\n" + dump_config(config))
+    out.mkdir(parents=True, exist_ok=True)
+    # Choosing the search directory and locking it is one step under a short lock on `out`: two tunes of
+    # one config started together would otherwise both find no search (or the same one) and both run it.
+    with locks.acquire(out, "search directory choice", name=CHOICE_LOCK, wait=120):
+        existing = None if new else find_search(out, config)
+        resumed = existing is not None
+        if existing is not None:
+            path, state = existing, read_json(existing / SEARCH_JSON, default={})
+            if state.get("status") == "completed":
+                logger.info("search already completed: %s (use --new to search again)", path)
+                progress.emit("start", kind="search", search_dir=str(path), name=config.name, resumed=True)
+                progress.emit("end", status="completed", search_dir=str(path), best=state.get("best"), error=None)
+                return SearchResult(path, "completed", state.get("best"), state.get("warnings", []), resumed=True)
+            lock = _lock_search(path)
+            logger.info("resuming the search in %s", path)
+            if lock.taken_over:
+                logger.info("its lock was left by pid %s on %s, which is gone: taken over",
+                            lock.taken_over.get("pid"), lock.taken_over.get("host"))
+        else:
+            path = _new_search_dir(out, config)
+            lock = _lock_search(path)
+            metric, direction = objective_of(config)
+            state = {
+                "format_version": FORMAT_VERSION, "kind": "search", "name": config.name,
+                "config_hash": _search_hash(config), "config_path": config_path,
+                "algorithm": config.search.algorithm, "objective": {"metric": metric, "direction": direction},
+                "workers": config.search.workers, "baseline": baseline,
+                "stages": [], "notes": [], "warnings": [], "findings": [], "best": None,
+            }
+            try:
+                atomic_write_text(path / "config.toml", "# The config searched, resolved.\n" + dump_config(config))
+                state.update(status="running", started=utc_now(), updated=utc_now(), pid=os.getpid(),
+                             pid_start=process_start(os.getpid()), host=socket.gethostname())
+                atomic_write_json(path / SEARCH_JSON, state)  # the next tune of this config finds it, and its lock
+            except BaseException:
+                lock.release()
+                raise
+    try:
+        return _run_search(config, path, state, progress, config_path, plans, ranges, baseline, notes, resumed)
+    finally:
+        lock.release()
+
+
+def _lock_search(path: Path) -> locks.Lock:
+    """The search directory's lock: a second tune on a live search is one line and exit 2 (`locks.Busy`)."""
+    return locks.acquire(path, "search", hint=f"follow it with `kerasguide search-status {path}`, stop it with "
+                                             "--stop, or start another search with --new")
+
+
+def _run_search(config: RunConfig, path: Path, state: dict[str, Any], progress, config_path: str | None,
+                plans: list[StagePlan], ranges: list[ParamRange], baseline: dict[str, Any], notes: list[str],
+                resumed: bool) -> SearchResult:
     clear_stop_request(path)  # a request left from before this run is not this run's
     state.update(status="running", started=state.get("started") or utc_now(), ended=None, error=None, pid=os.getpid(), pid_start=process_start(os.getpid()),
                  host=socket.gethostname(), stop=None)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasguide.config import load_config
+from kerasguide.procs import process_start
 from kerasguide.rundir import atomic_write_json, read_json, read_metrics, utc_now
 
 __all__ = ["STOP_REQUEST", "NotASearch", "search_status", "request_stop", "stop_requested", "clear_stop_request",
@@ -58,18 +59,6 @@ def clear_stop_request(path: str | os.PathLike[str]) -> None:
         (Path(path) / STOP_REQUEST).unlink()
     except FileNotFoundError:
         pass
-
-
-def process_start(pid: int) -> str | None:
-    """When process `pid` started, in clock ticks since boot (Linux's /proc/PID/stat field 22); None elsewhere.
-
-    With the pid it names one process for good: a pid the system reused has another start.
-    """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[-1].split()[19]  # after the command's name, which may hold spaces
 
 
 def _master_alive(state: dict[str, Any]) -> bool:
