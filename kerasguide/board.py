@@ -6,11 +6,22 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["TensorBoardServer", "start_tensorboard", "free_port"]
+from kerasguide.errors import ConfigError
+from kerasguide.procs import die_with_parent
+
+__all__ = ["BoardError", "TensorBoardServer", "start_tensorboard", "free_port"]
+
+
+class BoardError(ConfigError, RuntimeError):
+    """TensorBoard could not start (a bad or busy port, TensorBoard's own error): one line, exit 2 from the CLI.
+
+    A RuntimeError too, as this module raised before.
+    """
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -54,24 +65,47 @@ def tensorboard_command(logdir: str | Path, port: int) -> list[str]:
     ]
 
 
-def start_tensorboard(logdir: str | Path, port: int = 0, timeout: float = 60.0) -> TensorBoardServer:
-    """Start TensorBoard on `logdir` and return once it answers HTTP."""
+def start_tensorboard(logdir: str | os.PathLike[str], port: int = 0, timeout: float = 60.0) -> TensorBoardServer:
+    """Start TensorBoard on `logdir` and return once it answers HTTP.
+
+    Raises:
+        BoardError: `port` is out of range or in use, or TensorBoard ended or did not answer.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise BoardError(f"--port must be in 0-65535 (0: a free one). Received: {port!r}")
+    if port:
+        try:  # TensorBoard's own message for a busy port is a multi-line traceback of its own
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise BoardError(f"port {port} on 127.0.0.1 cannot be used ({error.strerror or error}); "
+                             "--port 0 picks a free one") from None
     port = port or free_port()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    # Its messages go to a file, not a pipe: nobody reads a pipe while it serves, and a full one would block it.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=log, env=env,
+        stdin=subprocess.DEVNULL,
+        # Dies with this process, even SIGKILLed; its data server child ends when TensorBoard does (its stdin closes).
+        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
     )
     server = TensorBoardServer(process, port, Path(logdir))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            err = process.stderr.read().decode(errors="replace").strip().splitlines()
-            raise RuntimeError(f"TensorBoard exited: {err[-1] if err else 'no message'}")
+            log.seek(0)
+            err = log.read().decode(errors="replace").strip().splitlines()
+            log.close()
+            raise BoardError(f"TensorBoard exited (code {process.returncode}): "
+                             f"{err[-1][:300] if err else 'no message'}")
         try:
             with urllib.request.urlopen(server.url, timeout=1) as response:
                 if response.status == 200:
+                    log.close()  # the child keeps its own descriptor
                     return server
         except OSError:
             time.sleep(0.25)
     server.stop()
-    raise RuntimeError(f"TensorBoard did not answer on {server.url} within {timeout:.0f} s")
+    log.close()
+    raise BoardError(f"TensorBoard did not answer on {server.url} within {timeout:.0f} s")
