@@ -25,6 +25,7 @@ freezes its first N layers.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import sys
@@ -34,6 +35,7 @@ from typing import Any
 
 from kerasguide._logging import import_tensorflow
 from kerasguide.config import ConfigError, RunConfig
+from kerasguide.errors import one_line
 
 import_tensorflow()  # before keras-tuner imports Keras: hides TensorFlow's start-up chatter
 
@@ -53,6 +55,7 @@ __all__ = [
     "load_saved_model",
     "declared_hyperparameters",
     "is_compiled",
+    "user_code_record",
 ]
 
 _ARGUMENTS = ("hp", "config", "input_shape", "num_classes")
@@ -124,8 +127,10 @@ def load_user_builder(path: str, name: str, key: str = "model.kind") -> Callable
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exit_:  # a `sys.exit()` in the user's file is its error, not kerasguide's exit code
+        raise ConfigError(f"{key}: importing {path!r} called sys.exit({exit_.code!r})") from None
     except Exception as error:
-        raise ConfigError(f"{key}: importing {path!r} failed: {type(error).__name__}: {error}") from None
+        raise ConfigError(one_line(f"{key}: importing {path!r} failed: {type(error).__name__}: {error}")) from None
     builder = getattr(module, name, None)
     if isinstance(builder, type) and issubclass(builder, kt.HyperModel):
         try:
@@ -164,8 +169,10 @@ def call_builder(builder: Callable[..., Any], where: str, *, hp: kt.HyperParamet
         model = builder(**kwargs)
     except ConfigError:
         raise
+    except SystemExit as exit_:  # exited 7 and left run.json `running`: an error of the builder instead
+        raise ConfigError(f"model.kind: {where} called sys.exit({exit_.code!r}); a builder returns a keras.Model") from None
     except Exception as error:
-        raise ConfigError(f"model.kind: {where} raised {type(error).__name__}: {error}") from None
+        raise ConfigError(one_line(f"model.kind: {where} raised {type(error).__name__}: {error}")) from None
     if not isinstance(model, keras.Model):
         raise ConfigError(f"model.kind: {where} returned {type(model).__name__}, not a keras.Model")
     return model
@@ -188,6 +195,8 @@ def build_user_model(config: RunConfig, input_shape: tuple[int, ...], num_classe
     model = call_builder(builder, f"{name}() in {path}", hp=hp, config=config, input_shape=input_shape,
                          num_classes=num_classes)
     _build(model, input_shape, f"{name}() in {path}")
+    if not is_compiled(model):  # compiled from the config: its loss needs the output the task's labels take
+        _check_output(model, config, num_classes, input_shape, f"{name}() in {path}")
     unknown = sorted(set(mc.hp) - {p.name for p in hp.space})
     if unknown:
         raise ConfigError(f"model.hp: {', '.join(unknown)}: the builder declares no such hyperparameter "
@@ -201,11 +210,61 @@ def _build(model: keras.Model, input_shape: tuple[int, ...], where: str) -> None
     if model.built and model.weights:
         return
     try:  # a call, not `build()`: a subclassed model without its own `build` makes its layers in `call`
-        model(keras.tree.map_shape_structure(lambda shape: np.zeros((1, *shape), "float32"), input_shape),
-              training=False)
+        model(_zeros(input_shape), training=False)
+    except SystemExit as exit_:
+        raise ConfigError(f"model.kind: {where}: calling the model called sys.exit({exit_.code!r})") from None
     except Exception as error:
         raise ConfigError(f"model.kind: {where}: the model cannot be built on inputs of shape {input_shape}: "
                           f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+
+
+def _zeros(input_shape: Any) -> Any:
+    return keras.tree.map_shape_structure(lambda shape: np.zeros((1, *shape), "float32"), input_shape)
+
+
+def _output_shape(model: keras.Model, input_shape: Any) -> tuple[Any, ...] | None:
+    """The model's single output shape (batch first), or None for several outputs or one it cannot tell."""
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):  # a subclassed model: ask a call on one example
+        try:
+            output = model(_zeros(input_shape), training=False)
+        except Exception:  # noqa: BLE001 - _build already said whether it runs
+            return None
+        shape = (None, *tuple(output.shape)[1:]) if hasattr(output, "shape") else None
+    if not isinstance(shape, tuple) or not all(d is None or isinstance(d, int) for d in shape):
+        return None  # several outputs: their loss is the builder's to choose
+    return shape
+
+
+def _check_output(model: keras.Model, config: RunConfig, num_classes: int, input_shape: Any, where: str) -> None:
+    """Classification and binary models compiled from the config need (batch, classes) and (batch, 1) outputs:
+    another shape was a 59-line TensorFlow dump at the first step; here it is one line naming the builder."""
+    from kerasguide.tasks import task_settings
+
+    task = task_settings(config).task
+    expected = {"classification": num_classes or None, "binary": 1}.get(task)  # no classes: the data are a regression
+    if expected is None:
+        return  # regression: as many outputs as target columns, which the data stage knows
+    shape = _output_shape(model, input_shape)
+    if shape is None:
+        return
+    if len(shape) != 2 or shape[-1] != expected:
+        raise ConfigError(f"model.kind: {where} returns a model with output shape {shape}; the {task} task of "
+                          f"this data needs (None, {expected}) ({'one score per class' if task == 'classification' else 'one sigmoid probability'})")
+
+
+def user_code_record(config: RunConfig) -> dict[str, Any] | None:
+    """run.json's `user_code` of a `python:` builder: its file, function, `hp` values and the file's sha256 (recipe
+    I32, code identity), written before it is imported so that a builder that fails is recorded too."""
+    if config.model.builder is None:
+        return None
+    path, name = config.model.builder
+    try:
+        digest = hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError:
+        digest = None  # no such file: the build says so
+    return {"path": path, "function": name, "hp": dict(config.model.hp), "sha256": digest}
 
 
 def declared_hyperparameters(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> kt.HyperParameters:

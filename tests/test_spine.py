@@ -160,7 +160,10 @@ def test_user_builder_is_recorded(tmp_path, tiny_config):
     tiny_config.model.kind = f"python:{builder}:build"
     result = run(tiny_config, out=tmp_path / "runs", verbose=0)
     assert result.status == "completed"
-    assert read_run(result.path).record["user_code"] == {"path": str(builder), "function": "build", "hp": {}}
+    import hashlib
+
+    assert read_run(result.path).record["user_code"] == {"path": str(builder), "function": "build", "hp": {},
+                                                         "sha256": hashlib.sha256(builder.read_bytes()).hexdigest()}
     assert "User code ran" in (result.path / "report.md").read_text()
 
 

@@ -25,9 +25,14 @@ from kerasguide.training import loss_and_optimizer, prepare
 __all__ = ["check_config", "lr_find_config"]
 
 
-def _opening(dataset, model) -> dict[str, Any]:
-    """run.json's header fields of a command on a fresh model: the data, its fingerprints, the model's size."""
-    return {"data": dataset.summary(), "fingerprints": dataset.fingerprints(), "parameters": int(model.count_params())}
+def _opening(dataset, model, config: RunConfig | None = None) -> dict[str, Any]:
+    """run.json's header fields of a command on a fresh model: the data, its fingerprints, the model's size, and
+    the user's builder that made it (`user_code`, with its file's sha256) when one did."""
+    from kerasguide.builders import user_code_record
+
+    user_code = user_code_record(config) if config is not None else None
+    return {"data": dataset.summary(), "fingerprints": dataset.fingerprints(), "parameters": int(model.count_params()),
+            **({"user_code": user_code} if user_code else {})}
 
 
 def check_config(
@@ -67,7 +72,7 @@ def check_config(
     names = planned_checks(config.checks)
     done: list[CheckResult] = []
     with command_run(run_dir, config, config_path, progress, kind="check", what="check",
-                     header=_opening(dataset, model), start={"planned": names},
+                     header=_opening(dataset, model, config), start={"planned": names},
                      final_stages=[("report", lambda: write_report(run_dir))]) as command:
         progress.emit("stage", stage="checks")
         step = StepEvents(progress, "checks", len(names))
@@ -125,7 +130,7 @@ def lr_find_config(
     lf = config.lr_find
     steps = planned_steps(lf.steps, lf.max_epochs, dataset.steps("train", config.train.batch_size))
     with command_run(run_dir, config, config_path, progress, kind="lr_find", what="LR range test",
-                     header=_opening(dataset, model), start={"steps": steps},
+                     header=_opening(dataset, model, config), start={"steps": steps},
                      final_stages=[("report", lambda: write_report(run_dir))]) as command:
         progress.emit("stage", stage="lr_find")
         step = StepEvents(progress, "lr_find", steps, every=max(1, steps // 20))
