@@ -33,7 +33,7 @@ import numpy as np
 
 from kerasguide.builders import load_user_builder
 from kerasguide.config import DataConfig
-from kerasguide.errors import ConfigError
+from kerasguide.errors import ConfigError, one_line
 from kerasguide.streams import is_tf_dataset
 
 __all__ = ["load_python_source", "n_examples", "take", "flat_arrays", "is_structured", "shape_of"]
@@ -89,8 +89,10 @@ def _call(function: Callable[..., Any], where: str, config: DataConfig, seed: in
         return function(**kwargs)
     except ConfigError:
         raise
+    except SystemExit as exit_:  # the user's function exiting is its error, not kerasguide's exit code
+        raise ConfigError(f"data.source: {where} called sys.exit({exit_.code!r})") from None
     except Exception as error:
-        raise ConfigError(f"data.source: {where} raised {type(error).__name__}: {error}") from None
+        raise ConfigError(one_line(f"data.source: {where} raised {type(error).__name__}: {error}")) from None
 
 
 def _as_arrays(value: Any, what: str, where: str) -> Any:

@@ -274,3 +274,12 @@ def test_user_code_with_its_hash_for_check_and_lr_find(capsys, tmp_path):
         (run_dir,) = out.iterdir()
         user_code = json.loads((run_dir / "run.json").read_text())["user_code"]
         assert user_code == {"path": str(builder), "function": "build", "hp": {}, "sha256": digest}, command
+
+
+def test_data_source_calling_sys_exit_is_its_error(capsys, tmp_path):
+    source = tmp_path / "data.py"
+    source.write_text("import sys\ndef load(seed):\n    sys.exit(5)\n")
+    path = tmp_path / "d.toml"
+    path.write_text(TINY.replace('name = "tiny"\n', f'name = "tiny"\n[data]\nsource = "python:{source}:load"\n'))
+    _one_bad_line(cli_in_process(capsys, "check", str(path), "--out", str(tmp_path / "runs")), "data.source",
+                  "sys.exit(5)")
