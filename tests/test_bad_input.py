@@ -280,6 +280,6 @@ def test_data_source_calling_sys_exit_is_its_error(capsys, tmp_path):
     source = tmp_path / "data.py"
     source.write_text("import sys\ndef load(seed):\n    sys.exit(5)\n")
     path = tmp_path / "d.toml"
-    path.write_text(TINY.replace('name = "tiny"\n', f'name = "tiny"\n[data]\nsource = "python:{source}:load"\n'))
+    path.write_text(TINY + f'[data]\nsource = "python:{source}:load"\n')
     _one_bad_line(cli_in_process(capsys, "check", str(path), "--out", str(tmp_path / "runs")), "data.source",
                   "sys.exit(5)")
