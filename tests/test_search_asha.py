@@ -399,3 +399,68 @@ def test_a_search_from_the_python_api_can_be_stopped(tmp_path, monkeypatch):
     alive, answer = answers[0]
     assert alive and answer["requested"], answer
     assert result.status == "stopped" and len(result.state["stages"][0]["trials"]) == 1
+
+
+@pytest.mark.timeout(400)
+def test_sigkill_of_a_worker_mid_trial_and_of_the_master_before_its_first_trial(tmp_path, capsys):
+    """Two more kill moments (issue 15): a worker killed mid-trial, the master killed before any trial ran.
+
+    After each, the readers (`search-status`, `runs`) tell what happened, and the same tune resumes to the
+    end with every trial accounted for and no process left behind.
+    """
+    from kerasguide.rundir import list_runs
+    from tests.conftest import cli_in_process
+
+    cfg = _tiny("wkill", epochs=60, trials=3, workers=1, engine="process")
+    save_config(cfg, tmp_path / "s.toml")
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "kerasguide.cli", "tune", str(tmp_path / "s.toml"), "--out", str(out)]
+
+    # 1: the master before its first trial (search.json written, no trial record yet).
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: list(out.glob("*-search/search.json")) or proc.poll() is not None)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    search = next(out.glob("*-search"))
+    shown = cli_in_process(capsys, "search-status", str(search))
+    assert shown.returncode == 0 and "killed" in shown.stdout, shown.stdout
+
+    # 2: a worker SIGKILLed while it trains its trial: the master runs that trial again and the search ends.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        # A worker's run directory with a finished epoch (metrics.csv), its pid in run.json.
+        def training_worker():
+            for info in list_runs(search / "trials"):
+                if info.status == "running" and (info.path / "metrics.csv").exists():
+                    return info
+            return None
+
+        victim = _wait_for(training_worker)
+        assert victim.record["pid"] != proc.pid
+        os.kill(victim.record["pid"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 1), err[-2000:]
+    state = _state(search)
+    assert state["status"] == "completed", state.get("error")
+    trials = state["stages"][0]["trials"]
+    assert all(t["status"] == "completed" for t in trials), trials  # every trial accounted for, finished
+    again = [t for t in trials if t.get("attempts") == 2]
+    assert len(again) == 1 and Path(again[0]["run_dir"]).name != victim.path.name, trials
+    # Readers: the victim's run directory is `killed`, not `running`.
+    assert next(i for i in list_runs(search / "trials") if i.path == victim.path).status == "killed"
+    listed = cli_in_process(capsys, "runs", str(search / "trials"))
+    assert "killed" in listed.stdout, listed.stdout
+    # No process left behind: the victim is gone, the search's master has ended.
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim.record["pid"], 0)
+    # A resume of a completed search runs nothing again.
+    before = sorted(p.name for p in (search / "trials").iterdir())
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode in (0, 1), again.stderr[-2000:]
+    assert sorted(p.name for p in (search / "trials").iterdir()) == before

@@ -67,6 +67,7 @@ logger = get_logger()
 
 RECORD = "kerasguide.json"
 _GRACE_SECONDS = 15.0
+_ATTEMPTS = 2  # child processes a trial gets when a signal kills its worker
 
 
 def checkpoint_score(run_dir: str | os.PathLike[str]) -> tuple[str | None, float | None]:
@@ -147,6 +148,7 @@ class _Worker:
         self.ray_key: str | None = None  # the trial's key in the RayPool (engine = "ray")
         self.ray_outcome: dict[str, Any] | None = None
         self.placed = False  # the record says where it runs
+        self.attempts = 0  # child processes started for this trial (a killed one is started again)
 
     def find_run_dir(self) -> Path | None:
         """The worker's run directory, from its `start` progress event."""
@@ -156,7 +158,7 @@ class _Worker:
             text = (self.trial_dir / "worker.log").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
-        for line in text.splitlines():
+        for line in reversed(text.splitlines()):  # the last attempt's (a killed worker's trial runs again)
             if line.startswith("{") and '"start"' in line:
                 try:
                     event = json.loads(line)
@@ -374,7 +376,16 @@ class SearchTuner(kt.Tuner):
             if worker.outcome is None:
                 worker.outcome = read_outcome(worker.run_dir, self.metric, self.direction)
             return worker
-        worker.log_handle = open(trial_dir / "worker.log", "wb")
+        self._start_process(worker)
+        return worker
+
+    def _start_process(self, worker: _Worker) -> None:
+        """The worker's child process (again, after a kill: its log goes on)."""
+        trial_dir = worker.trial_dir
+        worker.log_handle = open(trial_dir / "worker.log", "ab" if worker.attempts else "wb")  # noqa: SIM115
+        worker.attempts += 1
+        worker.run_dir = None  # a new attempt makes its own run directory
+        worker.started = time.perf_counter()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         worker.process = subprocess.Popen(
             [sys.executable, "-m", "kerasguide.cli", "run", str(trial_dir / "config.toml"),
@@ -385,11 +396,11 @@ class SearchTuner(kt.Tuner):
             start_new_session=os.name == "posix",
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
-        logger.debug("trial %s: worker pid %d", trial.trial_id, worker.process.pid)
-        record = self.record_of(trial)
+        logger.debug("trial %s: worker pid %d", worker.trial.trial_id, worker.process.pid)
+        record = self.record_of(worker.trial)
         record["pid"] = worker.process.pid  # so the master (or a person) can find the worker
+        record["attempts"] = worker.attempts
         atomic_write_json(trial_dir / RECORD, record)
-        return worker
 
     def poll_worker(self, worker: _Worker) -> bool:
         """True when the worker is done (killing it first when past the timeout)."""
@@ -406,6 +417,13 @@ class SearchTuner(kt.Tuner):
             worker.timed_out = True
             worker.stop()
         worker.close()
+        if proc.returncode < 0 and not worker.timed_out and worker.attempts < _ATTEMPTS:
+            # Killed by a signal the master did not send (OOM killer, a person): the config is not at
+            # fault, so the trial runs again, as Ray reschedules a dead actor's trial.
+            logger.warning("trial %s: its worker was killed (signal %d); running the trial again",
+                           worker.trial.trial_id, -proc.returncode)
+            self._start_process(worker)
+            return False
         worker.outcome = self._outcome(worker, worker.find_run_dir(), lambda: (
             f"the worker ended (exit code {proc.returncode}) without finishing its run: "
             f"{_tail(worker.trial_dir / 'worker.log')}"))
