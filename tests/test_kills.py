@@ -138,3 +138,29 @@ def test_a_run_killed_keeps_what_it_finished_and_every_reader_says_killed(moment
         assert after == before
         statuses = sorted(i.status for i in list_runs(out))
         assert statuses == ["completed", "killed"]
+
+
+def test_sigterm_in_the_report_or_a_checkpoint_that_cannot_be_written_is_completed_with_errors(
+        config_file, tmp_path, capsys, monkeypatch):
+    from tests.conftest import sigterm_cli_midway
+
+    code, _, err, run_dir = sigterm_cli_midway(
+        "run", str(config_file), "--out", str(tmp_path / "a"),
+        until=lambda e: e["event"] == "stage" and e.get("stage") == "report")
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    assert code == 1 and record["status"] == "completed_with_errors", (code, record, err[-1500:])
+    assert any("report" in e for e in record["errors"]) and not record["finishing"]
+
+    # A full disk when the last checkpoint is saved: trained, but not `completed`, exit 1, and it says why.
+    import kerasguide.spine.loop as loop
+
+    def full_disk(model, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop, "save_model_atomic", full_disk)
+    done = cli_in_process(capsys, "run", str(config_file), "--out", str(tmp_path / "b"), "--quiet")
+    (path,) = (tmp_path / "b").iterdir()
+    record = json.loads((path / "run.json").read_text())
+    assert done.returncode == 1 and record["status"] == "completed_with_errors"
+    assert "last checkpoint not written" in record["errors"][0] and "No space left" in record["errors"][0]
+    assert "completed_with_errors" in done.stdout and "No space left" in done.stdout
