@@ -17,10 +17,28 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.image import metadata as image_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
+from tensorboard.summary.writer import record_writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
+try:
+    import crc32c as _crc32c
+except ImportError:  # pragma: no cover - TensorBoard's own checksum then
+    _crc32c = None
+
 __all__ = ["EventWriter", "shared_writer", "acquire_writer", "release_writer", "flush_all", "writer_key"]
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """TensorBoard's masked CRC-32C of a record, computed in C (the same value as its pure-Python one)."""
+    x = _crc32c.crc32c(data)
+    return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+if _crc32c is not None:
+    # TensorBoard's writer checksums every record in pure Python: about 6 ms for a first-layer image's
+    # PNG, on the monitors' epoch-end work; the C library gives the same number in microseconds.
+    record_writer.masked_crc32c = _masked_crc32c
 
 
 class EventWriter:

@@ -443,3 +443,16 @@ def test_the_background_thread_runs_at_the_lowest_priority():
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     assert background.executor().submit(nice).result() == 19
+
+
+def test_event_records_are_checksummed_in_c_with_tensorboards_value():
+    import os
+
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+    from tensorboard.summary.writer import record_writer
+
+    from kerasguide import tb_events
+
+    assert record_writer.masked_crc32c is tb_events._masked_crc32c  # the writer uses the C checksum
+    for data in (b"", b"abc", os.urandom(37_000)):
+        assert tb_events._masked_crc32c(data) == masked_crc32c(data)
