@@ -32,7 +32,9 @@ The search directory (format version 1)::
 
 Running `tune` again on the same config and `--out` resumes the newest
 unfinished search of that config (keras-tuner reloads its oracles; a trial
-that was running is run again).
+that was running is run again). While its master runs, the search directory holds
+`.lock` (kerasguide.locks: the master's pid, host and start): a second `tune` on it is
+refused in one line (exit 2); the lock of a master that was killed is taken over.
 """
 
 from __future__ import annotations
@@ -401,6 +403,7 @@ def tune(
 
     Raises:
         ConfigError: one line, for a bad space (unknown key, invalid bound).
+        kerasguide.locks.Busy: (a ConfigError) the search is already running in another live process.
 
     Example:
 
@@ -430,13 +433,15 @@ def tune(
         existing = None if new else find_search(out, config)
         resumed = existing is not None
         if existing is not None:
-            path, state = existing, read_json(existing / SEARCH_JSON, default={})
+            path = existing
+            lock = _lock_search(path)
+            state = read_json(existing / SEARCH_JSON, default={})  # read under the lock: its owner may just have ended
             if state.get("status") == "completed":
+                lock.release()
                 logger.info("search already completed: %s (use --new to search again)", path)
                 progress.emit("start", kind="search", search_dir=str(path), name=config.name, resumed=True)
                 progress.emit("end", status="completed", search_dir=str(path), best=state.get("best"), error=None)
                 return SearchResult(path, "completed", state.get("best"), state.get("warnings", []), resumed=True)
-            lock = _lock_search(path)
             logger.info("resuming the search in %s", path)
             if lock.taken_over:
                 logger.info("its lock was left by pid %s on %s, which is gone: taken over",
