@@ -120,6 +120,9 @@ def acquire(directory: str | os.PathLike[str], what: str, *, wait: float = 0.0, 
                 if time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
+                if locked is False and previous and not _live(previous):
+                    # Its recorded owner has ended, yet the flock is held: a child it forked (without exec) holds it.
+                    previous = dict(previous, what=f"ended; a process it forked still holds {path}")
                 raise Busy(directory, what, previous or {}, path, hint)
             record = {"pid": os.getpid(), "host": hostname(), "start": process_start(os.getpid()), "what": what,
                       "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -169,3 +169,26 @@ def test_two_tunes_of_one_config_started_together_one_refuses_and_a_killed_owner
     state = json.loads((path / "search.json").read_text())
     assert state["status"] == "completed" and len(list(out.glob("*-search"))) == 1
     assert not (path / locks.LOCK_FILE).exists() and not (out / ".search-choice.lock").exists()
+
+
+def test_a_lock_kept_by_a_forked_child_names_the_ended_owner(tmp_path):
+    """A holder that forked (no exec) and died: its child keeps the flock; the message says so."""
+    script = textwrap.dedent("""
+        import os, sys, time
+        from kerasguide import locks
+        lock = locks.acquire(sys.argv[1], "run")
+        child = os.fork()
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        os._exit(0)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    proc.wait()
+    try:
+        with pytest.raises(locks.Busy, match=f"pid {proc.pid} on .*ended; a process it forked still holds"):
+            locks.acquire(tmp_path, "run")
+    finally:
+        os.kill(child, signal.SIGKILL)
