@@ -59,7 +59,8 @@ class TensorBoardServer:
 def tensorboard_command(logdir: str | Path, port: int) -> list[str]:
     """The argv of a TensorBoard child (also used by the desktop app)."""
     return [
-        sys.executable, "-m", "tensorboard.main",
+        # -P: the working directory is not put on sys.path, so a `tensorboard/` folder there is not run instead.
+        sys.executable, "-P", "-m", "tensorboard.main",
         "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
         "--reload_interval", "5",
     ]

@@ -96,3 +96,18 @@ def test_sigkill_of_board_takes_tensorboard_and_its_data_server_down(tmp_path):
     for pid in left:  # not to leave them for the next test
         os.kill(pid, signal.SIGKILL)
     assert not left, f"still running after the board's SIGKILL: {left}"
+
+
+def test_a_tensorboard_folder_in_the_working_directory_is_not_run(tmp_path, monkeypatch):
+    """`python -m tensorboard.main` would import a `tensorboard/` package from the working directory first."""
+    hostile = tmp_path / "repo"
+    (hostile / "tensorboard").mkdir(parents=True)
+    (hostile / "tensorboard" / "__init__.py").write_text(f"open({str(tmp_path / 'marker')!r}, 'w').close()\n")
+    (hostile / "tensorboard" / "main.py").write_text("")
+    monkeypatch.chdir(hostile)
+    server = start_tensorboard(tmp_path)
+    try:
+        assert server.alive()
+    finally:
+        server.stop()
+    assert not (tmp_path / "marker").exists()
