@@ -101,14 +101,18 @@ def acquire(directory: str | os.PathLike[str], what: str, *, wait: float = 0.0, 
     """Lock `directory` (which must exist) for `what` ("search", "run", ...), waiting up to `wait` seconds.
 
     Raises:
-        Busy: a live process on this host, or any process on another host, holds it; its message names
+        ConfigError: the lock file cannot be created (no such folder, no permission).
+        Busy: (a ConfigError) a live process on this host, or any process on another host, holds it; its message names
             the directory, the owner's pid and host (and ends with `hint`, if given).
     """
     directory = Path(directory)
     path = directory / name
     deadline = time.monotonic() + wait
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides its mode, as for every file
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides its mode, as for every file
+        except OSError as error:  # e.g. another user's folder, read-only: one line, not a traceback
+            raise ConfigError(f"{directory}: cannot lock it for the {what} ({error.strerror or error})") from None
         try:
             locked = _flock(fd)
             if locked and not _same_file(fd, path):  # its owner released it (unlinked) as we opened it

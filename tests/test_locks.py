@@ -192,3 +192,8 @@ def test_a_lock_kept_by_a_forked_child_names_the_ended_owner(tmp_path):
             locks.acquire(tmp_path, "run")
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_folder_that_cannot_hold_a_lock_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="cannot lock it for the run"):
+        locks.acquire(tmp_path / "missing", "run")
