@@ -11,8 +11,12 @@ MAX_MESSAGE = 300
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
-    """`text` as one line of at most `limit` characters: line breaks escaped, the middle cut with " ... "."""
-    text = str(text).replace("\r", "\\r").replace("\n", "\\n")
+    """`text` as one line of at most `limit` characters: every character that is not printable (line breaks,
+    but also U+0085 or U+2028, which split lines too) escaped, the middle cut with " ... "."""
+    text = str(text)
+    if len(text) > 4 * limit:  # escape only what can be kept: a message may hold a 10 MB value
+        text = text[: 2 * limit] + text[-2 * limit :]
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if len(text) <= limit:
         return text
     keep = limit - 5
