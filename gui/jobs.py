@@ -59,7 +59,7 @@ _RESULT_FILE_LINE = re.compile(r"(?:^|\s)(/\S+|[A-Za-z]:\\\S+|\S+)/(?:checks|lr_
 
 def cli_program() -> list[str]:
     """The argv prefix that runs the kerasguide CLI with this interpreter."""
-    return [sys.executable, "-m", "kerasguide.cli"]
+    return [sys.executable, "-P", "-m", "kerasguide.cli"]  # -P: a user's json.py in the cwd is not imported
 
 
 def format_eta(seconds: float | None) -> str:

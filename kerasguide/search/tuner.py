@@ -41,7 +41,6 @@ import io
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -51,6 +50,7 @@ from typing import Any
 
 from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import ConfigError, RunConfig, save_config
+from kerasguide.procs import die_with_parent
 from kerasguide.rundir import RunDir, atomic_write_json, read_json, utc_now
 from kerasguide.search.space import apply_values
 
@@ -388,13 +388,15 @@ class SearchTuner(kt.Tuner):
         worker.started = time.perf_counter()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         worker.process = subprocess.Popen(
-            [sys.executable, "-m", "kerasguide.cli", "run", str(trial_dir / "config.toml"),
+            # -P: the working directory stays off sys.path (a user's json.py there is not imported), as for
+            # the `kerasguide` script itself.
+            [sys.executable, "-P", "-m", "kerasguide.cli", "run", str(trial_dir / "config.toml"),
              "--out", str(self.trials_dir), "--json-progress", "--quiet"],
             stdout=worker.log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             # Its own session: Ctrl-C in the terminal reaches the master only,
             # which then stops its workers in order.
             start_new_session=os.name == "posix",
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
         )
         logger.debug("trial %s: worker pid %d", worker.trial.trial_id, worker.process.pid)
         record = self.record_of(worker.trial)
@@ -556,20 +558,6 @@ class SearchTuner(kt.Tuner):
 
     def save_model(self, trial_id, model, step=0):  # the worker's run saves its own checkpoints
         return None
-
-
-def _die_with_parent() -> None:
-    """In the worker before it runs: SIGKILL it when the master dies (PR_SET_PDEATHSIG).
-
-    A master killed hard (SIGKILL, OOM) cannot stop its workers; left running, a worker would
-    finish a trial the resumed search runs again. Linux only; elsewhere the master's own stop applies.
-    """
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -76,7 +76,7 @@ def test_a_real_run_launched_from_the_gui(make_window, qtbot, tmp_path):
     window = make_window(program=cli_program(), commands=REAL)
     _open_tiny(window, tmp_path, epochs=2)
     job = window.start_job("run")
-    assert job.argv[:3] == [sys.executable, "-m", "kerasguide.cli"]
+    assert job.argv[:4] == [sys.executable, "-P", "-m", "kerasguide.cli"]
     qtbot.waitUntil(lambda: job.finished_state, timeout=180000)
     assert job.state == COMPLETED, "\n".join(job.stderr_tail)
     assert job.progress.status == "completed" and job.progress.epoch == 2
