@@ -166,7 +166,7 @@ def cmd_runs(args) -> int:
         print(f"no runs in {args.dir}")
         return EXIT_OK
     for info in runs:
-        status = "killed?" if info.is_stale() else info.status
+        status = "killed?" if info.status == "running" and info.is_stale() else info.status  # killed: gone from here
         best = info.best
         score = f"{best.get('metric')}={best.get('value'):.4f}@{best.get('epoch')}" if best.get("value") is not None else ""
         print(f"{info.path.name:50s} {status:13s} {score}")

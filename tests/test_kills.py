@@ -100,7 +100,7 @@ def test_a_run_killed_keeps_what_it_finished_and_every_reader_says_killed(moment
     else:
         assert info.status == "killed" and info.is_stale()
         listed = cli_in_process(capsys, "runs", str(out))
-        assert re.search(rf"{path.name}\s+killed\b", listed.stdout), listed.stdout
+        assert re.search(rf"{path.name}\s+killed\s", listed.stdout), listed.stdout  # killed, not killed?
         shown = cli_in_process(capsys, "diagnose", str(path))
         assert "killed" in shown.stdout, shown.stdout
         from kerasguide.diagnosis import diagnose_run
