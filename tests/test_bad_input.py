@@ -283,3 +283,14 @@ def test_data_source_calling_sys_exit_is_its_error(capsys, tmp_path):
     path.write_text(TINY + f'[data]\nsource = "python:{source}:load"\n')
     _one_bad_line(cli_in_process(capsys, "check", str(path), "--out", str(tmp_path / "runs")), "data.source",
                   "sys.exit(5)")
+
+
+def test_fix_out_under_a_file_is_one_line(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    (run_dir / "config.toml").write_text(TINY)
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    _one_bad_line(cli_in_process(capsys, "fix", str(run_dir), "--out", str(afile / "x")), "--out", str(afile))
+    assert afile.read_text() == "keep me"
