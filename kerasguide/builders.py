@@ -56,6 +56,7 @@ __all__ = [
     "declared_hyperparameters",
     "is_compiled",
     "user_code_record",
+    "data_code_record",
 ]
 
 _ARGUMENTS = ("hp", "config", "input_shape", "num_classes")
@@ -254,17 +255,29 @@ def _check_output(model: keras.Model, config: RunConfig, num_classes: int, input
                           f"this data needs (None, {expected}) ({'one score per class' if task == 'classification' else 'one sigmoid probability'})")
 
 
+def _file_sha256(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError:
+        return None  # no such file: the import says so
+
+
 def user_code_record(config: RunConfig) -> dict[str, Any] | None:
     """run.json's `user_code` of a `python:` builder: its file, function, `hp` values and the file's sha256 (recipe
     I32, code identity), written before it is imported so that a builder that fails is recorded too."""
     if config.model.builder is None:
         return None
     path, name = config.model.builder
-    try:
-        digest = hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
-    except OSError:
-        digest = None  # no such file: the build says so
-    return {"path": path, "function": name, "hp": dict(config.model.hp), "sha256": digest}
+    return {"path": path, "function": name, "hp": dict(config.model.hp), "sha256": _file_sha256(path)}
+
+
+def data_code_record(config: RunConfig) -> dict[str, Any] | None:
+    """run.json's `data_code` of a `python:PATH:FUNCTION` data source: its file, function and the file's sha256."""
+    source = config.data.source
+    if not source.startswith("python:"):
+        return None
+    path, _, name = source[len("python:"):].rpartition(":")
+    return {"path": path, "function": name, "sha256": _file_sha256(path)}
 
 
 def declared_hyperparameters(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> kt.HyperParameters:

@@ -294,3 +294,33 @@ def test_fix_out_under_a_file_is_one_line(capsys, tmp_path):
     afile.write_text("keep me")
     _one_bad_line(cli_in_process(capsys, "fix", str(run_dir), "--out", str(afile / "x")), "--out", str(afile))
     assert afile.read_text() == "keep me"
+
+
+DATA = textwrap.dedent("""
+    import numpy as np
+
+    def load(seed):
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(200, 8)).astype("float32")
+        y = (x[:, 0] > 0).astype("int64")
+        return {"train": (x[:150], y[:150]), "validation": (x[150:], y[150:])}
+""")
+
+
+def test_data_code_is_recorded_with_its_hash_also_when_it_fails(capsys, tmp_path):
+    source = tmp_path / "data.py"
+    source.write_text(DATA)
+    path = tmp_path / "d.toml"
+    path.write_text(TINY + f'[data]\nsource = "python:{source}:load"\n')
+    result = cli_in_process(capsys, "lr-find", str(path), "--out", str(tmp_path / "lr"), "--steps", "5")
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "lr").iterdir()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert json.loads((run_dir / "run.json").read_text())["data_code"] == {
+        "path": str(source), "function": "load", "sha256": digest}
+    source.write_text("import sys\ndef load(seed):\n    sys.exit(5)\n")
+    _one_bad_line(run_cli("run", str(path), "--out", str(tmp_path / "runs")), "sys.exit(5)", logged=True)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["data_code"]["sha256"] == hashlib.sha256(
+        source.read_bytes()).hexdigest()

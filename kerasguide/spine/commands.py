@@ -27,12 +27,12 @@ __all__ = ["check_config", "lr_find_config"]
 
 def _opening(dataset, model, config: RunConfig | None = None) -> dict[str, Any]:
     """run.json's header fields of a command on a fresh model: the data, its fingerprints, the model's size, and
-    the user's builder that made it (`user_code`, with its file's sha256) when one did."""
-    from kerasguide.builders import user_code_record
+    the user's builder and data function that made them (`user_code`, `data_code`, with their files' sha256)."""
+    from kerasguide.builders import data_code_record, user_code_record
 
-    user_code = user_code_record(config) if config is not None else None
+    code = {} if config is None else {"user_code": user_code_record(config), "data_code": data_code_record(config)}
     return {"data": dataset.summary(), "fingerprints": dataset.fingerprints(), "parameters": int(model.count_params()),
-            **({"user_code": user_code} if user_code else {})}
+            **{key: value for key, value in code.items() if value}}
 
 
 def check_config(

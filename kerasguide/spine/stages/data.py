@@ -14,6 +14,7 @@ import math
 import keras
 
 from kerasguide._logging import get_logger
+from kerasguide.builders import data_code_record
 from kerasguide.data import load_dataset
 from kerasguide.spine.context import RunContext
 from kerasguide.spine.lifecycle import CONFIG_HEADER
@@ -28,6 +29,9 @@ def stage_data(ctx: RunContext) -> None:
     cfg = ctx.config
     # Python, NumPy and TensorFlow seeds: the same config reproduces its metrics.
     keras.utils.set_random_seed(cfg.train.seed)
+    data_code = data_code_record(cfg)
+    if data_code:  # before the import: a data function that fails is recorded too (issue 15)
+        ctx.update_run(data_code=data_code)
     ctx.dataset = load_dataset(cfg.data, split_seed(cfg), task=config_task(cfg))
     ds = ctx.dataset
     resolved = apply_task(cfg, ds.task)
