@@ -180,13 +180,9 @@ def cmd_board(args) -> int:
     if not path.exists():
         raise CliError(f"{path}: no such run directory or folder")
     logdir = path / "tb" if (path / "tb").is_dir() else path
-    _check_port(args.port)
     _install_sigterm()  # SIGTERM, like Ctrl-C, stops the TensorBoard child too: no orphan
-    try:
-        server = start_tensorboard(logdir, port=args.port)
-    except RuntimeError as error:  # TensorBoard would not start: one line, not a traceback
-        print(f"kerasguide: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_FAILED
+    # a bad or busy port, or TensorBoard's own error: board.BoardError, a ConfigError (one line, exit 2)
+    server = start_tensorboard(logdir, port=args.port)
     print(f"TensorBoard for {logdir}: {server.url}  (Ctrl-C to stop)", flush=True)
     try:
         server.wait()
@@ -195,20 +191,6 @@ def cmd_board(args) -> int:
     finally:
         server.stop()
     return EXIT_OK
-
-
-def _check_port(port: int) -> None:
-    """A port TensorBoard can take: in range and free (`--port 99999` or a busy port were RuntimeError tracebacks)."""
-    import socket
-
-    if not 0 <= port <= 65535:
-        raise CliError(f"--port {port}: a port is 0 (a free one) to 65535")
-    if port:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError as error:
-                raise CliError(f"--port {port}: cannot listen on it: {error.strerror or error}") from None
 
 
 def cmd_gui(args) -> int:

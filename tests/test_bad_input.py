@@ -87,12 +87,12 @@ def test_out_under_dev_null_is_one_line_even_as_root(capsys, tiny_toml):
 
 
 def test_board_port_out_of_range_or_busy_is_one_line(capsys, tmp_path):
-    _one_bad_line(cli_in_process(capsys, "board", str(tmp_path), "--port", "99999"), "--port 99999")
+    _one_bad_line(cli_in_process(capsys, "board", str(tmp_path), "--port", "99999"), "--port", "99999")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        _one_bad_line(cli_in_process(capsys, "board", str(tmp_path), "--port", str(port)), f"--port {port}")
+        _one_bad_line(cli_in_process(capsys, "board", str(tmp_path), "--port", str(port)), str(port))
 
 
 # ------------------------------------------------------------------ deep, huge
