@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,13 @@ class BestCheckpoint(keras.callbacks.Callback):
     `.keras` file on the training thread: on a small model that costs a good
     part of an epoch. This callback copies the best weights (a
     millisecond), and a writer thread saves them through a twin of the model
-    (`keras.models.clone_model`, compiled alike) as
+    (`keras.models.clone_model`, compiled alike, made on that thread) as
     `best-epoch=012-val_accuracy=0.9812.keras`, atomically, then removes the
     previous best file: a run killed at any moment keeps the best checkpoint
     as of the previous improvement at least. One write runs at a time; the
-    next improvement waits for it. A model that
-    cannot be cloned is written on the training thread, at most every
-    `flush_seconds`, and at the end of training (also when it is interrupted).
+    next improvement waits for it. A model that cannot be cloned is written
+    on the training thread, at most every `flush_seconds`, and at the end of
+    training (also when it is interrupted).
 
     Args:
         directory: Where the checkpoint goes.
@@ -79,10 +80,11 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_path: Path | None = None
         self.best_epoch: int | None = None
-        self._pending: tuple[list[np.ndarray], int, float] | None = None
+        self._pending: _Snapshot | None = None
         self._last_flush = time.perf_counter()
         self._close_writer()
-        self._twin_tried = False  # the twin is made at the first improvement: a model is built by then
+        # The twin is made on the writer thread at the first improvement (a model is built by then).
+        self._writer = None if os.environ.get("KERASGUIDE_SYNC_CHECKPOINTS") else _TwinWriter(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -92,21 +94,28 @@ class BestCheckpoint(keras.callbacks.Callback):
             if math.isfinite(value) and _better(self.mode, value, self.best):
                 self.best = value
                 self.best_epoch = epoch + 1
-                self._pending = ([np.array(w) for w in self.model.get_weights()], epoch + 1, value)
-                if not self._twin_tried:
-                    self._twin_tried = True
-                    self._writer = _TwinWriter.make(self.model, self._pending[0])
+                snapshot = _Snapshot([np.array(w) for w in self.model.get_weights()], epoch + 1, value)
                 if self._writer is not None:
-                    self._writer.submit(self._pending[0], self._target(epoch + 1, value), self._written)
-                    self._pending = None
+                    snapshot.optimizer = _optimizer_state(self.model)
+                    self._writer.submit(snapshot, self._target(snapshot), self._written)
+                    self._to_training_thread()
+                else:
+                    self._pending = snapshot
         if self._pending is not None and time.perf_counter() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def on_train_end(self, logs=None):
         self.flush()
 
-    def _target(self, epoch: int, value: float) -> Path:
-        return self.directory / f"best-epoch={epoch:03d}-{self.monitor}={value:.4f}.keras"
+    def _to_training_thread(self) -> None:
+        """The model has no twin: the writes come back to the training thread (the newest not written, too)."""
+        if self._writer is not None and self._writer.no_twin:
+            writer, self._writer = self._writer, None
+            writer.close()
+            self._pending = writer.unwritten
+
+    def _target(self, snapshot: _Snapshot) -> Path:
+        return self.directory / f"best-epoch={snapshot.epoch:03d}-{self.monitor}={snapshot.value:.4f}.keras"
 
     def _written(self, target: Path) -> None:
         # Called once the file is in place (by the writer thread or here): the previous best goes.
@@ -119,13 +128,15 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self._writer is not None:  # the end of training: the writer's last file, then its thread goes
             writer, self._writer = self._writer, None
             writer.close()  # a write's error is raised here: the caller says what was not written
-        if getattr(self, "_pending", None) is None:
+            if writer.no_twin:
+                self._pending = writer.unwritten
+        pending = getattr(self, "_pending", None)
+        if pending is None:
             return
-        weights, epoch, value = self._pending
         current = self.model.get_weights()
         try:
-            self.model.set_weights(weights)
-            target = save_model_atomic(self.model, self._target(epoch, value))  # NAME.weights.h5 if not whole
+            self.model.set_weights(pending.weights)
+            target = save_model_atomic(self.model, self._target(pending))  # NAME.weights.h5 if not whole
         finally:
             self.model.set_weights(current)
         self._written(target)
@@ -144,54 +155,72 @@ class BestCheckpoint(keras.callbacks.Callback):
         return getattr(self, "_pending", None) is not None or (writer is not None and writer.busy)
 
 
+@dataclass
+class _Snapshot:
+    weights: list[np.ndarray]
+    epoch: int
+    value: float
+    optimizer: list[np.ndarray] | None = None  # the optimizer's variables then (the twin's file holds them too)
+
+
+def _optimizer_state(model: keras.Model) -> list[np.ndarray] | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not optimizer.built:
+        return None
+    return [np.array(v) for v in optimizer.variables]
+
+
 class _TwinWriter:
-    """Saves snapshots of a model's weights through a twin model on one thread (`BestCheckpoint`).
+    """Saves snapshots of a model's weights through a twin model, on one thread (`BestCheckpoint`).
 
     A thread of its own rather than the monitors' background thread: that one has the lowest priority
-    and a busy machine starves it, while a checkpoint should land soon after its epoch.
+    and a busy machine starves it, while a checkpoint should land soon after its epoch. The twin is made
+    there too (cloning and compiling cost about as much as a save); a model that has none (subclassed
+    without `get_config`, custom objects) sets `no_twin` and keeps its newest snapshot in `unwritten`.
     """
 
-    def __init__(self, twin: keras.Model):
-        self.twin = twin
+    def __init__(self, model: keras.Model):
+        self.model = model
+        self.twin: keras.Model | None = None
+        self.no_twin = False
+        self.unwritten: _Snapshot | None = None
         self._lock = threading.Lock()
-        self._queued: tuple[list[np.ndarray], Path, Callable[[Path], None]] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerasguide-checkpoint")
+        self._queued: tuple[_Snapshot, Path, Callable[[Path], None]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._future: Future | None = None
         self._running = False  # a _drain is on the pool (set and cleared under the lock: no lost job)
         self._error: BaseException | None = None
 
-    @classmethod
-    def make(cls, model: keras.Model, weights: list[np.ndarray]) -> _TwinWriter | None:
-        """A writer for `model`, or None when it has no twin (subclassed without `get_config`, custom objects).
-
-        `weights` is the model's `get_weights()`: the twin must take them as they are.
-        """
-        if os.environ.get("KERASGUIDE_SYNC_CHECKPOINTS"):  # pragma: no cover - a debugging switch
-            return None
+    def _make_twin(self, weights: list[np.ndarray]) -> keras.Model | None:
         try:
-            twin = keras.models.clone_model(model)
+            twin = keras.models.clone_model(self.model)
             if [w.shape for w in twin.get_weights()] != [w.shape for w in weights]:
                 return None
-            if getattr(model, "compiled", False) and model.get_compile_config() is not None:
-                twin.compile_from_config(model.get_compile_config())  # loaded best models come back compiled
-            twin.save  # noqa: B018 - every model has it; the twin must be a Keras model
+            config = self.model.get_compile_config() if getattr(self.model, "compiled", False) else None
+            if config is not None:
+                twin.compile_from_config(config)  # loaded best models come back compiled
+            return twin
         except Exception:  # noqa: BLE001 - no twin: the checkpoint is written on the training thread
             return None
-        return cls(twin)
 
     @property
     def busy(self) -> bool:
         with self._lock:
             return self._running
 
-    def submit(self, weights: list[np.ndarray], target: Path, done: Callable[[Path], None]) -> None:
+    def submit(self, snapshot: _Snapshot, target: Path, done: Callable[[Path], None]) -> None:
         # One write in flight at most: the previous improvement is on disk before this one is queued
         # (a kill loses at most the newest; waiting costs only what a write longer than an epoch costs).
         self.wait(raise_error=False)  # a failed write (a full disk) is raised at the end, not mid-fit
+        if self.no_twin:
+            self.unwritten = snapshot
+            return
         with self._lock:
-            self._queued = (weights, target, done)
+            self._queued = (snapshot, target, done)
             if not self._running:
                 self._running = True
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerasguide-checkpoint")
                 self._future = self._pool.submit(self._drain)
 
     def _drain(self) -> None:
@@ -201,9 +230,20 @@ class _TwinWriter:
                 if job is None:
                     self._running = False
                     return
-            weights, target, done = job
+            snapshot, target, done = job
+            if self.twin is None and not self.no_twin:
+                self.twin = self._make_twin(snapshot.weights)
+                self.no_twin = self.twin is None
+            if self.no_twin:
+                self.unwritten = snapshot
+                continue
             try:
-                self.twin.set_weights(weights)
+                self.twin.set_weights(snapshot.weights)
+                optimizer = getattr(self.twin, "optimizer", None)
+                if snapshot.optimizer is not None and optimizer is not None and \
+                        len(optimizer.variables) == len(snapshot.optimizer):
+                    for variable, value in zip(optimizer.variables, snapshot.optimizer, strict=True):
+                        variable.assign(value)
                 done(save_model_atomic(self.twin, target))
             except BaseException as error:  # noqa: BLE001 - raised on the training thread by `wait`
                 if self._error is None:
@@ -226,7 +266,9 @@ class _TwinWriter:
         try:
             self.wait()
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self.twin = None
 
 
 class EpochScalars(keras.callbacks.Callback):

@@ -164,3 +164,45 @@ def test_sigterm_in_the_report_or_a_checkpoint_that_cannot_be_written_is_complet
     assert done.returncode == 1 and record["status"] == "completed_with_errors"
     assert "last checkpoint not written" in record["errors"][0] and "No space left" in record["errors"][0]
     assert "completed_with_errors" in done.stdout and "No space left" in done.stdout
+
+
+def test_the_best_checkpoint_is_on_disk_by_the_next_improvement_and_a_model_without_twin_still_gets_one(tmp_path):
+    import keras
+    import numpy as np
+
+    from kerasguide.callbacks import BestCheckpoint
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    seen: list[tuple[int, list[str]]] = []
+
+    class Look(keras.callbacks.Callback):  # after BestCheckpoint: what is on disk as each epoch ends
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch + 1, sorted(p.name for p in (tmp_path / "a").glob("best-*"))))
+
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    best = BestCheckpoint(tmp_path / "a", monitor="val_loss")
+    model.fit(x, y, validation_split=0.25, epochs=6, verbose=0, callbacks=[best, Look()])
+    # Each epoch that improved val_loss (it falls every epoch here) finds the previous one's file written.
+    for (epoch, names), (_, later) in zip(seen, seen[1:], strict=False):
+        assert any(f"best-epoch={epoch:03d}-" in n for n in later), (epoch, later)
+    (final,) = (tmp_path / "a").glob("best-*.keras")
+    loaded = keras.models.load_model(final)  # whole, compiled, with the optimizer's state of that epoch
+    assert loaded.compiled and int(loaded.optimizer.iterations) > 0
+
+    class NoConfig(keras.Model):  # subclassed, no get_config: no twin, written on the training thread
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2, activation="softmax")
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    sub = NoConfig()
+    sub.compile("adam", "sparse_categorical_crossentropy")
+    best = BestCheckpoint(tmp_path / "b", monitor="val_loss")
+    sub.fit(x, y, validation_split=0.25, epochs=2, verbose=0, callbacks=[best])
+    assert best.best_path is not None and best.best_path.exists() and best.best_epoch == 2

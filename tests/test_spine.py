@@ -276,12 +276,14 @@ def test_sigkill_leaves_a_readable_directory(tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     info = read_run(run_dir)
-    assert info.status == "running"  # never finished; readers still parse everything
+    assert info.status == "killed"  # never finished, its process gone; readers still parse everything
     assert read_json(run_dir / "run.json") is not None
     rows = read_metrics(run_dir / "metrics.csv")
     assert rows and all(not math.isnan(r["loss"]) for r in rows)
     assert load_config(run_dir / "config.toml").name == "long"
-    assert not list(run_dir.rglob(".*.tmp*"))
+    # At most the checkpoint the writer thread was saving: hidden, and no reader takes it for a checkpoint.
+    leftovers = list(run_dir.rglob(".*.tmp*"))
+    assert len(leftovers) <= 1 and all(p.parent.name == "checkpoints" for p in leftovers), leftovers
     listed = subprocess.run([sys.executable, "-m", "kerasguide.cli", "runs", str(tmp_path / "runs")],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert listed.returncode == 0 and run_dir.name in listed.stdout

@@ -26,15 +26,21 @@ def _best_weights(ctx: RunContext):
     if path is None or not path.exists():
         return None, None
     current = ctx.model.get_weights()
+    # load_weights of a .keras file loads its optimizer state too: the run's own (its last epoch's,
+    # which last.keras and a continuation need) is put back with the weights.
+    optimizer = getattr(ctx.model, "optimizer", None)
+    state = [v.numpy() for v in optimizer.variables] if optimizer is not None else []
     try:
         ctx.model.load_weights(path)
         weights = ctx.model.get_weights()
     except Exception as error:  # noqa: BLE001 - the last weights still give metrics; say why not the best
         logger.warning("could not read the best checkpoint %s (%s): metrics from the last weights", path.name, error)
-        ctx.model.set_weights(current)
-        return None, None
+        weights = None
     ctx.model.set_weights(current)
-    return weights, best.best_epoch
+    if optimizer is not None and len(state) == len(optimizer.variables):
+        for variable, value in zip(optimizer.variables, state, strict=True):
+            variable.assign(value)
+    return (weights, best.best_epoch) if weights is not None else (None, None)
 
 
 def stage_evaluate(ctx: RunContext) -> None:
