@@ -7,6 +7,7 @@ a new run of the same config into the same folder, which leaves the killed direc
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -187,7 +188,7 @@ def test_the_best_checkpoint_is_on_disk_by_the_next_improvement_and_a_model_with
     best = BestCheckpoint(tmp_path / "a", monitor="val_loss")
     model.fit(x, y, validation_split=0.25, epochs=6, verbose=0, callbacks=[best, Look()])
     # Each epoch that improved val_loss (it falls every epoch here) finds the previous one's file written.
-    for (epoch, names), (_, later) in zip(seen, seen[1:], strict=False):
+    for (epoch, _), (_, later) in itertools.pairwise(seen):
         assert any(f"best-epoch={epoch:03d}-" in n for n in later), (epoch, later)
     (final,) = (tmp_path / "a").glob("best-*.keras")
     loaded = keras.models.load_model(final)  # whole, compiled, with the optimizer's state of that epoch
