@@ -80,9 +80,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_path: Path | None = None
         self.best_epoch: int | None = None
+        self._drop_writer()
         self._pending: _Snapshot | None = None
         self._last_flush = time.perf_counter()
-        self._close_writer()
         # The twin is made on the writer thread at the first improvement (a model is built by then).
         self._writer = None if os.environ.get("KERASGUIDE_SYNC_CHECKPOINTS") else _TwinWriter(self.model)
 
@@ -98,7 +98,8 @@ class BestCheckpoint(keras.callbacks.Callback):
                 if self._writer is not None:
                     snapshot.optimizer = _optimizer_state(self.model)
                     self._writer.submit(snapshot, self._target(snapshot), self._written)
-                    self._to_training_thread()
+                    if self._writer.no_twin:  # the writes come back to the training thread
+                        self._drop_writer()
                 else:
                     self._pending = snapshot
         if self._pending is not None and time.perf_counter() - self._last_flush >= self.flush_seconds:
@@ -106,13 +107,6 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.flush()
-
-    def _to_training_thread(self) -> None:
-        """The model has no twin: the writes come back to the training thread (the newest not written, too)."""
-        if self._writer is not None and self._writer.no_twin:
-            writer, self._writer = self._writer, None
-            writer.close()
-            self._pending = writer.unwritten
 
     def _target(self, snapshot: _Snapshot) -> Path:
         return self.directory / f"best-epoch={snapshot.epoch:03d}-{self.monitor}={snapshot.value:.4f}.keras"
@@ -125,11 +119,7 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def flush(self) -> None:
         """Write the best weights seen so far, if not yet on disk (waits for the writer thread)."""
-        if self._writer is not None:  # the end of training: the writer's last file, then its thread goes
-            writer, self._writer = self._writer, None
-            writer.close()  # a write's error is raised here: the caller says what was not written
-            if writer.no_twin:
-                self._pending = writer.unwritten
+        self._drop_writer()  # the end of training: the writer's last file, then its thread goes
         pending = getattr(self, "_pending", None)
         if pending is None:
             return
@@ -143,10 +133,17 @@ class BestCheckpoint(keras.callbacks.Callback):
         self._pending = None
         self._last_flush = time.perf_counter()
 
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def _drop_writer(self) -> None:
+        """Close the writer thread (a write's error is raised here); a model without twin hands its newest
+        snapshot back to `_pending`, for the training thread to write."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        finally:
+            if writer.no_twin:
+                self._pending = writer.unwritten
 
     @property
     def has_pending(self) -> bool:

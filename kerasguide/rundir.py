@@ -72,6 +72,9 @@ __all__ = [
     "new_run_dir",
     "list_runs",
     "read_run",
+    "status_as_read",
+    "owner_alive",
+    "owner_fields",
     "read_search",
     "read_ensemble",
     "atomic_write_bytes",
@@ -298,14 +301,7 @@ class RunInfo:
 def read_run(path: str | os.PathLike[str]) -> RunInfo:
     """Summarize one run directory, whatever state it was left in."""
     path = Path(path)
-    record = read_json(path / RUN_JSON, default={}) or {}
-    status = record.get("status", "unknown")
-    if status == "running" and owner_alive(record) is False:
-        status = "killed"
-    elif record.get("finishing") and owner_alive(record) is False:  # killed in its final stages
-        status = "completed_with_errors" if status == "completed" else status
-        record = {**record, "errors": [*(record.get("errors") or []),
-                                       "killed during the final stages: the diagnosis or report may be missing"]}
+    status, record = status_as_read(read_json(path / RUN_JSON, default={}) or {})
     return RunInfo(
         path=path,
         name=record.get("name", path.name),
@@ -316,6 +312,20 @@ def read_run(path: str | os.PathLike[str]) -> RunInfo:
         best=record.get("best") or {},
         record=record,
     )
+
+
+def status_as_read(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """run.json's status as readers show it, and the record: `killed` for a `running` run whose process
+    is gone from this host, `completed_with_errors` (with a line in `errors`) for one killed in its final stages."""
+    status = record.get("status", "unknown")
+    if status != "running" and not record.get("finishing"):
+        return status, record
+    if owner_alive(record) is not False:
+        return status, record
+    if status == "running":
+        return "killed", record
+    errors = [*(record.get("errors") or []), "killed during the final stages: the diagnosis or report may be missing"]
+    return ("completed_with_errors" if status == "completed" else status), {**record, "errors": errors}
 
 
 def owner_fields() -> dict[str, Any]:

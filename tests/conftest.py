@@ -86,6 +86,19 @@ def sigterm_cli_midway(*args: str, until, pause: float = 0.0, timeout: float = 1
     return proc.returncode, out, err, run_dir
 
 
+def wait_for(predicate, timeout: float = 120.0):
+    """Poll `predicate` every 0.1 s until it returns something true (returned), else fail after `timeout` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
 def tiny_digits(name: str = "tiny", epochs: int = 2, monitors: bool = True, **search):
     """A digits config that trains in a second or two; `search` fills its [search] section (if given)."""
     from kerasguide.config import RunConfig, SearchConfig

@@ -15,6 +15,7 @@ import pytest
 from kerasguide import locks
 from kerasguide.errors import ConfigError
 from kerasguide.procs import hostname, process_start
+from tests.conftest import wait_for
 
 HOLD = textwrap.dedent("""
     import sys, time
@@ -122,16 +123,6 @@ def _search_state(out):
     return None, None
 
 
-def _wait(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 @pytest.mark.timeout(300)
 def test_two_tunes_of_one_config_started_together_one_refuses_and_a_killed_owner_is_taken_over(tmp_path):
     from kerasguide.config import save_config
@@ -146,7 +137,7 @@ def test_two_tunes_of_one_config_started_together_one_refuses_and_a_killed_owner
              for _ in range(2)]
     try:
         # The one that took the search: its lock names it; held still (SIGSTOP) once a trial has begun.
-        path, _ = _wait(lambda: (lambda p, s: (p, s) if s and s.get("stages") else None)(*_search_state(out)))
+        path, _ = wait_for(lambda: (lambda p, s: (p, s) if s and s.get("stages") else None)(*_search_state(out)))
         winner = json.loads((path / locks.LOCK_FILE).read_text())["pid"]
         os.kill(winner, signal.SIGSTOP)
         (loser,) = [p for p in procs if p.pid != winner]

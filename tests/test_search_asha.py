@@ -15,7 +15,7 @@ import pytest
 
 from kerasguide.config import ConfigError, RunConfig, SearchConfig, save_config
 from kerasguide.search.asha_plan import asha_plan, asha_rungs
-from tests.conftest import tiny_digits
+from tests.conftest import tiny_digits, wait_for
 
 
 def _tiny(name: str = "asha", epochs: int = 9, **search) -> RunConfig:
@@ -272,16 +272,6 @@ def test_asha_search_continues_promoted_trials(tmp_path):
     assert "epochs not trained again" in (result.path / "search.md").read_text()
 
 
-def _wait_for(predicate, timeout=120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def _records(search_root: Path) -> list[dict]:
     out = []
     for path in search_root.glob("*-search/tuner/stage1/trial_*/kerasguide.json"):
@@ -304,7 +294,7 @@ def test_sigkill_while_promoting_resumes_from_the_checkpoint(tmp_path):
     def killed_when(predicate):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            _wait_for(lambda: predicate(_records(out)) or proc.poll() is not None)
+            wait_for(lambda: predicate(_records(out)) or proc.poll() is not None)
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]  # killed, not ended by itself
         finally:
             proc.send_signal(signal.SIGKILL)
@@ -346,7 +336,7 @@ def test_sigkill_of_the_master_takes_its_worker_down(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "kerasguide.cli", "tune", str(tmp_path / "s.toml"),
                              "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        record = _wait_for(lambda: next((r for r in _records(out) if r.get("pid")), None))
+        record = wait_for(lambda: next((r for r in _records(out) if r.get("pid")), None))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -358,7 +348,7 @@ def test_sigkill_of_the_master_takes_its_worker_down(tmp_path):
             return True
         return False
 
-    _wait_for(gone, timeout=10)
+    wait_for(gone, timeout=10)
 
 
 def test_dry_run_estimate_of_asha_is_within_2x_of_the_real_search(tmp_path):
@@ -420,7 +410,7 @@ def test_sigkill_of_a_worker_mid_trial_and_of_the_master_before_its_first_trial(
     # 1: the master before its first trial (search.json written, no trial record yet).
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: list(out.glob("*-search/search.json")) or proc.poll() is not None)
+        wait_for(lambda: list(out.glob("*-search/search.json")) or proc.poll() is not None)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -438,7 +428,7 @@ def test_sigkill_of_a_worker_mid_trial_and_of_the_master_before_its_first_trial(
                     return info
             return None
 
-        victim = _wait_for(training_worker)
+        victim = wait_for(training_worker)
         assert victim.record["pid"] != proc.pid
         os.kill(victim.record["pid"], signal.SIGKILL)
         _, err = proc.communicate(timeout=300)

@@ -46,7 +46,7 @@ from kerasguide.diagnosis.findings import (
 )
 from kerasguide.diagnosis.measures import measure
 from kerasguide.diagnosis.rules import RULES, diagnose
-from kerasguide.rundir import RunDir, read_json, read_run
+from kerasguide.rundir import RunDir, read_json, status_as_read
 
 __all__ = [
     "CODES", "SEVERITIES", "Finding", "Signals", "Thresholds", "RULES", "measure", "diagnose",
@@ -108,7 +108,7 @@ def load_signals(run_dir: str | Path | RunDir) -> Signals:
     checks = read_json(rd.file("checks.json"), default=None)
     return Signals(
         epochs=rd.read_metrics(),
-        status="killed" if read_run(rd.path).status == "killed" else str(record.get("status") or "completed"),
+        status="killed" if status_as_read(record)[0] == "killed" else str(record.get("status") or "completed"),
         stop_reason=record.get("stop_reason") or record.get("error"),
         num_classes=(record.get("data") or {}).get("num_classes"),
         target_variance=(record.get("data") or {}).get("target_variance"),

@@ -59,6 +59,7 @@ class MonitorCallback(keras.callbacks.Callback):
         self.record_dir = None if record_dir is None else Path(record_dir)
         self.every_epochs = every_epochs
         self.records: list[dict[str, Any]] = []
+        self._record_file = None  # this fit's open record (`_add_record`)
 
     # state
     def on_train_begin(self, logs=None):
@@ -89,14 +90,14 @@ class MonitorCallback(keras.callbacks.Callback):
             return
         # One line appended and flushed per epoch: a killed run keeps every epoch recorded so far
         # (one write of a short line lands whole; readers skip a last line a kill cut short).
-        if getattr(self, "_record_file", None) is None:
+        if self._record_file is None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
             self._record_file = open(self.record_dir / f"{self.record_name}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._record_file.write(json.dumps(finite_or_none(record), allow_nan=True) + "\n")
         self._record_file.flush()
 
     def _close_records(self) -> None:
-        record_file, self._record_file = getattr(self, "_record_file", None), None
+        record_file, self._record_file = self._record_file, None
         if record_file is not None:
             record_file.close()
 

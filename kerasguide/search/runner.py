@@ -53,6 +53,7 @@ from kerasguide import locks
 from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
 from kerasguide.io import atomic_dir
+from kerasguide.procs import process_start
 from kerasguide.progress import Progress
 from kerasguide.rundir import atomic_write_json, atomic_write_text, read_json, utc_now
 from kerasguide.search.declared import declared_ranges, merge_declared
@@ -69,7 +70,7 @@ from kerasguide.search.space import (
     resolve_stages,
     with_baseline_choices,
 )
-from kerasguide.search.status import clear_stop_request, process_start, stop_requested
+from kerasguide.search.status import clear_stop_request, stop_requested
 from kerasguide.search.tuner import SearchTuner
 
 __all__ = ["tune", "SearchResult", "find_search", "copy_best_model", "FORMAT_VERSION"]

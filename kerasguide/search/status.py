@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasguide.config import load_config
-from kerasguide.procs import process_start
-from kerasguide.rundir import atomic_write_json, read_json, read_metrics, utc_now
+from kerasguide.rundir import atomic_write_json, owner_alive, read_json, read_metrics, utc_now
 
 __all__ = ["STOP_REQUEST", "NotASearch", "search_status", "request_stop", "stop_requested", "clear_stop_request",
            "format_status"]
@@ -62,17 +61,12 @@ def clear_stop_request(path: str | os.PathLike[str]) -> None:
 
 
 def _master_alive(state: dict[str, Any]) -> bool:
-    pid = state.get("pid")
-    if not isinstance(pid, int) or (state.get("host") and state["host"] != socket.gethostname()):
-        return False
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+    if not owner_alive(state):  # gone, or another host's (not seen from here)
         return False
     if state.get("pid_start"):  # the master from the Python API too (its command line need not say kerasguide)
-        return process_start(pid) == state["pid_start"]
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.is_file():  # Linux: make sure the pid is still a kerasguide process
+        return True
+    cmdline = Path(f"/proc/{state['pid']}/cmdline")
+    if cmdline.is_file():  # an older record, Linux: make sure the pid is still a kerasguide process
         try:
             return b"kerasguide" in cmdline.read_bytes()
         except OSError:
