@@ -47,6 +47,7 @@ from kerasguide.tasks import REGRESSION_SOURCES, config_task, task_settings  # n
 __all__ = [
     "ConfigError", "RunConfig", "DataConfig", "AugmentConfig", "ModelConfig", "OptimizerConfig", "ScheduleConfig",
     "TrainConfig", "ChecksConfig", "MonitorConfig", "LRFindConfig", "SearchConfig", "EnsembleConfig",
+    "TrackingConfig",
     "load_config", "loads_config", "dump_config", "save_config", "config_from_dict",
     "format_validation_error", "check_metric_names",
     "DEFAULT_CONFIG_NAME",
@@ -622,6 +623,50 @@ class ReportConfig(_Section):
         "kerasguide tune turns them off for its trials (search.trial_plots).")
 
 
+# What MLflow can store a run in (its tracking-store schemes); a typo in the scheme was a traceback at the end
+# of a run, or a search's trials all logged nowhere.
+MLFLOW_SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+
+
+class TrackingConfig(_Section):
+    """Where a run is recorded besides its run directory: MLflow, and TensorBoard's HParams (recipe I33)."""
+
+    mlflow: str | None = Field(None, description=(
+        "MLflow tracking URI: sqlite:///PATH, http(s)://HOST:PORT, postgresql://..., databricks, file:PATH "
+        "(MLflow 3: with MLFLOW_ALLOW_FILE_STORE=true). Unset: off, unless the KERASGUIDE_MLFLOW environment "
+        "variable asks (this key wins over it)."))
+    experiment: str | None = Field(None, description=(
+        'MLflow experiment name; unset: KERASGUIDE_MLFLOW_EXPERIMENT, else "kerasguide".'))
+    parent_run: str | None = Field(None, description=(
+        "The MLflow run this run nests under (mlflow.parentRunId): kerasguide tune and ensemble set it for their "
+        "trials and members."))
+    hparams_experiment: bool = Field(True, description=(
+        "Write the run's own HParams experiment (every setting with its domain, the train and validation "
+        "metrics) beside its HParams session in tb/. kerasguide tune turns it off for its trials: the search "
+        "directory holds their one experiment."))
+
+    @field_validator("mlflow")
+    @classmethod
+    def _check_mlflow(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        scheme, colon, rest = value.partition(":")
+        if scheme.lower() in ("databricks", "databricks-uc", "uc") and not colon:
+            return value  # Databricks' profile URIs may be the bare scheme
+        if not colon or scheme.lower() not in MLFLOW_SCHEMES or not rest.strip("/"):
+            raise ValueError(f"not an MLflow tracking URI; use {', '.join(s + ':' for s in MLFLOW_SCHEMES[:7])} "
+                             "or databricks, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
+        return value
+
+    @field_validator("parent_run")
+    @classmethod
+    def _check_parent_run(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError("an MLflow run id is 1-64 letters, digits, '_' or '-'")
+        return value
+
+
 class RunConfig(_Section):
     """A whole run. Every field has a default: `RunConfig()` is the digits recipe."""
 
@@ -638,6 +683,7 @@ class RunConfig(_Section):
     search: SearchConfig = SearchConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
     report: ReportConfig = ReportConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("name")
     @classmethod
