@@ -6,6 +6,7 @@ and the benchmarks use alike; none of it knows about run directories.
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "predict_split",
     "make_augmenter",
     "make_strategy",
+    "gpu_memory_growth",
     "steps_per_execution",
     "compile_model",
     "build_for_fit",
@@ -176,8 +178,44 @@ def predict_split(predict, dataset: Dataset, split: str, batch_size: int = 256) 
     return np.concatenate(outputs, axis=axis), np.concatenate(targets)
 
 
+def gpu_memory_growth() -> list[str]:
+    """Let TensorFlow take GPU memory as it needs it, not each visible GPU whole; returns the GPUs set so.
+
+    Search workers sharing a GPU (`search.gpus_per_trial` < 1), or a run
+    beside other work on the card, would otherwise fail for want of memory
+    the first process took and never used. Possible only before TensorFlow
+    starts its runtime: a GPU already in use, or given a memory limit
+    (logical devices) by the caller, is left as it is. Worker processes also
+    get `TF_FORCE_GPU_ALLOW_GROWTH=true`, which holds before this runs.
+
+    Example:
+
+    ```python
+    gpu_memory_growth()   # first thing, before any tensor is made
+    ```
+    """
+    grown = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        if tf.config.get_logical_device_configuration(gpu):
+            continue  # the caller split it or capped its memory: growth would clash with that
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as error:  # the runtime has started: its setting stays
+            logger.debug("memory growth on %s left as it is: %s", gpu.name, error)
+            continue
+        grown.append(gpu.name)
+    return grown
+
+
+def _mirrored_devices() -> list[str]:
+    """The devices a `mirrored` strategy mirrors over: every GPU, else the logical CPUs."""
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return [d.name for d in devices]
+
+
 def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
-    """The `tf.distribute` strategy that `train.strategy` names."""
+    """The `tf.distribute` strategy that `train.strategy` names (GPU memory growth on first)."""
+    gpu_memory_growth()
     kind = config.train.strategy
     if kind == "mirrored":
         if not tf.config.list_physical_devices("GPU"):
@@ -190,27 +228,55 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
                 )
             except RuntimeError:
                 pass
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
+        return tf.distribute.MirroredStrategy(_mirrored_devices())
     if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
+def _replicas(config: RunConfig, strategy: tf.distribute.Strategy | None) -> int:
+    """How many replicas train in sync: the strategy's, else what `make_strategy` makes (or made) of the config."""
+    if strategy is not None:
+        return int(strategy.num_replicas_in_sync)
+    if config.train.strategy == "mirrored":
+        return len(_mirrored_devices())
+    if config.train.strategy == "multi_worker":
+        try:
+            cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster") or {}
+        except (ValueError, AttributeError):
+            cluster = {}
+        tasks = sum(len(cluster.get(kind) or []) for kind in ("chief", "worker")) or 1
+        return tasks * max(1, len(tf.config.list_physical_devices("GPU")))
+    return 1
+
+
+def steps_per_execution(config: RunConfig, steps_per_epoch: int,
+                        strategy: tf.distribute.Strategy | None = None) -> int:
     """`train.steps_per_execution`, with "auto" = one epoch per call, at most 64.
 
     Fewer Python round trips per step is most of the speed-up over a plain
-    `fit` on small models (benchmarks/README.md).
+    `fit` on small models (benchmarks/README.md). Under a `tf.distribute`
+    strategy with one replica (`mirrored` or `multi_worker` on one GPU, or
+    one CPU) Keras' multi-step loop works and is kept; with more than one
+    replica in sync it is 1: Keras 3.15's training loop of several steps
+    fails there (`fit` only: "You must feed a value for placeholder tensor"
+    inside its `tf.while_loop`; measured in benchmarks/mirrored_steps.py).
+
+    Args:
+        config: The run's config.
+        steps_per_epoch: Training batches an epoch.
+        strategy: The run's strategy (`make_strategy`). Defaults to `None`:
+            the replicas `make_strategy` makes of the config.
     """
     value = config.train.steps_per_execution
-    if config.train.strategy != "default":
-        # Keras 3.15's multi-step loop fails under MirroredStrategy (a
-        # placeholder left unfed in the while loop): one step per call there.
-        if value not in ("auto", 1):
-            logger.warning("steps_per_execution=%s is not supported with strategy %r; using 1",
-                           value, config.train.strategy)
-        return 1
+    if config.train.strategy != "default" and value != 1:
+        replicas = _replicas(config, strategy)
+        if replicas > 1:
+            # A value asked for by name is a warning; "auto" (the default) only says why it is 1.
+            say = logger.info if value == "auto" else logger.warning
+            say("steps_per_execution=%s is not supported with strategy %r over %d replicas (Keras' multi-step "
+                "training loop fails there); using 1", value, config.train.strategy, replicas)
+            return 1
     if value == "auto":
         return max(1, min(steps_per_epoch, 64))
     return int(value)

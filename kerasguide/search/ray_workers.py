@@ -6,8 +6,9 @@ and kerasguide once, in its `__init__`, then runs one trial after another
 (`kerasguide.spine.run` with `keras.backend.clear_session()` before each), so
 a trial on a warm worker pays no start-up. A worker asks Ray for
 `cpus_per_trial` CPUs and `gpus_per_trial` GPUs (Ray sets
-`CUDA_VISIBLE_DEVICES` per actor: one GPU per trial with `gpus_per_trial=1`);
-workers are spread over the cluster's nodes.
+`CUDA_VISIBLE_DEVICES` per actor: one GPU per trial with `gpus_per_trial=1`;
+GPU memory growth on, `kerasguide.training.gpu_memory_growth`, as for process
+workers); workers are spread over the cluster's nodes.
 
 - `address=None`: a local Ray cluster on this machine (`ray.init()`), or the
   one `RAY_ADDRESS` names.
@@ -79,15 +80,18 @@ class TrialWorker:
 
     def __init__(self):
         started = time.perf_counter()
+        # Only the GPUs Ray gave this actor are visible; grow, don't grab them whole (set before TensorFlow
+        # starts, so it holds whatever runs first), as process workers do.
+        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
         from kerasguide._logging import import_tensorflow
 
-        tf = import_tensorflow()
-        for gpu in tf.config.list_physical_devices("GPU"):
-            # Only the GPUs Ray gave this actor are visible; grow, don't grab them whole.
-            tf.config.experimental.set_memory_growth(gpu, True)
+        import_tensorflow()  # its start-up chatter hidden
         import keras
 
         from kerasguide.spine import run  # the whole run's imports, once per worker
+        from kerasguide.training import gpu_memory_growth
+
+        gpu_memory_growth()
 
         self._keras, self._run = keras, run
         self.import_seconds = time.perf_counter() - started

@@ -20,6 +20,12 @@ worker processes running the same script) is not used: it needs a script
 per worker and gives no timeouts. With `workers = 0` trials run in this
 process (`run_trial`), which is faster to start but cannot be timed out.
 
+GPUs (issue 16): each worker process sees only its own GPUs,
+`search.gpus_per_trial` of them (a fraction: workers share a GPU; 0: none,
+`CUDA_VISIBLE_DEVICES=-1`), with `TF_FORCE_GPU_ALLOW_GROWTH=true`; the
+master finds the GPUs without TensorFlow (`kerasguide.search.gpus`) and runs
+fewer workers, with a warning, when more are asked than the GPUs hold.
+
 Pruning (issue 14): with `[search] prune` (the default) each trial's run
 carries `monitor.prune = search.prune_codes`, so a `DiagnosisPruner` reads
 the diagnosis after each epoch and stops a trial that has `diverged`, is
@@ -52,6 +58,7 @@ from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import ConfigError, RunConfig, save_config
 from kerasguide.procs import die_with_parent
 from kerasguide.rundir import RunDir, atomic_write_json, read_json, utc_now
+from kerasguide.search.gpus import assign_gpus, visible_gpus, worker_env
 from kerasguide.search.space import apply_values
 
 import_tensorflow()  # before keras-tuner imports Keras: hides TensorFlow's start-up chatter
@@ -68,6 +75,7 @@ logger = get_logger()
 RECORD = "kerasguide.json"
 _GRACE_SECONDS = 15.0
 _ATTEMPTS = 2  # child processes a trial gets when a signal kills its worker
+_TOLD: set[str] = set()  # GPU notes already logged: a search makes a tuner per stage, the note is said once
 
 
 def checkpoint_score(run_dir: str | os.PathLike[str]) -> tuple[str | None, float | None]:
@@ -148,6 +156,7 @@ class _Worker:
         self.ray_key: str | None = None  # the trial's key in the RayPool (engine = "ray")
         self.ray_outcome: dict[str, Any] | None = None
         self.placed = False  # the record says where it runs
+        self.slot = 0  # the worker slot it runs in: which GPUs its process sees
         self.attempts = 0  # child processes started for this trial (a killed one is started again)
 
     def find_run_dir(self) -> Path | None:
@@ -197,7 +206,8 @@ class SearchTuner(kt.Tuner):
         epochs: Epochs per trial (Hyperband: its `tuner/epochs` instead).
         trials_dir: Where the trials' run directories go.
         workers: Trials at once, each in a child process; 0 runs them in
-            this process. Defaults to `1`.
+            this process. Fewer when `search.gpus_per_trial` of the GPUs
+            hold fewer (a warning). Defaults to `1`.
         trial_timeout: Seconds before a worker is killed (child processes
             only). Defaults to `None`.
         on_event: Called as `on_event(kind, record)` with kind `"begin"` or
@@ -243,6 +253,10 @@ class SearchTuner(kt.Tuner):
         self.workers = workers
         self.trial_timeout = trial_timeout
         self.pool = pool if workers else None  # kerasguide.search.ray_workers.RayPool: trials on Ray actors
+        self.gpu_source = "none"
+        self.slot_devices: list[str] = []  # each process worker slot's CUDA_VISIBLE_DEVICES
+        if workers and self.pool is None:
+            self._share_gpus()
         self._continued: dict[str, dict[str, Any]] = {}
         self.on_event = on_event or (lambda kind, record: None)
         oracle.verbose = 0
@@ -255,6 +269,28 @@ class SearchTuner(kt.Tuner):
             logger.debug("keras-tuner: %s", chatter.getvalue().strip())
         self.metric = oracle.objective.name
         self.direction = oracle.objective.direction
+
+    def _share_gpus(self) -> None:
+        """Each process worker slot's GPUs (`search.gpus_per_trial`); fewer slots when the GPUs hold fewer."""
+        per_trial = float(self.base_config.search.gpus_per_trial)
+        gpus = visible_gpus()
+        self.gpu_source = gpus.source
+        self.slot_devices = assign_gpus(gpus.ids, per_trial, self.workers)
+        shown = f"{len(gpus.ids)} GPU{'' if len(gpus.ids) == 1 else 's'} ({', '.join(gpus.ids)}; {gpus.source})"
+        if len(self.slot_devices) < self.workers:
+            note = (f"search.workers = {self.workers} but {shown} hold {len(self.slot_devices)} at "
+                    f"search.gpus_per_trial = {per_trial:g}: running {len(self.slot_devices)} workers")
+            if note not in _TOLD:
+                logger.warning("%s", note)
+            self.workers = len(self.slot_devices)
+        elif per_trial == 0 and gpus.ids:
+            note = (f"{shown} seen but search.gpus_per_trial = 0: the workers train on the CPU "
+                    "(CUDA_VISIBLE_DEVICES=-1); set search.gpus_per_trial = 1 to give each its own GPU")
+            if note not in _TOLD:
+                logger.info("%s", note)
+        else:
+            return
+        _TOLD.add(note)
 
     # ------------------------------------------------------------ trials
     def trial_dir(self, trial) -> Path:
@@ -350,10 +386,11 @@ class SearchTuner(kt.Tuner):
         outcome = read_outcome(result.path, self.metric, self.direction)
         return {self.metric: outcome["score"]} if outcome["score"] is not None else {}
 
-    def launch_trial(self, trial) -> _Worker:
-        """Start a worker for `trial`: a child process, or run it here when workers = 0."""
+    def launch_trial(self, trial, slot: int = 0) -> _Worker:
+        """Start a worker for `trial` in worker slot `slot`: a child process, or run it here when workers = 0."""
         trial_dir = self.trial_dir(trial)
         worker = _Worker(trial, None, trial_dir, time.perf_counter())
+        worker.slot = slot
         try:
             worker.config = self.trial_config(trial)
         except ConfigError as error:
@@ -386,7 +423,10 @@ class SearchTuner(kt.Tuner):
         worker.attempts += 1
         worker.run_dir = None  # a new attempt makes its own run directory
         worker.started = time.perf_counter()
+        devices = self.slot_devices[worker.slot % len(self.slot_devices)] if self.slot_devices else None
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if devices is not None:  # its own GPUs only, memory taken as needed (issue 16)
+            env = worker_env(env, devices, self.gpu_source)
         worker.process = subprocess.Popen(
             # -P: the working directory stays off sys.path (a user's json.py there is not imported), as for
             # the `kerasguide` script itself.
@@ -402,6 +442,8 @@ class SearchTuner(kt.Tuner):
         record = self.record_of(worker.trial)
         record["pid"] = worker.process.pid  # so the master (or a person) can find the worker
         record["attempts"] = worker.attempts
+        if devices is not None:
+            record["cuda_visible_devices"] = devices
         atomic_write_json(trial_dir / RECORD, record)
 
     def poll_worker(self, worker: _Worker) -> bool:
@@ -516,7 +558,8 @@ class SearchTuner(kt.Tuner):
             while True:
                 idle = False
                 while not exhausted and len(running) < slots:
-                    tuner_id = next(f"worker{i}" for i in range(slots) if f"worker{i}" not in running)
+                    slot = next(i for i in range(slots) if f"worker{i}" not in running)
+                    tuner_id = f"worker{slot}"
                     trial = self.oracle.create_trial(tuner_id)
                     status = trial.status
                     if status == kt.engine.trial.TrialStatus.STOPPED:
@@ -526,7 +569,7 @@ class SearchTuner(kt.Tuner):
                         idle = True  # Hyperband waits for a round to finish
                         break
                     self.on_trial_begin(trial)
-                    running[tuner_id] = self.launch_trial(trial)
+                    running[tuner_id] = self.launch_trial(trial, slot)
                 if not running:
                     if exhausted or idle:
                         break  # idle with nothing running cannot make progress
