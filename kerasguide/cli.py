@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from kerasguide._logging import get_logger, set_verbosity
+from kerasguide._logging import configure_cli_output, get_logger
 from kerasguide.cli_args import build_parser
 from kerasguide.config import ConfigError, RunConfig, dump_config, load_config
 from kerasguide.errors import CommandFailed, one_line
@@ -193,11 +193,24 @@ def cmd_board(args) -> int:
     return EXIT_OK
 
 
+# A headless install (`pip install kerasguide`, no [gui] extra) has no Qt; the app's own entry says the same.
+GUI_MISSING = "kerasguide: the desktop app needs PySide6: pip install 'kerasguide[gui]'"
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a half-removed install
+        return False
+
+
 def cmd_gui(args) -> int:
     # The app runs as its own process: the core never imports Qt (an import-linter contract).
-    for module in ("PySide6", "kerasguide_gui"):
-        if importlib.util.find_spec(module) is None:
-            raise CliError(f"the desktop app is not available: no module {module}; install kerasguide with PySide6")
+    if not _importable("PySide6"):
+        print(GUI_MISSING, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not _importable("kerasguide_gui"):
+        raise CliError("the desktop app is not available: no module kerasguide_gui; reinstall kerasguide[gui]")
     command = [sys.executable, "-m", "kerasguide_gui.app", *([args.config] if args.config else [])]
     try:
         return subprocess.run(command).returncode
@@ -554,8 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.verbose:
-        set_verbosity("DEBUG")
+    # The library configures no output (a NullHandler); the command line does, once per process.
+    configure_cli_output("DEBUG" if args.verbose else "INFO")
     command = COMMANDS.get(args.command) if args.command else None
     if command is None:
         parser.print_help()
