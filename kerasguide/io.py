@@ -15,6 +15,7 @@ import math
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
     try:
         yield tmp
+        with contextlib.suppress(FileNotFoundError):  # a new file keeps the umask's mode
+            # Replacing a file keeps its permissions: a user's 0644 config saved by the app stays 0644.
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         # No fsync: the rename alone guarantees that a killed process leaves the old
         # or the new file; fsync on every epoch's record costs more than a small epoch.
         os.replace(tmp, path)
