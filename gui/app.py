@@ -36,7 +36,29 @@ def prepare_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+# A headless install (`pip install kerasguide`, no [gui] extra) has no Qt: the same one line as `kerasguide gui`.
+GUI_MISSING = "kerasguide: the desktop app needs PySide6: pip install 'kerasguide[gui]'"
+
+
+def _started_as_the_app() -> bool:
+    """This module is the program: `python -m kerasguide_gui.app`, or the `kerasguide-gui` script importing `_entry`."""
+    main = sys.modules.get("__main__")
+    return __name__ == "__main__" or Path(getattr(main, "__file__", None) or "").stem == "kerasguide-gui"
+
+
+def _require_qt() -> None:
+    # Here, not in `_entry`: the script imports this module (and so Qt, below) before it can call `_entry`.
+    try:
+        import PySide6  # noqa: F401
+    except ImportError:
+        if not _started_as_the_app():
+            raise  # imported by other code (a test, a plugin): the ImportError as usual
+        print(GUI_MISSING, file=sys.stderr)
+        sys.exit(2)
+
+
 prepare_environment()
+_require_qt()
 
 from PySide6.QtCore import QCoreApplication, Qt, QTimer  # noqa: E402
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence  # noqa: E402
