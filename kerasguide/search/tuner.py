@@ -67,6 +67,7 @@ import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 
 from kerasguide.spine import run  # noqa: E402
+from kerasguide.training import gpu_memory_growth  # noqa: E402
 
 __all__ = ["SearchTuner", "read_outcome", "checkpoint_score"]
 
@@ -255,6 +256,8 @@ class SearchTuner(kt.Tuner):
         self.pool = pool if workers else None  # kerasguide.search.ray_workers.RayPool: trials on Ray actors
         self.gpu_source = "none"
         self.slot_devices: list[str] = []  # each process worker slot's CUDA_VISIBLE_DEVICES
+        if workers:
+            gpu_memory_growth()  # the master trains nothing: what TensorFlow it uses must not hold the workers' GPUs
         if workers and self.pool is None:
             self._share_gpus()
         self._continued: dict[str, dict[str, Any]] = {}
