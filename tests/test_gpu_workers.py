@@ -195,3 +195,25 @@ def test_no_gpus_per_trial_hides_the_gpus_and_too_many_is_exit_2(tmp_path, monke
     tuner.base_config = _search_config(tmp_path, workers=2, gpus_per_trial=1)
     with pytest.raises(ConfigError, match="shows no GPU"):
         tuner._share_gpus()
+
+
+@pytest.mark.timeout(180)
+def test_a_ray_worker_without_gpus_sees_none_and_grows_memory(monkeypatch):
+    """gpus_per_trial = 0 on Ray: Ray leaves CUDA_VISIBLE_DEVICES as it was, so the actor hides the GPUs itself."""
+    pytest.importorskip("ray")
+    import time
+
+    from kerasguide.search.ray_workers import RayPool
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # what the actor would inherit from this driver
+    pool = RayPool(workers=1, gpus_per_trial=0, object_store_memory=100 * 2**20)
+    try:
+        deadline = time.monotonic() + 150
+        while pool.workers_info()[0] is None:
+            assert time.monotonic() < deadline, "the Ray worker did not start"
+            pool.poll(timeout=0.5)
+        info = pool.workers_info()[0]
+    finally:
+        pool.shutdown()
+    assert info["gpus"] == [] and info["cuda_visible_devices"] == NO_GPU
+    assert info["tf_force_gpu_allow_growth"] == "true"

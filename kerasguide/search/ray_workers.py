@@ -8,7 +8,8 @@ a trial on a warm worker pays no start-up. A worker asks Ray for
 `cpus_per_trial` CPUs and `gpus_per_trial` GPUs (Ray sets
 `CUDA_VISIBLE_DEVICES` per actor: one GPU per trial with `gpus_per_trial=1`;
 GPU memory growth on, `kerasguide.training.gpu_memory_growth`, as for process
-workers); workers are spread over the cluster's nodes.
+workers; with `gpus_per_trial=0` the GPUs are hidden: `CUDA_VISIBLE_DEVICES=-1`);
+workers are spread over the cluster's nodes.
 
 - `address=None`: a local Ray cluster on this machine (`ray.init()`), or the
   one `RAY_ADDRESS` names.
@@ -55,6 +56,7 @@ from ray import exceptions as ray_errors  # noqa: E402
 from kerasguide._logging import get_logger  # noqa: E402
 from kerasguide.config import ConfigError, load_config  # noqa: E402
 from kerasguide.rundir import config_hash  # noqa: E402
+from kerasguide.search.gpus import NO_GPU  # noqa: E402
 
 __all__ = ["RayPool", "TrialWorker"]
 
@@ -83,6 +85,10 @@ class TrialWorker:
         # Only the GPUs Ray gave this actor are visible; grow, don't grab them whole (set before TensorFlow
         # starts, so it holds whatever runs first), as process workers do.
         os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+        if not ray.get_gpu_ids():
+            # No GPU asked for (gpus_per_trial = 0): Ray (2.60) then leaves CUDA_VISIBLE_DEVICES as it was, and
+            # every such actor would see (and use) every GPU; hidden, as for process workers.
+            os.environ["CUDA_VISIBLE_DEVICES"] = NO_GPU
         from kerasguide._logging import import_tensorflow
 
         import_tensorflow()  # its start-up chatter hidden
@@ -99,9 +105,12 @@ class TrialWorker:
         get_logger().setLevel("WARNING")  # the trials' messages would only fill Ray's worker logs
 
     def info(self) -> dict[str, Any]:
-        """Where this worker runs: Ray node id, host name, pid, its GPUs and its import time."""
+        """Where this worker runs: Ray node id, host name, pid, its GPUs (Ray's ids and CUDA_VISIBLE_DEVICES)
+        and its import time."""
         return {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                 "pid": os.getpid(), "gpus": [str(g) for g in ray.get_gpu_ids()],
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "tf_force_gpu_allow_growth": os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"),
                 "import_seconds": round(self.import_seconds, 3)}
 
     def run_trial(self, config_path: str, out: str) -> dict[str, Any]:
