@@ -28,6 +28,7 @@ _LAZY = {
     "SparseInitializer": "kerasguide.initializers",
     "MulticlassHinge": "kerasguide.losses",
     "run": "kerasguide.spine",
+    "resume": "kerasguide.spine",
     "RunResult": "kerasguide.spine",
     "BestCheckpoint": "kerasguide.callbacks",
     "DropConnectDense": "kerasguide.layers",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -22,7 +23,8 @@ from kerasguide.tasks import metric_direction
 from kerasguide.tb_events import release_writer, shared_writer
 from kerasguide.training import save_model_atomic  # re-exported: older callers
 
-__all__ = ["RunRecorder", "BestCheckpoint", "JsonProgress", "EpochScalars", "save_model_atomic", "current_lr"]
+__all__ = ["RunRecorder", "BestCheckpoint", "RunBackup", "JsonProgress", "EpochScalars", "save_model_atomic",
+           "current_lr"]
 
 logger = get_logger()
 
@@ -75,11 +77,18 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.mode = metric_direction(monitor)
         self.flush_seconds = flush_seconds
         self._writer: _TwinWriter | None = None
+        self._prior: tuple[float, int, Path | None] | None = None
+
+    def resume_from(self, value: float, epoch: int, path: Path | None) -> None:
+        """Start the next fit from a best already on disk (a resumed run): only a better epoch replaces it."""
+        self._prior = (float(value), int(epoch), path)
 
     def on_train_begin(self, logs=None):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_path: Path | None = None
         self.best_epoch: int | None = None
+        if self._prior is not None:
+            self.best, self.best_epoch, self.best_path = self._prior
         self._drop_writer()
         self._pending: _Snapshot | None = None
         self._last_flush = time.perf_counter()
@@ -107,6 +116,12 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.flush()
+
+    def wait(self) -> None:
+        """Block until the improvements so far are on disk (the writer thread's; a run's backup waits for it)."""
+        writer = self._writer
+        if writer is not None:
+            writer.wait(raise_error=False)  # a failed write is raised at the end of training, not here
 
     def _target(self, snapshot: _Snapshot) -> Path:
         return self.directory / f"best-epoch={snapshot.epoch:03d}-{self.monitor}={snapshot.value:.4f}.keras"
@@ -319,16 +334,24 @@ class RunRecorder(keras.callbacks.Callback):
         update_run: Called with run.json's new fields instead of
             `run_dir.update_run` (a caller that keeps a copy of the record).
             Defaults to `None`.
+        prior_best: run.json's `best` of epochs no longer in `history` (a
+            resumed run whose best epoch came after its last backup: its
+            checkpoint is still the best on disk). Defaults to `None`.
+        seconds_before: Training seconds of earlier sessions (a resumed run).
+            Defaults to `0.0`.
     """
 
     def __init__(self, run_dir: RunDir | str | os.PathLike[str], monitor: str = "val_accuracy",
                  history: list[dict[str, float]] | None = None,
-                 update_run: Callable[..., Any] | None = None):
+                 update_run: Callable[..., Any] | None = None,
+                 prior_best: dict[str, Any] | None = None, seconds_before: float = 0.0):
         super().__init__()
         self.run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
         self.monitor = monitor
         self.history = history if history is not None else []
         self.update_run = update_run or self.run_dir.update_run
+        self.prior_best = prior_best if prior_best and prior_best.get("metric") == monitor else None
+        self.seconds_before = seconds_before
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
@@ -357,7 +380,64 @@ class RunRecorder(keras.callbacks.Callback):
             value, best_epoch = (min if mode == "min" else max)(values, key=lambda v: v[0])
             best = {"metric": self.monitor, "value": value, "epoch": best_epoch,
                     "metrics": next(r for r in self.history if r["epoch"] == best_epoch)}
-        self.update_run(epochs_done=epoch + 1, best=best, train_seconds=round(now - self._start, 3))
+        prior = self.prior_best
+        if prior is not None and (not best or _better(mode, float(prior["value"]), best["value"])):
+            best = prior
+        self.update_run(epochs_done=epoch + 1, best=best,
+                        train_seconds=round(self.seconds_before + now - self._start, 3))
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore` (weights, optimizer state, epoch), its saves kept to about 5% of training time.
+
+    A backup after every epoch costs a small model's `.weights.h5` write (milliseconds) on the training
+    thread, a good part of a short epoch; this one saves at an epoch's end only when the time since the
+    last save is at least `cost_factor` times what that save took, so a run killed loses at most that
+    much training (and every epoch for a model whose epochs are long). `kerasguide run --resume` reads it.
+
+    Args:
+        backup_dir: The folder of the backup (a run's `backup/`); deleted when a fit completes.
+        cost_factor: The least time between saves, as a multiple of a recent save's time.
+            Defaults to `20.0`.
+        before_save: Called before each save (the run's monitors and best checkpoint wait for their
+            writes there: a backup never holds an epoch whose records are not on disk). Defaults to `None`.
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike[str], cost_factor: float = 20.0,
+                 before_save: Callable[[], Any] | None = None):
+        # double_checkpoint: a kill in the middle of a save leaves the previous backup to restore from.
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True, double_checkpoint=True)
+        self.cost_factor = cost_factor
+        self.before_save = before_save
+        self._saved_at = -math.inf
+        self._costs: list[float] = []  # the last saves' times but the first (a cold start); the least counts
+        self._saves = 0
+
+    def restore(self, model: keras.Model) -> int | None:
+        """Load the backup into `model` (weights and optimizer state); the epochs it had done, None if none."""
+        folder = Path(self.backup_dir)
+        # Keras' file names (tests/test_resume.py fails if they change): the weights and, beside, the epoch.
+        if not any((folder / name).exists() for name in ("latest.weights.h5", "latest.weights.h5.bkp")):
+            return None
+        self.set_model(model)
+        self.on_train_begin()  # Keras' own loading, with its fallback to the previous backup
+        metadata = folder / "training_metadata.json"
+        try:
+            return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        if self._costs and now - self._saved_at < self.cost_factor * min(self._costs):
+            return
+        if self.before_save is not None:
+            self.before_save()  # counted in the save's time: waiting for others' writes is this save's cost
+        super().on_epoch_end(epoch, logs)
+        self._saved_at = time.perf_counter()
+        self._saves += 1
+        if self._saves > 1:
+            self._costs = [*self._costs[-2:], self._saved_at - now]
 
 
 class JsonProgress(keras.callbacks.Callback):

@@ -113,6 +113,8 @@ def _prepare_tf_env(args=None) -> None:
 
 # ----------------------------------------------------------------- commands
 def cmd_run(args) -> int:
+    if args.resume is not None:
+        return _resume(args)
     config, path = _resolve_config(args.config)
     if args.epochs is not None:
         if args.epochs < 1:
@@ -125,6 +127,22 @@ def cmd_run(args) -> int:
 
     result = run(config, out=args.out, json_progress=args.json_progress,
                  verbose=0 if args.quiet else 1, config_path=path)
+    return _run_outcome(result, args)
+
+
+def _resume(args) -> int:
+    for given, flag in ((args.config, "a config"), (args.epochs, "--epochs")):
+        if given is not None:
+            raise CliError(f"--resume continues the config the run recorded: {flag} cannot go with it")
+    _prepare_tf_env(args)
+    _install_sigterm()
+    from kerasguide.spine import resume
+
+    return _run_outcome(resume(args.resume, json_progress=args.json_progress, verbose=0 if args.quiet else 1), args)
+
+
+def _run_outcome(result, args) -> int:
+    """The lines `run` ends with (its outcome, where its files are) and its exit code."""
     code = STATUS_EXIT.get(result.status, EXIT_FAILED)
     out = sys.stderr if args.json_progress else sys.stdout
     if result.status == "completed":

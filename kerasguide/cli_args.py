@@ -21,8 +21,12 @@ __all__ = ["build_parser"]
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run a config: data, model, checks, training, diagnosis, report",
-                       description="Run a config end to end and record it in a new run directory.")
+                       description="Run a config end to end and record it in a new run directory; "
+                                   "--resume continues a killed, interrupted or failed run in its own.")
     p.add_argument("config", nargs="?", help="TOML config, run directory or preset name (default: digits)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue this killed, interrupted or failed run from its last backup (weights, "
+                        "optimizer state, epoch), in its own directory, on the config it recorded")
     p.add_argument("--out", default="runs", help="folder for the run directory (default: runs)")
     p.add_argument("--json-progress", action="store_true", help="one JSON object per line on stdout")
     p.add_argument("--epochs", type=int, help="override train.epochs")

@@ -140,6 +140,37 @@ def test_a_run_killed_keeps_what_it_finished_and_every_reader_says_killed(moment
         statuses = sorted(i.status for i in list_runs(out))
         assert statuses == ["completed", "killed"]
 
+    _resume_keeps_what_it_finished(path, moment, rows, capsys)
+
+
+def _resume_keeps_what_it_finished(path: Path, moment: str, rows: list[dict], capsys) -> None:
+    """`kerasguide run --resume` continues the killed run in its own directory: the epochs its backup had are
+    kept as they were, the others run again, the checks done are not re-run, the optimizer continues."""
+    resumed = cli_in_process(capsys, "run", "--resume", str(path), "--quiet")
+    if moment == "in_the_report":  # trained and recorded: nothing to resume, one line, exit 2
+        assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr, resumed.stderr
+        assert resumed.stderr.count("\n") == 1, resumed.stderr
+        return
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = json.loads((path / "run.json").read_text())
+    assert record["status"] == "completed" and record["epochs_done"] == EPOCHS
+    (entry,) = record["resumed"]
+    assert entry["status_before"] == "killed" and entry["epoch"] <= len(rows)
+    after = RunDir(path).read_metrics()
+    assert [int(r["epoch"]) for r in after] == list(range(1, EPOCHS + 1))
+    assert after[: entry["epoch"]] == rows[: entry["epoch"]]  # nothing finished and backed up is lost
+    for name in ("loss.jsonl", "update_ratio.jsonl"):
+        assert [r["epoch"] for r in _lines(path / "monitor" / name)] == list(range(1, EPOCHS + 1)), name
+    if moment in ("fit_begins", "after_epoch_2", "after_epoch_5"):
+        assert "checks" in record and "sanity checks: done before" in resumed.stderr  # not run again
+    import keras
+
+    steps = -(-json.loads((path / "run.json").read_text())["data"]["train"] // 128)  # batches an epoch
+    last = keras.models.load_model(path / "checkpoints" / "last.keras")
+    # The optimizer's step counter went on from the backup's (a fresh optimizer would count fewer steps).
+    assert int(last.optimizer.iterations) == EPOCHS * steps
+    assert not (path / "backup").exists() and (path / "report.md").exists()
+
 
 def test_sigterm_in_the_report_or_a_checkpoint_that_cannot_be_written_is_completed_with_errors(
         config_file, tmp_path, capsys, monkeypatch):

@@ -12,6 +12,7 @@ import keras
 
 from kerasguide import tb_events
 from kerasguide._logging import get_logger
+from kerasguide.io import atomic_write_text
 from kerasguide.monitors import background
 from kerasguide.monitors.signals import finite_or_none, round_floats
 
@@ -60,11 +61,29 @@ class MonitorCallback(keras.callbacks.Callback):
         self.every_epochs = every_epochs
         self.records: list[dict[str, Any]] = []
         self._record_file = None  # this fit's open record (`_add_record`)
+        self._kept: list[dict[str, Any]] | None = None  # a resumed run's records of the epochs it keeps
+
+    def resume_records(self, epoch: int) -> None:
+        """A resumed run: keep the records of epochs up to `epoch` (on disk and in `records`), append after them."""
+        if self.record_dir is None:
+            return
+        path = self.record_dir / f"{self.record_name}.jsonl"
+        kept = []
+        for line in (path.read_text(encoding="utf-8").splitlines() if path.exists() else []):
+            try:
+                record = json.loads(line)
+            except ValueError:  # the last line of a run killed mid-write
+                continue
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epoch:
+                kept.append(record)
+        self._kept = kept
+        if path.exists():  # now, not at the next record: readers see no epoch that will run again
+            atomic_write_text(path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in kept))
 
     # state
     def on_train_begin(self, logs=None):
         self._drain()
-        self.records = []
+        self.records = list(self._kept or [])
         self._close_records()
         if self.log_dir is not None:
             tb_events.acquire_writer(self.log_dir)
@@ -92,7 +111,8 @@ class MonitorCallback(keras.callbacks.Callback):
         # (one write of a short line lands whole; readers skip a last line a kill cut short).
         if self._record_file is None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
-            self._record_file = open(self.record_dir / f"{self.record_name}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+            mode = "a" if self._kept is not None else "w"  # a resumed run appends to the epochs it kept
+            self._record_file = open(self.record_dir / f"{self.record_name}.jsonl", mode, encoding="utf-8")  # noqa: SIM115
         self._record_file.write(json.dumps(finite_or_none(record), allow_nan=True) + "\n")
         self._record_file.flush()
 
@@ -137,6 +157,10 @@ class MonitorCallback(keras.callbacks.Callback):
         futures, self._futures = self._futures, []
         for future in futures:
             future.result()
+
+    def wait(self) -> None:
+        """Wait for this monitor's background work: its records of the epochs so far are then on disk."""
+        self._drain()
 
     def finish(self) -> None:
         """Wait for this monitor's background work and write its records (what `on_train_end` does first).

@@ -15,12 +15,13 @@ from kerasguide.interrupts import StopRun
 from kerasguide.spine.commands import check_config, lr_find_config
 from kerasguide.spine.context import RunContext, RunResult
 from kerasguide.spine.lifecycle import CommandFailed, CommandRun, command_run
-from kerasguide.spine.loop import run
+from kerasguide.spine.loop import resume, run
 from kerasguide.spine.record import run_header
 from kerasguide.spine.stages import FINAL_STAGES, STAGES
 
 __all__ = [
     "run",
+    "resume",
     "RunContext",
     "RunResult",
     "StopRun",

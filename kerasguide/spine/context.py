@@ -37,6 +37,8 @@ class RunContext:
     verbose: int = 1
     best_checkpoint: Any = None
     own_compile: bool = False  # the model came compiled (its optimizer, loss and metrics are kept)
+    resume: Any = None  # spine.resume.Resume: `kerasguide run --resume` (what the interrupted run had done)
+    backup: Any = None  # callbacks.RunBackup: Keras' BackupAndRestore of this run (`backup/`)
 
     def update_run(self, **fields: Any) -> None:
         """Merge `fields` into run.json (and the in-memory copy of the record)."""

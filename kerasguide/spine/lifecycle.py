@@ -26,7 +26,7 @@ from kerasguide.config import RunConfig
 from kerasguide.errors import CommandFailed, ConfigError
 from kerasguide.interrupts import INTERRUPTED, StopRun, clear_interrupt_request, unwrapped_interrupts
 from kerasguide.progress import Progress
-from kerasguide.rundir import RunDir, utc_now
+from kerasguide.rundir import RunDir, owner_fields, utc_now
 from kerasguide.spine.record import resolved_config, run_header
 
 __all__ = ["CommandRun", "CommandFailed", "command_run", "CONFIG_HEADER"]
@@ -74,6 +74,7 @@ def command_run(
     before_record: Callable[[CommandRun], None] | None = None,
     final_stages: Sequence[tuple[str, Callable[[], Any]]] = (),
     reraise: bool = True,
+    reopen: bool = False,
 ) -> Iterator[CommandRun]:
     """Open `run_dir` for a command, run the block, and record its outcome whatever it was.
 
@@ -96,6 +97,9 @@ def command_run(
             as `CommandFailed` (`check`, `lr-find`); with False the block's
             outcome is only recorded (`run` returns its status). A
             `ConfigError` is always re-raised.
+        reopen: The run directory is an earlier run's (`run --resume`): its
+            config.toml and run.json's header stay; `header` holds the fields
+            that change, the new owner is added. Defaults to `False`.
     """
     clear_interrupt_request()  # a request before this command is not about it
     # The run directory's lock while it runs: whoever resumes or repairs it later sees a live owner.
@@ -103,16 +107,19 @@ def command_run(
     try:
         yield from _command_run(run_dir, config, config_path, progress, kind=kind, what=what, header=header,
                                 start=start, before_record=before_record, final_stages=final_stages,
-                                reraise=reraise)
+                                reraise=reraise, reopen=reopen)
     finally:
         lock.release()
 
 
 def _command_run(run_dir, config, config_path, progress, *, kind, what, header, start, before_record, final_stages,
-                 reraise):
+                 reraise, reopen):
     command = CommandRun(run_dir, progress, what)
-    run_dir.write_text("config.toml", resolved_config(config, CONFIG_HEADER))
-    run_dir.update_run(**run_header(config, config_path, kind=kind, **(header or {})))
+    if reopen:
+        run_dir.update_run(**(header or {}), **owner_fields())
+    else:
+        run_dir.write_text("config.toml", resolved_config(config, CONFIG_HEADER))
+        run_dir.update_run(**run_header(config, config_path, kind=kind, **(header or {})))
     progress.emit("start", run_dir=str(run_dir.path), name=config.name, **({"kind": kind} if kind else {}),
                   **(start or {}))
     raised: BaseException | None = None

@@ -24,6 +24,7 @@ from kerasguide.spine.stages.mlflow import stage_mlflow
 from kerasguide.spine.stages.model import stage_model
 from kerasguide.spine.stages.monitors import stage_monitors
 from kerasguide.spine.stages.report import stage_report
+from kerasguide.spine.stages.resume import stage_resume
 from kerasguide.spine.stages.schedule import stage_schedule
 from kerasguide.spine.stages.tensorboard import stage_tensorboard
 
@@ -42,6 +43,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("tensorboard", stage_tensorboard),
     ("averaging", stage_averaging),
     ("monitors", stage_monitors),
+    ("resume", stage_resume),
     ("fit", stage_fit),
     ("evaluate", stage_evaluate),
 ]

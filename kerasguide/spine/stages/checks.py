@@ -20,6 +20,9 @@ def stage_checks(ctx: RunContext) -> None:
     cfg = ctx.config
     if not cfg.checks.enabled:
         return
+    if ctx.resume is not None and ctx.resume.done("checks") is not None:
+        logger.info("sanity checks: done before the run was interrupted (checks.json)")
+        return
     loss, optimizer = loss_and_optimizer(ctx.model, cfg, own=ctx.own_compile)
 
     done: list[CheckResult] = []

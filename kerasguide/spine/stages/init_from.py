@@ -14,6 +14,7 @@ from pathlib import Path
 from kerasguide._logging import get_logger
 from kerasguide.config import ConfigError
 from kerasguide.spine.context import RunContext
+from kerasguide.spine.reopen import BACKUP_DIR
 
 logger = get_logger()
 
@@ -22,6 +23,8 @@ def stage_init_from(ctx: RunContext) -> None:
     train = ctx.config.train
     if not train.init_from:
         return
+    if ctx.resume is not None and (ctx.run_dir.path / BACKUP_DIR).is_dir():
+        return  # the backup holds a later state of the same weights ("resume" stage)
     path = Path(train.init_from)
     if not path.is_file():
         raise ConfigError(f"`train.init_from` = {train.init_from!r}: no such checkpoint file")

@@ -20,6 +20,11 @@ def stage_lr_find(ctx: RunContext) -> None:
     config = ctx.config
     if config.optimizer.learning_rate != "auto":
         return
+    done = ctx.resume.done("lr_find") if ctx.resume is not None else None
+    if done is not None:
+        ctx.learning_rate = done.get("chosen")  # the schedule is rebuilt around the rate the run chose
+        logger.info("LR range test: done before the run was interrupted (chosen %s)", done.get("chosen"))
+        return
     if config.train.init_from:
         logger.info("continuing from a checkpoint: its learning rate is kept (no range test)")
         return
