@@ -58,6 +58,7 @@ from kerasguide.rundir import RunDir, new_run_dir, read_json
 from kerasguide.scores import accuracy, average_probabilities, ensemble_metrics, log_loss
 from kerasguide.search.ranges import rank_trials
 from kerasguide.spine import run
+from kerasguide.tracking import ParentRun, finish_parent_run, nest_config, start_parent_run
 from kerasguide.training import predict_split, save_model_atomic, split_seed
 
 __all__ = [
@@ -486,56 +487,85 @@ def run_ensemble(
     base = _with_overrides(_base_config(gathered, config) if gathered else config, overrides or {})
     name = base.name if base.name.endswith("ensemble") else f"{base.name[:55]}-ensemble"
     path = new_run_dir(out, base.model_copy(update={"name": name})).path
-    if kind == "seeds":
-        count = members or base.ensemble.members
-        if count < 1:
-            raise EnsembleError(f"--members must be >= 1. Received: {count}")
-        run_dirs = train_members(base, count, path / "members", json_progress=json_progress, verbose=verbose)
-        gathered = [load_member(p) for p in run_dirs]
-        base = member_config(base, 0)  # its split seed is the members'
-    if len(gathered) < 2:
-        logger.warning("an ensemble of %d member is just that model", len(gathered))
-    dataset = load_dataset(base.data, split_seed(base))
-    _check_compatible(gathered, dataset)
-    from_logits = {m.from_logits for m in gathered}
-    if len(from_logits) > 1:
-        raise EnsembleError("some members output probabilities and others logits; use one loss for all")
-    ensemble = Ensemble([m.model for m in gathered], from_logits=from_logits.pop())
-    ensemble.build((None, *dataset.input_shape))
-    names = [m.name for m in gathered]
-    # The whole split, streamed or not (a stream's x_val is only its sample).
-    validation = ensemble_metrics(*predict_split(ensemble.member_outputs, dataset, "validation"), names)
-    test = None
-    if dataset.has_split("test"):
-        test = ensemble_metrics(*predict_split(ensemble.member_outputs, dataset, "test"), names)
-    save_model_atomic(ensemble, path / "ensemble.keras")
-    if dataset.preprocessor is not None:
-        dataset.preprocessor.save(path / "preprocess.npz")
-    record: dict[str, Any] = {
-        "format_version": 1,
-        "kind": kind,
-        "name": name,
-        "members": [
-            {"name": m.name, "checkpoint": os.path.relpath(m.source, path), "run_dir":
-             None if m.run_dir is None else os.path.relpath(m.run_dir, path)}
-            for m in gathered
-        ],
-        "data": dataset.summary(),
-        "split_seed": split_seed(base),
-        "validation": validation,
-        "test": test,
-        "student": None,
-    }
-    atomic_write_json(path / "ensemble.json", record)
-    student = None
-    if distill:
-        student = distill_ensemble(ensemble, dataset, base, path, verbose=verbose)
-        record["student"] = student
+    # The ensemble's MLflow run, open before the members train so that they nest under it.
+    parent = start_parent_run(base, path.name, "ensemble", tags={"kerasguide.ensemble_dir": str(path.resolve())})
+    try:
+        if kind == "seeds":
+            count = members or base.ensemble.members
+            if count < 1:
+                raise EnsembleError(f"--members must be >= 1. Received: {count}")
+            run_dirs = train_members(nest_config(base, parent), count, path / "members", json_progress=json_progress, verbose=verbose)
+            gathered = [load_member(p) for p in run_dirs]
+            base = member_config(base, 0)  # its split seed is the members'
+        if len(gathered) < 2:
+            logger.warning("an ensemble of %d member is just that model", len(gathered))
+        dataset = load_dataset(base.data, split_seed(base))
+        _check_compatible(gathered, dataset)
+        from_logits = {m.from_logits for m in gathered}
+        if len(from_logits) > 1:
+            raise EnsembleError("some members output probabilities and others logits; use one loss for all")
+        ensemble = Ensemble([m.model for m in gathered], from_logits=from_logits.pop())
+        ensemble.build((None, *dataset.input_shape))
+        names = [m.name for m in gathered]
+        # The whole split, streamed or not (a stream's x_val is only its sample).
+        validation = ensemble_metrics(*predict_split(ensemble.member_outputs, dataset, "validation"), names)
+        test = None
+        if dataset.has_split("test"):
+            test = ensemble_metrics(*predict_split(ensemble.member_outputs, dataset, "test"), names)
+        save_model_atomic(ensemble, path / "ensemble.keras")
+        if dataset.preprocessor is not None:
+            dataset.preprocessor.save(path / "preprocess.npz")
+        record: dict[str, Any] = {
+            "format_version": 1,
+            "kind": kind,
+            "name": name,
+            "members": [
+                {"name": m.name, "checkpoint": os.path.relpath(m.source, path), "run_dir":
+                 None if m.run_dir is None else os.path.relpath(m.run_dir, path)}
+                for m in gathered
+            ],
+            "data": dataset.summary(),
+            "split_seed": split_seed(base),
+            "validation": validation,
+            "test": test,
+            "student": None,
+        }
         atomic_write_json(path / "ensemble.json", record)
-    atomic_write_text(path / "ensemble.md", _markdown(record) + "\n")
-    _copy_config(base, path)
+        student = None
+        if distill:
+            student = distill_ensemble(ensemble, dataset, base, path, verbose=verbose)
+            record["student"] = student
+            atomic_write_json(path / "ensemble.json", record)
+        atomic_write_text(path / "ensemble.md", _markdown(record) + "\n")
+        _copy_config(base, path)
+    except BaseException:
+        finish_parent_run(parent, "failed")  # its nested members say how far it got
+        raise
+    _log_ensemble(parent, path, record, gathered)
     return EnsembleResult(path=path, members=gathered, validation=validation, test=test, student=student,
                           record=record)
+
+
+def _log_ensemble(parent: ParentRun | None, path: Path, record: dict[str, Any], members: list[Member]) -> None:
+    """The ensemble's MLflow run: its scores, members (a seed ensemble's are its nested runs), files and model."""
+    if parent is None:
+        return
+    metrics: dict[str, Any] = {}
+    for split in ("validation", "test"):
+        for key in ("ensemble", "mean_member", "best_member"):
+            for name, value in ((record.get(split) or {}).get(key) or {}).items():
+                metrics[f"{split}_{key}_{name}"] = value
+    student = record.get("student") or {}
+    metrics.update({f"student_{k}": v for k, v in (student.get("student") or {}).items()})
+    tags = {}
+    for i, member in enumerate(members):
+        run = (read_json(member.run_dir / "run.json", default={}) or {}) if member.run_dir else {}
+        mlflow_id = (run.get("mlflow") or {}).get("run_id")
+        tags[f"kerasguide.member.{i}"] = str(member.run_dir or member.source) + (f" (mlflow {mlflow_id})" if mlflow_id else "")
+    finish_parent_run(parent, "completed", metrics=metrics, tags=tags,
+                      params={"ensemble.kind": record["kind"], "ensemble.size": len(members)},
+                      artifacts=[path / name for name in ("ensemble.json", "ensemble.md", "config.toml")],
+                      model=path / "ensemble.keras")
 
 
 def _copy_config(config: RunConfig, path: Path) -> None:

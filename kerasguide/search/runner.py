@@ -57,6 +57,7 @@ from kerasguide.procs import process_start
 from kerasguide.progress import Progress
 from kerasguide.rundir import atomic_write_json, atomic_write_text, read_json, utc_now
 from kerasguide.search.declared import declared_ranges, merge_declared
+from kerasguide.search.hparams import write_search_experiment
 from kerasguide.search.oracle import build_hyperparameters, make_oracle
 from kerasguide.search.ranges import BorderFinding, border_findings, next_ranges, rank_trials
 from kerasguide.search.report import write_search_report
@@ -72,6 +73,7 @@ from kerasguide.search.space import (
 )
 from kerasguide.search.status import clear_stop_request, stop_requested
 from kerasguide.search.tuner import SearchTuner
+from kerasguide.tracking import ParentRun, finish_parent_run, nest_config, start_parent_run
 
 __all__ = ["tune", "SearchResult", "find_search", "copy_best_model", "FORMAT_VERSION"]
 
@@ -123,7 +125,8 @@ class SearchResult:
 
 
 def _search_hash(config: RunConfig) -> str:
-    text = json.dumps(config.to_dict(), sort_keys=True)
+    # Where the search is logged (MLflow, HParams) is not what it searches: a new URI resumes the same search.
+    text = json.dumps({k: v for k, v in config.to_dict().items() if k != "tracking"}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
@@ -168,6 +171,51 @@ class _Search:
         seed = self.search.seed if self.search.seed is not None else config.train.seed
         self.seed = 1 + 1000 * seed  # keras-tuner draws a random seed for 0
         self._pool = None
+        self.parent: ParentRun | None = None  # the search's MLflow run, once opened (`open_tracking`)
+        self.trial_base = self.trial_base_config()
+
+    def trial_base_config(self) -> RunConfig:
+        """The config the trials start from: nested under the search's MLflow run (the parent's id travels in
+        each trial's config.toml, so trials on worker processes and Ray actors nest too), and without an HParams
+        experiment of their own (the search directory holds theirs)."""
+        base = nest_config(self.config, self.parent)
+        if base is self.config:
+            base = self.config.model_copy(deep=True)
+        base.tracking.hparams_experiment = False
+        return base
+
+    def open_tracking(self) -> None:
+        """The search's parent MLflow run (reopened on a resume); ConfigError (one line) when it cannot be."""
+        self.parent = start_parent_run(self.config, self.path.name, "search", resume=self.state.get("mlflow"),
+                                       tags={"kerasguide.search_dir": str(self.path.resolve())})
+        if self.parent is not None:
+            self.state["mlflow"] = self.parent.to_dict()
+            logger.info("MLflow: the search is run %s; its trials nest under it", self.parent.run_id)
+        self.trial_base = self.trial_base_config()
+
+    def close_tracking(self) -> None:
+        """The search's outcome into its MLflow run: the best score, its files, the best model (Keras flavour)."""
+        if self.parent is None:
+            return
+        best = self.state.get("best") or {}
+        model = self.state.get("best_model") or {}
+        checkpoint = self.path / BEST_DIR / "checkpoints" / model["checkpoint"] if model.get("checkpoint") else None
+        finish_parent_run(
+            self.parent, self.state.get("status") or "failed",
+            metrics={f"best_{self.metric}": best.get("score"),
+                     "trials": float(len(_all_trials(self.state)))},
+            tags={"kerasguide.best_trial": f"stage {best.get('stage')} trial {best.get('trial_id')}"} if best else None,
+            artifacts=[self.path / name for name in (SEARCH_JSON, "search.md", "search.png", BEST_TOML, "config.toml")],
+            model=checkpoint)
+
+    def write_experiment(self) -> None:
+        """The search's HParams experiment at its root, over the ranges of every stage so far."""
+        try:
+            write_search_experiment(self.path, self.config,
+                                    [[ParamRange.from_dict(r) for r in stage["ranges"]] for stage in self.state["stages"]],
+                                    [int(stage["epochs"]) for stage in self.state["stages"]])
+        except OSError as error:  # TensorBoard's table is a view: the search goes on without it
+            logger.warning("could not write the HParams experiment in %s: %s", self.path, error)
 
     def ray_pool(self):
         """The search's Ray workers (engine = "ray", workers >= 1), started once and shared by its stages."""
@@ -254,6 +302,7 @@ class _Search:
         ranges, _ = with_baseline_choices(ranges, baseline)
         stage["status"] = "running"
         self.save()
+        self.write_experiment()
         self.progress.emit("stage", stage=index, label=stage["label"], epochs=stage["epochs"],
                            trials=stage["trials_planned"], ranges=stage["ranges"])
         logger.info("stage %d (%s): %s trials of %d epoch%s; %s", index, stage["label"],
@@ -273,7 +322,7 @@ class _Search:
             stage["rungs"] = oracle.rungs
         try:
             tuner = SearchTuner(
-                oracle, base_config=self.config, stage=index, epochs=stage["epochs"],
+                oracle, base_config=self.trial_base, stage=index, epochs=stage["epochs"],
                 trials_dir=self.path / "trials", workers=self.search.workers,
                 trial_timeout=self.search.trial_timeout, pool=self.ray_pool(),
                 on_event=lambda kind, record: self.on_trial(stage, kind, record),
@@ -496,6 +545,7 @@ def _run_search(config: RunConfig, path: Path, state: dict[str, Any], progress, 
 
     error = None
     try:
+        search.open_tracking()
         stage = None
         for index, plan in enumerate(plans, start=1):
             stage = search.run_stage(index, plan, ranges, baseline)
@@ -530,10 +580,11 @@ def _run_search(config: RunConfig, path: Path, state: dict[str, Any], progress, 
         else:
             state["status"], error = "interrupted", "interrupted (Ctrl-C or SIGTERM); run the same command to resume"
             logger.warning("search interrupted: %s", path)
-    except ConfigError as bad:  # e.g. a Ray address that cannot be reached: one line from the CLI, the state kept
+    except ConfigError as bad:  # e.g. a Ray address or MLflow store that cannot be reached: one line from the CLI
         state.update(status="failed", ended=utc_now(), error=str(bad))
         search.save()
         search.close()
+        search.close_tracking()
         raise
     finally:
         search.close()  # the Ray workers, before the report
@@ -544,6 +595,7 @@ def _run_search(config: RunConfig, path: Path, state: dict[str, Any], progress, 
         write_search_report(path)
     except Exception as report_error:  # a report failure must not hide the search's outcome
         logger.warning("search report failed: %s: %s", type(report_error).__name__, report_error)
+    search.close_tracking()
     progress.emit("end", status=state["status"], search_dir=str(path), best=state.get("best"),
                   warnings=state["warnings"], error=error)
     return SearchResult(path, state["status"], state.get("best"), list(state["warnings"]), error, resumed)
