@@ -128,12 +128,20 @@ def _client(uri: str | None):
     return mlflow.tracking.MlflowClient(tracking_uri=uri or None)
 
 
+def _artifact_location(uri: str, name: str) -> str | None:
+    """Beside a SQLite store's file: MLflow's default (`./mlruns`) is the working directory of whoever made it."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):])
+    return str((database.parent / "mlartifacts" / name.replace("/", "_")).resolve())
+
+
 def _experiment_id(client, name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=_artifact_location(client.tracking_uri, name))
     except Exception:  # created by a trial's worker at the same moment: read it back
         found = client.get_experiment_by_name(name)
         if found is None:

@@ -147,6 +147,7 @@ def test_a_run_with_the_key_logs_params_metrics_artifacts_and_its_model(tiny_con
     logged = client.get_run(run_id)
     assert client.get_experiment(logged.info.experiment_id).name == "key-tests"
     assert logged.info.status == "FINISHED"
+    assert logged.info.artifact_uri.startswith(str(tmp_path / "mlartifacts" / "key-tests"))  # beside the store
     assert logged.data.params["model.hidden"] == "[16]" and "tracking.mlflow" not in logged.data.params
     assert "mlflow.parentRunId" not in logged.data.tags
     history = client.get_metric_history(run_id, "val_accuracy")
