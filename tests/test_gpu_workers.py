@@ -217,3 +217,18 @@ def test_a_ray_worker_without_gpus_sees_none_and_grows_memory(monkeypatch):
         pool.shutdown()
     assert info["gpus"] == [] and info["cuda_visible_devices"] == NO_GPU
     assert info["tf_force_gpu_allow_growth"] == "true"
+
+
+def test_cli_tune_a_gpu_a_trial_without_gpus_is_exit_2_with_one_line(tmp_path):
+    from kerasguide.config import save_config
+    from tests.conftest import run_cli
+
+    cfg = _search_config(tmp_path, workers=2, gpus_per_trial=1)
+    save_config(cfg, tmp_path / "search.toml")
+    proc = run_cli("tune", str(tmp_path / "search.toml"), "--out", str(tmp_path / "out"),
+                   env={"CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = [x for x in proc.stderr.splitlines() if "error" in x]
+    assert "`search.gpus_per_trial` = 1 but this machine shows no GPU" in line and "set it to 0" in line
+    assert "Traceback" not in proc.stderr
+    assert len(list((tmp_path / "seen").glob("*.json"))) <= 1  # the master's own build of the space: no worker

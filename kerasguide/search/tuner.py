@@ -258,8 +258,6 @@ class SearchTuner(kt.Tuner):
         self.slot_devices: list[str] = []  # each process worker slot's CUDA_VISIBLE_DEVICES
         if workers:
             gpu_memory_growth()  # the master trains nothing: what TensorFlow it uses must not hold the workers' GPUs
-        if workers and self.pool is None:
-            self._share_gpus()
         self._continued: dict[str, dict[str, Any]] = {}
         self.on_event = on_event or (lambda kind, record: None)
         oracle.verbose = 0
@@ -553,6 +551,10 @@ class SearchTuner(kt.Tuner):
     # ------------------------------------------------------------ the loop
     def search(self, *args, **kwargs) -> None:
         """The master loop: fill free worker slots with new trials, collect finished ones."""
+        if self.workers and self.pool is None:
+            # Here, not in __init__: a ConfigError (no room on the GPUs) is then the search's one line, not
+            # taken for keras-tuner failing to reload its state.
+            self._share_gpus()
         self.on_search_begin()
         slots = max(1, self.workers)
         running: dict[str, _Worker] = {}
