@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from kerasguide._logging import get_logger
 from kerasguide.config import RunConfig, load_config
@@ -24,6 +23,7 @@ from kerasguide.provenance import git_commit
 from kerasguide.rundir import RunDir, new_run_dir
 from kerasguide.spine.context import RunContext, RunResult
 from kerasguide.spine.lifecycle import CommandRun, command_run
+from kerasguide.spine.multi_worker import cluster_role
 from kerasguide.spine.reopen import Resume, open_for_resume, reopen_fields
 from kerasguide.spine.stages import FINAL_STAGES, STAGES
 from kerasguide.training import save_model_atomic
@@ -82,7 +82,7 @@ def run(
     if not isinstance(config, RunConfig):
         config_path = config_path or str(config)
         config = load_config(config)
-    role = _cluster_role(config)
+    role = cluster_role(config)
     if role is None or role["chief"]:
         return _execute(config, new_run_dir(out, config), config_path, json_progress, verbose, cluster=role)
     # Another worker of a multi-worker run: it computes alike (its collective ops pair with the chief's) but
@@ -92,19 +92,6 @@ def run(
         return _execute(config, new_run_dir(scratch, config), config_path, json_progress, verbose, cluster=role)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _cluster_role(config: RunConfig) -> dict[str, Any] | None:
-    """This process's part in a `multi_worker` run (TF_CONFIG, read by TensorFlow's resolver), None otherwise."""
-    if config.train.strategy != "multi_worker" or not os.environ.get("TF_CONFIG"):
-        return None
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    jobs = resolver.cluster_spec().as_dict()
-    kind, index = resolver.task_type, int(resolver.task_id or 0)
-    # TensorFlow's rule (multi_worker_util.is_chief): the "chief" task, else worker 0 of a cluster without one.
-    chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in jobs)
-    return {"task": kind, "index": index, "chief": chief,
-            "workers": sum(len(v) for k, v in jobs.items() if k in ("chief", "worker"))}
 
 
 def resume(

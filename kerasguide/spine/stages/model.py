@@ -7,6 +7,7 @@ import keras
 from kerasguide.builders import is_compiled, user_code_record
 from kerasguide.models import build_model
 from kerasguide.spine.context import RunContext
+from kerasguide.spine.multi_worker import patch_keras_for_multi_worker
 from kerasguide.training import make_strategy
 
 
@@ -14,6 +15,8 @@ def stage_model(ctx: RunContext) -> None:
     cfg = ctx.config
     # The config decides, both ways (`run` restores the caller's policy at the end).
     keras.mixed_precision.set_global_policy("mixed_float16" if cfg.train.mixed_precision else "float32")
+    if cfg.train.strategy == "multi_worker":
+        patch_keras_for_multi_worker()  # Keras' fit fails on more than one worker without it (multi_worker.py)
     ctx.strategy = make_strategy(cfg)
     ds = ctx.dataset
     if cfg.model.builder is not None:  # before the import: a builder that fails is recorded too (issue 15)
