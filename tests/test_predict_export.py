@@ -222,8 +222,9 @@ def test_bad_input_is_one_line_exit_2(case, digits_run, raw, tmp_path, capsys):
     else:
         np.savez(given, x=raw[:0])
     assert main(["predict", run, str(given), "--out", str(tmp_path / "p.csv")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and needle in err[0], err
+    err = capsys.readouterr().err.strip().splitlines()  # an input read says what it holds first ("array x, ...")
+    assert err[-1].startswith("kerasguide: error: ") and needle in err[-1], err
+    assert not any(line.startswith("kerasguide: error") for line in err[:-1]) and "Traceback" not in str(err), err
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -241,9 +242,11 @@ def test_several_inputs_take_an_npz_with_the_input_names(tmp_path, capsys):
     expected = model.predict({"a": xa, "b": xb}, verbose=0)
     np.testing.assert_allclose(_probabilities(rows, range(4)), expected, atol=1e-6)
     np.savez(tmp_path / "wrong.npz", a=xa, c=xb)
+    capsys.readouterr()  # the first command's lines
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "wrong.npz")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "the inputs a, b" in err and "missing b" in err and len(err.splitlines()) == 1
+    err = capsys.readouterr().err.strip().splitlines()  # what the npz holds, then the one error line
+    assert err[-1].startswith("kerasguide: error: ") and "the inputs a, b" in err[-1] and "missing b" in err[-1], err
+    assert "Traceback" not in str(err)
 
 
 @pytest.mark.parametrize("case", ["regression", "two_targets", "binary", "binary_named", "scores"])
