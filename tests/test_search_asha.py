@@ -441,11 +441,11 @@ def test_sigkill_of_a_worker_mid_trial_and_of_the_master_before_its_first_trial(
     trials = state["stages"][0]["trials"]
     assert all(t["status"] == "completed" for t in trials), trials  # every trial accounted for, finished
     again = [t for t in trials if t.get("attempts") == 2]
-    assert len(again) == 1 and Path(again[0]["run_dir"]).name != victim.path.name, trials
-    # Readers: the victim's run directory is `killed`, not `running`.
-    assert next(i for i in list_runs(search / "trials") if i.path == victim.path).status == "killed"
-    listed = cli_in_process(capsys, "runs", str(search / "trials"))
-    assert "killed" in listed.stdout, listed.stdout
+    # The second attempt resumed the killed run in its own directory (`run --resume`), from its backup.
+    assert len(again) == 1 and Path(again[0]["run_dir"]).name == victim.path.name, trials
+    resumed = next(i for i in list_runs(search / "trials") if i.path == victim.path)
+    assert resumed.status == "completed" and resumed.record["resumed"][0]["status_before"] == "killed"
+    assert len(list((search / "trials").iterdir())) == len(trials)  # no second run directory for it
     # No process left behind: the victim is gone, the search's master has ended.
     with pytest.raises(ProcessLookupError):
         os.kill(victim.record["pid"], 0)

@@ -57,7 +57,7 @@ from typing import Any
 from kerasguide._logging import get_logger, import_tensorflow
 from kerasguide.config import ConfigError, RunConfig, save_config
 from kerasguide.procs import die_with_parent
-from kerasguide.rundir import RunDir, atomic_write_json, read_json, utc_now
+from kerasguide.rundir import RunDir, atomic_write_json, read_json, read_run, utc_now
 from kerasguide.search.gpus import assign_gpus, visible_gpus, worker_env
 from kerasguide.search.space import apply_values
 
@@ -420,9 +420,13 @@ class SearchTuner(kt.Tuner):
     def _start_process(self, worker: _Worker) -> None:
         """The worker's child process (again, after a kill: its log goes on)."""
         trial_dir = worker.trial_dir
+        # A worker killed mid-trial left a killed run: the next attempt resumes it (`run --resume`: from
+        # its backup, its checks not run again), else the trial starts a run of its own.
+        previous = worker.find_run_dir() if worker.attempts else None
+        resume = previous is not None and read_run(previous).status == "killed"
         worker.log_handle = open(trial_dir / "worker.log", "ab" if worker.attempts else "wb")  # noqa: SIM115
         worker.attempts += 1
-        worker.run_dir = None  # a new attempt makes its own run directory
+        worker.run_dir = None  # the attempt's start event names its run directory
         worker.started = time.perf_counter()
         devices = self.slot_devices[worker.slot % len(self.slot_devices)] if self.slot_devices else None
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -431,8 +435,9 @@ class SearchTuner(kt.Tuner):
         worker.process = subprocess.Popen(
             # -P: the working directory stays off sys.path (a user's json.py there is not imported), as for
             # the `kerasguide` script itself.
-            [sys.executable, "-P", "-m", "kerasguide.cli", "run", str(trial_dir / "config.toml"),
-             "--out", str(self.trials_dir), "--json-progress", "--quiet"],
+            [sys.executable, "-P", "-m", "kerasguide.cli", "run",
+             *(["--resume", str(previous)] if resume else [str(trial_dir / "config.toml"), "--out", str(self.trials_dir)]),
+             "--json-progress", "--quiet"],
             stdout=worker.log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             # Its own session: Ctrl-C in the terminal reaches the master only,
             # which then stops its workers in order.
