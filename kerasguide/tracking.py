@@ -296,7 +296,7 @@ def log_to_mlflow(
                 else:
                     client.log_artifact(run_id, str(item))
             checkpoint = best_checkpoint(path)
-            if checkpoint is not None:
+            if checkpoint is not None and not parent:  # a trial's or member's model: its parent logs the one that counts
                 log_keras_model(client, run_id, checkpoint)
         except BaseException:
             client.set_terminated(run_id, "FAILED")

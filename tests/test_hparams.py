@@ -122,3 +122,19 @@ def test_a_search_is_one_experiment_with_a_session_per_trial(tmp_path):
         assert group.hparams["model.activation"].string_value == trial["values"]["model.activation"]
         # The trial's score is what the table shows for its validation group.
         assert _metrics(group.sessions[0])[("validation", "epoch_accuracy")] == pytest.approx(trial["score"], rel=1e-5)
+
+
+def test_the_search_experiment_holds_every_stages_range():
+    from kerasguide.search.hparams import search_hparams
+    from kerasguide.search.space import ParamRange
+
+    stage1 = [ParamRange("optimizer.learning_rate", "float", 1e-4, 1e-2, log=True),
+              ParamRange("train.batch_size", "int", 32, 128), ParamRange("model.activation", "choice", choices=("relu",))]
+    stage2 = [ParamRange("optimizer.learning_rate", "float", 1e-3, 1e-1, log=True),  # widened up (H28)
+              ParamRange("train.batch_size", "int", 64, 256), ParamRange("model.activation", "choice", choices=("gelu",))]
+    params = {p.name: p.domain for p in search_hparams([stage1, stage2], epochs=[1, 5])}
+    assert (params["optimizer.learning_rate"].min_value, params["optimizer.learning_rate"].max_value) == (1e-4, 1e-1)
+    assert (params["train.batch_size"].min_value, params["train.batch_size"].max_value) == (32, 256)
+    assert params["train.batch_size"].dtype is int
+    assert sorted(params["model.activation"].values) == ["gelu", "relu"]  # Discrete sorts its values
+    assert (params["train.epochs"].min_value, params["train.epochs"].max_value) == (1, 5)

@@ -236,3 +236,24 @@ def _state_of(search_dir):
     import json
 
     return json.loads((search_dir / "search.json").read_text())
+
+
+def test_a_resumed_search_reopens_its_parent_run(store):
+    from kerasguide.config import RunConfig
+    from kerasguide.tracking import ParentRun, finish_parent_run, nest_config, start_parent_run
+
+    cfg = RunConfig()
+    cfg.tracking.mlflow = store
+    first = start_parent_run(cfg, "s", "search")
+    finish_parent_run(first, "interrupted")
+    client = _client(store)
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    again = start_parent_run(cfg, "s", "search", resume=first.to_dict())
+    assert again == first and client.get_run(first.run_id).info.status == "RUNNING"
+    assert ParentRun.from_dict(again.to_dict()) == again
+    # Another store: a new parent there, not the old id.
+    cfg.tracking.mlflow = store.replace("mlflow.db", "other.db")
+    assert start_parent_run(cfg, "s", "search", resume=first.to_dict()).run_id != first.run_id
+    nested = nest_config(cfg, again)
+    assert (nested.tracking.mlflow, nested.tracking.parent_run) == (store, first.run_id)
+    assert cfg.tracking.parent_run is None  # the caller's config is left as it was
