@@ -195,6 +195,8 @@ def gpu_memory_growth() -> list[str]:
     ```
     """
     grown = []
+    if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "false":
+        return grown  # the user asked TensorFlow for whole GPUs: theirs to decide
     for gpu in tf.config.list_physical_devices("GPU"):
         if tf.config.get_logical_device_configuration(gpu):
             continue  # the caller split it or capped its memory: growth would clash with that

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -232,3 +233,46 @@ def test_cli_tune_a_gpu_a_trial_without_gpus_is_exit_2_with_one_line(tmp_path):
     assert "`search.gpus_per_trial` = 1 but this machine shows no GPU" in line and "set it to 0" in line
     assert "Traceback" not in proc.stderr
     assert len(list((tmp_path / "seen").glob("*.json"))) <= 1  # the master's own build of the space: no worker
+
+
+# ------------------------------------------------------------------ memory growth, in process
+class _FakeConfig:
+    """tf.config's GPU calls as gpu_memory_growth uses them, for two GPUs (this machine has none)."""
+
+    def __init__(self, started=(), split=()):
+        self.gpus = [SimpleNamespace(name=f"/physical_device:GPU:{i}") for i in range(2)]
+        self.started, self.split, self.grown = set(started), set(split), []
+        self.experimental = SimpleNamespace(set_memory_growth=self._grow)
+
+    def list_physical_devices(self, kind):
+        return self.gpus if kind == "GPU" else []
+
+    def get_logical_device_configuration(self, gpu):
+        return [object(), object()] if gpu.name in self.split else None
+
+    def _grow(self, gpu, on):
+        if gpu.name in self.started:
+            raise RuntimeError("Physical devices cannot be modified after being initialized")
+        self.grown.append((gpu.name, on))
+
+
+@pytest.mark.parametrize(
+    "started, split, env, expected",
+    [
+        ((), (), None, ["/physical_device:GPU:0", "/physical_device:GPU:1"]),
+        (("/physical_device:GPU:0",), (), None, ["/physical_device:GPU:1"]),  # in use already: left as it is
+        ((), ("/physical_device:GPU:1",), None, ["/physical_device:GPU:0"]),  # the caller's memory limit kept
+        ((), (), "false", []),  # the user asked for whole GPUs
+    ],
+)
+def test_gpu_memory_growth(started, split, env, expected, monkeypatch):
+    from kerasguide import training
+
+    fake = _FakeConfig(started, split)
+    monkeypatch.setattr(training.tf, "config", fake)
+    if env is None:
+        monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    else:
+        monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", env)
+    assert training.gpu_memory_growth() == expected
+    assert fake.grown == [(name, True) for name in expected]
