@@ -8,7 +8,8 @@ Some jobs ask first: Ensemble its members (`EnsembleDialog`), Tune whether
 to resume the search of this config or start afresh (`tune --new`), then
 confirms the search's budget (`tune --dry-run --json`: trials x epochs per
 stage and an estimated time); a running search shows its status and a Stop
-button in Jobs (`search-status`); Predict comes from the runs browser, on a run and an input it picked.
+button in Jobs (`search-status`); Predict comes from the runs browser, on a run and an input it picked,
+and Resume too, on a killed, interrupted or failed run (`run --resume RUN_DIR`: a run job in its own directory).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from PySide6.QtWidgets import (  # noqa: E402
 from kerasguide import __version__  # noqa: E402
 from kerasguide.io import atomic_write_bytes  # noqa: E402
 from kerasguide.presets import preset_names, preset_path  # noqa: E402
+from kerasguide.rundir import read_run  # noqa: E402
 
 from . import icons  # noqa: E402
 from .board import BoardView, TensorBoardProcess  # noqa: E402
@@ -100,7 +102,7 @@ from .ensemble_dialog import EnsembleDialog  # noqa: E402
 from .jobs import COMPLETED, FAILED, Job, JobQueue, cli_program, workspace_config_dir  # noqa: E402
 from .jobs_view import JobsView  # noqa: E402
 from .predict import predict_unavailable, predictions_path  # noqa: E402
-from .runs_view import RunsBrowser  # noqa: E402
+from .runs_view import RunsBrowser, resume_unavailable  # noqa: E402
 from .search_status import TunePreview, budget_html  # noqa: E402
 from .settings import AppSettings  # noqa: E402
 from .style import STYLESHEET, apply_palette  # noqa: E402
@@ -302,6 +304,7 @@ class MainWindow(QMainWindow):
         self.runs.useLearningRate.connect(self.use_learning_rate)
         self.runs.workspaceRequested.connect(self.choose_workspace)
         self.runs.predictRequested.connect(self.predict)
+        self.runs.resumeRun.connect(self.resume)
         self.runs.ensembleRequested.connect(lambda mode, paths: self.ensemble_dialog(mode, paths))
         self.tabs.currentChanged.connect(self._tab_changed)
 
@@ -427,6 +430,7 @@ class MainWindow(QMainWindow):
         self.runs.set_diagnose_available(commands.has("diagnose"))
         self.runs.set_predict_available(commands.has("predict"))
         self.runs.set_fix_available(commands.has("fix"))
+        self.runs.set_resume_available(commands.accepts("run", "--resume"))
         self.runs.set_ensemble_available(commands.accepts("ensemble", "--runs"),
                                          commands.accepts("ensemble", "--snapshots"))
         self.tune_new_action.setVisible(commands.accepts("tune", "--new"))
@@ -622,6 +626,36 @@ class MainWindow(QMainWindow):
                   title=f"Predict {run_dir.name}", program=self.program, source=Path(input_path).name)
         job.progress.run_dir = str(run_dir)
         job.output_file = str(out)
+        return self._submit(job)
+
+    # ------------------------------------------------------------ resume
+    def resume(self, run_dir: str | Path) -> Job | None:
+        """Queue `kerasguide run --resume RUN_DIR --json-progress`: the run continues in its own directory.
+
+        A run job like Run's (its progress, its row back to running); refused, with why in the status bar,
+        for a run that cannot resume or one a queued or running job already resumes.
+        """
+        run_dir = Path(run_dir)
+        if not self.commands.accepts("run", "--resume"):
+            self.statusBar().showMessage("this kerasguide's `run` has no --resume", 6000)
+            return None
+        self.runs.refresh()  # its status as of now: the CLI refuses a run that is running or done
+        info = self.runs.model.info_of(run_dir)
+        if info is None and (run_dir / "run.json").is_file():  # a run outside the workspace
+            info = read_run(run_dir)
+        why = resume_unavailable(info) if info is not None else "no run.json: not a run directory"
+        if why is None and any(job.kind == "run" and "--resume" in job.args
+                               and Path(job.args[job.args.index("--resume") + 1]) == run_dir
+                               for job in self.queue.active()):
+            why = "a job already resumes it (see Jobs)"
+        if why is not None:
+            self.statusBar().showMessage(f"Resume {run_dir.name}: {why}", 8000)
+            return None
+        args = ["--resume", str(run_dir)]
+        if self.commands.accepts("run", "--json-progress"):
+            args.append("--json-progress")
+        job = Job("run", args, title=f"Resume {run_dir.name}", program=self.program, source=run_dir.name)
+        job.progress.run_dir = str(run_dir)
         return self._submit(job)
 
     def diagnose(self, run_dir: Path) -> Job | None:

@@ -102,7 +102,9 @@ class Progress:
     several runs one after the other (an ensemble's members) starts each
     run's count afresh and, when `runs_total` is known, counts the finished
     runs too. A search (`tune`, whose `start` event has `kind = "search"`)
-    counts its finished trials against the trials its stages plan.
+    counts its finished trials against the trials its stages plan. A resumed
+    run (`run --resume`, its `resumed` event) counts from the epoch it resumed
+    after, and its line says so.
     """
 
     stage: str = ""
@@ -127,6 +129,9 @@ class Progress:
     search_stage: int = 0
     stage_plan: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # stage -> (trials, epochs)
     trials_done: dict[tuple[Any, Any], float] = field(default_factory=dict)  # (stage, trial) -> seconds
+    # a resumed run (`run --resume`): the epoch its backup had done, and "backup" or "start" (no backup yet)
+    resumed_after: int | None = None
+    resumed_from: str | None = None
 
     @property
     def is_search(self) -> bool:
@@ -260,6 +265,10 @@ class Progress:
             text = event.get("text")
             if text:
                 self.messages.append(str(text))
+        elif kind == "resumed":
+            self.resumed_after = _int(event.get("epoch"), 0)
+            self.resumed_from = str(event.get("source") or "backup")
+            self.epoch, self.step = self.resumed_after, 0  # those epochs are done: the bar starts there
 
     def describe(self) -> str:
         """One line, e.g. `"epoch 3/40 · step 12/23 · ETA 0:42"`."""
@@ -291,7 +300,13 @@ class Progress:
             parts.append(self.stage)
         elif self.stage and self.status is None and self.stage not in ("fit", *(() if self.total else ("checks",))):
             parts.append(self.stage)  # (a check job's "check k/n" already says it)
+        if self.resumed_after is not None:
+            parts.append(_resumed_words(self.resumed_after, self.resumed_from))
         return " · ".join(parts)
+
+
+def _resumed_words(epoch: int, source: str | None) -> str:
+    return "resumed from the start (no backup yet)" if source == "start" else f"resumed after epoch {epoch}"
 
 
 def _int(value: Any, default: int) -> int:
@@ -570,6 +585,10 @@ def _summarize(event: dict[str, Any]) -> str:
         return f"· run directory {event.get('run_dir')}"
     if kind == "message":
         return f"{event.get('level', 'info')}: {event.get('text', '')}"
+    if kind == "resumed":
+        source = str(event.get("source") or "backup")
+        return f"· {_resumed_words(_int(event.get('epoch'), 0), source)}" + (
+            " from backup/ (weights, optimizer state)" if source == "backup" else "")
     return ""  # step events are too many for the log
 
 

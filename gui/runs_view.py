@@ -10,9 +10,10 @@ config, report, checks, LR range test, diagnosis and predictions (for a
 search or an ensemble: its trials' or members' curves and search.md /
 ensemble.md); with two runs selected it compares their curves and their
 configs key by key. Predict… (enabled for a run with a checkpoint, its
-tooltip says why not) and the table's context menu (which also offers an
-ensemble of the selected runs or of one run's snapshots) ask the window to
-start those jobs; the browser only picks the inputs.
+tooltip says why not), Resume (`kerasguide run --resume RUN_DIR`: enabled for
+one killed, interrupted or failed run) and the table's context menu (which
+also offers an ensemble of the selected runs or of one run's snapshots) ask
+the window to start those jobs; the browser only picks the inputs.
 """
 
 from __future__ import annotations
@@ -73,11 +74,15 @@ from .predict import input_help, predict_unavailable, prediction_files, snapshot
 from .schema import config_diff
 
 __all__ = ["RunsModel", "RunsBrowser", "key_metrics", "run_duration", "local_time", "short_label",
-           "best_text", "report_file"]
+           "best_text", "report_file", "RESUMABLE", "resume_unavailable", "resumed_text"]
 
 # What a folder of runs writes instead of report.md.
 _GROUP_REPORT = {"search": "search.md", "ensemble": "ensemble.md"}
 _GROUP_FILES = ("search.json", "ensemble.json", "search.md", "ensemble.md")
+
+# What `kerasguide run --resume` continues: kerasguide.spine.reopen.RESUMABLE, copied (that package imports
+# TensorFlow, which the app never does; tests/gui/test_resume.py checks the two stay the same).
+RESUMABLE = ("killed", "interrupted", "failed")
 
 # Classification runs: accuracy and loss; regression runs (no accuracy): MAE, RMSE and loss.
 _PREFERRED = ["val_accuracy", "val_mae", "val_rmse", "val_loss", "test_accuracy", "test_mae", "test_loss",
@@ -113,6 +118,50 @@ def best_text(info: RunInfo) -> str:
     if best.get("label"):
         return f"{text} ({best['label']})"
     return f"{text} @ {best.get('epoch', '?')}"
+
+
+def resume_unavailable(info: RunInfo | None) -> str | None:
+    """Why Resume is disabled for a row of the runs browser (its tooltip), or None when `run --resume` takes it.
+
+    Only a plain run resumes: a search resumes with Tune (and its killed trials
+    with it), a sanity-checks or LR-test run has nothing to continue, and a run
+    still running (or another host's whose heartbeat stopped) has an owner.
+    """
+    if info is None:
+        return "select one run to resume it"
+    if info.kind == "search":
+        return "a search resumes with Tune on the same config (its killed trials with it)"
+    if info.kind == "ensemble":
+        return "an ensemble directory is not a run: resume one of its members"
+    if info.kind != "run":
+        what = {"check": "a sanity-checks run", "lr_find": "an LR range test"}.get(info.kind, f"a {info.kind} run")
+        return f"{what} has nothing to resume: run it again"
+    if info.parent is not None and info.path.parent.name == "trials":
+        return "a trial of a search: Tune on the same config resumes the search and this trial with it"
+    if info.status == "running":
+        if info.is_stale():  # another host's run: only that host can tell whether its process is gone
+            host = info.record.get("host")
+            return f"its heartbeat stopped, but its process may live on {host or 'another host'}: resume it there"
+        return "still running: nothing to resume"
+    if info.status not in RESUMABLE:
+        return (f"{info.status.replace('_', ' ')}: nothing to resume "
+                "(Resume continues a killed, interrupted or failed run)")
+    return None
+
+
+def resumed_text(record: dict[str, Any]) -> str:
+    """run.json's `resumed` in words, each resumption: `resumed after epoch 3 (from killed)`; "" if never."""
+    parts = []
+    for entry in record.get("resumed") or []:
+        if not isinstance(entry, dict):
+            continue
+        before = entry.get("status_before")
+        came = f" (from {before})" if before else ""
+        if entry.get("from") == "start":  # killed before its first backup: its epochs started again
+            parts.append(f"from the start, no backup yet{came}")
+        else:
+            parts.append(f"after epoch {entry.get('epoch', '?')}{came}")
+    return "resumed " + ", then ".join(parts) if parts else ""
 
 
 def report_file(info: RunInfo) -> Path:
@@ -361,6 +410,7 @@ class RunsBrowser(QWidget):
         predictRequested(Path, str): "predict with this run on this input" (a file or an image folder).
         fixRun(Path): "repair this run" (`kerasguide fix`), from the Diagnosis tab's Fix button.
         ensembleRequested(str, list): "an ensemble of these runs": mode `runs` or `snapshots`, the Paths.
+        resumeRun(Path): "continue this killed, interrupted or failed run" (`kerasguide run --resume`).
     """
 
     selectionChanged = Signal(list)
@@ -372,6 +422,7 @@ class RunsBrowser(QWidget):
     workspaceRequested = Signal()
     predictRequested = Signal(object, str)
     ensembleRequested = Signal(str, list)
+    resumeRun = Signal(object)
 
     TABS = ["Curves", "Config", "Report", "Checks", "LR finder", "Diagnosis", "Predictions"]
 
@@ -421,6 +472,10 @@ class RunsBrowser(QWidget):
         self.diagnose_button.setToolTip("kerasguide diagnose RUN_DIR")
         self.diagnose_button.clicked.connect(lambda: self._emit_current(self.diagnoseRun))
         self.diagnose_button.setVisible(False)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setObjectName("resumeButton")
+        self.resume_button.clicked.connect(self._resume)
+        self.resume_button.setVisible(False)
         self.board_button = QPushButton("Show in TensorBoard")
         self.board_button.clicked.connect(lambda: self.boardRequested.emit(self.selected_paths()))
         self.folder_button = QPushButton("Open folder")
@@ -451,8 +506,8 @@ class RunsBrowser(QWidget):
         self.title.setObjectName("runTitle")
         actions = QHBoxLayout()
         actions.addWidget(self.title, 1)
-        for button in (self.load_button, self.predict_button, self.diagnose_button, self.board_button,
-                       self.folder_button):
+        for button in (self.load_button, self.resume_button, self.predict_button, self.diagnose_button,
+                       self.board_button, self.folder_button):
             actions.addWidget(button)
 
         self.curves = PlotWidget(height=3.0)
@@ -511,6 +566,18 @@ class RunsBrowser(QWidget):
 
     def set_diagnose_available(self, available: bool) -> None:
         self.diagnose_button.setVisible(available)
+
+    def set_resume_available(self, available: bool) -> None:
+        """Show Resume when the CLI's `run` has `--resume`."""
+        self.resume_button.setVisible(available)
+        self._update_actions()
+
+    def resume_unavailable(self) -> str | None:
+        """Why Resume is disabled for the selection (its tooltip), or None when it is enabled."""
+        paths = self.selected_paths()
+        if len(paths) != 1:
+            return "select one run to resume it"
+        return resume_unavailable(self.model.info_of(paths[0]))
 
     def set_fix_available(self, available: bool) -> None:
         """Show the Diagnosis tab's Fix when the CLI has `fix`."""
@@ -611,6 +678,7 @@ class RunsBrowser(QWidget):
     def _after_refresh(self, changed: bool) -> None:
         if self.model.any_running() and not self.live_timer.isActive():
             self.live_timer.start()
+        self._update_actions()  # a selected run's status may have changed (Resume follows it)
         for column in range(self.model.columnCount() - 1):
             if changed:
                 self.table.resizeColumnToContents(column)
@@ -620,6 +688,11 @@ class RunsBrowser(QWidget):
         self._update_actions()
         self._show_details(force=True)
         self.selectionChanged.emit(self.selected_paths())
+
+    def _resume(self) -> None:
+        paths = self.selected_paths()
+        if len(paths) == 1 and self.resume_unavailable() is None:
+            self.resumeRun.emit(paths[0])
 
     def _emit_current(self, signal) -> None:
         paths = self.selected_paths()
@@ -641,6 +714,10 @@ class RunsBrowser(QWidget):
         if first is not None and first.is_group:
             self.diagnose_button.setEnabled(False)
         self.board_button.setEnabled(True)
+        why = self.resume_unavailable()
+        self.resume_button.setEnabled(why is None)
+        self.resume_button.setToolTip(why or f"kerasguide run --resume {first.path.name if first else 'RUN'}: "
+                                      "continue from its last backup (weights, optimizer, epoch) in its own directory")
         why = self.predict_unavailable()
         self.predict_button.setEnabled(why is None)
         self.predict_menu.setEnabled(why is None)
@@ -681,10 +758,13 @@ class RunsBrowser(QWidget):
         """The runs table's context menu for the selection (built each time it opens)."""
         menu = QMenu(self)
         menu.setObjectName("runsContextMenu")
-        for button in (self.load_button, self.diagnose_button):
+        for button in (self.load_button, self.resume_button, self.diagnose_button):
             if not button.isHidden():
                 action = menu.addAction(button.text(), button.click)
                 action.setEnabled(button.isEnabled())
+                if button is self.resume_button:
+                    action.setToolTip(button.toolTip())
+                    menu.setToolTipsVisible(True)
         if self._predict_available:
             predict = menu.addMenu(self.predict_menu)
             predict.setEnabled(self.predict_button.isEnabled())
@@ -755,8 +835,9 @@ class RunsBrowser(QWidget):
                                + (f": {error}" if error else ""))
         elif info is not None:
             error = info.record.get("error")
+            resumed = resumed_text(info.record)
             self.title.setText(f"<b>{run.name}</b> — {info.status.replace('_', ' ')}"
-                               + (f": {error}" if error else ""))
+                               + (f": {error}" if error else "") + (f" · {resumed}" if resumed else ""))
         report = report_file(info) if info is not None else run / REPORT_MD
         exists = {name: (run / name).is_file() for name in (CHECKS_JSON, LR_FIND_JSON, DIAGNOSIS_JSON)}
         exists[REPORT_MD] = report.is_file()
