@@ -352,6 +352,17 @@ class ParentRun:
         return cls(data["run_id"], data["tracking_uri"], str(data.get("experiment") or DEFAULT_EXPERIMENT))
 
 
+def _absolute_uri(uri: str) -> str:
+    """A local store's URI with an absolute path (`sqlite:///mlflow.db` is relative to the working directory)."""
+    for prefix in ("sqlite:///", "file://", "file:"):
+        if uri.startswith(prefix):
+            rest = uri[len(prefix):]
+            if rest.startswith("/") or (prefix == "file://" and not rest.startswith(".")):
+                return uri
+            return ("sqlite:///" if prefix == "sqlite:///" else "file:") + str(Path(rest).resolve())
+    return uri
+
+
 def start_parent_run(config: RunConfig, name: str, kind: str, *, tags: dict[str, str] | None = None,
                      resume: Any = None) -> ParentRun | None:
     """Open the parent MLflow run of a search or an ensemble; None when the config logs nowhere.
@@ -377,8 +388,8 @@ def start_parent_run(config: RunConfig, name: str, kind: str, *, tags: dict[str,
     try:
         with _http_limits():
             client = mlflow.tracking.MlflowClient(tracking_uri=uri or None)
-            # The resolved URI goes to the children: a worker's MLflow default may differ from this process's.
-            resolved = uri or mlflow.get_tracking_uri()
+            # The resolved URI goes to the children: a worker's MLflow default or working directory may differ.
+            resolved = _absolute_uri(uri or mlflow.get_tracking_uri())
             before = ParentRun.from_dict(resume)
             if before is not None and before.tracking_uri == resolved:
                 with contextlib.suppress(Exception):  # deleted meanwhile: a new parent below

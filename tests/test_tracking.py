@@ -257,3 +257,17 @@ def test_a_resumed_search_reopens_its_parent_run(store):
     nested = nest_config(cfg, again)
     assert (nested.tracking.mlflow, nested.tracking.parent_run) == (store, first.run_id)
     assert cfg.tracking.parent_run is None  # the caller's config is left as it was
+
+
+def test_the_children_get_the_store_as_an_absolute_path(tmp_path, monkeypatch, store):
+    """`sqlite:///mlflow.db` is relative to the working directory; a Ray actor's may be another."""
+    from kerasguide.config import RunConfig
+    from kerasguide.tracking import finish_parent_run, nest_config, start_parent_run
+
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig()
+    cfg.tracking.mlflow = "sqlite:///relative.db"
+    parent = start_parent_run(cfg, "s", "search")
+    assert parent.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'relative.db'}"
+    assert nest_config(cfg, parent).tracking.mlflow == parent.tracking_uri
+    finish_parent_run(parent, "completed")
