@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasguide._logging import get_logger
+from kerasguide.io import atomic_path, atomic_write_text
 from kerasguide.progress import Progress
 from kerasguide.rundir import RunDir
 from kerasguide.tasks import metric_direction
@@ -123,6 +126,12 @@ class BestCheckpoint(keras.callbacks.Callback):
         if writer is not None:
             writer.wait(raise_error=False)  # a failed write is raised at the end of training, not here
 
+    def pending(self) -> list[Future]:
+        """The write in flight, if any (what a run's backup of this epoch waits for, on its own thread)."""
+        writer = self._writer
+        future = writer._future if writer is not None and writer.busy else None
+        return [future] if future is not None else []
+
     def _target(self, snapshot: _Snapshot) -> Path:
         return self.directory / f"best-epoch={snapshot.epoch:03d}-{self.monitor}={snapshot.value:.4f}.keras"
 
@@ -191,21 +200,27 @@ class _TwinWriter:
     without `get_config`, custom objects) sets `no_twin` and keeps its newest snapshot in `unwritten`.
     """
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, device: str | None = None):
         self.model = model
+        self.device = device  # where the twin's variables live ("/CPU:0": no second copy in GPU memory)
         self.twin: keras.Model | None = None
         self.no_twin = False
         self.unwritten: _Snapshot | None = None
         self._lock = threading.Lock()
-        self._queued: tuple[_Snapshot, Path, Callable[[Path], None]] | None = None
+        self._queued: tuple | None = None  # (snapshot, target, done, save, wait_for): the newest job
         self._pool: ThreadPoolExecutor | None = None
         self._future: Future | None = None
         self._running = False  # a _drain is on the pool (set and cleared under the lock: no lost job)
         self._error: BaseException | None = None
+        self._cancel = threading.Event()
 
     def _make_twin(self, weights: list[np.ndarray]) -> keras.Model | None:
         try:
-            twin = keras.models.clone_model(self.model)
+            if self.device is not None:
+                with tf.device(self.device):
+                    twin = keras.models.clone_model(self.model)
+            else:
+                twin = keras.models.clone_model(self.model)
             if [w.shape for w in twin.get_weights()] != [w.shape for w in weights]:
                 return None
             config = self.model.get_compile_config() if getattr(self.model, "compiled", False) else None
@@ -220,7 +235,10 @@ class _TwinWriter:
         with self._lock:
             return self._running
 
-    def submit(self, snapshot: _Snapshot, target: Path, done: Callable[[Path], None]) -> None:
+    def submit(self, snapshot: _Snapshot, target: Path, done: Callable[[Path], None],
+               save: Callable[[keras.Model, Path], Path] | None = None, wait_for: Sequence[Future] = ()) -> None:
+        """Write `snapshot` to `target` through the twin (`save(twin, target)`, else a whole `.keras`), after
+        the futures in `wait_for` are done; `done(path)` then."""
         # One write in flight at most: the previous improvement is on disk before this one is queued
         # (a kill loses at most the newest; waiting costs only what a write longer than an epoch costs).
         self.wait(raise_error=False)  # a failed write (a full disk) is raised at the end, not mid-fit
@@ -228,7 +246,7 @@ class _TwinWriter:
             self.unwritten = snapshot
             return
         with self._lock:
-            self._queued = (snapshot, target, done)
+            self._queued = (snapshot, target, done, save or save_model_atomic, tuple(wait_for))
             if not self._running:
                 self._running = True
                 if self._pool is None:
@@ -242,7 +260,9 @@ class _TwinWriter:
                 if job is None:
                     self._running = False
                     return
-            snapshot, target, done = job
+            snapshot, target, done, save, wait_for = job
+            if not self._wait_all(wait_for):  # others' writes of that epoch first (a run's backup: its records)
+                continue  # cancelled (the fit was interrupted): not written, the previous one stays
             if self.twin is None and not self.no_twin:
                 self.twin = self._make_twin(snapshot.weights)
                 self.no_twin = self.twin is None
@@ -256,11 +276,22 @@ class _TwinWriter:
                         len(optimizer.variables) == len(snapshot.optimizer):
                     for variable, value in zip(optimizer.variables, snapshot.optimizer, strict=True):
                         variable.assign(value)
-                done(save_model_atomic(self.twin, target))
+                done(save(self.twin, target))
             except BaseException as error:  # noqa: BLE001 - raised on the training thread by `wait`
                 if self._error is None:
-                    logger.warning("could not write the best checkpoint %s: %s", target.name, error)
+                    logger.warning("could not write %s: %s", target.name, error)
                 self._error = self._error or error
+
+    def _wait_all(self, futures: Sequence[Future]) -> bool:
+        for future in futures:
+            while not future.done():
+                if self._cancel.wait(0.05):
+                    return False
+        return True
+
+    def cancel(self) -> None:
+        """Drop a queued job still waiting for others' writes (an interrupted fit: they will never run)."""
+        self._cancel.set()
 
     def wait(self, raise_error: bool = True) -> None:
         """Block until every submitted snapshot is written; re-raise a write's error (else keep it)."""
@@ -388,30 +419,34 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):
-    """Keras' `BackupAndRestore` (weights, optimizer state, epoch), its saves kept to about 5% of training time.
+    """Keras' `BackupAndRestore` (weights, optimizer state, epoch), written off the training thread and seldom.
 
-    A backup after every epoch costs a small model's `.weights.h5` write (milliseconds) on the training
-    thread, a good part of a short epoch; this one saves at an epoch's end only when the time since the
-    last save is at least `cost_factor` times what that save took, so a run killed loses at most that
-    much training (and every epoch for a model whose epochs are long). `kerasguide run --resume` reads it.
+    Keras' callback saves a `.weights.h5` on the training thread after every epoch: on a small model, a
+    good part of a short epoch. This one copies the weights and the optimizer's state (a millisecond) and
+    a writer thread saves them through a twin of the model (as `BestCheckpoint` does), in Keras' own
+    files (`latest.weights.h5`, `training_metadata.json`, the previous pair kept as `.bkp`), so Keras'
+    loading restores them. It saves at an epoch's end when the time since the last save is at least
+    `cost_factor` times what a save takes, and waits on that thread for the writes of that epoch in
+    `after` (the monitors' records, the best checkpoint): a backup never says an epoch was done whose
+    records are not on disk. A model without twin is saved by Keras, on the training thread, after them.
+    `kerasguide run --resume` restores it (`restore`).
 
     Args:
         backup_dir: The folder of the backup (a run's `backup/`); deleted when a fit completes.
         cost_factor: The least time between saves, as a multiple of a recent save's time.
             Defaults to `20.0`.
-        before_save: Called before each save (the run's monitors and best checkpoint wait for their
-            writes there: a backup never holds an epoch whose records are not on disk). Defaults to `None`.
+        after: Objects with `pending()` (futures of their writes in flight) and `wait()`. Defaults to `()`.
     """
 
-    def __init__(self, backup_dir: str | os.PathLike[str], cost_factor: float = 20.0,
-                 before_save: Callable[[], Any] | None = None):
+    def __init__(self, backup_dir: str | os.PathLike[str], cost_factor: float = 20.0, after: Sequence[Any] = ()):
         # double_checkpoint: a kill in the middle of a save leaves the previous backup to restore from.
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True, double_checkpoint=True)
         self.cost_factor = cost_factor
-        self.before_save = before_save
+        self.after = list(after)
         self._saved_at = -math.inf
         self._costs: list[float] = []  # the last saves' times but the first (a cold start); the least counts
         self._saves = 0
+        self._writer: _TwinWriter | None = None
 
     def restore(self, model: keras.Model) -> int | None:
         """Load the backup into `model` (weights and optimizer state); the epochs it had done, None if none."""
@@ -420,24 +455,81 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if not any((folder / name).exists() for name in ("latest.weights.h5", "latest.weights.h5.bkp")):
             return None
         self.set_model(model)
-        self.on_train_begin()  # Keras' own loading, with its fallback to the previous backup
+        super().on_train_begin()  # Keras' own loading, with its fallback to the previous backup
         metadata = folder / "training_metadata.json"
         try:
             return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             return 0
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        # A twin of its own on the CPU (the best checkpoint's writer is never held up by the monitors).
+        self._writer = (None if os.environ.get("KERASGUIDE_SYNC_CHECKPOINTS")
+                        else _TwinWriter(self.model, device="/CPU:0"))
+
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         if self._costs and now - self._saved_at < self.cost_factor * min(self._costs):
             return
-        if self.before_save is not None:
-            self.before_save()  # counted in the save's time: waiting for others' writes is this save's cost
-        super().on_epoch_end(epoch, logs)
+        writer = self._writer
+        if writer is not None and not writer.no_twin:
+            if writer.busy:
+                return  # the last backup is still being written: a later epoch's turn
+            snapshot = _Snapshot([np.array(w) for w in self.model.get_weights()], epoch + 1, 0.0,
+                                 _optimizer_state(self.model))
+            self._saved_at = now
+            writer.submit(snapshot, Path(self.backup_dir), lambda _path: None,
+                          save=lambda twin, folder, done=epoch + 1: self._write(twin, folder, done),
+                          wait_for=[f for other in self.after for f in other.pending()])
+            return
+        for other in self.after:
+            other.wait()
+        super().on_epoch_end(epoch, logs)  # Keras' own save, here
+        self._saved(time.perf_counter() - now)
+
+    def _write(self, twin: keras.Model, folder: Path, epochs_done: int) -> Path:
+        """On the writer thread: Keras' backup files, from the twin (the previous pair kept as `.bkp`)."""
+        start = time.perf_counter()
+        folder.mkdir(parents=True, exist_ok=True)
+        weights, metadata = folder / "latest.weights.h5", folder / "training_metadata.json"
+        for path in (weights, metadata):
+            if path.exists():
+                shutil.copyfile(path, f"{path}.bkp")
+        with atomic_path(weights) as tmp:
+            twin.save_weights(tmp)
+        atomic_write_text(metadata, json.dumps({"epoch": epochs_done, "batch": 0}))
+        self._saved(time.perf_counter() - start)
+        return weights
+
+    def _saved(self, seconds: float) -> None:
         self._saved_at = time.perf_counter()
         self._saves += 1
         if self._saves > 1:
-            self._costs = [*self._costs[-2:], self._saved_at - now]
+            self._costs = [*self._costs[-2:], seconds]
+
+    def on_train_end(self, logs=None):
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            for other in self.after:  # what the last backup waits for runs now (the fit is over)
+                other.wait()
+            writer.close()
+        super().on_train_end(logs)  # Keras deletes the backup: the fit completed
+
+    def stop(self) -> None:
+        """A fit that ended without `on_train_end` (interrupted): the queued backup is written once what it
+        waits for is (run here now), and stays for `run --resume`. Interrupted again: it is dropped."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            for other in self.after:
+                other.wait()
+        except BaseException:
+            writer.cancel()
+            raise
+        finally:
+            writer.close()
 
 
 class JsonProgress(keras.callbacks.Callback):

@@ -26,7 +26,7 @@ from kerasguide.io import to_json
 
 __all__ = ["EVENTS", "EXIT_CODES", "Progress", "StepEvents", "parse_event"]
 
-EVENTS = ("start", "stage", "step", "epoch", "check", "end", "message")
+EVENTS = ("start", "stage", "step", "epoch", "check", "resumed", "end", "message")
 
 # The CLI's exit codes and what each means (the app shows them).
 EXIT_CODES = {

@@ -162,6 +162,17 @@ class MonitorCallback(keras.callbacks.Callback):
         """Wait for this monitor's background work: its records of the epochs so far are then on disk."""
         self._drain()
 
+    def pending(self) -> list[Future]:
+        """A future done once the background work queued so far is (a run's backup waits for it elsewhere).
+
+        The background thread runs its work in order: a no-op queued now is done after all of it.
+        """
+        if not self.background:
+            return []
+        barrier: Future = Future()
+        background.queue(barrier.set_result, (None,), lambda _future: None)
+        return [barrier]
+
     def finish(self) -> None:
         """Wait for this monitor's background work and write its records (what `on_train_end` does first).
 

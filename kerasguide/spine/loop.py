@@ -38,6 +38,8 @@ def _save_last(ctx: RunContext) -> None:
     if ctx.model is None or not ctx.model.built or getattr(ctx.model, "optimizer", None) is None:
         return
     problems = []
+    if ctx.backup is not None:
+        ctx.backup.stop()  # a fit that was interrupted leaves no backup write waiting
     try:
         if ctx.best_checkpoint is not None:
             ctx.best_checkpoint.flush()  # interrupted: on_train_end never ran (no-op when all is on disk)

@@ -51,7 +51,8 @@ def stage_fit(ctx: RunContext) -> None:
     if ctx.progress.json_lines:
         callbacks.append(JsonProgress(ctx.progress, cfg.train.epochs, ctx.steps_per_epoch))
     if ctx.backup is not None:
-        callbacks.append(ctx.backup)  # last: an epoch's records are on disk before its backup
+        ctx.backup.after.append(ctx.best_checkpoint)
+        callbacks.append(ctx.backup)  # last: its epoch's records and best checkpoint are queued before it
     verbose = 0 if ctx.progress.json_lines or not ctx.verbose else (1 if sys.stdout.isatty() else 2)
     first = resume.epoch if resume is not None and resume.epoch is not None else cfg.train.initial_epoch
     logger.info("training %s, batch %d, %d steps/epoch",

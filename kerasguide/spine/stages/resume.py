@@ -22,14 +22,8 @@ def stage_resume(ctx: RunContext) -> None:
     """Restore the backup into the compiled model and cut the records back to its epoch (before "fit")."""
     resume: Resume | None = ctx.resume
     monitors = [c for c in ctx.callbacks if isinstance(c, MonitorCallback)]
-
-    def records_on_disk() -> None:  # what the backup's epoch had is written before the backup says it was done
-        for monitor in monitors:
-            monitor.wait()
-        if ctx.best_checkpoint is not None:
-            ctx.best_checkpoint.wait()
-
-    ctx.backup = RunBackup(ctx.run_dir.path / BACKUP_DIR, before_save=records_on_disk)
+    # The fit stage adds the best checkpoint to what a backup waits for (it is made there).
+    ctx.backup = RunBackup(ctx.run_dir.path / BACKUP_DIR, after=monitors)
     if resume is None:
         return
     model = ctx.model
