@@ -36,26 +36,9 @@ __all__ = ["TensorBoardProcess", "BoardView", "board_argv", "STOPPED", "STARTING
 STOPPED, STARTING, READY, FAILED = "stopped", "starting", "ready", "failed"
 
 
-def _run_label(path: Path) -> str:
-    # logdir_spec uses "name:path"; keep the name short and free of colons and commas.
-    name = path.name
-    head, _, rest = name.partition("-")
-    if head.isdigit() and len(head) == 8 and rest:
-        name = rest
-    return name.replace(":", "_").replace(",", "_")
-
-
 def board_argv(logdirs: list[Path], port: int) -> list[str]:
-    """TensorBoard's argv for one folder (`--logdir`) or several runs (`--logdir_spec`).
-
-    A run directory is pointed at its `tb/` folder when it has one.
-    """
-    paths = [p / "tb" if (p / "tb").is_dir() else p for p in logdirs]
-    argv = tensorboard_command(paths[0] if paths else ".", port)
-    if len(paths) > 1:
-        at = argv.index("--logdir")
-        spec = ",".join(f"{_run_label(orig)}:{p}" for orig, p in zip(logdirs, paths, strict=False))
-        argv[at: at + 2] = ["--logdir_spec", spec]
+    """TensorBoard's argv for a folder of runs or one run (`--logdir`), or several runs (`--logdir_spec`)."""
+    argv = tensorboard_command(logdirs, port)
     if argv[argv.index("--host") + 1] != "127.0.0.1":  # never serve beyond this machine
         raise RuntimeError(f"TensorBoard must bind 127.0.0.1. Received: {argv}")
     return argv

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from kerasguide.errors import ConfigError
@@ -56,12 +57,36 @@ class TensorBoardServer:
                 self.process.wait()
 
 
-def tensorboard_command(logdir: str | Path, port: int) -> list[str]:
-    """The argv of a TensorBoard child (also used by the desktop app)."""
+def run_label(path: Path) -> str:
+    """A run directory's name in TensorBoard (`logdir_spec`'s "name:path": no colons or commas, no timestamp)."""
+    name = path.name
+    head, _, rest = name.partition("-")
+    if head.isdigit() and len(head) == 8 and rest:
+        name = rest
+    return name.replace(":", "_").replace(",", "_")
+
+
+def logdir_args(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """TensorBoard's logdir arguments: `--logdir PATH` for one run directory or folder of runs,
+    `--logdir_spec NAME:RUN,...` for several runs.
+
+    A run directory itself, not its tb/: a run's HParams session is at tb/'s root, and TensorBoard names a
+    logdir's own root "." (or "NAME/."), where the HParams plugin looks the metrics up in "./train", which is
+    no run; one level up they are "tb" and "tb/train".
+    """
+    paths = [Path(p) for p in paths] or [Path(".")]
+    if len(paths) == 1:
+        return ["--logdir", str(paths[0])]
+    return ["--logdir_spec", ",".join(f"{run_label(p)}:{p}" for p in paths)]
+
+
+def tensorboard_command(logdir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], port: int) -> list[str]:
+    """The argv of a TensorBoard child (also used by the desktop app): a folder of runs, a run, or several."""
+    paths = [logdir] if isinstance(logdir, (str, os.PathLike)) else list(logdir)
     return [
         # -P: the working directory is not put on sys.path, so a `tensorboard/` folder there is not run instead.
         sys.executable, "-P", "-m", "tensorboard.main",
-        "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
+        *logdir_args(paths), "--host", "127.0.0.1", "--port", str(port),
         "--reload_interval", "5",
     ]
 

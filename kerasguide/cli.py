@@ -197,11 +197,10 @@ def cmd_board(args) -> int:
     path = Path(args.path)
     if not path.exists():
         raise CliError(f"{path}: no such run directory or folder")
-    logdir = path / "tb" if (path / "tb").is_dir() else path
     _install_sigterm()  # SIGTERM, like Ctrl-C, stops the TensorBoard child too: no orphan
     # a bad or busy port, or TensorBoard's own error: board.BoardError, a ConfigError (one line, exit 2)
-    server = start_tensorboard(logdir, port=args.port)
-    print(f"TensorBoard for {logdir}: {server.url}  (Ctrl-C to stop)", flush=True)
+    server = start_tensorboard(path, port=args.port)  # a run directory, not its tb/ (board.logdir_args)
+    print(f"TensorBoard for {path}: {server.url}  (Ctrl-C to stop)", flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:

@@ -25,18 +25,23 @@ from tensorboard.plugins.hparams import (
 from tests.conftest import tiny_digits
 
 
-def _backend(logdir: Path):
+def _backend(logdir: Path, spec: list[str] | None = None):
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(str(logdir))
+    if spec:  # `--logdir_spec NAME:PATH,...`, as TensorBoard's application loads it
+        for item in spec[1].split(","):
+            name, _, path = item.partition(":")
+            multiplexer.AddRunsFromDirectory(path, name)
+    else:
+        multiplexer.AddRunsFromDirectory(str(logdir))
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
     tb = base_plugin.TBContext(logdir=str(logdir), multiplexer=multiplexer, data_provider=provider)
     return multiplexer, backend_context.Context(tb)
 
 
-def _table(logdir: Path):
+def _table(logdir: Path, spec: list[str] | None = None):
     """(experiment, session groups) as the HParams dashboard gets them."""
-    multiplexer, backend = _backend(logdir)
+    multiplexer, backend = _backend(logdir, spec)
     ctx = context.RequestContext()
     experiment = get_experiment.Handler(ctx, backend, "", api_pb2.GetExperimentRequest()).run()
     request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=100, allowed_statuses=[
@@ -138,3 +143,20 @@ def test_the_search_experiment_holds_every_stages_range():
     assert params["train.batch_size"].dtype is int
     assert sorted(params["model.activation"].values) == ["gelu", "relu"]  # Discrete sorts its values
     assert (params["train.epochs"].min_value, params["train.epochs"].max_value) == (1, 5)
+
+
+def test_kerasguide_board_of_runs_shows_each_session_with_its_metrics(tmp_path):
+    """`kerasguide board RUN_DIR` and the app's board serve run directories, not their tb/: served as
+    `--logdir RUN/tb`, a session is the run ".", whose metrics the plugin looks for in "./train" (none)."""
+    from kerasguide.board import logdir_args
+    from kerasguide.spine import run
+
+    results = [run(tiny_digits(name, epochs=1, monitors=False), out=tmp_path, verbose=0) for name in ("a", "b")]
+    one = logdir_args([results[0].path])
+    assert one == ["--logdir", str(results[0].path)]
+    (group,) = _table(results[0].path)[2]
+    assert {("validation", "epoch_accuracy"), ("train", "epoch_loss")} <= set(_metrics(group))
+    groups = _table(tmp_path, logdir_args([r.path for r in results]))[2]
+    assert len(groups) == 2 and all(("validation", "epoch_loss") in _metrics(g) for g in groups)
+    (plain,) = _table(results[0].path / "tb")[2]  # the bug this guards against: tb/ served as the logdir
+    assert not _metrics(plain)

@@ -67,8 +67,10 @@ def test_tensorboard_follows_the_selected_runs(make_window, tmp_path, monkeypatc
     argv = board_argv(runs, 6006)
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and "--logdir" not in argv
     spec = argv[argv.index("--logdir_spec") + 1]
-    assert spec == f"030405-alpha-1:{runs[0] / 'tb'},030406-beta_2:{runs[1] / 'tb'}"
-    assert board_argv([runs[0]], 6006)[argv.index("--logdir_spec")] == "--logdir"
+    # The run directories, not their tb/ (a session at a logdir's root is "." to the HParams plugin).
+    assert spec == f"030405-alpha-1:{runs[0]},030406-beta_2:{runs[1]}"
+    one = board_argv([runs[0]], 6006)
+    assert one[one.index("--logdir") + 1] == str(runs[0])
 
     window = make_window()
     started: list[list[Path]] = []
