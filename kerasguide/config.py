@@ -563,7 +563,10 @@ class SearchConfig(_Section):
         "(or RAY_ADDRESS). Every node needs kerasguide and the search directory at the same path."
     )
     gpus_per_trial: float = Field(
-        0.0, ge=0.0, description="ray: GPUs each trial holds (Ray sets its CUDA_VISIBLE_DEVICES; memory growth on)."
+        0.0, ge=0.0, description="GPUs each trial's worker holds (ray: Ray sets its CUDA_VISIBLE_DEVICES; "
+        "process: the master does, from CUDA_VISIBLE_DEVICES or nvidia-smi); memory growth on. A fraction shares "
+        "a GPU (0.5: two workers a GPU); 0 = trials on the CPU (GPUs hidden). More workers than the GPUs hold: "
+        "fewer run, with a warning."
     )
     trial_timeout: float | None = Field(
         None, gt=0.0, description="Seconds before a trial's worker is killed (workers >= 1)."
