@@ -436,12 +436,17 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         cost_factor: The least time between saves, as a multiple of a recent save's time.
             Defaults to `20.0`.
         after: Objects with `pending()` (futures of their writes in flight) and `wait()`. Defaults to `()`.
+        min_seconds: Training time before the first backup (a shorter run killed starts again: the
+            twin and the first save cost more than it loses). Defaults to `0.0`.
     """
 
-    def __init__(self, backup_dir: str | os.PathLike[str], cost_factor: float = 20.0, after: Sequence[Any] = ()):
+    def __init__(self, backup_dir: str | os.PathLike[str], cost_factor: float = 20.0, after: Sequence[Any] = (),
+                 min_seconds: float = 0.0):
         # double_checkpoint: a kill in the middle of a save leaves the previous backup to restore from.
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=True, double_checkpoint=True)
         self.cost_factor = cost_factor
+        self.min_seconds = min_seconds
+        self._began = time.perf_counter()
         self.after = list(after)
         self._saved_at = -math.inf
         self._costs: list[float] = []  # the last saves' times but the first (a cold start); the least counts
@@ -464,12 +469,15 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        self._began = time.perf_counter()
         # A twin of its own on the CPU (the best checkpoint's writer is never held up by the monitors).
         self._writer = (None if os.environ.get("KERASGUIDE_SYNC_CHECKPOINTS")
                         else _TwinWriter(self.model, device="/CPU:0"))
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
+        if now - self._began < self.min_seconds:
+            return
         if self._costs and now - self._saved_at < self.cost_factor * min(self._costs):
             return
         writer = self._writer

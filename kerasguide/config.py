@@ -383,6 +383,10 @@ class TrainConfig(_Section):
     strategy: Literal["default", "mirrored", "multi_worker"] = "default"
     early_stopping_patience: int | None = Field(
         None, gt=0, description="Stop when val_loss has not improved for N epochs.")
+    backup_after: float = Field(
+        10.0, ge=0.0, le=1e6, description="Seconds of training before the first backup for `run --resume` "
+        "(weights, optimizer, epoch; then at most ~5% of the time): a run killed sooner starts again. 0: from "
+        "the first epoch.")
     monitor_metric: str = Field(
         "val_accuracy", description="The metric that picks the best checkpoint (minimized: loss, mae, rmse).")
     init_from: str | None = Field(

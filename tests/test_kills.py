@@ -43,6 +43,7 @@ def config_file(tmp_path_factory):
     cfg.checks.enabled = True  # the checks are one of the moments
     cfg.checks.overfit_steps = 60
     cfg.checks.stop_on_failure = False  # a check that fails on so few steps must not end the run
+    cfg.train.backup_after = 0.0  # backups from the first epoch: the resume after each kill restores one
     path = tmp_path_factory.mktemp("config") / "killed.toml"
     save_config(cfg, path)
     return path

@@ -57,6 +57,7 @@ def test_an_interrupted_run_resumes_without_running_its_checks_and_lr_test_again
     cfg.checks.stop_on_failure = False
     cfg.optimizer.learning_rate = "auto"
     cfg.lr_find.steps = 40
+    cfg.train.backup_after = 0.0  # a backup from the first epoch (the default waits for 10 s of training)
     save_config(cfg, tmp_path / "c.toml")
     code, _, err, run_dir = sigterm_cli_midway(
         "run", str(tmp_path / "c.toml"), "--out", str(tmp_path / "runs"),

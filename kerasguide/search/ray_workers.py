@@ -55,7 +55,7 @@ from ray import exceptions as ray_errors  # noqa: E402
 
 from kerasguide._logging import get_logger  # noqa: E402
 from kerasguide.config import ConfigError, load_config  # noqa: E402
-from kerasguide.rundir import config_hash  # noqa: E402
+from kerasguide.rundir import config_hash, read_run  # noqa: E402
 from kerasguide.search.gpus import NO_GPU  # noqa: E402
 
 __all__ = ["RayPool", "TrialWorker"]
@@ -94,12 +94,12 @@ class TrialWorker:
         import_tensorflow()  # its start-up chatter hidden
         import keras
 
-        from kerasguide.spine import run  # the whole run's imports, once per worker
+        from kerasguide.spine import resume, run  # the whole run's imports, once per worker
         from kerasguide.training import gpu_memory_growth
 
         gpu_memory_growth()
 
-        self._keras, self._run = keras, run
+        self._keras, self._run, self._resume = keras, run, resume
         self.import_seconds = time.perf_counter() - started
         self.trials = 0
         get_logger().setLevel("WARNING")  # the trials' messages would only fill Ray's worker logs
@@ -113,15 +113,19 @@ class TrialWorker:
                 "tf_force_gpu_allow_growth": os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"),
                 "import_seconds": round(self.import_seconds, 3)}
 
-    def run_trial(self, config_path: str, out: str) -> dict[str, Any]:
-        """Run one trial config into `out`; returns the small outcome dict (never raises)."""
+    def run_trial(self, config_path: str, out: str, resume: str | None = None) -> dict[str, Any]:
+        """Run one trial config into `out` (or resume its killed run `resume`); returns the small outcome
+        dict (never raises)."""
         started = time.perf_counter()
         self.trials += 1
         run_dir, status, error = None, "failed", None
         try:
             config = load_config(config_path)
             self._keras.backend.clear_session()
-            result = self._run(config, out=out, verbose=0, config_path=str(config_path))
+            if resume is not None:
+                result = self._resume(resume, verbose=0)
+            else:
+                result = self._run(config, out=out, verbose=0, config_path=str(config_path))
             run_dir, status, error = str(result.path), result.status, result.error
         except Exception as caught:  # bad input (ConfigError) or a failure the run did not record
             error = _one_line(caught)
@@ -357,9 +361,11 @@ class RayPool:
                 return
             if slot.key is None and slot.info is not None and slot.broken is None:
                 job = self._queue.popleft()
+                # A trial whose worker died resumes its killed run (`run --resume`: from its backup).
+                killed = _killed_run(job) if job.attempts else None
                 job.attempts += 1
                 job.slot, job.started = slot, time.time()
-                job.ref = slot.actor.run_trial.remote(job.config_path, job.out)
+                job.ref = slot.actor.run_trial.remote(job.config_path, job.out, killed)
                 slot.key = job.key
         if self._queue and all(s.broken for s in self._slots):
             for job in list(self._queue):
@@ -406,6 +412,12 @@ class RayPool:
                    **outcome, "attempts": job.attempts}
         outcome["earlier_run_dirs"] = [d for d in _run_dirs(job) if d != outcome.get("run_dir")]
         self._done.append((job.key, outcome))
+
+
+def _killed_run(job: _Job) -> str | None:
+    """The newest run directory of the trial if it is `killed` (its worker gone from this host), else None."""
+    found = _run_dirs(job)
+    return found[-1] if found and read_run(found[-1]).status == "killed" else None
 
 
 def _run_dirs(job: _Job) -> list[str]:

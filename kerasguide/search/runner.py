@@ -125,8 +125,11 @@ class SearchResult:
 
 
 def _search_hash(config: RunConfig) -> str:
-    # Where the search is logged (MLflow, HParams) is not what it searches: a new URI resumes the same search.
-    text = json.dumps({k: v for k, v in config.to_dict().items() if k != "tracking"}, sort_keys=True)
+    # Where the search is logged (MLflow, HParams) and how often its trials back up are not what it searches:
+    # a new URI or backup time resumes the same search.
+    data = {k: v for k, v in config.to_dict().items() if k != "tracking"}
+    data["train"] = {k: v for k, v in data.get("train", {}).items() if k != "backup_after"}
+    text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 

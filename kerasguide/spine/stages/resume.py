@@ -23,7 +23,7 @@ def stage_resume(ctx: RunContext) -> None:
     resume: Resume | None = ctx.resume
     monitors = [c for c in ctx.callbacks if isinstance(c, MonitorCallback)]
     # The fit stage adds the best checkpoint to what a backup waits for (it is made there).
-    ctx.backup = RunBackup(ctx.run_dir.path / BACKUP_DIR, after=monitors)
+    ctx.backup = RunBackup(ctx.run_dir.path / BACKUP_DIR, after=monitors, min_seconds=ctx.config.train.backup_after)
     if resume is None:
         return
     model = ctx.model
