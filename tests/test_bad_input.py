@@ -242,6 +242,14 @@ def test_builder_with_the_wrong_output_shape_is_one_line(capsys, tmp_path):
     path, builder = _builder_config(tmp_path, WRONG_SHAPE)
     words = ("build()", str(builder), "(None, 3)", "(None, 10)")
     _one_bad_line(cli_in_process(capsys, "check", str(path), "--out", str(tmp_path / "runs")), *words)
+    # The user's code that failed is recorded, as `run` records it: the file and its sha256, the error.
+    (checked,) = (tmp_path / "runs").iterdir()
+    record = json.loads((checked / "run.json").read_text())
+    assert (record["kind"], record["status"]) == ("check", "failed") and "(None, 3)" in record["error"]
+    assert record["user_code"]["sha256"] == hashlib.sha256(builder.read_bytes()).hexdigest()
+    _one_bad_line(cli_in_process(capsys, "lr-find", str(path), "--out", str(tmp_path / "lr")), *words)
+    (found,) = (tmp_path / "lr").iterdir()
+    assert json.loads((found / "run.json").read_text())["user_code"]["path"] == str(builder)
     # `run` logs its run directory and data first (a child process: its log lines go to its own stderr)
     _one_bad_line(run_cli("run", str(path), "--out", str(tmp_path / "runs")), *words, logged=True)
 

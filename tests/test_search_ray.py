@@ -152,8 +152,8 @@ def test_two_node_cluster_loses_a_node_and_the_search_accounts_for_every_trial(t
     victim = next(t for t in trials if t["trial_id"] == killed[0]["trial_id"])
     assert victim["attempts"] == 2 and victim["node"] != other.node_id  # run again on the live node
     # ... resuming its killed run in its own directory (`run --resume`), not a second run.
-    assert len(list(tmp_path.glob(f"*-search/trials/*-t{victim['trial_id']}-*"))) == 1
-    record = json.loads((Path(victim["run_dir"]) / "run.json").read_text())
+    (victim_run,) = tmp_path.glob(f"*-search/trials/*-t{victim['trial_id']}-*")  # one run directory
+    record = json.loads((victim_run / "run.json").read_text())
     assert record["status"] == "completed" and record["resumed"][0]["status_before"] == "killed"
     assert all(t["attempts"] == 1 for t in trials if t is not victim)
 

@@ -35,6 +35,24 @@ def _opening(dataset, model, config: RunConfig | None = None) -> dict[str, Any]:
             **{key: value for key, value in code.items() if value}}
 
 
+def _prepare(config: RunConfig, out, config_path: str | None, progress: Progress, kind: str, what: str):
+    """`prepare(config)`; when the user's code (a `python:` builder or data source) fails in it, a failed run
+    directory records that code (file, sha256) and the error, as `run` does, before the error goes on."""
+    from kerasguide.builders import data_code_record, user_code_record
+
+    try:
+        return prepare(config)
+    except Exception as error:
+        code = {"user_code": user_code_record(config), "data_code": data_code_record(config)}
+        if not any(code.values()):
+            raise  # bad input of the config's own: one line, no run directory (as before)
+        run_dir = new_run_dir(out, config)
+        with command_run(run_dir, config, config_path, progress, kind=kind, what=what,
+                         header={key: value for key, value in code.items() if value}):
+            raise error from None
+    raise AssertionError("unreachable")  # pragma: no cover - command_run re-raises
+
+
 def check_config(
     config: RunConfig,
     out: str | os.PathLike[str] = "runs",
@@ -65,7 +83,7 @@ def check_config(
         `(run_dir, results)`. Bad data or config raise `ConfigError`.
     """
     progress = progress or Progress(False)
-    dataset, model = prepare(config)
+    dataset, model = _prepare(config, out, config_path, progress, "check", "check")
     config = apply_task(config, dataset.task)  # the loss and metrics of the task the data show
     loss, optimizer = loss_and_optimizer(model, config, own=is_compiled(model))
     run_dir = new_run_dir(out, config)
@@ -124,7 +142,7 @@ def lr_find_config(
         `(run_dir, result)`. Bad data or config raise `ConfigError`.
     """
     progress = progress or Progress(False)
-    dataset, model = prepare(config)
+    dataset, model = _prepare(config, out, config_path, progress, "lr_find", "LR range test")
     config = apply_task(config, dataset.task)  # the loss and metrics of the task the data show
     run_dir = new_run_dir(out, config)
     lf = config.lr_find
