@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kerasguide.config import ConfigError, RunConfig, SearchConfig, save_config
+from kerasguide.rundir import list_runs, read_run
 from kerasguide.search.asha_plan import asha_plan, asha_rungs
 from tests.conftest import tiny_digits, wait_for
 
@@ -351,6 +352,40 @@ def test_sigkill_of_the_master_takes_its_worker_down(tmp_path):
     wait_for(gone, timeout=10)
 
 
+@pytest.mark.timeout(400)
+def test_a_search_killed_while_a_worker_trains_resumes_that_trials_run(tmp_path):
+    """SIGKILL of the master mid-trial: its worker dies with it; the same tune again gives the unfinished trial
+    back, and its worker resumes the killed run (`run --resume`, from its backup) instead of starting over."""
+    cfg = _tiny("again", epochs=40, trials=2, workers=1, engine="process", algorithm="random", prune=False,
+                stages=[{"epochs": 40, "trials": 2}])
+    cfg.train.backup_after = 0.0
+    save_config(cfg, tmp_path / "s.toml")
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "kerasguide.cli", "tune", str(tmp_path / "s.toml"), "--out", str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def training_with_a_backup():
+            for info in list_runs(next(out.glob("*-search"), out) / "trials"):
+                if info.status == "running" and (info.path / "backup" / "training_metadata.json").exists():
+                    return info
+            return None
+
+        victim = wait_for(training_with_a_backup, timeout=240)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    wait_for(lambda: read_run(victim.path).status == "killed", timeout=20)  # the worker died with its master
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    search = next(out.glob("*-search"))
+    assert _state(search)["status"] == "completed"
+    record = json.loads((victim.path / "run.json").read_text())
+    assert record["status"] == "completed" and record["resumed"][0]["status_before"] == "killed"
+    assert record["resumed"][0]["epoch"] >= 1 and record["epochs_done"] == 40
+    assert len(list((search / "trials").iterdir())) == 2  # one run directory a trial
+
+
 def test_dry_run_estimate_of_asha_is_within_2x_of_the_real_search(tmp_path):
     from tests.conftest import run_cli
 
@@ -398,7 +433,6 @@ def test_sigkill_of_a_worker_mid_trial_and_of_the_master_before_its_first_trial(
     After each, the readers (`search-status`, `runs`) tell what happened, and the same tune resumes to the
     end with every trial accounted for and no process left behind.
     """
-    from kerasguide.rundir import list_runs
     from tests.conftest import cli_in_process
 
     cfg = _tiny("wkill", epochs=60, trials=3, workers=1, engine="process")

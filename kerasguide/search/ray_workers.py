@@ -361,8 +361,9 @@ class RayPool:
                 return
             if slot.key is None and slot.info is not None and slot.broken is None:
                 job = self._queue.popleft()
-                # A trial whose worker died resumes its killed run (`run --resume`: from its backup).
-                killed = _killed_run(job) if job.attempts else None
+                # A trial whose worker died, or that a stopped or killed search left unfinished, resumes its
+                # run (`run --resume`: from its backup).
+                killed = _unfinished_run(job)
                 job.attempts += 1
                 job.slot, job.started = slot, time.time()
                 job.ref = slot.actor.run_trial.remote(job.config_path, job.out, killed)
@@ -414,10 +415,11 @@ class RayPool:
         self._done.append((job.key, outcome))
 
 
-def _killed_run(job: _Job) -> str | None:
-    """The newest run directory of the trial if it is `killed` (its worker gone from this host), else None."""
+def _unfinished_run(job: _Job) -> str | None:
+    """The newest run directory of the trial if it is `killed` (its worker gone from this host) or
+    `interrupted`, else None."""
     found = _run_dirs(job)
-    return found[-1] if found and read_run(found[-1]).status == "killed" else None
+    return found[-1] if found and read_run(found[-1]).status in ("killed", "interrupted") else None
 
 
 def _run_dirs(job: _Job) -> list[str]:

@@ -420,11 +420,12 @@ class SearchTuner(kt.Tuner):
     def _start_process(self, worker: _Worker) -> None:
         """The worker's child process (again, after a kill: its log goes on)."""
         trial_dir = worker.trial_dir
-        # A worker killed mid-trial left a killed run: the next attempt resumes it (`run --resume`: from
-        # its backup, its checks not run again), else the trial starts a run of its own.
-        previous = worker.find_run_dir() if worker.attempts else None
-        resume = previous is not None and read_run(previous).status == "killed"
-        worker.log_handle = open(trial_dir / "worker.log", "ab" if worker.attempts else "wb")  # noqa: SIM115
+        # A worker killed mid-trial, or a search stopped or killed while the trial ran (a resumed search
+        # gets its unfinished trials back, in their trial directories), left a killed or interrupted run:
+        # this attempt resumes it (`run --resume`: from its backup, its checks not run again).
+        previous = worker.find_run_dir()
+        resume = previous is not None and read_run(previous).status in ("killed", "interrupted")
+        worker.log_handle = open(trial_dir / "worker.log", "ab" if worker.attempts or resume else "wb")  # noqa: SIM115
         worker.attempts += 1
         worker.run_dir = None  # the attempt's start event names its run directory
         worker.started = time.perf_counter()
