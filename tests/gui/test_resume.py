@@ -39,6 +39,7 @@ learning_rate = 0.01
 [train]
 epochs = 30
 batch_size = 128
+backup_after = 0.0  # a backup from the first epoch (the default waits for 10 s of training)
 [monitor]
 enabled = false
 """
