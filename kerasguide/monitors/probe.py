@@ -37,6 +37,7 @@ def _lengths(data) -> str:
 logger = get_logger()
 
 _ACT_SAMPLE = 16384  # activation values kept for a layer's histogram (a strided sample)
+_EAGER_PROBES = 2  # probes of a fit run eagerly before its function is traced
 
 
 def _sample(values, stride: int):
@@ -164,6 +165,7 @@ class ProbeMonitor(MonitorCallback):
         super().on_train_begin(logs)
         self._batches = 0
         self._probe_step = 0
+        self._calls = 0
         self._failed = False
         if self._function_model is not self.model:
             self._traced = False
@@ -281,12 +283,14 @@ class ProbeMonitor(MonitorCallback):
         # One compiled function for the forward pass to every activation, the backward pass to
         # every gradient, the unit statistics and the histograms (counted in the graph: in NumPy
         # they were a third of the probe's epoch-end work); autograph is off (nothing here needs
-        # it, and it slows tracing). It is traced at its first call, on the background thread; the
-        # small snapshot function now, so that the training thread never traces it mid-fit. Once
-        # traced, it runs inside the epoch's one compiled call of every monitor (`epoch_end`).
+        # it, and it slows tracing). It is traced at its first call after `_EAGER_PROBES` eager ones,
+        # on the background thread; the small snapshot function now, so that the training thread
+        # never traces it mid-fit. Once traced, it runs inside the epoch's one compiled call of
+        # every monitor (`epoch_end`).
         self._snapshot = tf.function(snapshot, autograph=False)
         self._snapshot.get_concrete_function()
         self._function = tf.function(probe, autograph=False)
+        self._eager = probe
         self._kernels = dict(zip(self._order, kernels, strict=True))
         self._sizes = sizes
         self._names = names
@@ -319,8 +323,8 @@ class ProbeMonitor(MonitorCallback):
         else:
             values = self._snapshot()  # one compiled call that copies the weights
         if not self._traced:
-            # The first probe traces the function: on the background thread, while the next
-            # execution trains.
+            # The first probes run eagerly and the next one traces the function: on the background
+            # thread, while the next execution trains.
             self._submit(self._measure, epoch, step, values)
             return
         # Traced: the forward and backward pass run here, between two executions. Run beside a
@@ -330,13 +334,17 @@ class ProbeMonitor(MonitorCallback):
             self._submit(self._measure, epoch, step, values, outputs)
 
     def _run(self, values):
+        self._calls += 1
+        # A short fit (a search's first rungs) probes once or twice: eagerly that costs a tenth of
+        # the function's trace, which longer fits then pay once, from the third probe on.
+        eager = self._calls <= _EAGER_PROBES
         try:
-            outputs = self._function(values)
+            outputs = self._eager(values) if eager else self._function(values)
         except Exception as error:  # an exotic model must not stop the training
             self._failed = True
             logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
             return None
-        self._traced = True
+        self._traced = not eager
         return outputs
 
     def _measure(self, epoch: int | None, step: int, values, outputs=None) -> None:
