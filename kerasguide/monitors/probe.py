@@ -37,7 +37,7 @@ def _lengths(data) -> str:
 logger = get_logger()
 
 _ACT_SAMPLE = 16384  # activation values kept for a layer's histogram (a strided sample)
-_EAGER_PROBES = 2  # probes of a fit run eagerly before its function is traced
+_EAGER_PROBES = 3  # a fit with at most this many probes left runs them eagerly: its trace costs about four
 
 
 def _sample(values, stride: int):
@@ -165,7 +165,6 @@ class ProbeMonitor(MonitorCallback):
         super().on_train_begin(logs)
         self._batches = 0
         self._probe_step = 0
-        self._calls = 0
         self._failed = False
         if self._function_model is not self.model:
             self._traced = False
@@ -283,8 +282,8 @@ class ProbeMonitor(MonitorCallback):
         # One compiled function for the forward pass to every activation, the backward pass to
         # every gradient, the unit statistics and the histograms (counted in the graph: in NumPy
         # they were a third of the probe's epoch-end work); autograph is off (nothing here needs
-        # it, and it slows tracing). It is traced at its first call after `_EAGER_PROBES` eager ones,
-        # on the background thread; the small snapshot function now, so that the training thread
+        # it, and it slows tracing). It is traced at its first call unless the fit has at most
+        # `_EAGER_PROBES` probes left, which run eagerly instead, on the background thread; the small snapshot function now, so that the training thread
         # never traces it mid-fit. Once traced, it runs inside the epoch's one compiled call of
         # every monitor (`epoch_end`).
         self._snapshot = tf.function(snapshot, autograph=False)
@@ -323,9 +322,9 @@ class ProbeMonitor(MonitorCallback):
         else:
             values = self._snapshot()  # one compiled call that copies the weights
         if not self._traced:
-            # The first probes run eagerly and the next one traces the function: on the background
-            # thread, while the next execution trains.
-            self._submit(self._measure, epoch, step, values)
+            # A probe before the function is traced runs on the background thread, while the next
+            # execution trains: eagerly when few are left (a search's short trials), else the trace.
+            self._submit(self._measure, epoch, step, values, None, self._few_left(epoch))
             return
         # Traced: the forward and backward pass run here, between two executions. Run beside a
         # training step, the two would share TensorFlow's thread pools and cost more.
@@ -333,25 +332,27 @@ class ProbeMonitor(MonitorCallback):
         if outputs is not None:
             self._submit(self._measure, epoch, step, values, outputs)
 
-    def _run(self, values):
-        self._calls += 1
-        # A short fit (a search's first rungs) probes once or twice: eagerly that costs a tenth of
-        # the function's trace, which longer fits then pay once, from the third probe on.
-        eager = self._calls <= _EAGER_PROBES
+    def _few_left(self, epoch: int | None) -> bool:
+        """Whether at most `_EAGER_PROBES` probes are left in this fit (never with a probe every N batches)."""
+        if epoch is None or self.every_batches is not None or not self._epochs:
+            return False
+        return (self._epochs - epoch + self.every_epochs - 1) // self.every_epochs <= _EAGER_PROBES
+
+    def _run(self, values, eager: bool = False):
         try:
             outputs = self._eager(values) if eager else self._function(values)
         except Exception as error:  # an exotic model must not stop the training
             self._failed = True
             logger.warning("probe monitor disabled: %s: %s", type(error).__name__, error)
             return None
-        self._traced = not eager
+        self._traced = self._traced or not eager
         return outputs
 
-    def _measure(self, epoch: int | None, step: int, values, outputs=None) -> None:
+    def _measure(self, epoch: int | None, step: int, values, outputs=None, eager: bool = False) -> None:
         if self._failed:
             return
         if outputs is None:
-            outputs = self._run(values)
+            outputs = self._run(values, eager)
             if outputs is None:
                 return
         act_stats = np.asarray(outputs["act_stats"], dtype=np.float64)
