@@ -27,10 +27,11 @@ demo: $(STAMP)
 	echo "monitors in TensorBoard: $(VENV)/bin/kerasguide board $$last"; \
 	if [ -n "$(BOARD)" ]; then $(VENV)/bin/kerasguide board $$last; fi
 
-# Two pytest processes: the core's tests, then the desktop app's, which never share a process with
-# TensorFlow (as in the app itself; see tests/conftest.py).
+# Two pytest processes: the core's tests (its slowest 25 listed, to keep the suite's time in sight),
+# then the desktop app's, which never share a process with TensorFlow (as in the app itself; see
+# tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 	$(PY) -m pytest -q -p no:cacheprovider tests/gui
 
 # Ruff, then the import contracts in pyproject.toml (the layers, one way; no Qt in the core; no
