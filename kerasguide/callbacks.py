@@ -44,6 +44,9 @@ def current_lr(model: keras.Model) -> float:
 
 
 
+_HOLD_BYTES = 64 << 20
+
+
 def _better(mode: str, value: float, best: float) -> bool:
     return value < best if mode == "min" else value > best
 
@@ -90,6 +93,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_path: Path | None = None
         self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
         if self._prior is not None:
             self.best, self.best_epoch, self.best_path = self._prior
         self._drop_writer()
@@ -107,6 +111,10 @@ class BestCheckpoint(keras.callbacks.Callback):
                 self.best = value
                 self.best_epoch = epoch + 1
                 snapshot = _Snapshot([np.array(w) for w in self.model.get_weights()], epoch + 1, value)
+                # Held for the run's evaluation, which then reads no file (a search trial's tenth of a second);
+                # a large model's copy is not held.
+                small = sum(w.nbytes for w in snapshot.weights) <= _HOLD_BYTES
+                self.best_weights = snapshot.weights if small else None
                 if self._writer is not None:
                     snapshot.optimizer = _optimizer_state(self.model)
                     self._writer.submit(snapshot, self._target(snapshot), self._written)

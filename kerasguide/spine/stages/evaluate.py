@@ -25,6 +25,9 @@ def _best_weights(ctx: RunContext):
     path = getattr(best, "best_path", None)
     if path is None or not path.exists():
         return None, None
+    held = getattr(best, "best_weights", None)
+    if held is not None:  # this fit's best, still in memory: the file holds the same weights
+        return held, best.best_epoch
     current = ctx.model.get_weights()
     # load_weights of a .keras file loads its optimizer state too: the run's own (its last epoch's,
     # which last.keras and a continuation need) is put back with the weights.
