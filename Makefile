@@ -27,11 +27,14 @@ demo: $(STAMP)
 	echo "monitors in TensorBoard: $(VENV)/bin/kerasguide board $$last"; \
 	if [ -n "$(BOARD)" ]; then $(VENV)/bin/kerasguide board $$last; fi
 
-# Two pytest processes: the core's tests (its slowest 25 listed, to keep the suite's time in sight),
+# Two pytest runs: the core's tests (its slowest 25 listed, to keep the suite's time in sight),
 # then the desktop app's, which never share a process with TensorFlow (as in the app itself; see
-# tests/conftest.py).
+# tests/conftest.py). The core's run on TEST_WORKERS pytest-xdist workers, a test file each at a
+# time (its module fixtures and order kept): most of its time is child processes starting and
+# waiting, so two workers on 2 cores take about 0.6x the time of one (benchmarks/README.md).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=25 tests
 	$(PY) -m pytest -q -p no:cacheprovider tests/gui
 
 # Ruff, then the import contracts in pyproject.toml (the layers, one way; no Qt in the core; no
