@@ -505,3 +505,30 @@ def test_an_error_metric_objective_is_minimized():
                               ("val_accuracy", "max"), ("val_top3_accuracy", "max")):
         cfg = _tiny(objective=metric)
         assert objective_of(cfg) == (metric, direction)
+
+
+def test_in_process_trials_collect_their_models_with_what_came_before_frozen(tmp_path, monkeypatch):
+    """The search freezes what lived before its first trial (each trial's collection then skips it), unfreezes it
+    at its end, and each trial's model is still collected by the next trial's clear_session."""
+    import gc
+    import weakref
+
+    from kerasguide.search import tune
+    from kerasguide.spine.stages import model as model_stage
+
+    built, seen = [], []
+    original = model_stage.build_model
+
+    def build(*args, **kwargs):
+        seen.append((gc.get_freeze_count() > 0, [ref() is None for ref in built]))
+        model = original(*args, **kwargs)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(model_stage, "build_model", build)
+    before = gc.get_freeze_count()
+    result = tune(_tiny(stages=[{"epochs": 1, "trials": 3}], widen_on_border=False), out=tmp_path)
+    assert result.status == "completed" and len(seen) == 3
+    assert all(frozen for frozen, _ in seen)  # every trial ran with the earlier objects frozen
+    assert all(all(dead) for _, dead in seen)  # and the trials before it had been collected
+    assert gc.get_freeze_count() == before  # nothing left frozen after the search

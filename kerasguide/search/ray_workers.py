@@ -39,6 +39,7 @@ pool.shutdown()
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import socket
@@ -100,6 +101,10 @@ class TrialWorker:
         gpu_memory_growth()
 
         self._keras, self._run, self._resume = keras, run, resume
+        # What the imports made lives as long as the worker: out of the garbage collector's reach, so each
+        # trial's clear_session collects over that trial's objects only (as in-process searches do).
+        gc.collect()
+        gc.freeze()
         self.import_seconds = time.perf_counter() - started
         self.trials = 0
         get_logger().setLevel("WARNING")  # the trials' messages would only fill Ray's worker logs

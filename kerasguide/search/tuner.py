@@ -43,6 +43,7 @@ directory), so a stopped search resumes where it was.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import math
@@ -565,6 +566,12 @@ class SearchTuner(kt.Tuner):
         slots = max(1, self.workers)
         running: dict[str, _Worker] = {}
         exhausted = False
+        frozen = self.workers == 0 and self.pool is None
+        if frozen:
+            # What lives before the first trial (TensorFlow, Keras, the search) is moved out of the garbage
+            # collector's reach: each trial's clear_session then collects over that trial's objects only.
+            gc.collect()
+            gc.freeze()
         try:
             while True:
                 idle = False
@@ -601,6 +608,8 @@ class SearchTuner(kt.Tuner):
                     self.pool.cancel(worker.ray_key)
                 worker.stop()
                 worker.close()
+            if frozen:
+                gc.unfreeze()
         self.on_search_end()
 
     # keras-tuner asks for these; a trial's model is its run's best checkpoint.
