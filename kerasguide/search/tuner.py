@@ -566,7 +566,7 @@ class SearchTuner(kt.Tuner):
         slots = max(1, self.workers)
         running: dict[str, _Worker] = {}
         exhausted = False
-        frozen = self.workers == 0 and self.pool is None
+        frozen = self.workers == 0 and self.pool is None and gc.get_freeze_count() == 0  # a caller's freeze stays
         if frozen:
             # What lives before the first trial (TensorFlow, Keras, the search) is moved out of the garbage
             # collector's reach: each trial's clear_session then collects over that trial's objects only.
@@ -603,13 +603,13 @@ class SearchTuner(kt.Tuner):
                 if not done and self.pool is None:
                     time.sleep(0.2)
         finally:
+            if frozen:
+                gc.unfreeze()
             for worker in running.values():  # interrupted: stop the workers, keep their files
                 if worker.ray_key is not None:
                     self.pool.cancel(worker.ray_key)
                 worker.stop()
                 worker.close()
-            if frozen:
-                gc.unfreeze()
         self.on_search_end()
 
     # keras-tuner asks for these; a trial's model is its run's best checkpoint.
