@@ -8,12 +8,18 @@ import numpy as np
 from kerasguide.callbacks import BestCheckpoint
 
 
-def test_the_held_best_weights_are_the_best_epochs_and_its_files(tmp_path):
+def _fit_begun(tmp_path, monitor: str) -> tuple[keras.Model, BestCheckpoint]:
+    """A tiny compiled model and its BestCheckpoint, as at the start of a fit."""
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
-    checkpoint = BestCheckpoint(tmp_path, monitor="val_accuracy")
+    checkpoint = BestCheckpoint(tmp_path, monitor=monitor)
     checkpoint.set_model(model)
     checkpoint.on_train_begin()
+    return model, checkpoint
+
+
+def test_the_held_best_weights_are_the_best_epochs_and_its_files(tmp_path):
+    model, checkpoint = _fit_begun(tmp_path, "val_accuracy")
     for epoch, score in enumerate([0.5, 0.9, 0.7]):  # the second epoch is the best, not the last
         model.set_weights([np.full_like(w, epoch + 1) for w in model.get_weights()])
         checkpoint.on_epoch_end(epoch, {"val_accuracy": score})
@@ -27,11 +33,7 @@ def test_the_held_best_weights_are_the_best_epochs_and_its_files(tmp_path):
 
 
 def test_a_new_fit_holds_nothing_until_it_improves(tmp_path):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(optimizer="sgd", loss="mse")
-    checkpoint = BestCheckpoint(tmp_path, monitor="val_loss")
-    checkpoint.set_model(model)
-    checkpoint.on_train_begin()
+    _, checkpoint = _fit_begun(tmp_path, "val_loss")
     checkpoint.on_epoch_end(0, {"val_loss": 1.0})
     checkpoint.on_train_end()
     checkpoint.resume_from(0.5, 1, checkpoint.best_path)  # a resumed run: its best is on disk, from before
